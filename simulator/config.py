@@ -1,0 +1,484 @@
+"""Hardware configuration: the one schema, TOML loading, validation and ``--set`` overrides.
+
+A config is a TOML file with the sections below (every key documented in docs/hwconfig.md).
+Any section except ``[layers]`` may be repeated per layer as ``[layers.<layer>.<section>]``
+(layer = ``feature`` or ``output``) to override single keys for that layer.
+
+Errors (:class:`ConfigError`) always name the file, the dotted key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .fixedpoint import MAX_BITS, OVERFLOW_POLICIES, ROUNDING_MODES
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "hwconfig"
+LAYER_KEYS = ("feature", "output")
+
+
+class ConfigError(ValueError):
+    """A hardware config that cannot be used as written."""
+
+
+# --- section dataclasses -------------------------------------------------------------------
+# Each field's metadata: "doc" (meaning and unit), and either "range" (lo, hi) for numbers or
+# "choices" for strings. The schema below is the single source of truth for validation and docs.
+
+
+def _f(default: Any, doc: str, **meta: Any) -> Any:
+    return field(default=default, metadata={"doc": doc, **meta})
+
+
+@dataclass(frozen=True)
+class SpikesConfig:
+    """Input spike register and the host-side quantizer of float spikes."""
+
+    bits: int = _f(8, "width of the input spike register (bits)", range=(1, MAX_BITS))
+    signed: bool = _f(False, "input codes are signed (two's complement)")
+    quantizer: str = _f(
+        "fma_f32",
+        "how float spikes become codes: fma_f32 = torch QuantStub, "
+        "clamp(rint(fmaf(x, f32(1/scale), zp))) with a single float32 rounding",
+        choices=("fma_f32", "float64"),
+    )
+    rounding: str = _f("half_even", "rounding of the float quantizer", choices=ROUNDING_MODES)
+
+
+@dataclass(frozen=True)
+class WeightsConfig:
+    """Weight memory: word organisation, banks and capacity."""
+
+    bits: int = _f(8, "width of one stored weight (bits)", range=(1, MAX_BITS))
+    signed: bool = _f(True, "weights are two's complement")
+    capacity_kib: int = _f(
+        32768, "capacity in KiB; must hold all layers of the largest module", range=(1, 1 << 40)
+    )
+    banks: int = _f(8, "independent banks read in parallel", range=(1, 1 << 16))
+    word_bits: int = _f(64, "width of one bank word (bits)", range=(1, 4096))
+    read_ports: int = _f(1, "read ports per bank (words per bank per cycle)", range=(1, 64))
+
+
+@dataclass(frozen=True)
+class AccumulatorConfig:
+    """Per-lane accumulator register."""
+
+    bits: int = _f(32, "accumulator width (bits, signed)", range=(2, MAX_BITS))
+    overflow: str = _f(
+        "saturate",
+        "what an addition outside the range does: wrap (two's complement), saturate, "
+        "or error (stop the run)",
+        choices=OVERFLOW_POLICIES,
+    )
+    adder_tree_width: int = _f(
+        1,
+        "products summed exactly per lane per cycle before one add into the accumulator",
+        range=(1, 1 << 16),
+    )
+
+
+@dataclass(frozen=True)
+class MacConfig:
+    """MAC array: lanes and an optional pre-add stage (e.g. AVX2 VPMADDUBSW int16 pairs)."""
+
+    lanes: int = _f(64, "parallel MAC lanes (one output neuron per lane)", range=(1, 1 << 20))
+    operand: str = _f(
+        "offset",
+        "offset: multiply (x - zx) * (w - zw); raw: multiply raw codes x * w and subtract "
+        "zx * sum(w) afterwards (as fbgemm does)",
+        choices=("offset", "raw"),
+    )
+    pre_add_width: int = _f(
+        1, "products summed in a pre-add register before the adder tree (1 = none)",
+        range=(1, 64),
+    )
+    pre_add_bits: int = _f(16, "pre-add register width (bits, signed)", range=(2, MAX_BITS))
+    pre_add_overflow: str = _f(
+        "saturate", "pre-add register overflow policy", choices=OVERFLOW_POLICIES
+    )
+
+
+@dataclass(frozen=True)
+class RequantConfig:
+    """Requantizer: accumulator -> output code."""
+
+    scheme: str = _f(
+        "fbgemm",
+        "fbgemm: float32 m=f32(f32(sx*sw)/sy), v=f32(acc)*m; qnnpack: m=f32(f32(sw*sx)*f32(1/sy)); "
+        "fixed_point: acc*M0 >> shift with an integer M0; seed_floor_divide: the seed's "
+        "floor divisions by scale factors (split layout)",
+        choices=("fbgemm", "qnnpack", "fixed_point", "seed_floor_divide"),
+    )
+    rounding: str = _f("half_even", "rounding of the scaled value", choices=ROUNDING_MODES)
+    multiplier_bits: int = _f(31, "fixed_point: width of the multiplier M0 (bits)", range=(2, 32))
+    output_bits: int = _f(8, "output register width (bits)", range=(1, MAX_BITS))
+    output_signed: bool = _f(False, "output codes are signed")
+    clamp_low: int | str = _f("register", "lowest output code, or 'register' for its minimum")
+    clamp_high: int | str = _f("register", "highest output code, or 'register' for its maximum")
+    throughput: int = _f(1, "accumulators requantized per cycle", range=(1, 1 << 20))
+    latency: int = _f(3, "pipeline latency (cycles) of the requantizer", range=(0, 1 << 16))
+    exc_divisors: tuple = _f(
+        ((0, 2), (2,)),
+        "seed: excitatory floor divisions, each a product of scale-factor indices",
+    )
+    inh_divisors: tuple = _f(((1, 3), (3,)), "seed: inhibitory floor divisions")
+    inh_pre_offset: int = _f(127, "seed: subtracted from the inhibitory sum before dividing",
+                             range=(-(1 << 31), 1 << 31))
+    inh_post_offset: int = _f(127, "seed: added to the inhibitory result after dividing",
+                              range=(-(1 << 31), 1 << 31))
+
+
+@dataclass(frozen=True)
+class CombinerConfig:
+    """Combining add of the split excitatory/inhibitory layout (seed)."""
+
+    exc_divisor: int = _f(2, "scale-factor index dividing the excitatory value", range=(0, 3))
+    inh_divisor: int = _f(2, "scale-factor index dividing the inhibitory value", range=(0, 3))
+    inh_offset: int = _f(127, "subtracted from the inhibitory value before rescaling",
+                         range=(-(1 << 31), 1 << 31))
+    scale: float = _f(58.0, "combining scale (multiplier after the division)", range=(0, 1e12))
+    zero_point: int = _f(61, "combining zero point", range=(-(1 << 31), 1 << 31))
+    cast_rounding: str = _f("toward_zero", "float -> int cast of each rescaled term",
+                            choices=ROUNDING_MODES)
+    clip_low: int = _f(0, "lowest combined code", range=(-(1 << 62), 1 << 62))
+    clip_high: int | str = _f(
+        "input_max",
+        "highest combined code: an integer, 'input_max' (the query's largest input code, as "
+        "the seed does) or 'register' (the output register's maximum)",
+    )
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Dataflow schedule."""
+
+    mode: str = _f(
+        "dense",
+        "dense: every input is streamed; event_driven: inputs equal to the zero point are "
+        "skipped (cycles depend on activity)",
+        choices=("dense", "event_driven"),
+    )
+
+
+@dataclass(frozen=True)
+class ClockConfig:
+    mhz: float = _f(200.0, "clock frequency (MHz)", range=(1e-6, 1e6))
+
+
+@dataclass(frozen=True)
+class EnergyConfig:
+    """Energy per operation (pJ) for the energy estimate in the report."""
+
+    mac_pj: float = _f(0.2, "one multiply-accumulate (pJ)", range=(0, 1e9))
+    weight_read_pj_per_byte: float = _f(1.0, "weight memory read (pJ per byte)", range=(0, 1e9))
+    requant_pj: float = _f(1.0, "one requantization (pJ)", range=(0, 1e9))
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    compare_with: str = _f(
+        "", "preset or config file run on the same model and inputs; the report counts "
+        "differing codes and argmaxes ('' = none)"
+    )
+
+
+SECTIONS: dict[str, type] = {
+    "spikes": SpikesConfig,
+    "weights": WeightsConfig,
+    "accumulator": AccumulatorConfig,
+    "mac": MacConfig,
+    "requant": RequantConfig,
+    "combiner": CombinerConfig,
+    "schedule": ScheduleConfig,
+    "clock": ClockConfig,
+    "energy": EnergyConfig,
+    "report": ReportConfig,
+}
+LAYER_SECTIONS = ("spikes", "accumulator", "mac", "requant", "combiner", "schedule")
+TOP_KEYS = {"name": str, "description": str}
+
+
+@dataclass(frozen=True)
+class LayerHw:
+    """The hardware one layer runs on, after per-layer overrides."""
+
+    spikes: SpikesConfig
+    accumulator: AccumulatorConfig
+    mac: MacConfig
+    requant: RequantConfig
+    combiner: CombinerConfig
+    schedule: ScheduleConfig
+
+
+@dataclass(frozen=True)
+class HwConfig:
+    """A validated hardware configuration."""
+
+    name: str
+    description: str
+    source: str
+    sha256: str
+    spikes: SpikesConfig
+    weights: WeightsConfig
+    accumulator: AccumulatorConfig
+    mac: MacConfig
+    requant: RequantConfig
+    combiner: CombinerConfig
+    schedule: ScheduleConfig
+    clock: ClockConfig
+    energy: EnergyConfig
+    report: ReportConfig
+    layer_overrides: dict[str, dict[str, dict[str, Any]]]
+    raw: dict[str, Any]
+
+    def for_layer(self, layer: str) -> LayerHw:
+        ov = self.layer_overrides.get(layer, {})
+        parts = {}
+        for sec in LAYER_SECTIONS:
+            base = getattr(self, sec)
+            parts[sec] = dataclasses.replace(base, **ov.get(sec, {})) if sec in ov else base
+        return LayerHw(**parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.raw
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A path to an existing file, or the name of a preset in hwconfig/ (with or without .toml)."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    stem = p.name[:-5] if p.name.endswith(".toml") else p.name
+    cand = PRESET_DIR / f"{stem}.toml"
+    if p.parent == Path(".") and cand.is_file():
+        return cand
+    raise ConfigError(
+        f"{name_or_path}: no such config file or preset; presets: {', '.join(preset_names())}"
+    )
+
+
+def load_config(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> HwConfig:
+    """Load, override (``key=value`` strings, TOML values) and validate a hardware config."""
+    path = resolve_config_path(name_or_path)
+    src = str(path)
+    blob = path.read_bytes()
+    try:
+        raw = tomllib.loads(blob.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{src}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{src}: TOML syntax error: {exc}") from None
+    digest = hashlib.sha256(blob)
+    for item in overrides:
+        apply_override(raw, item, src)
+        digest.update(b"\0" + item.encode())
+    return build_config(raw, src, digest.hexdigest(), default_name=path.stem)
+
+
+def apply_override(raw: dict[str, Any], item: str, src: str = "--set") -> None:
+    """Apply one ``dotted.key=value`` override (value parsed as TOML, else a bare string)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. accumulator.bits=24")
+    key, _, text = item.partition("=")
+    key = key.strip()
+    text = text.strip()
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    parts = key.split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {item!r}: malformed key {key!r}")
+    node = raw
+    for part in parts[:-1]:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--set {item!r}: {part!r} is a value, not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def build_config(
+    raw: dict[str, Any], src: str = "<dict>", sha256: str = "", default_name: str = "config"
+) -> HwConfig:
+    """Validate a parsed TOML dict into an HwConfig (raises ConfigError naming key and fix)."""
+    known = set(SECTIONS) | set(TOP_KEYS) | {"layers"}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(
+                f"{src}: unknown key {key!r}; allowed top-level keys: {', '.join(sorted(known))}"
+            )
+    for key, typ in TOP_KEYS.items():
+        if key in raw and not isinstance(raw[key], typ):
+            raise ConfigError(f"{src}: key {key!r} must be a string")
+    sections = {
+        name: _build_section(cls, raw.get(name, {}), name, src) for name, cls in SECTIONS.items()
+    }
+    layer_ov: dict[str, dict[str, dict[str, Any]]] = {}
+    layers_raw = raw.get("layers", {})
+    if not isinstance(layers_raw, dict):
+        raise ConfigError(f"{src}: 'layers' must be a table like [layers.feature.accumulator]")
+    for lname, secs in layers_raw.items():
+        if lname not in LAYER_KEYS:
+            raise ConfigError(
+                f"{src}: unknown layer 'layers.{lname}'; layers are {', '.join(LAYER_KEYS)}"
+            )
+        if not isinstance(secs, dict):
+            raise ConfigError(f"{src}: 'layers.{lname}' must be a table of sections")
+        layer_ov[lname] = {}
+        for sname, vals in secs.items():
+            if sname not in LAYER_SECTIONS:
+                raise ConfigError(
+                    f"{src}: 'layers.{lname}.{sname}' cannot be set per layer; per-layer "
+                    f"sections: {', '.join(LAYER_SECTIONS)}"
+                )
+            prefix = f"layers.{lname}.{sname}"
+            merged = {**raw.get(sname, {}), **(vals if isinstance(vals, dict) else {})}
+            if not isinstance(vals, dict):
+                raise ConfigError(f"{src}: '{prefix}' must be a table")
+            _build_section(SECTIONS[sname], merged, prefix, src, keys_from=vals)
+            layer_ov[lname][sname] = dict(vals)
+    cfg = HwConfig(
+        name=str(raw.get("name", default_name)),
+        description=str(raw.get("description", "")),
+        source=src,
+        sha256=sha256,
+        layer_overrides=layer_ov,
+        raw=raw,
+        **sections,
+    )
+    for lname in LAYER_KEYS:
+        _check_cross(cfg, cfg.for_layer(lname), lname, src)
+    return cfg
+
+
+def _build_section(
+    cls: type, values: Any, prefix: str, src: str, keys_from: dict[str, Any] | None = None
+) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{src}: '{prefix}' must be a table, e.g. [{prefix}]")
+    flds = {f.name: f for f in fields(cls)}
+    for key in keys_from if keys_from is not None else values:
+        if key not in flds:
+            raise ConfigError(
+                f"{src}: unknown key '{prefix}.{key}'; allowed: {', '.join(flds)}"
+            )
+    kwargs = {}
+    for key, val in values.items():
+        if key in flds:
+            kwargs[key] = _check_value(flds[key], val, f"{prefix}.{key}", src)
+    return cls(**kwargs)
+
+
+def _check_value(f: dataclasses.Field, val: Any, key: str, src: str) -> Any:
+    default = f.default
+    meta = f.metadata
+    if isinstance(default, bool):
+        if not isinstance(val, bool):
+            raise ConfigError(f"{src}: '{key}' must be true or false, not {val!r}")
+        return val
+    if isinstance(default, tuple):
+        if not (isinstance(val, list | tuple) and all(
+            isinstance(d, list | tuple) and d and all(isinstance(i, int) and 0 <= i <= 3 for i in d)
+            for d in val
+        )):
+            raise ConfigError(
+                f"{src}: '{key}' must be a list of lists of scale-factor indices 0..3, "
+                f"e.g. [[0, 2], [2]], not {val!r}"
+            )
+        return tuple(tuple(d) for d in val)
+    if isinstance(default, str) and "choices" in meta:
+        if val not in meta["choices"]:
+            raise ConfigError(
+                f"{src}: '{key}' = {val!r} is not allowed; choose one of "
+                f"{', '.join(meta['choices'])}"
+            )
+        return val
+    if key.endswith(("clamp_low", "clamp_high")) and key.split(".")[-2] == "requant":
+        if val == "register" or (isinstance(val, int) and not isinstance(val, bool)):
+            return val
+        raise ConfigError(f"{src}: '{key}' must be an integer or 'register', not {val!r}")
+    if key.endswith("clip_high"):
+        if val in ("input_max", "register") or (isinstance(val, int) and not isinstance(val, bool)):
+            return val
+        raise ConfigError(
+            f"{src}: '{key}' must be an integer, 'input_max' or 'register', not {val!r}"
+        )
+    if isinstance(default, str):
+        if not isinstance(val, str):
+            raise ConfigError(f"{src}: '{key}' must be a string, not {val!r}")
+        return val
+    if isinstance(default, int):
+        if not isinstance(val, int) or isinstance(val, bool):
+            raise ConfigError(f"{src}: '{key}' must be an integer, not {val!r}")
+    elif isinstance(default, float):
+        if not isinstance(val, int | float) or isinstance(val, bool):
+            raise ConfigError(f"{src}: '{key}' must be a number, not {val!r}")
+        val = float(val)
+    if "range" in meta:
+        lo, hi = meta["range"]
+        if not lo <= val <= hi:
+            raise ConfigError(f"{src}: '{key}' = {val!r} is out of range; allowed {lo}..{hi}")
+    return val
+
+
+def _check_cross(cfg: HwConfig, hw: LayerHw, layer: str, src: str) -> None:
+    """Constraints between keys."""
+    where = f"{src}: layer {layer!r}:"
+    if hw.spikes.signed and hw.spikes.bits < 2:
+        raise ConfigError(f"{where} 'spikes.bits' must be >= 2 for a signed register")
+    if hw.requant.output_signed and hw.requant.output_bits < 2:
+        raise ConfigError(f"{where} 'requant.output_bits' must be >= 2 for signed output")
+    lo, hi = requant_clamp(hw.requant)
+    from .fixedpoint import Register
+
+    out = Register(hw.requant.output_bits, hw.requant.output_signed)
+    if not (out.min <= lo <= hi <= out.max):
+        raise ConfigError(
+            f"{where} requant clamp [{lo}, {hi}] must lie inside the output register "
+            f"{out.describe()}; fix 'requant.clamp_low'/'requant.clamp_high'"
+        )
+    if hw.mac.pre_add_width > 1 and hw.mac.operand != "raw":
+        pass  # a pre-add stage on offset operands is allowed (a generic design choice)
+    if cfg.weights.signed and cfg.weights.bits < 2:
+        raise ConfigError(f"{src}: 'weights.bits' must be >= 2 for signed weights")
+
+
+def requant_clamp(rq: RequantConfig) -> tuple[int, int]:
+    """The requantizer's clamp range as integers."""
+    from .fixedpoint import Register
+
+    out = Register(rq.output_bits, rq.output_signed)
+    lo = out.min if rq.clamp_low == "register" else int(rq.clamp_low)
+    hi = out.max if rq.clamp_high == "register" else int(rq.clamp_high)
+    return lo, hi
+
+
+def schema_rows() -> list[tuple[str, str, str, str]]:
+    """(dotted key, default, allowed, meaning) for every key, for docs and ``config show``."""
+    rows = []
+    for sname, cls in SECTIONS.items():
+        for f in fields(cls):
+            meta = f.metadata
+            if "choices" in meta:
+                allowed = " | ".join(meta["choices"])
+            elif "range" in meta:
+                allowed = f"{meta['range'][0]}..{meta['range'][1]}"
+            elif isinstance(f.default, bool):
+                allowed = "true | false"
+            else:
+                allowed = "see meaning"
+            rows.append((f"{sname}.{f.name}", repr(f.default), allowed, meta.get("doc", "")))
+    return rows

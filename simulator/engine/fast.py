@@ -1,0 +1,367 @@
+"""Fast (vectorised) execution of a whole network on a hardware config.
+
+Bit-exact with the unit models: outputs, accumulator values, overflow counts and cycle totals
+are the same as a cycle-by-cycle run would give. Queries are processed in batches so memory
+stays bounded and a progress bar can show long runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..config import ConfigError, HwConfig, LayerHw, requant_clamp
+from ..fixedpoint import Register
+from ..network import Layer, ModelError, Module, QuantizedNetwork
+from ..units.combiner import combine
+from ..units.mac_array import LaneStats, MacSpec, accumulate
+from ..units.requantizer import ClampEvents, requantize, seed_floor_divide
+from ..units.spike_buffer import quantize_spikes
+from ..units.weight_memory import WeightMemory
+from .schedule import TileSchedule
+
+
+class InputError(ValueError):
+    """Input spikes that do not fit the model or the config."""
+
+
+@dataclass
+class LayerRun:
+    """Everything one layer of one module produced over all queries.
+
+    acc[path]:    int64 (Q, N) accumulator register value after the last step.
+    scaled[path]: int64 (Q, N) per-path requantized values (split layout), else absent.
+    codes:        int64 (Q, N) layer output codes (input of the next layer).
+    unclamped:    int64 (Q, N) codes before the final clamp/clip.
+    cycles/stalls/k_active: int64 (Q,).
+    """
+
+    module: int
+    layer: str
+    acc: dict[str, np.ndarray]
+    scaled: dict[str, np.ndarray]
+    codes: np.ndarray
+    unclamped: np.ndarray
+    mac: dict[str, LaneStats]
+    clamp: ClampEvents
+    cycles: np.ndarray
+    stalls: np.ndarray
+    k_active: np.ndarray
+    schedule: TileSchedule
+    acc_bits: int
+    out_range: tuple[int, int]
+
+    @property
+    def key(self) -> str:
+        return f"{self.module}/{self.layer}"
+
+
+@dataclass
+class SimResult:
+    """Outputs of a run. outputs: int64 (Q, places), modules concatenated; predictions (Q,)."""
+
+    outputs: np.ndarray
+    predictions: np.ndarray
+    input_codes: list[np.ndarray]
+    input_clamp: list[tuple[int, int]]
+    layers: list[LayerRun]
+    cycles_per_query: np.ndarray
+    notes: list[str] = field(default_factory=list)
+
+    def layer(self, module: int, name: str) -> LayerRun:
+        for lr in self.layers:
+            if lr.module == module and lr.layer == name:
+                return lr
+        raise KeyError(f"{module}/{name}")
+
+
+def check_fit(net: QuantizedNetwork, cfg: HwConfig) -> None:
+    """Raise ConfigError/ModelError if the model cannot run on the config as written."""
+    WeightMemory(cfg.weights).check_fits(net, cfg.source)
+    for lname in ("feature", "output"):
+        hw = cfg.for_layer(lname)
+        seed = hw.requant.scheme == "seed_floor_divide"
+        if seed != (net.layout == "split"):
+            raise ConfigError(
+                f"{cfg.source}: 'requant.scheme' = {hw.requant.scheme!r} (layer {lname!r}) does "
+                f"not fit the model's {net.layout!r} layout ({net.source}); the split layout "
+                "needs 'seed_floor_divide', the combined layout one of fbgemm, qnnpack, "
+                "fixed_point"
+            )
+        if hw.mac.operand == "raw" and hw.schedule.mode == "event_driven":
+            raise ConfigError(
+                f"{cfg.source}: layer {lname!r}: 'mac.operand' = 'raw' cannot skip inputs; "
+                "with schedule.mode = 'event_driven' use mac.operand = 'offset'"
+            )
+        if hw.accumulator.adder_tree_width % hw.mac.pre_add_width:
+            raise ConfigError(
+                f"{cfg.source}: layer {lname!r}: 'accumulator.adder_tree_width' "
+                f"({hw.accumulator.adder_tree_width}) must be a multiple of 'mac.pre_add_width' "
+                f"({hw.mac.pre_add_width})"
+            )
+    for mi, mod in enumerate(net.modules):
+        for lay in mod.layers:
+            for p in lay.paths:
+                if p.bias is not None and np.any(p.bias != 0):
+                    raise ModelError(
+                        f"{net.source}: module {mi} layer {lay.name!r} has a non-zero bias; "
+                        "VPRTempo layers have none and no requantizer here models one"
+                    )
+    # layer-to-layer register fit: the feature layer's output must fit the output layer's input
+    out_lo, out_hi = _layer_out_range(cfg.for_layer("feature"))
+    reg = _spike_register(cfg.for_layer("output"))
+    if not reg.contains(out_lo, out_hi):
+        raise ConfigError(
+            f"{cfg.source}: the feature layer's output codes span {out_lo}..{out_hi} but the "
+            f"output layer's spike register ({reg.describe()}) cannot hold them; widen "
+            "'layers.output.spikes.bits'"
+        )
+
+
+def _spike_register(hw: LayerHw) -> Register:
+    return Register(hw.spikes.bits, hw.spikes.signed)
+
+
+def _layer_out_range(hw: LayerHw) -> tuple[int, int]:
+    if hw.requant.scheme == "seed_floor_divide":
+        if hw.combiner.clip_high == "input_max":  # never above the network's input register
+            hi = _spike_register(hw).max
+        elif hw.combiner.clip_high == "register":
+            hi = Register(hw.requant.output_bits, hw.requant.output_signed).max
+        else:
+            hi = int(hw.combiner.clip_high)
+        return hw.combiner.clip_low, hi
+    return requant_clamp(hw.requant)
+
+
+def prepare_inputs(
+    net: QuantizedNetwork, cfg: HwConfig, inputs: np.ndarray, source: str = "input"
+) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+    """Turn an input array into per-module int64 codes (Q, K).
+
+    float (any float dtype): spikes before the model's input quantizer, quantized per module.
+    unsigned integers: already-quantized codes, used as they are for every module.
+    """
+    x = np.asarray(inputs)
+    if x.ndim != 2:
+        raise InputError(f"{source}: must be 2-D (queries, inputs), found shape {x.shape}")
+    if x.shape[1] != net.in_features:
+        raise InputError(
+            f"{source}: has {x.shape[1]} inputs per query but the model ({net.source}) takes "
+            f"{net.in_features}"
+        )
+    if x.shape[0] == 0:
+        raise InputError(f"{source}: has no queries")
+    hw = cfg.for_layer("feature")
+    reg = _spike_register(hw)
+    if x.dtype.kind == "f":
+        if not np.all(np.isfinite(x)):
+            bad = int(np.flatnonzero(~np.isfinite(x).ravel())[0])
+            raise InputError(
+                f"{source}: NaN or infinite spike at query {bad // x.shape[1]}, "
+                f"input {bad % x.shape[1]}"
+            )
+        codes, clamps = [], []
+        for mod in net.modules:
+            c, ev = quantize_spikes(
+                x, mod.input_scale, mod.input_zero_point, reg, hw.spikes.quantizer,
+                hw.spikes.rounding,
+            )
+            codes.append(c)
+            clamps.append((ev.clamp_low, ev.clamp_high))
+        return codes, clamps
+    if x.dtype.kind in "ui" and x.dtype.kind != "b":
+        lo, hi = int(x.min()), int(x.max())
+        if not reg.contains(lo, hi):
+            raise InputError(
+                f"{source}: input codes span {lo}..{hi} but the spike register "
+                f"('spikes.bits' = {hw.spikes.bits}, {'signed' if hw.spikes.signed else 'unsigned'})"
+                f" holds {reg.min}..{reg.max}"
+            )
+        zps = {m.input_zero_point for m in net.modules}
+        scales = {m.input_scale for m in net.modules}
+        if len(zps) > 1 or len(scales) > 1:
+            raise InputError(
+                f"{source}: integer codes are ambiguous because the model's modules quantize "
+                "their input differently; give float spikes in [0, 1] instead"
+            )
+        c = x.astype(np.int64)
+        return [c] * len(net.modules), [(0, 0)] * len(net.modules)
+    raise InputError(
+        f"{source}: dtype {x.dtype} is not supported; give float spikes in [0, 1] or uint8 codes"
+    )
+
+
+def _mac_spec(hw: LayerHw, event_driven: bool) -> MacSpec:
+    return MacSpec(
+        acc_bits=hw.accumulator.bits,
+        overflow=hw.accumulator.overflow,
+        adder_tree_width=hw.accumulator.adder_tree_width,
+        operand=hw.mac.operand,
+        pre_add_width=hw.mac.pre_add_width,
+        pre_add_bits=hw.mac.pre_add_bits,
+        pre_add_overflow=hw.mac.pre_add_overflow,
+        event_driven=event_driven,
+        lanes=hw.mac.lanes,
+    )
+
+
+def _schedule(hw: LayerHw, lay: Layer, wmem: WeightMemory) -> TileSchedule:
+    return TileSchedule(
+        n_out=lay.out_features,
+        lanes=hw.mac.lanes,
+        tree_width=hw.accumulator.adder_tree_width,
+        pre_add_width=hw.mac.pre_add_width,
+        weights_per_cycle=wmem.weights_per_cycle,
+        requant_throughput=hw.requant.throughput,
+        requant_latency=hw.requant.latency,
+        paths=len(lay.paths),
+        extra_steps=1 if hw.mac.operand == "raw" else 0,
+    )
+
+
+def run_layer(
+    mi: int,
+    mod: Module,
+    lay: Layer,
+    x: np.ndarray,
+    zx: int,
+    sx: float,
+    input_max: np.ndarray,
+    hw: LayerHw,
+    wmem: WeightMemory,
+    query_offset: int = 0,
+) -> LayerRun:
+    """Run one layer for a batch of queries. x: int64 (Q, K) codes with zero point zx."""
+    event = hw.schedule.mode == "event_driven"
+    spec = _mac_spec(hw, event)
+    acc: dict[str, np.ndarray] = {}
+    stats: dict[str, LaneStats] = {}
+    for p in lay.paths:
+        acc[p.name], stats[p.name] = accumulate(
+            x, zx, p.weight, p.zero_point, spec, query_offset=query_offset
+        )
+    k_active = (x != zx).sum(axis=1) if event else np.full(x.shape[0], x.shape[1], np.int64)
+    sched = _schedule(hw, lay, wmem)
+    cycles, stalls = sched.cycles(k_active)
+    rq = hw.requant
+    scaled: dict[str, np.ndarray] = {}
+    if rq.scheme == "seed_floor_divide":
+        f = lay.factors
+        assert f is not None
+        scaled["excitatory"] = seed_floor_divide(acc["excitatory"], f, rq.exc_divisors, 0, 0)
+        scaled["inhibitory"] = seed_floor_divide(
+            acc["inhibitory"], f, rq.inh_divisors, rq.inh_pre_offset, rq.inh_post_offset
+        )
+        cb = hw.combiner
+        out_reg = Register(rq.output_bits, rq.output_signed)
+        if cb.clip_high == "input_max":
+            hi = input_max
+        elif cb.clip_high == "register":
+            hi = np.full(x.shape[0], out_reg.max, dtype=np.int64)
+        else:
+            hi = np.full(x.shape[0], int(cb.clip_high), dtype=np.int64)
+        codes, unclamped, clamp = combine(
+            scaled["excitatory"], scaled["inhibitory"], f, cb.exc_divisor, cb.inh_divisor,
+            cb.inh_offset, cb.scale, cb.zero_point, cb.cast_rounding, cb.clip_low, hi,
+        )
+        out_range = (cb.clip_low, int(hi.max()) if hi.size else 0)
+    else:
+        p = lay.paths[0]
+        codes, unclamped, clamp = requantize(
+            acc["combined"], rq.scheme, sx, p.scale, lay.output_scale, lay.output_zero_point,
+            rq.rounding, requant_clamp(rq), rq.multiplier_bits,
+        )
+        out_range = requant_clamp(rq)
+    return LayerRun(
+        mi, lay.name, acc, scaled, codes, unclamped, stats, clamp, cycles, stalls, k_active,
+        sched, hw.accumulator.bits, out_range,
+    )
+
+
+def simulate(
+    net: QuantizedNetwork,
+    cfg: HwConfig,
+    inputs: np.ndarray,
+    batch: int = 128,
+    progress: Callable[[int], None] | None = None,
+    source: str = "input",
+) -> SimResult:
+    """Run ``inputs`` (float spikes or uint8 codes, (Q, K)) through ``net`` on ``cfg``.
+
+    ``progress(n)`` is called after each batch with the number of queries done in it.
+    """
+    net.validate()
+    check_fit(net, cfg)
+    codes_per_module, clamps = prepare_inputs(net, cfg, inputs, source)
+    q_total = codes_per_module[0].shape[0]
+    wmem = WeightMemory(cfg.weights)
+    batches: list[list[LayerRun]] = []
+    for start in range(0, q_total, batch):
+        stop = min(start + batch, q_total)
+        runs: list[LayerRun] = []
+        for mi, mod in enumerate(net.modules):
+            x = codes_per_module[mi][start:stop]
+            input_max = x.max(axis=1)
+            zx, sx = mod.input_zero_point, mod.input_scale
+            for lay in mod.layers:
+                hw = cfg.for_layer(lay.name)
+                lr = run_layer(mi, mod, lay, x, zx, sx, input_max, hw, wmem, start)
+                runs.append(lr)
+                x, zx, sx = lr.codes, lay.output_zero_point, lay.output_scale
+        batches.append(runs)
+        if progress is not None:
+            progress(stop - start)
+    layers = [_merge([b[i] for b in batches], batch) for i in range(len(batches[0]))]
+    final = [lr.codes for lr in layers if lr.layer == "output"]
+    outputs = np.concatenate(final, axis=1)
+    predictions = np.argmax(outputs, axis=1).astype(np.int64)
+    cycles = np.sum([lr.cycles for lr in layers], axis=0).astype(np.int64)
+    return SimResult(outputs, predictions, codes_per_module, clamps, layers, cycles)
+
+
+def _merge(parts: list[LayerRun], batch: int) -> LayerRun:
+    """Concatenate per-batch LayerRuns along queries, fixing query offsets of events."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    cat = np.concatenate
+    mac = {}
+    for name in first.mac:
+        st = [p.mac[name] for p in parts]
+        fe = None
+        for bi, s in enumerate(st):
+            if s.first is not None:
+                fe = (s.first[0] + bi * batch, s.first[1], s.first[2])
+                break
+        mac[name] = LaneStats(
+            np.sum([s.acc_wrap for s in st], axis=0),
+            np.sum([s.acc_saturate for s in st], axis=0),
+            np.sum([s.pre_add_events for s in st], axis=0),
+            max(s.max_abs_acc for s in st),
+            fe,
+            sum(s.ordered_pairs for s in st),
+            min(s.partial_min for s in st),
+            max(s.partial_max for s in st),
+        )
+    cf = None
+    for bi, p in enumerate(parts):
+        if p.clamp.first is not None:
+            cf = (p.clamp.first[0] + bi * batch, p.clamp.first[1])
+            break
+    clamp = ClampEvents(
+        np.sum([p.clamp.low for p in parts], axis=0),
+        np.sum([p.clamp.high for p in parts], axis=0),
+        cf,
+    )
+    return LayerRun(
+        first.module, first.layer,
+        {k: cat([p.acc[k] for p in parts]) for k in first.acc},
+        {k: cat([p.scaled[k] for p in parts]) for k in first.scaled},
+        cat([p.codes for p in parts]), cat([p.unclamped for p in parts]), mac, clamp,
+        cat([p.cycles for p in parts]), cat([p.stalls for p in parts]),
+        cat([p.k_active for p in parts]), first.schedule, first.acc_bits,
+        (min(p.out_range[0] for p in parts), max(p.out_range[1] for p in parts)),
+    )

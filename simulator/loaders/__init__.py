@@ -1,0 +1,33 @@
+"""Model loaders: native ``.npz``, VPRTempo ``.pth`` (needs torch) and the seed's mats folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..network import ModelError, QuantizedNetwork
+from .npz import load_npz, save_npz
+
+__all__ = ["load_model", "load_npz", "save_npz", "ModelError"]
+
+
+def load_model(path: str | os.PathLike[str]) -> QuantizedNetwork:
+    """Load a model by its form: ``.npz`` native, ``.pth``/``.pt`` VPRTempo, folder = seed mats."""
+    p = Path(path)
+    if p.is_dir():
+        from .seed_mats import load_seed_mats
+
+        return load_seed_mats(p)
+    if not p.exists():
+        raise ModelError(f"{p}: no such model file or folder")
+    suffix = p.suffix.lower()
+    if suffix == ".npz":
+        return load_npz(p)
+    if suffix in (".pth", ".pt"):
+        from .vprtempo_pth import load_vprtempo_pth
+
+        return load_vprtempo_pth(p)
+    raise ModelError(
+        f"{p}: unknown model form {suffix!r}; give a .npz (native), a .pth (VPRTempoQuant) "
+        "or a folder with the seed's mats (if_exc.npy ...)"
+    )

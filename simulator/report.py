@@ -1,0 +1,214 @@
+"""The run report (``report.json``): schema, construction and a human summary.
+
+Schema ``tempo-hwsim-report`` version 1; every field is described in docs/reports.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .config import HwConfig
+from .engine.fast import LayerRun, SimResult
+from .network import QuantizedNetwork
+from .units.weight_memory import WeightMemory
+
+REPORT_SCHEMA = {"name": "tempo-hwsim-report", "version": 1}
+
+
+def _first_event(
+    lr: LayerRun, query_base: np.ndarray, layer_base: np.ndarray
+) -> dict[str, Any] | None:
+    """Earliest accumulator event of a layer, else its first requantizer clamp."""
+    best: dict[str, Any] | None = None
+    for pi, (pname, st) in enumerate(lr.mac.items()):
+        if st.first is None:
+            continue
+        q, j, step = st.first
+        tile = j // lr.schedule.lanes
+        steps_q = int(lr.schedule.steps(lr.k_active[q : q + 1])[0])
+        cyc = int(query_base[q] + layer_base[q]) + lr.schedule.event_offset(steps_q, tile, step, pi)
+        kind = "acc_wrap" if int(st.acc_wrap.sum()) else "acc_saturate"
+        cand = {"cycle": cyc, "query": q, "neuron": j, "step": step, "path": pname, "kind": kind}
+        if best is None or cyc < best["cycle"]:
+            best = cand
+    if best is None and lr.clamp.first is not None:
+        q, j = lr.clamp.first
+        kind = "requant_clamp_low" if int(lr.clamp.low.sum()) else "requant_clamp_high"
+        tile = j // lr.schedule.lanes
+        steps_q = int(lr.schedule.steps(lr.k_active[q : q + 1])[0])
+        last = lr.schedule.paths - 1
+        cyc = int(query_base[q] + layer_base[q]) + lr.schedule.event_offset(
+            steps_q, tile, steps_q - 1, last
+        ) + 1
+        best = {"cycle": cyc, "query": q, "neuron": j, "step": None, "path": None, "kind": kind}
+    return best
+
+
+def build_report(
+    result: SimResult,
+    net: QuantizedNetwork,
+    cfg: HwConfig,
+    provenance: dict[str, Any],
+) -> dict[str, Any]:
+    """Assemble the JSON-serialisable report of one run."""
+    q = int(result.outputs.shape[0])
+    per_query = result.cycles_per_query
+    query_base = np.concatenate([[0], np.cumsum(per_query)[:-1]]).astype(np.int64)
+    layer_base = np.zeros(q, dtype=np.int64)
+    wmem = WeightMemory(cfg.weights)
+    layers: dict[str, Any] = {}
+    overflow: dict[str, Any] = {}
+    cyc_layers: dict[str, Any] = {}
+    macs_total = 0
+    bytes_total = 0
+    requants_total = 0
+    for lr in result.layers:
+        st_all = list(lr.mac.values())
+        wraps = int(sum(int(s.acc_wrap.sum()) for s in st_all))
+        sats = int(sum(int(s.acc_saturate.sum()) for s in st_all))
+        pre = int(sum(int(s.pre_add_events.sum()) for s in st_all))
+        pmin = min(s.partial_min for s in st_all)
+        pmax = max(s.partial_max for s in st_all)
+        safe_bits = max(s.min_safe_acc_bits for s in st_all)
+        max_abs = max(s.max_abs_acc for s in st_all)
+        first = _first_event(lr, query_base, layer_base)
+        n_out = int(lr.codes.shape[1])
+        per_neuron = sum(s.acc_wrap + s.acc_saturate for s in st_all)
+        overflow[lr.key] = {
+            "acc_wrap": wraps,
+            "acc_saturate": sats,
+            "pre_add_overflow": pre,
+            "requant_clamp_low": int(lr.clamp.low.sum()),
+            "requant_clamp_high": int(lr.clamp.high.sum()),
+            "max_abs_acc": max_abs,
+            "partial_sum_range": [pmin, pmax],
+            "acc_bits": lr.acc_bits,
+            "headroom_bits": lr.acc_bits - safe_bits,
+            "min_safe_acc_bits": safe_bits,
+            "neurons_with_acc_events": int(np.count_nonzero(per_neuron)),
+            "first": first,
+        }
+        macs = int(sum(n_out * lr.k_active.sum() for _ in lr.mac))
+        nbytes = int(sum(int(wmem.bytes_read(n_out * lr.k_active).sum()) for _ in lr.mac))
+        macs_total += macs
+        bytes_total += nbytes
+        requants_total += n_out * q
+        layers[lr.key] = {
+            "in_features": int(lr.k_active.size and result.input_codes[0].shape[1])
+            if lr.layer == "feature"
+            else int(net.modules[lr.module].layer("feature").out_features),
+            "out_features": n_out,
+            "paths": list(lr.mac),
+            "acc_bits": lr.acc_bits,
+            "output_code_range": [int(lr.codes.min()), int(lr.codes.max())],
+            "macs": macs,
+            "weight_bytes_read": nbytes,
+            "ordered_pairs": int(sum(s.ordered_pairs for s in st_all)),
+        }
+        cyc_layers[lr.key] = {
+            "total": int(lr.cycles.sum()),
+            "per_query_mean": float(lr.cycles.mean()),
+            "stall": int(lr.stalls.sum()),
+        }
+        layer_base = layer_base + lr.cycles
+    total_cycles = int(per_query.sum())
+    mhz = cfg.clock.mhz
+    en = cfg.energy
+    energy_pj = macs_total * en.mac_pj + bytes_total * en.weight_read_pj_per_byte + (
+        requants_total * en.requant_pj
+    )
+    in_clamp = result.input_clamp
+    return {
+        "schema": dict(REPORT_SCHEMA),
+        "tool": {"name": "tempo-hwsim", "version": __version__},
+        "config": {"name": cfg.name, "source": cfg.source, "sha256": cfg.sha256},
+        "model": {
+            "source": net.source,
+            "sha256": provenance.get("model_sha256"),
+            "layout": net.layout,
+            "modules": len(net.modules),
+            "in_features": net.in_features,
+            "places": net.places,
+        },
+        "input": {
+            "source": provenance.get("input_source"),
+            "sha256": provenance.get("input_sha256"),
+            "dtype": provenance.get("input_dtype"),
+            "clamp_low": int(sum(c[0] for c in in_clamp)),
+            "clamp_high": int(sum(c[1] for c in in_clamp)),
+        },
+        "queries": q,
+        "layers": layers,
+        "overflow": overflow,
+        "cycles": {
+            "total": total_cycles,
+            "per_query": [int(c) for c in per_query],
+            "per_layer": cyc_layers,
+            "stall": int(sum(int(lr.stalls.sum()) for lr in result.layers)),
+            "clock_mhz": mhz,
+            "time_us": total_cycles / mhz,
+        },
+        "memory": {
+            "weight_capacity_bytes": wmem.capacity_bytes,
+            "weight_bytes_per_module": [
+                net.weight_bytes(i, cfg.weights.bits) for i in range(len(net.modules))
+            ],
+            "weights_per_cycle": wmem.weights_per_cycle,
+            "weight_bytes_read": bytes_total,
+        },
+        "energy": {
+            "macs": macs_total,
+            "requantizations": requants_total,
+            "total_uj": energy_pj * 1e-6,
+            "per_query_uj": energy_pj * 1e-6 / max(q, 1),
+        },
+        "notes": list(result.notes),
+    }
+
+
+def compare_outputs(a: SimResult, b: SimResult, name_b: str) -> dict[str, Any]:
+    """How many output codes and argmaxes of ``a`` differ from ``b``."""
+    diff = a.outputs != b.outputs
+    delta = np.abs(a.outputs - b.outputs)
+    return {
+        "reference": name_b,
+        "codes_total": int(a.outputs.size),
+        "codes_differing": int(diff.sum()),
+        "max_abs_code_difference": int(delta.max(initial=0)),
+        "argmax_differing": int((a.predictions != b.predictions).sum()),
+        "queries": int(a.outputs.shape[0]),
+    }
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """A short human summary of a report."""
+    lines = [
+        f"config {report['config']['name']}  model {report['model']['source']} "
+        f"({report['model']['layout']}, {report['model']['modules']} module(s), "
+        f"{report['model']['places']} places)  queries {report['queries']}",
+    ]
+    cyc = report["cycles"]
+    lines.append(
+        f"cycles: total {cyc['total']:,}  per query {cyc['total'] / max(report['queries'], 1):,.0f}"
+        f"  stall {cyc['stall']:,}  ({cyc['time_us']:,.1f} us at {cyc['clock_mhz']:g} MHz)"
+    )
+    for key, ov in report["overflow"].items():
+        ev = ov["acc_wrap"] + ov["acc_saturate"] + ov["pre_add_overflow"]
+        lines.append(
+            f"{key:>12}: acc events {ev:,} (wrap {ov['acc_wrap']:,}, saturate "
+            f"{ov['acc_saturate']:,}, pre-add {ov['pre_add_overflow']:,})  clamp low/high "
+            f"{ov['requant_clamp_low']:,}/{ov['requant_clamp_high']:,}  acc {ov['acc_bits']} bits,"
+            f" needs {ov['min_safe_acc_bits']} (headroom {ov['headroom_bits']:+d})"
+        )
+    if "comparison" in report:
+        c = report["comparison"]
+        lines.append(
+            f"vs {c['reference']}: {c['codes_differing']:,} of {c['codes_total']:,} codes differ "
+            f"(max |diff| {c['max_abs_code_difference']}), argmax differs on "
+            f"{c['argmax_differing']} of {c['queries']} queries"
+        )
+    return lines
+

@@ -1,0 +1,117 @@
+"""Requantizer: int64 accumulator values -> output codes (one value per lane per cycle).
+
+Schemes (``requant.scheme``), for output neuron j with accumulator a, input scale sx, weight
+scale sw_j, output scale sy and output zero point zy; f32() rounds to float32 (half even):
+
+* ``fbgemm``  (torch fbgemm/x86): m_j = f32(f32(f32(sx) * f32(sw_j)) / f32(sy));
+  v = f32(f32(a) * m_j); q = clamp(round(v) + zy).
+* ``qnnpack`` (torch qnnpack):   m_j = f32(f32(f32(sw_j) * f32(sx)) * f32(1 / sy)); then as fbgemm.
+* ``fixed_point`` (integer-only accelerators, gemmlowp/TFLite style): the real multiplier
+  sx*sw_j/sy (float64) becomes M0_j * 2**-shift_j with a ``requant.multiplier_bits``-bit M0;
+  q = clamp(round(a * M0_j / 2**shift_j) + zy), the product held exactly (64-bit or wider).
+* ``seed_floor_divide`` (the seed tutorial, split layout): floor divisions by products of the
+  layer's scale factors (see :func:`seed_floor_divide`).
+
+``round`` is ``requant.rounding`` (default half_even = torch's rint); clamp is
+[``requant.clamp_low``, ``requant.clamp_high``]. Every clamp is counted per neuron.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..fixedpoint import multiply_shift, quantize_multiplier, round_float
+
+
+@dataclass
+class ClampEvents:
+    """Per-neuron counts of codes clamped at the low and high end (int64 (N,))."""
+
+    low: np.ndarray
+    high: np.ndarray
+    first: tuple[int, int] | None  # (query, neuron) of the first clamp in query order
+
+
+def float_multiplier(scheme: str, sx: float, sw: np.ndarray, sy: float) -> np.ndarray:
+    """The float32 requantization multiplier per channel of the torch engines."""
+    f32 = np.float32
+    sx32 = f32(sx)
+    sw32 = np.asarray(sw, dtype=np.float64).astype(f32)
+    sy32 = f32(sy)
+    if scheme == "fbgemm":
+        return (sx32 * sw32) / sy32
+    if scheme == "qnnpack":
+        inv = f32(f32(1.0) / sy32)
+        return (sw32 * sx32) * inv
+    raise ValueError(f"no float multiplier for scheme {scheme!r}")
+
+
+def requantize(
+    acc: np.ndarray,
+    scheme: str,
+    sx: float,
+    sw: np.ndarray,
+    sy: float,
+    zy: int,
+    rounding: str,
+    clamp: tuple[int, int],
+    multiplier_bits: int = 31,
+) -> tuple[np.ndarray, np.ndarray, ClampEvents]:
+    """Requantize accumulators ``acc`` int64 (Q, N).
+
+    Returns (codes int64 (Q, N), unclamped int64 (Q, N) = round(...) + zy, clamp events).
+    """
+    if scheme in ("fbgemm", "qnnpack"):
+        m = float_multiplier(scheme, sx, sw, sy)
+        v = acc.astype(np.float32) * m[None, :]
+        r = round_float(v, rounding).astype(np.int64)
+    elif scheme == "fixed_point":
+        real = np.float64(sx) * np.asarray(sw, dtype=np.float64) / np.float64(sy)
+        m0, shift = quantize_multiplier(real, multiplier_bits)
+        r = multiply_shift(acc, m0[None, :], shift[None, :], rounding)
+    else:
+        raise ValueError(f"requantize does not handle scheme {scheme!r}")
+    unclamped = r + zy
+    codes, events = clamp_codes(unclamped, clamp)
+    return codes, unclamped, events
+
+
+def clamp_codes(values: np.ndarray, clamp: tuple[int, int]) -> tuple[np.ndarray, ClampEvents]:
+    """Clamp int64 (Q, N) to [lo, hi], counting per neuron."""
+    lo, hi = clamp
+    low_mask = values < lo
+    high_mask = values > hi
+    first = None
+    any_mask = low_mask | high_mask
+    if any_mask.any():
+        idx = int(np.flatnonzero(any_mask.ravel())[0])
+        first = (idx // values.shape[1], idx % values.shape[1])
+    ev = ClampEvents(
+        low_mask.sum(axis=0).astype(np.int64), high_mask.sum(axis=0).astype(np.int64), first
+    )
+    return np.clip(values, lo, hi), ev
+
+
+def seed_floor_divide(
+    acc: np.ndarray,
+    factors: np.ndarray,
+    divisors: tuple[tuple[int, ...], ...],
+    pre_offset: int,
+    post_offset: int,
+) -> np.ndarray:
+    """The seed's requantization: ((acc - pre) // d1) // d2 ... + post, as float64 floor division.
+
+    Each divisor is the product of the layer's scale factors named by index (seed order:
+    [per-slice exc, per-slice inh, per-channel exc, per-channel inh]). Floor division follows
+    numpy's float ``//`` exactly (floor of the quotient, computed via fmod), as the seed does;
+    the result is truncated toward zero to int64 as the seed's ``astype(np.int32)``.
+    """
+    v = (acc - pre_offset).astype(np.float64)
+    for d in divisors:
+        div = np.float64(1.0)
+        for i in d:
+            div = div * np.float64(factors[i])
+        v = np.floor_divide(v, div)
+    return np.trunc(v).astype(np.int64) + post_offset
