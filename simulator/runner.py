@@ -131,6 +131,7 @@ def run_job(
             {
                 "outputs.npy": result.outputs.astype(np.int64),
                 "predictions.npy": result.predictions.astype(np.int64),
+                "scores.npy": result.scores.astype(np.int64),
                 "report.json": report,
             },
         )

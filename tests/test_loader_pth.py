@@ -178,9 +178,7 @@ def test_top_level_not_a_dict(tmp_path: Path) -> None:
         ([], "no modules"),
     ],
 )
-def test_bad_module_keys(
-    tmp_path: Path, good_pth: Path, keys: list[str], fragment: str
-) -> None:
+def test_bad_module_keys(tmp_path: Path, good_pth: Path, keys: list[str], fragment: str) -> None:
     sd = _state(good_pth)["model_0"]
     _raises(_save({k: sd for k in keys}, tmp_path / "keys.pth"), fragment)
 
@@ -234,8 +232,11 @@ def test_dynamic_fp16_dtype_rejected(tmp_path: Path, good_pth: Path) -> None:
 
 def _qw(rows: int, cols: int) -> Any:
     return torch.quantize_per_channel(
-        torch.randn(rows, cols), torch.full((rows,), 0.01, dtype=torch.float64),
-        torch.zeros(rows, dtype=torch.long), 0, torch.qint8,
+        torch.randn(rows, cols),
+        torch.full((rows,), 0.01, dtype=torch.float64),
+        torch.zeros(rows, dtype=torch.long),
+        0,
+        torch.qint8,
     )
 
 
@@ -252,8 +253,11 @@ def test_module_input_size_mismatch(tmp_path: Path, good_pth: Path) -> None:
 
 def test_weight_axis_1_rejected(tmp_path: Path, good_pth: Path) -> None:
     w = torch.quantize_per_channel(
-        torch.randn(12, 6), torch.full((6,), 0.01, dtype=torch.float64),
-        torch.zeros(6, dtype=torch.long), 1, torch.qint8,
+        torch.randn(12, 6),
+        torch.full((6,), 0.01, dtype=torch.float64),
+        torch.zeros(6, dtype=torch.long),
+        1,
+        torch.qint8,
     )
     path = _edit(good_pth, tmp_path, 0, PACKED.format("feature_layer"), (w, None))
     _raises(path, "axis 1")
@@ -275,8 +279,10 @@ def test_bad_zero_points(tmp_path: Path, good_pth: Path, key: str, value: int) -
 
 def test_zero_weight_scale_rejected(tmp_path: Path, good_pth: Path) -> None:
     w = torch._make_per_channel_quantized_tensor(
-        torch.ones(12, 6, dtype=torch.int8), torch.zeros(12, dtype=torch.float64),
-        torch.zeros(12, dtype=torch.long), 0,
+        torch.ones(12, 6, dtype=torch.int8),
+        torch.zeros(12, dtype=torch.float64),
+        torch.zeros(12, dtype=torch.long),
+        0,
     )
     path = _edit(good_pth, tmp_path, 0, PACKED.format("feature_layer"), (w, None))
     _raises(path, PACKED.format("feature_layer"), "scales must be finite and > 0")
@@ -290,9 +296,7 @@ def test_zero_weight_scale_rejected(tmp_path: Path, good_pth: Path) -> None:
         ("quant.activation_post_process.scale", "not converted"),
     ],
 )
-def test_unknown_keys_are_not_dropped(
-    tmp_path: Path, good_pth: Path, key: str, hint: str
-) -> None:
+def test_unknown_keys_are_not_dropped(tmp_path: Path, good_pth: Path, key: str, hint: str) -> None:
     path = _edit(good_pth, tmp_path, 1, key, torch.ones(2))
     _raises(path, "model_1", repr(key), hint)
 
@@ -311,3 +315,38 @@ def test_torch_missing(monkeypatch: pytest.MonkeyPatch, good_pth: Path) -> None:
 def test_cli_style_error_for_bad_input_quantizer(good_pth: Path) -> None:
     with pytest.raises(ModelError, match="input_quantizer"):
         load_vprtempo_pth(good_pth, input_quantizer="both")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "missing_key"])
+def test_cli_rejects_bad_pth(
+    tmp_path: Path, good_pth: Path, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from simulator.cli import main
+
+    bad = tmp_path / "bad.pth"
+    if damage == "truncate":
+        bad.write_bytes(good_pth.read_bytes()[:500])
+    else:
+        sd = _state(good_pth)
+        del sd["model_1"]["output_layer.w.scale"]
+        _save(sd, bad)
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((2, 6), dtype=np.float32))
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "run",
+            "--config",
+            "pytorch_fbgemm",
+            "--model",
+            str(bad),
+            "--input",
+            str(x),
+            "--out",
+            str(out),
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert rc != 0
+    assert len(err.splitlines()) == 1 and str(bad) in err, err
+    assert not (out / "outputs.npy").exists()

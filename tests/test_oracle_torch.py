@@ -28,9 +28,10 @@ from simulator.config import load_config  # noqa: E402
 from simulator.engine import simulate  # noqa: E402
 from simulator.loaders.vprtempo_pth import load_vprtempo_pth  # noqa: E402
 
-N_RANDOM = 240
+N_RANDOM = 300
 STYLES = ("normal", "positive", "vprtempo", "uniform")
 COMPARED: dict[str, int] = {"cases": 0, "elements": 0}
+LAST: dict[str, Any] = {}
 
 
 @cache
@@ -39,11 +40,12 @@ def _cfg(engine: str) -> Any:
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _two_threads() -> Any:
+def _two_threads_and_summary() -> Any:
     old = torch.get_num_threads()
     torch.set_num_threads(min(2, old))
     yield
     torch.set_num_threads(old)
+    print(f"\n[oracle] {COMPARED['cases']} cases, {COMPARED['elements']} codes compared")
 
 
 def _diff(name: str, sim: np.ndarray, ref: np.ndarray, what: str) -> str:
@@ -57,7 +59,10 @@ def _diff(name: str, sim: np.ndarray, ref: np.ndarray, what: str) -> str:
 
 
 def compare(path: Path, x: np.ndarray, engine: str, what: str) -> O.TorchRun:
-    """Simulate ``path`` on ``x`` with the engine's preset and assert torch's codes exactly."""
+    """Simulate ``path`` on ``x`` with the engine's preset and assert torch's codes exactly.
+
+    Returns torch's run; the simulator's result is kept in ``LAST["sim"]``.
+    """
     ref = O.run_torch(path, x, engine)
     net = load_vprtempo_pth(path)
     res = simulate(net, _cfg(engine), x)
@@ -70,6 +75,7 @@ def compare(path: Path, x: np.ndarray, engine: str, what: str) -> O.TorchRun:
     errors = [e for e in errors if e]
     assert not errors, "\n".join(errors)
     assert np.array_equal(res.predictions, np.argmax(ref.codes, axis=1))
+    LAST["sim"] = res
     COMPARED["cases"] += 1
     COMPARED["elements"] += ref.codes.size + sum(f.size for f in ref.feature_codes)
     return ref
@@ -136,6 +142,8 @@ LARGE = [
     (3136, 6272, [200, 37], "qnnpack", "vprtempo", (0.0, 1.0)),
     (784, 1568, [6272], "fbgemm", "normal", (-0.2, 1.0)),
     (1, 6272, [3], "qnnpack", "positive", (0.0, 0.3)),
+    (784, 1568, [500, 500, 123], "fbgemm", "vprtempo", (0.0, 0.8)),  # the seed's 28x28 size
+    (3136, 6272, [500], "qnnpack", "positive", (0.0, 0.5)),
 ]
 
 
@@ -147,6 +155,9 @@ def test_large_qat_model(case: tuple[Any, ...], tmp_path: Path) -> None:
     mods = [O.qat_module(k, n1, n2, rng, "fbgemm", style, rng_in, passes=2) for n2 in n2s]
     path = O.save_pth(mods, tmp_path / "large.pth")
     compare(path, make_inputs(rng, 3, k, "float32"), engine, f"large {case}")
+    max_acc = max(np.abs(lr.acc["combined"]).max() for lr in LAST["sim"].layers)
+    if style == "positive" and k > 1:
+        assert max_acc > 2**24  # natural (not crafted) accumulators beyond float32's 2^24
 
 
 # --- crafted: exact ties, accumulators above 2^24, input rounding ----------------------------
@@ -166,7 +177,7 @@ def _pick_accumulators(
     the ``wrong`` variant of :func:`torch_oracle.requantize` disagree (if one exists nearby)."""
     out = np.zeros(len(m), dtype=np.int64)
     for j, mj in enumerate(m):
-        best = None
+        best = 0
         for _ in range(40):
             n = int(rng.integers(0, 255 - zy)) * (1 if lo >= 0 else -1)
             centre = int((n + 0.5) / float(mj))
@@ -220,7 +231,7 @@ def test_requant_exact_ties(engine: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("engine", O.ENGINES)
 @pytest.mark.parametrize("where", ["feature", "output"])
 def test_accumulators_above_2_24(engine: str, where: str, tmp_path: Path) -> None:
-    """|acc| in (2^24, 2^28): f32(acc) drops low bits before the multiply; torch does that."""
+    """|acc| in (2^24, 2^27]: f32(acc) drops low bits before the multiply; torch does that."""
     rng = np.random.default_rng(31 if where == "feature" else 32)
     n = 24
     k = 3136 if where == "feature" else 6272
@@ -235,24 +246,18 @@ def test_accumulators_above_2_24(engine: str, where: str, tmp_path: Path) -> Non
     targets[: n // 3] *= -1  # negative ones too (they clamp at 0 or land just above it)
     xk, wk = O.rows_with_accumulators(targets, k - 2)
     assert np.all(np.abs(targets) > 2**24)
+    crafted = O.LayerSpec(wk, sw, sy, zy)
     if where == "feature":
-        feature = O.LayerSpec(wk, sw, sy, zy)
-        output = O.passthrough_layer(n, sy, zy)
-        x = np.tile(xk, (2, 1)).astype(np.uint8)
-        zx = 0
-        layer_in, s_in, spec = np.tile(xk, (2, 1)), sx, feature
-    else:
-        # feature layer copies the k input codes (k = 6272 inputs into the output layer)
-        feature = O.passthrough_layer(k, sx, 0)
-        output = O.LayerSpec(wk, sw, sy, zy)
-        x = np.tile(xk, (2, 1)).astype(np.uint8)
-        zx = 0
-        layer_in, s_in, spec = np.tile(xk, (2, 1)), sx, output
-    path = _save_crafted(tmp_path, sx, zx, feature, output, f"big-{where}-{engine}")
+        feature, output = crafted, O.passthrough_layer(n, sy, zy)
+    else:  # the feature layer copies the k = 6272 input codes into the crafted output layer
+        feature, output = O.passthrough_layer(k, sx, 0), crafted
+    layer_in = np.tile(xk, (2, 1))
+    x = layer_in.astype(np.uint8)
+    path = _save_crafted(tmp_path, sx, 0, feature, output, f"big-{where}-{engine}")
     ref = compare(path, x, engine, f"acc > 2^24 in {where}, {engine}")
     got = ref.feature_codes[0] if where == "feature" else ref.codes
-    assert np.array_equal(O.reference_layer(layer_in, 0, s_in, spec, engine), got)
-    exact = O.reference_layer(layer_in, 0, s_in, spec, engine, acc_to_f32=False)
+    assert np.array_equal(O.reference_layer(layer_in, 0, sx, crafted, engine), got)
+    exact = O.reference_layer(layer_in, 0, sx, crafted, engine, acc_to_f32=False)
     assert _discriminates(got, exact) >= 2, "no case where f32(acc) mattered"
 
 
@@ -358,3 +363,39 @@ def test_uint8_codes_equal_dequantized_floats(tmp_path: Path) -> None:
         assert np.array_equal(b.input_codes[0], codes.astype(np.int64))
         assert np.array_equal(a.codes, b.codes)
 
+
+# --- the command line: hwsim run --------------------------------------------------------------
+
+CLI_CASES = [
+    # (seed, engine, k, n1, n2s, input kind)
+    (81, "fbgemm", 12, 24, [5], "float32"),
+    (82, "qnnpack", 30, 60, [9, 9, 4], "float32"),
+    (83, "fbgemm", 7, 14, [3, 2], "uint8"),
+    (84, "qnnpack", 1, 2, [1], "float64"),
+    (85, "fbgemm", 3136, 6272, [500], "float32"),
+]
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}-{c[5]}")
+def test_cli_run_matches_torch(case: tuple[Any, ...], tmp_path: Path) -> None:
+    from simulator.cli import main
+
+    seed, engine, k, n1, n2s, kind = case
+    rng = np.random.default_rng(seed)
+    mods = [O.qat_module(k, n1, n2, rng, input_range=(0.0, 0.6), passes=2) for n2 in n2s]
+    pth = O.save_pth(mods, tmp_path / "model.pth")
+    x = make_inputs(rng, 5, k, kind)
+    npy = tmp_path / "x.npy"
+    np.save(npy, x)
+    out = tmp_path / "run"
+    argv = ["run", "--config", O.PRESET_OF_ENGINE[engine], "--model", str(pth)]
+    rc = main([*argv, "--input", str(npy), "--out", str(out)])
+    assert rc in (0, None)
+    ref = O.run_torch(pth, x, engine)
+    outputs = np.load(out / "outputs.npy")
+    predictions = np.load(out / "predictions.npy")
+    assert outputs.dtype.kind == "i" and outputs.shape == (5, sum(n2s))
+    assert not (msg := _diff("outputs.npy", outputs.astype(np.int64), ref.codes, str(case))), msg
+    assert np.array_equal(predictions, np.argmax(ref.codes, axis=1))
+    COMPARED["cases"] += 1
+    COMPARED["elements"] += ref.codes.size

@@ -58,7 +58,7 @@ class SNNLayer(nn.Module):
 
     def __init__(self, n_in: int, n_out: int, bias: bool = False) -> None:
         super().__init__()
-        self.w = nn.Linear(n_in, n_out, bias=bias)
+        self.w: Any = nn.Linear(n_in, n_out, bias=bias)  # nnq.Linear after convert
         self.thr = nn.Parameter(torch.rand(1, n_out) * 0.5)
 
 
@@ -67,8 +67,8 @@ class VPRTempoQuantModule(nn.Module):
 
     def __init__(self, k: int, n1: int, n2: int, bias: bool = False) -> None:
         super().__init__()
-        self.quant = tq.QuantStub()
-        self.dequant = tq.DeQuantStub()
+        self.quant: Any = tq.QuantStub()  # nnq.Quantize after convert
+        self.dequant: Any = tq.DeQuantStub()
         self.feature_layer = SNNLayer(k, n1, bias)
         self.output_layer = SNNLayer(n1, n2, bias)
 
@@ -178,7 +178,8 @@ def _qweight(spec: LayerSpec) -> torch.Tensor:
     if np.ndim(spec.scale) == 0:
         return torch._make_per_tensor_quantized_tensor(w, float(spec.scale), 0)
     sc = torch.from_numpy(np.asarray(spec.scale, dtype=np.float64))
-    return torch._make_per_channel_quantized_tensor(w, sc, torch.zeros(len(sc), dtype=torch.long), 0)
+    zp = torch.zeros(len(sc), dtype=torch.long)
+    return torch._make_per_channel_quantized_tensor(w, sc, zp, 0)
 
 
 def crafted_module(
@@ -208,7 +209,7 @@ def save_pth(modules: Sequence[nn.Module], path: str | os.PathLike[str]) -> Path
     """Save in VPRTempoQuant's layout ``{"model_i": state_dict}``."""
     path = Path(path)
     with quiet():
-            torch.save({f"model_{i}": m.state_dict() for i, m in enumerate(modules)}, path)
+        torch.save({f"model_{i}": m.state_dict() for i, m in enumerate(modules)}, path)
     return path
 
 

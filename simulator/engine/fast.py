@@ -17,6 +17,7 @@ from ..fixedpoint import Register
 from ..network import Layer, ModelError, Module, QuantizedNetwork
 from ..units.combiner import combine
 from ..units.mac_array import LaneStats, MacSpec, accumulate
+from ..units.readout import join_modules
 from ..units.requantizer import ClampEvents, requantize, seed_floor_divide
 from ..units.spike_buffer import quantize_spikes
 from ..units.weight_memory import WeightMemory
@@ -60,7 +61,12 @@ class LayerRun:
 
 @dataclass
 class SimResult:
-    """Outputs of a run. outputs: int64 (Q, places), modules concatenated; predictions (Q,)."""
+    """Outputs of a run.
+
+    outputs: int64 (Q, places), each module's final codes, modules concatenated in order.
+    scores: int64 (Q, places), the readout's joined codes (see units/readout.py).
+    predictions: int64 (Q,), argmax of scores.
+    """
 
     outputs: np.ndarray
     predictions: np.ndarray
@@ -68,6 +74,7 @@ class SimResult:
     input_clamp: list[tuple[int, int]]
     layers: list[LayerRun]
     cycles_per_query: np.ndarray
+    scores: np.ndarray
     notes: list[str] = field(default_factory=list)
 
     def layer(self, module: int, name: str) -> LayerRun:
@@ -177,8 +184,7 @@ def prepare_inputs(
         if not reg.contains(lo, hi):
             raise InputError(
                 f"{source}: input codes span {lo}..{hi} but the spike register "
-                f"('spikes.bits' = {hw.spikes.bits}, {'signed' if hw.spikes.signed else 'unsigned'})"
-                f" holds {reg.min}..{reg.max}"
+                f"('spikes.bits' = {hw.spikes.bits}) holds {reg.describe()}; widen spikes.bits"
             )
         zps = {m.input_zero_point for m in net.modules}
         scales = {m.input_scale for m in net.modules}
@@ -317,9 +323,15 @@ def simulate(
     layers = [_merge([b[i] for b in batches], batch) for i in range(len(batches[0]))]
     final = [lr.codes for lr in layers if lr.layer == "output"]
     outputs = np.concatenate(final, axis=1)
-    predictions = np.argmax(outputs, axis=1).astype(np.int64)
+    scores = join_modules(
+        final,
+        [m.layer("output").output_scale for m in net.modules],
+        [m.layer("output").output_zero_point for m in net.modules],
+        cfg.readout.concat if net.layout == "combined" else "codes",
+    )
+    predictions = np.argmax(scores, axis=1).astype(np.int64)
     cycles = np.sum([lr.cycles for lr in layers], axis=0).astype(np.int64)
-    return SimResult(outputs, predictions, codes_per_module, clamps, layers, cycles)
+    return SimResult(outputs, predictions, codes_per_module, clamps, layers, cycles, scores)
 
 
 def _merge(parts: list[LayerRun], batch: int) -> LayerRun:

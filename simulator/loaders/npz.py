@@ -2,13 +2,13 @@
 
 Format ``tempo-hwsim-model/1`` (documented in docs/model-format.md). Keys:
 
-==============================================  =========  ==========================================
+==============================================  =========  =================================
 key                                             dtype      meaning
-==============================================  =========  ==========================================
+==============================================  =========  =================================
 ``format``                                      str        ``"tempo-hwsim-model/1"``
 ``layout``                                      str        ``"combined"`` or ``"split"``
 ``modules``                                     int64      number of modules M
-``metadata``                                    str        JSON object (provenance, training command)
+``metadata``                                    str        JSON object (provenance, training)
 ``m{i}.input.scale`` / ``.zero_point``          f64 / i64  module i's input quantizer (quint8)
 ``m{i}.{layer}.{path}.weight``                  int8       (out, in)
 ``m{i}.{layer}.{path}.scale``                   f64        (out,) per-channel weight scales
@@ -16,9 +16,10 @@ key                                             dtype      meaning
 ``m{i}.{layer}.{path}.bias``                    f32        (out,) optional
 ``m{i}.{layer}.output.scale`` / ``.zero_point`` f64 / i64  layer output quantizer (combined)
 ``m{i}.{layer}.factors``                        f64        (4,) seed scale factors (split)
-==============================================  =========  ==========================================
+==============================================  =========  =================================
 
-``layer`` is ``feature`` or ``output``; ``path`` is ``combined`` or ``excitatory``/``inhibitory``.
+``layer`` is ``feature`` or ``output``; ``path`` is ``combined``, ``excitatory`` or
+``inhibitory``.
 """
 
 from __future__ import annotations

@@ -187,9 +187,7 @@ def _check_keys(sd: Mapping[str, Any], where: str) -> list[str]:
     return ignored
 
 
-def _layer(
-    sd: Mapping[str, Any], tl: str, where: str, torch: Any
-) -> dict[str, Any]:
+def _layer(sd: Mapping[str, Any], tl: str, where: str, torch: Any) -> dict[str, Any]:
     """Extract one quantized Linear: int8 weight, per-channel scales/zps, bias, output qparams."""
     pkey = f"{tl}.w._packed_params._packed_params"
     dkey = f"{tl}.w._packed_params.dtype"
@@ -230,7 +228,9 @@ def _layer(
     bias = None
     if b is not None:
         if not isinstance(b, torch.Tensor) or b.is_quantized or b.shape != (out_f,):
-            raise ModelError(f"{where}: key {pkey!r} bias must be a float tensor of shape ({out_f},)")
+            raise ModelError(
+                f"{where}: key {pkey!r} bias must be a float tensor of shape ({out_f},)"
+            )
         bias = b.detach().to(torch.float32).numpy().copy()
         if not np.all(np.isfinite(bias)):
             raise ModelError(f"{where}: key {pkey!r} bias has NaN or infinite values")

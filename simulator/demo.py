@@ -1,0 +1,109 @@
+"""``hwsim demo``: the main job on the embedded default, with nothing to download.
+
+1. generate (or reuse from the user cache) the synthetic route the default model was trained on;
+2. load the bundled default model (``simulator/data/default_model.npz``: 28x28 -> 1568 -> 100
+   places, trained by ``tools/train_default.py``; its metadata records the command and seed);
+3. run a query traversal the model never saw through the simulator on the default hwconfig;
+4. print Recall@1/5/10, cycles per query and the overflow summary, and write report.json,
+   outputs, predictions and a neuron-level trace under ``traces/demo``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import load_config
+from .loaders import load_npz
+from .network import QuantizedNetwork
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "default_model.npz"
+DEFAULT_CONFIG = "int8_fixed_point"
+DEFAULT_QUERY = "summer"
+
+
+@dataclass
+class DemoResult:
+    recalls: dict[int, float]
+    report: dict[str, Any]
+    out_dir: Path
+    seconds: float
+
+
+def _route_params(net: QuantizedNetwork) -> dict[str, Any]:
+    meta = net.metadata
+    route = meta.get("route", {})
+    return {
+        "places": int(route.get("places", net.places)),
+        "seed": int(route.get("seed", 0)),
+        "dims": tuple(meta.get("dims", (28, 28))),
+        "patch": int(meta.get("patch", 15)),
+        "tolerance": int(meta.get("tolerance", 0)),
+        "database": list(meta.get("database", [])),
+    }
+
+
+def run_demo(
+    config: str = DEFAULT_CONFIG,
+    query: str = DEFAULT_QUERY,
+    out_dir: str | Path = "traces/demo",
+    model: str | Path = DEFAULT_MODEL,
+    overrides: list[str] | tuple[str, ...] = (),
+    trace_level: str = "neuron",
+    quiet: bool = False,
+) -> DemoResult:
+    from .runner import execute, sha256_file, write_outputs
+    from .vpr.datasets import load_codes, load_traversal, require_places
+    from .vpr.readout import ground_truth, recalls
+    from .vpr.synthroute import cached_route
+
+    t0 = time.perf_counter()
+    cfg = load_config(config, overrides)
+    net = load_npz(model)
+    rp = _route_params(net)
+    if query in rp["database"]:
+        print(
+            f"hwsim demo: note: query traversal {query!r} was also used for training",
+            file=sys.stderr,
+        )
+    route_dir = cached_route(places=rp["places"], seed=rp["seed"])
+    trav = require_places(load_traversal(route_dir, query), net.places)
+    codes = load_codes(trav, dims=rp["dims"], patch=rp["patch"], progress=not quiet)
+    codes = codes[: net.places]
+    spikes = (codes.astype(np.float32) / np.float32(255.0)).astype(np.float32)
+    prov = {
+        "model_sha256": sha256_file(model),
+        "input_source": f"{route_dir} traversal {query!r}",
+        "input_sha256": None,
+        "input_dtype": "float32",
+    }
+    result, report = execute(cfg, net, spikes, prov, source=str(route_dir / query))
+    gt = ground_truth(spikes.shape[0], net.places, rp["tolerance"])
+    rec = recalls(result.outputs.astype(np.float64), gt, (1, 5, 10))
+    report["readout"] = {
+        "query_traversal": query,
+        "tolerance": rp["tolerance"],
+        "recall": {f"R@{n}": v for n, v in rec.items()},
+    }
+    out = Path(out_dir)
+    write_outputs(
+        out,
+        {
+            "outputs.npy": result.outputs.astype(np.int64),
+            "predictions.npy": result.predictions.astype(np.int64),
+            "report.json": report,
+        },
+    )
+    if trace_level != "off":
+        try:
+            from .trace import write_trace
+        except ImportError:  # pragma: no cover - the trace module ships with the package
+            write_trace = None
+        if write_trace is not None:
+            write_trace(result, net, cfg, out, level=trace_level)
+    return DemoResult(rec, report, out, time.perf_counter() - t0)
