@@ -15,6 +15,7 @@ from .config import ConfigError, load_config, preset_names, schema_rows
 from .engine import InputError
 from .fixedpoint import RegisterOverflowError
 from .network import ModelError
+from .vpr.datasets import DatasetError
 
 EXIT_USER_ERROR = 2
 EXIT_OVERFLOW = 3
@@ -34,16 +35,52 @@ def _total_events(report: dict) -> int:
     )
 
 
+def _images_input(args: argparse.Namespace, model_path: str) -> tuple[object, str]:
+    """Float spikes (Q, K) from --data-dir/--query with the model's preprocessing."""
+    from .loaders import load_model
+    from .vpr.datasets import load_codes, load_traversal
+
+    net = load_model(model_path)
+    meta = net.metadata
+    dims = tuple(int(d) for d in (args.dims.split(",") if args.dims else meta.get("dims", ())))
+    if len(dims) != 2:
+        side = int(round(net.in_features**0.5))
+        if side * side != net.in_features:
+            raise InputError(
+                f"{model_path}: cannot infer image dims for {net.in_features} inputs; "
+                "pass --dims H,W"
+            )
+        dims = (side, side)
+    if dims[0] * dims[1] != net.in_features:
+        raise InputError(
+            f"--dims {dims[0]},{dims[1]} gives {dims[0] * dims[1]} inputs but the model "
+            f"({model_path}) takes {net.in_features}"
+        )
+    patch = args.patch or int(meta.get("patch", 15))
+    trav = load_traversal(args.data_dir, args.query, max_samples=args.max_samples)
+    codes = load_codes(trav, dims=dims, patch=patch, progress=not args.quiet)
+    import numpy as np
+
+    return (codes.astype(np.float32) / np.float32(255.0)), f"{args.data_dir} traversal {args.query}"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .report import summary_lines
     from .runner import load_input, run_job
 
-    n = load_input(args.input).shape[0]
+    if (args.input is None) == (args.data_dir is None):
+        raise InputError("give either --input FILE.npy or --data-dir DIR [--query NAME]")
+    if args.input is not None:
+        inputs: object = args.input
+        n = load_input(args.input).shape[0]
+    else:
+        inputs, _ = _images_input(args, args.model)
+        n = inputs.shape[0]  # type: ignore[attr-defined]
     with _progress_bar(n, "hwsim run", args.quiet) as bar:
-        out = run_job(args.config, args.model, args.input, args.out, args.set, bar.update)
+        out = run_job(args.config, args.model, inputs, args.out, args.set, bar.update)
     for line in summary_lines(out.report):
         print(line)
-    print(f"wrote {args.out}/outputs.npy, predictions.npy, report.json")
+    print(f"wrote {args.out}/outputs.npy, predictions.npy, scores.npy, report.json")
     if args.fail_on_overflow and _total_events(out.report):
         print(
             f"hwsim: overflow: {_total_events(out.report)} accumulator events "
@@ -51,6 +88,51 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_OVERFLOW
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    from .report import summary_lines
+
+    res = run_demo(args.config, args.query, args.out, overrides=args.set,
+                   trace_level=args.trace, quiet=args.quiet)
+    for line in summary_lines(res.report):
+        print(line)
+    r = res.recalls
+    print(f"Recall@1 {r[1]:.3f}  Recall@5 {r[5]:.3f}  Recall@10 {r[10]:.3f}  "
+          f"(query traversal {args.query!r}, {res.report['queries']} places)")
+    print(f"wrote {res.out_dir}/ (report.json, outputs.npy, predictions.npy, scores.npy"
+          f"{', trace' if args.trace != 'off' else ''})  in {res.seconds:.1f} s")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import shlex
+
+    from .loaders import save_npz
+    from .vpr.training import train
+
+    dims = tuple(int(d) for d in args.dims.split(","))
+    if len(dims) != 2:
+        raise InputError(f"--dims must be H,W, not {args.dims!r}")
+    argv = ["hwsim", "train"] + list(sys.argv[2:] if len(sys.argv) > 2 else [])
+    net, report = train(
+        args.data_dir,
+        database=[d for d in args.database.split(",") if d],
+        places=args.places,
+        dims=dims,  # type: ignore[arg-type]
+        patch=args.patch,
+        seed=args.seed,
+        max_module=args.max_module,
+        progress=not args.quiet,
+        queries=[q for q in args.queries.split(",") if q] if args.queries else None,
+        epochs=args.epochs,
+        command=shlex.join(argv),
+    )
+    save_npz(net, args.out)
+    print(report.summary())
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -95,7 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a model on a hardware config")
     run.add_argument("--config", required=True, help="preset name or TOML file")
     run.add_argument("--model", required=True, help=".npz, VPRTempo .pth, or seed mats folder")
-    run.add_argument("--input", required=True, help=".npy (queries, inputs): float or uint8")
+    src = run.add_argument_group("input (one of)")
+    src.add_argument("--input", help=".npy (queries, inputs): float spikes in [0, 1] or uint8")
+    src.add_argument("--data-dir", help="images: a VPRTempo-layout dataset or image folder")
+    src.add_argument("--query", help="traversal name in --data-dir (e.g. summer)")
+    src.add_argument("--dims", help="H,W image size (default: the model's metadata)")
+    src.add_argument("--patch", type=int, help="patch-normalisation window (default 15)")
+    src.add_argument("--max-samples", type=int, help="use at most this many images")
     run.add_argument("--out", required=True, help="output folder")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set accumulator.bits=24")
@@ -103,6 +191,29 @@ def build_parser() -> argparse.ArgumentParser:
                      help="exit 3 if any accumulator or pre-add overflow event happened")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="the main job on the embedded default (no downloads)")
+    demo.add_argument("--config", default="int8_fixed_point", help="preset or TOML file")
+    demo.add_argument("--query", default="summer", help="query traversal of the synthetic route")
+    demo.add_argument("--out", default="traces/demo", help="output folder")
+    demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    demo.add_argument("--trace", default="neuron", help="trace level (off to skip)")
+    demo.add_argument("--quiet", action="store_true")
+    demo.set_defaults(func=cmd_demo)
+
+    tr = sub.add_parser("train", help="train a VPRTempo model in numpy and quantize it to int8")
+    tr.add_argument("--data-dir", required=True, help="dataset in VPRTempo layout")
+    tr.add_argument("--database", default="spring,fall", help="traversals to learn, comma list")
+    tr.add_argument("--queries", default=None, help="held-out traversals for Recall@N")
+    tr.add_argument("--places", type=int, default=100)
+    tr.add_argument("--dims", default="28,28", help="H,W")
+    tr.add_argument("--patch", type=int, default=15)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--max-module", type=int, default=500)
+    tr.add_argument("--epochs", type=int, default=4)
+    tr.add_argument("--out", required=True, help="model .npz to write")
+    tr.add_argument("--quiet", action="store_true")
+    tr.set_defaults(func=cmd_train)
 
     cfg = sub.add_parser("config", help="check configs, list keys and presets")
     csub = cfg.add_subparsers(dest="config_command", required=True)
@@ -124,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, ModelError, InputError, RegisterOverflowError) as exc:
+    except (ConfigError, ModelError, InputError, RegisterOverflowError, DatasetError) as exc:
         print(f"hwsim: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

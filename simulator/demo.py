@@ -38,11 +38,18 @@ class DemoResult:
 def _route_params(net: QuantizedNetwork) -> dict[str, Any]:
     meta = net.metadata
     route = meta.get("route", {})
+    route_kwargs = {"places": int(route.get("places", net.places)),
+                    "seed": int(route.get("seed", 0))}
+    for key in ("spacing", "jitter"):
+        if key in route:
+            route_kwargs[key] = route[key]
+    if "traversals" in route:
+        route_kwargs["traversals"] = tuple(route["traversals"])
     return {
-        "places": int(route.get("places", net.places)),
-        "seed": int(route.get("seed", 0)),
+        "route": route_kwargs,
         "dims": tuple(meta.get("dims", (28, 28))),
         "patch": int(meta.get("patch", 15)),
+        "resize": str(meta.get("preprocess", {}).get("resize", "torch")),
         "tolerance": int(meta.get("tolerance", 0)),
         "database": list(meta.get("database", [])),
     }
@@ -71,9 +78,11 @@ def run_demo(
             f"hwsim demo: note: query traversal {query!r} was also used for training",
             file=sys.stderr,
         )
-    route_dir = cached_route(places=rp["places"], seed=rp["seed"])
+    route_dir = cached_route(**rp["route"])
     trav = require_places(load_traversal(route_dir, query), net.places)
-    codes = load_codes(trav, dims=rp["dims"], patch=rp["patch"], progress=not quiet)
+    codes = load_codes(
+        trav, dims=rp["dims"], patch=rp["patch"], resize=rp["resize"], progress=not quiet
+    )
     codes = codes[: net.places]
     spikes = (codes.astype(np.float32) / np.float32(255.0)).astype(np.float32)
     prov = {

@@ -109,22 +109,30 @@ def write_outputs(out_dir: Path, files: dict[str, Any]) -> None:
 def run_job(
     config: str | Path,
     model: str | Path,
-    input_path: str | Path,
+    input_path: str | Path | np.ndarray,
     out_dir: str | Path | None,
     overrides: list[str] | tuple[str, ...] = (),
     progress: Callable[[int], None] | None = None,
 ) -> RunOutput:
-    """Load everything, simulate, and write outputs.npy, predictions.npy and report.json."""
+    """Load everything, simulate, and write outputs, predictions, scores and report.json.
+
+    ``input_path`` is a .npy file or an in-memory array (e.g. spikes from images).
+    """
     cfg = load_config(config, overrides)
     net = load_model(model)
-    inputs = load_input(input_path)
+    if isinstance(input_path, np.ndarray):
+        inputs, source = input_path, "<images>"
+        digest = hashlib.sha256(np.ascontiguousarray(inputs).tobytes()).hexdigest()
+    else:
+        inputs, source = load_input(input_path), str(input_path)
+        digest = sha256_file(input_path)
     prov = {
         "model_sha256": sha256_file(model),
-        "input_source": str(input_path),
-        "input_sha256": sha256_file(input_path),
+        "input_source": source,
+        "input_sha256": digest,
         "input_dtype": str(inputs.dtype),
     }
-    result, report = execute(cfg, net, inputs, prov, progress, source=str(input_path))
+    result, report = execute(cfg, net, inputs, prov, progress, source=source)
     if out_dir is not None:
         write_outputs(
             Path(out_dir),

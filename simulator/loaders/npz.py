@@ -75,6 +75,7 @@ def save_npz(net: QuantizedNetwork, path: str | os.PathLike[str], compress: bool
     try:
         with os.fdopen(fd, "wb") as fh:
             (np.savez_compressed if compress else np.savez)(fh, **arrays)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,19 +256,24 @@ def require_places(traversal: Traversal, places: int) -> Traversal:
     )
 
 
+def _check_size(shape: tuple[int, int], first: tuple[Path, tuple[int, int]] | None,
+                path: Path) -> tuple[Path, tuple[int, int]]:
+    if first is None:
+        return path, shape
+    if shape != first[1]:
+        raise DatasetError(
+            f"{path}: image is {shape[1]}x{shape[0]} but {first[0]} is "
+            f"{first[1][1]}x{first[1][0]}; a traversal's images must all have one size"
+        )
+    return first
+
+
 def iter_images(traversal: Traversal) -> Iterator[tuple[Path, np.ndarray]]:
     """Yield (path, RGB/grey uint8 image), checking every image has the first one's size."""
-    shape: tuple[int, ...] | None = None
-    first: Path | None = None
+    first: tuple[Path, tuple[int, int]] | None = None
     for path in traversal.files:
         img = load_image(path)
-        if shape is None:
-            shape, first = img.shape[:2], path
-        elif img.shape[:2] != shape:
-            raise DatasetError(
-                f"{path}: image is {img.shape[1]}x{img.shape[0]} but {first} is "
-                f"{shape[1]}x{shape[0]}; a traversal's images must all have one size"
-            )
+        first = _check_size((int(img.shape[0]), int(img.shape[1])), first, path)
         yield path, img
 
 
@@ -277,30 +283,44 @@ def load_codes(
     patch: int = 15,
     resize: ResizeMethod = "torch",
     progress: bool = False,
+    workers: int | None = None,
 ) -> np.ndarray:
     """Preprocess traversals' images -> uint8 codes (N, h*w), traversals concatenated in order.
 
     Within a traversal all images must have one size (DatasetError naming the odd file);
-    different traversals may differ (each image is resized to ``dims``).
+    different traversals may differ (each image is resized to ``dims``). Images are decoded
+    and preprocessed on ``workers`` threads (default up to 4); the result does not depend on it.
     """
     cfg = PreprocessConfig(tuple(int(d) for d in dims), int(patch), resize)  # type: ignore[arg-type]
     cfg.validate()
     travs = [traversals] if isinstance(traversals, Traversal) else list(traversals)
     total = sum(len(t) for t in travs)
     out = np.empty((total, cfg.features), dtype=np.uint8)
+    n_workers = max(1, min(4, os.cpu_count() or 1)) if workers is None else max(1, int(workers))
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=total, desc="images", unit="img", leave=False)
+
+    def one(path: Path) -> tuple[tuple[int, int], np.ndarray]:
+        img = load_image(path)
+        codes = process_image(img, cfg.dims, cfg.patch, cfg.resize).reshape(-1)
+        return (int(img.shape[0]), int(img.shape[1])), codes
+
     i = 0
     try:
-        for trav in travs:
-            for _path, img in iter_images(trav):
-                out[i] = process_image(img, cfg.dims, cfg.patch, cfg.resize).reshape(-1)
-                i += 1
-                if bar is not None:
-                    bar.update(1)
+        with ThreadPoolExecutor(n_workers) as pool:
+            for trav in travs:
+                first: tuple[Path, tuple[int, int]] | None = None
+                for path, (shape, codes) in zip(
+                    trav.files, pool.map(one, trav.files), strict=True
+                ):
+                    first = _check_size(shape, first, path)
+                    out[i] = codes
+                    i += 1
+                    if bar is not None:
+                        bar.update(1)
     finally:
         if bar is not None:
             bar.close()

@@ -147,19 +147,23 @@ def patch_normalise(img: np.ndarray, patch: int) -> np.ndarray:
     x = np.asarray(img, dtype=np.float64)
     if x.ndim != 2:
         raise ValueError(f"patch_normalise expects a 2-D image, got shape {x.shape}")
+    h, w = x.shape
     half = (p - 1) // 2
-    padded = np.pad(x, half, mode="constant", constant_values=np.nan)
-    win = np.lib.stride_tricks.sliding_window_view(padded, (p, p))  # (h, w, p, p)
-    valid = ~np.isnan(win)
-    count = valid.sum(axis=(2, 3)).astype(np.float64)
-    vals = np.where(valid, win, 0.0)
-    mean = vals.sum(axis=(2, 3)) / count
-    diff = np.where(valid, win - mean[..., None, None], 0.0)
+    offs = np.arange(-half, half + 1)
+    r = np.arange(h)[:, None] + offs[None, :]  # (h, P) window rows
+    c = np.arange(w)[:, None] + offs[None, :]  # (w, P) window columns
+    rv = (r >= 0) & (r < h)
+    cv = (c >= 0) & (c < w)
+    win = x[np.clip(r, 0, h - 1)[:, None, :, None], np.clip(c, 0, w - 1)[None, :, None, :]]
+    valid = rv[:, None, :, None] & cv[None, :, None, :]  # (h, w, P, P): not NaN padding
+    count = (rv.sum(axis=1)[:, None] * cv.sum(axis=1)[None, :]).astype(np.float64)
+    mean = (win * valid).sum(axis=(2, 3)) / count
+    diff = (win - mean[..., None, None]) * valid
     with np.errstate(divide="ignore", invalid="ignore"):
         var = (diff * diff).sum(axis=(2, 3)) / count * (count / (count - 1.0))
-        std = np.sqrt(var)
-        out = (x - mean) / std
-    constant = np.nanmax(win, axis=(2, 3)) == np.nanmin(win, axis=(2, 3))
+        out = (x - mean) / np.sqrt(var)
+    # every valid value equals the centre pixel -> constant window -> std 0 -> 0
+    constant = (np.abs(win - x[..., None, None]) * valid).sum(axis=(2, 3)) == 0
     out[constant] = 0.0
     out[np.isnan(out)] = 0.0
     return np.clip(out, -1.0, 1.0)

@@ -4,7 +4,9 @@ What torch's fbgemm QAT + ``convert`` produce, reproduced in numpy:
 
 * weights: per-output-channel symmetric qint8. ``scale_j = f32(max(|min_j|, |max_j|) / 127.5)``
   (at least float32 eps; ``min_j <= 0 <= max_j`` as the observer widens to include 0),
-  ``w_q = clamp(rint(f32(w) / scale_j), -128, 127)``, zero point 0.
+  ``w_q = clamp(rint(f32(w) * f32(1 / scale_j)), -128, 127)``, zero point 0. torch's
+  ``quantize_per_channel`` multiplies by the float32 reciprocal; dividing by the scale instead
+  differs in about 4 of 10,000 weights (at .5 boundaries) - checked against torch 2.13.
 * activations (the input quantizer and each layer's output): per-tensor affine quint8 from a
   MinMax observer over calibration data: ``min' = min(min, 0)``, ``max' = max(max, 0)``,
   ``scale = f32((max' - min') / (qmax - qmin))`` (at least eps),
@@ -56,7 +58,8 @@ def minmax_qparams(
 def quantize_weights(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """float (out, in) -> (int8 (out, in), float64 (out,) scales of float32 values).
 
-    Per-output-channel symmetric qint8, zero point 0.
+    Per-output-channel symmetric qint8, zero point 0, ``rint(w * f32(1 / scale))`` in float32
+    exactly as ``torch.quantize_per_channel``.
     """
     w32 = np.asarray(w, dtype=np.float32)
     if w32.ndim != 2:
@@ -66,7 +69,8 @@ def quantize_weights(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     amax = np.maximum(-lo, hi).astype(np.float32)
     scale = (amax / np.float32(127.5)).astype(np.float32)
     scale = np.maximum(scale, np.float32(F32_EPS))
-    q = np.rint((w32 / scale[:, None]).astype(np.float32))
+    inv = (np.float32(1.0) / scale).astype(np.float32)
+    q = np.rint((w32 * inv[:, None]).astype(np.float32))
     return np.clip(q, -128, 127).astype(np.int8), scale.astype(np.float64)
 
 
@@ -166,7 +170,10 @@ def quantize_network(
 
 
 def run_quantized(
-    net: QuantizedNetwork, spikes: np.ndarray, engine: str = "auto", hwconfig: str = "pytorch_fbgemm"
+    net: QuantizedNetwork,
+    spikes: np.ndarray,
+    engine: str = "auto",
+    hwconfig: str = "pytorch_fbgemm",
 ) -> tuple[np.ndarray, str]:
     """Run ``net`` on float32 (N, K) spikes -> (int64 (N, places) output codes, engine used).
 

@@ -24,15 +24,16 @@ import shutil
 import tempfile
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import cv2
 import numpy as np
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 FRAME_H = 360
 FRAME_W = 640
 HORIZON = 196
@@ -70,13 +71,13 @@ class Condition:
     contrast: float = 1.0
     brightness: float = 1.0
     tint: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    noise: float = 3.0
+    noise: float = 0.0
     blur: float = 0.0
     clouds: float = 0.3
     lit_windows: bool = False
 
 
-CONDITIONS: dict[str, Condition] = {
+CONDITIONS: Mapping[str, Condition] = MappingProxyType({
     "summer": Condition("summer"),
     "spring": Condition(
         "spring",
@@ -88,7 +89,7 @@ CONDITIONS: dict[str, Condition] = {
         "fall",
         palette={GRASS: (150, 128, 60), LEAVES: (206, 104, 30), RIDGE: (112, 80, 34),
                  SKY: (160, 172, 196), CONIFER: (40, 66, 36), WATER: (70, 90, 120)},
-        sky_top=(120, 138, 176), contrast=0.9, tint=(1.04, 0.98, 0.9), noise=4.0, clouds=0.6,
+        sky_top=(120, 138, 176), contrast=0.9, tint=(1.04, 0.98, 0.9), clouds=0.6,
     ),
     "winter": Condition(
         "winter",
@@ -96,15 +97,15 @@ CONDITIONS: dict[str, Condition] = {
                  LEAVES: (120, 110, 100), RAIL: (196, 196, 200), ROOF: (226, 228, 234),
                  WATER: (212, 218, 226), SKY: (204, 208, 214), CONIFER: (68, 86, 78),
                  BOULDER: (222, 224, 230), CUT: (150, 148, 150)},
-        sky_top=(186, 192, 200), contrast=0.55, brightness=1.0, noise=5.0, blur=1.0, clouds=0.0,
+        sky_top=(186, 192, 200), contrast=0.55, brightness=1.0, noise=2.0, blur=1.0, clouds=0.0,
     ),
     "dusk": Condition(
         "dusk",
         palette={SKY: (226, 140, 84)},
-        sky_top=(40, 50, 96), brightness=0.38, tint=(1.0, 0.9, 1.15), contrast=0.85,
-        noise=9.0, blur=0.8, clouds=0.2, lit_windows=True,
+        sky_top=(40, 50, 96), brightness=0.45, tint=(1.0, 0.9, 1.15), contrast=0.85,
+        noise=4.0, blur=0.8, clouds=0.2, lit_windows=True,
     ),
-}
+})
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,6 @@ def _build_world(places: int, seed: int, spacing: int) -> _World:
     near = np.zeros((FRAME_H, width), dtype=np.uint8)
     near[HORIZON:, :] = GRASS
     near[FRAME_H - 34 :, :] = RAIL
-    # Sleepers of the railway (constant pattern; removed by patch normalisation mostly).
     # Route segments: each stretch has a character that sets object density and kind.
     x = 0
     objects: list[tuple[int, int, str, float]] = []  # (base_y, x, kind, size)
@@ -283,7 +283,7 @@ def _palette(cond: Condition) -> np.ndarray:
     for mat, rgb in _BASE.items():
         pal[mat] = cond.palette.get(mat, rgb)
     if cond.lit_windows:
-        pal[WINDOW] = (255 / 0.38 * 0.9, 200 / 0.38 * 0.9, 110 / 0.38 * 0.9)
+        pal[WINDOW] = (255 / cond.brightness, 200 / cond.brightness, 110 / cond.brightness)
     return pal
 
 
@@ -360,7 +360,11 @@ def render_frame(
     places: int, seed: int, traversal: str, place: int, spacing: int = 320, jitter: float = 1.0,
     world: _World | None = None, bank: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Render one frame (RGB uint8 (360, 640, 3)) of ``traversal`` at ``place`` (no files)."""
+    """Render one frame (RGB uint8 (360, 640, 3)) of ``traversal`` at ``place`` (no files).
+
+    ``world`` and ``bank`` are internal caches :func:`generate_route` passes to avoid rebuilding
+    the route geometry and noise for every frame; leave them None.
+    """
     if traversal not in CONDITIONS:
         raise ValueError(f"unknown traversal {traversal!r}; choose from {sorted(CONDITIONS)}")
     if not 0 <= place < places:
@@ -405,7 +409,8 @@ def generate_route(
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     world = _build_world(places, seed, spacing)
-    params = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 1,
+              cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
     n_workers = max(1, min(4, os.cpu_count() or 1)) if workers is None else max(1, int(workers))
     for name in trav:
         folder = root / name
@@ -494,6 +499,7 @@ def cached_route(
     tmp = Path(tempfile.mkdtemp(prefix=root.name + ".", suffix=".tmp", dir=base))
     try:
         generate_route(tmp, places, all_trav, seed, spacing, jitter)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
         if root.exists():
             old = base / (root.name + f".old-{os.getpid()}")
             os.replace(root, old)
