@@ -1,4 +1,4 @@
-"""Command line: ``hwsim run | config | report | bench | demo | train``.
+"""Command line: ``hwsim run | demo | train | config | report | bench | vectors``.
 
 Every user error (bad config, model, input or an ``error``-policy overflow) ends with one line
 ``hwsim: error: <file>: <problem>`` and exit status 2; nothing half-written is left behind.
@@ -227,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     keys.set_defaults(func=cmd_config_keys)
     pre = csub.add_parser("presets", help="list the presets in hwconfig/")
     pre.set_defaults(func=cmd_config_presets)
+
+    from .vectors import add_vectors_parser
+
+    add_vectors_parser(sub)
     return p
 
 

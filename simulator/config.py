@@ -10,6 +10,7 @@ Errors (:class:`ConfigError`) always name the file, the dotted key and what is a
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -24,6 +25,53 @@ LAYER_KEYS = ("feature", "output")
 
 class ConfigError(ValueError):
     """A hardware config that cannot be used as written."""
+
+
+# Rounding names used elsewhere (C, numpy, fxpmath, IEEE 754, SystemC) -> the name used here.
+# Only a hint in error messages: a config must spell the mode exactly.
+ROUNDING_ALIASES = {
+    "trunc": "toward_zero",  # C trunc() and fxpmath 'trunc' round toward zero, not floor
+    "truncate": "toward_zero",
+    "fix": "toward_zero",
+    "to_zero": "toward_zero",
+    "round_toward_zero": "toward_zero",
+    "down": "floor",
+    "round_down": "floor",
+    "up": "ceil",
+    "ceiling": "ceil",
+    "round": "half_away",  # C round()
+    "nearest": "half_even",
+    "rint": "half_even",
+    "around": "half_even",
+    "nearest_even": "half_even",
+    "round_half_even": "half_even",
+    "banker": "half_even",
+    "convergent": "half_even",
+    "nearest_posinf": "half_up",
+    "round_half_up": "half_up",
+    "nearest_neginf": "half_down",
+    "round_half_down": "half_down",
+    "nearest_away": "half_away",
+    "round_half_away": "half_away",
+}
+
+
+def _did_you_mean(word: Any, options: Any, prefix: str = "") -> str:
+    """' (did you mean 'x'?)' for a close match of ``word`` among ``options``, else ''."""
+    if not isinstance(word, str):
+        return ""
+    opts = [str(o) for o in options]
+    lower = {o.lower(): o for o in opts}
+    if word.lower() in lower:
+        best = lower[word.lower()]
+    elif word.lower() in ROUNDING_ALIASES and ROUNDING_ALIASES[word.lower()] in opts:
+        best = ROUNDING_ALIASES[word.lower()]
+    else:
+        close = difflib.get_close_matches(word.lower(), list(lower), n=1, cutoff=0.6)
+        if not close:
+            return ""
+        best = lower[close[0]]
+    return f" (did you mean '{prefix}{best}'?)"
 
 
 # --- section dataclasses -------------------------------------------------------------------
@@ -180,6 +228,18 @@ class EnergyConfig:
 
 
 @dataclass(frozen=True)
+class ReadoutConfig:
+    """How the modules' outputs are joined before the argmax."""
+
+    concat: str = _f(
+        "requantize",
+        "requantize: every module's codes re-expressed on module 0's output scale and zero "
+        "point, as VPRTempoQuant's quantized torch.cat does; codes: each module's own codes",
+        choices=("requantize", "codes"),
+    )
+
+
+@dataclass(frozen=True)
 class ReportConfig:
     compare_with: str = _f(
         "", "preset or config file run on the same model and inputs; the report counts "
@@ -197,9 +257,60 @@ SECTIONS: dict[str, type] = {
     "schedule": ScheduleConfig,
     "clock": ClockConfig,
     "energy": EnergyConfig,
+    "readout": ReadoutConfig,
     "report": ReportConfig,
 }
 LAYER_SECTIONS = ("spikes", "accumulator", "mac", "requant", "combiner", "schedule")
+
+# Unit of every key, for docs/hwconfig.md ("-" = a name or flag without a unit).
+UNITS: dict[str, str] = {
+    "spikes.bits": "bits",
+    "spikes.signed": "-",
+    "spikes.quantizer": "-",
+    "spikes.rounding": "-",
+    "weights.bits": "bits",
+    "weights.signed": "-",
+    "weights.capacity_kib": "KiB",
+    "weights.banks": "banks",
+    "weights.word_bits": "bits",
+    "weights.read_ports": "ports per bank",
+    "accumulator.bits": "bits",
+    "accumulator.overflow": "-",
+    "accumulator.adder_tree_width": "products per cycle",
+    "mac.lanes": "lanes",
+    "mac.operand": "-",
+    "mac.pre_add_width": "products",
+    "mac.pre_add_bits": "bits",
+    "mac.pre_add_overflow": "-",
+    "requant.scheme": "-",
+    "requant.rounding": "-",
+    "requant.multiplier_bits": "bits",
+    "requant.output_bits": "bits",
+    "requant.output_signed": "-",
+    "requant.clamp_low": "code",
+    "requant.clamp_high": "code",
+    "requant.throughput": "values per cycle",
+    "requant.latency": "cycles",
+    "requant.exc_divisors": "factor indices",
+    "requant.inh_divisors": "factor indices",
+    "requant.inh_pre_offset": "code",
+    "requant.inh_post_offset": "code",
+    "combiner.exc_divisor": "factor index",
+    "combiner.inh_divisor": "factor index",
+    "combiner.inh_offset": "code",
+    "combiner.scale": "ratio",
+    "combiner.zero_point": "code",
+    "combiner.cast_rounding": "-",
+    "combiner.clip_low": "code",
+    "combiner.clip_high": "code",
+    "schedule.mode": "-",
+    "clock.mhz": "MHz",
+    "energy.mac_pj": "pJ",
+    "energy.weight_read_pj_per_byte": "pJ/byte",
+    "energy.requant_pj": "pJ",
+    "readout.concat": "-",
+    "report.compare_with": "preset or path",
+}
 TOP_KEYS = {"name": str, "description": str}
 
 
@@ -232,6 +343,7 @@ class HwConfig:
     schedule: ScheduleConfig
     clock: ClockConfig
     energy: EnergyConfig
+    readout: ReadoutConfig
     report: ReportConfig
     layer_overrides: dict[str, dict[str, dict[str, Any]]]
     raw: dict[str, Any]
@@ -284,7 +396,21 @@ def load_config(name_or_path: str | Path, overrides: list[str] | tuple[str, ...]
     for item in overrides:
         apply_override(raw, item, src)
         digest.update(b"\0" + item.encode())
-    return build_config(raw, src, digest.hexdigest(), default_name=path.stem)
+    try:
+        return build_config(raw, src, digest.hexdigest(), default_name=path.stem)
+    except ConfigError as exc:
+        raise ConfigError(str(exc) + _override_note(str(exc), overrides)) from None
+
+
+def _override_note(msg: str, overrides: list[str] | tuple[str, ...]) -> str:
+    """' (from --set k=v)' when the error is about a key set on the command line."""
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        parts = key.split(".")
+        prefixes = [".".join(parts[: i + 1]) for i in range(len(parts))]
+        if any(f"'{p}'" in msg for p in prefixes):
+            return f" (from --set {item})"
+    return ""
 
 
 def apply_override(raw: dict[str, Any], item: str, src: str = "--set") -> None:
@@ -318,11 +444,12 @@ def build_config(
     for key in raw:
         if key not in known:
             raise ConfigError(
-                f"{src}: unknown key {key!r}; allowed top-level keys: {', '.join(sorted(known))}"
+                f"{src}: unknown key {key!r}{_did_you_mean(key, sorted(known))}; allowed "
+                f"top-level keys: {', '.join(sorted(known))}"
             )
     for key, typ in TOP_KEYS.items():
         if key in raw and not isinstance(raw[key], typ):
-            raise ConfigError(f"{src}: key {key!r} must be a string")
+            raise ConfigError(f"{src}: {key!r} must be a string, not {raw[key]!r}")
     sections = {
         name: _build_section(cls, raw.get(name, {}), name, src) for name, cls in SECTIONS.items()
     }
@@ -333,23 +460,42 @@ def build_config(
     for lname, secs in layers_raw.items():
         if lname not in LAYER_KEYS:
             raise ConfigError(
-                f"{src}: unknown layer 'layers.{lname}'; layers are {', '.join(LAYER_KEYS)}"
+                f"{src}: unknown layer 'layers.{lname}'"
+                f"{_did_you_mean(lname, LAYER_KEYS, 'layers.')}; layers are "
+                f"{', '.join(LAYER_KEYS)}"
             )
         if not isinstance(secs, dict):
             raise ConfigError(f"{src}: 'layers.{lname}' must be a table of sections")
         layer_ov[lname] = {}
         for sname, vals in secs.items():
+            if sname in SECTIONS and sname not in LAYER_SECTIONS:
+                raise ConfigError(
+                    f"{src}: 'layers.{lname}.{sname}' cannot be set per layer (one [{sname}] "
+                    f"serves the whole network); per-layer sections: {', '.join(LAYER_SECTIONS)}"
+                )
             if sname not in LAYER_SECTIONS:
                 raise ConfigError(
-                    f"{src}: 'layers.{lname}.{sname}' cannot be set per layer; per-layer "
-                    f"sections: {', '.join(LAYER_SECTIONS)}"
+                    f"{src}: unknown section 'layers.{lname}.{sname}'"
+                    f"{_did_you_mean(sname, LAYER_SECTIONS, f'layers.{lname}.')}; per-layer "
+                    f"overrides are tables [layers.{lname}.<section>] with <section> one of "
+                    f"{', '.join(LAYER_SECTIONS)}"
                 )
             prefix = f"layers.{lname}.{sname}"
             merged = {**raw.get(sname, {}), **(vals if isinstance(vals, dict) else {})}
             if not isinstance(vals, dict):
                 raise ConfigError(f"{src}: '{prefix}' must be a table")
-            _build_section(SECTIONS[sname], merged, prefix, src, keys_from=vals)
-            layer_ov[lname][sname] = dict(vals)
+            built = _build_section(SECTIONS[sname], merged, prefix, src, keys_from=vals)
+            # keep the validated values (tuples for lists, floats for integer literals)
+            layer_ov[lname][sname] = {k: getattr(built, k) for k in vals}
+    compare = sections["report"].compare_with
+    if compare:
+        try:
+            resolve_config_path(compare)
+        except ConfigError:
+            raise ConfigError(
+                f"{src}: 'report.compare_with' = {compare!r} is neither a preset nor a config "
+                f"file; presets: {', '.join(preset_names())} ('' = no comparison)"
+            ) from None
     cfg = HwConfig(
         name=str(raw.get("name", default_name)),
         description=str(raw.get("description", "")),
@@ -373,7 +519,8 @@ def _build_section(
     for key in keys_from if keys_from is not None else values:
         if key not in flds:
             raise ConfigError(
-                f"{src}: unknown key '{prefix}.{key}'; allowed: {', '.join(flds)}"
+                f"{src}: unknown key '{prefix}.{key}'{_did_you_mean(key, flds, prefix + '.')}; "
+                f"allowed keys in [{prefix}]: {', '.join(flds)}"
             )
     kwargs = {}
     for key, val in values.items():
@@ -400,9 +547,13 @@ def _check_value(f: dataclasses.Field, val: Any, key: str, src: str) -> Any:
             )
         return tuple(tuple(d) for d in val)
     if isinstance(default, str) and "choices" in meta:
-        if val not in meta["choices"]:
+        if not isinstance(val, str) or val not in meta["choices"]:
+            hint = _did_you_mean(val, meta["choices"])
+            if isinstance(val, str) and val.lower() == "trunc" and "toward_zero" in hint:
+                note = " 'trunc' rounds toward zero in C and fxpmath; floor is toward -inf)"
+                hint = hint[:-1] + note
             raise ConfigError(
-                f"{src}: '{key}' = {val!r} is not allowed; choose one of "
+                f"{src}: '{key}' = {val!r} is not allowed{hint}; choose one of "
                 f"{', '.join(meta['choices'])}"
             )
         return val
@@ -420,12 +571,13 @@ def _check_value(f: dataclasses.Field, val: Any, key: str, src: str) -> Any:
         if not isinstance(val, str):
             raise ConfigError(f"{src}: '{key}' must be a string, not {val!r}")
         return val
+    allowed = " in {}..{}".format(*meta["range"]) if "range" in meta else ""
     if isinstance(default, int):
         if not isinstance(val, int) or isinstance(val, bool):
-            raise ConfigError(f"{src}: '{key}' must be an integer, not {val!r}")
+            raise ConfigError(f"{src}: '{key}' must be an integer{allowed}, not {val!r}")
     elif isinstance(default, float):
         if not isinstance(val, int | float) or isinstance(val, bool):
-            raise ConfigError(f"{src}: '{key}' must be a number, not {val!r}")
+            raise ConfigError(f"{src}: '{key}' must be a number{allowed}, not {val!r}")
         val = float(val)
     if "range" in meta:
         lo, hi = meta["range"]
@@ -438,13 +590,24 @@ def _check_cross(cfg: HwConfig, hw: LayerHw, layer: str, src: str) -> None:
     """Constraints between keys."""
     where = f"{src}: layer {layer!r}:"
     if hw.spikes.signed and hw.spikes.bits < 2:
-        raise ConfigError(f"{where} 'spikes.bits' must be >= 2 for a signed register")
+        raise ConfigError(
+            f"{where} 'spikes.bits' = 1 is too narrow for a signed register; allowed "
+            f"2..{MAX_BITS} (or spikes.signed = false)"
+        )
     if hw.requant.output_signed and hw.requant.output_bits < 2:
-        raise ConfigError(f"{where} 'requant.output_bits' must be >= 2 for signed output")
+        raise ConfigError(
+            f"{where} 'requant.output_bits' = 1 is too narrow for signed output; allowed "
+            f"2..{MAX_BITS} (or requant.output_signed = false)"
+        )
     lo, hi = requant_clamp(hw.requant)
     from .fixedpoint import Register
 
     out = Register(hw.requant.output_bits, hw.requant.output_signed)
+    if lo > hi:
+        raise ConfigError(
+            f"{where} 'requant.clamp_low' ({lo}) is above 'requant.clamp_high' ({hi}); the "
+            f"clamp range must be non-empty and inside the output register {out.describe()}"
+        )
     if not (out.min <= lo <= hi <= out.max):
         raise ConfigError(
             f"{where} requant clamp [{lo}, {hi}] must lie inside the output register "
@@ -453,7 +616,10 @@ def _check_cross(cfg: HwConfig, hw: LayerHw, layer: str, src: str) -> None:
     if hw.mac.pre_add_width > 1 and hw.mac.operand != "raw":
         pass  # a pre-add stage on offset operands is allowed (a generic design choice)
     if cfg.weights.signed and cfg.weights.bits < 2:
-        raise ConfigError(f"{src}: 'weights.bits' must be >= 2 for signed weights")
+        raise ConfigError(
+            f"{src}: 'weights.bits' = {cfg.weights.bits} is too narrow for signed weights; "
+            f"allowed 2..{MAX_BITS} (or weights.signed = false)"
+        )
 
 
 def requant_clamp(rq: RequantConfig) -> tuple[int, int]:
@@ -464,6 +630,22 @@ def requant_clamp(rq: RequantConfig) -> tuple[int, int]:
     lo = out.min if rq.clamp_low == "register" else int(rq.clamp_low)
     hi = out.max if rq.clamp_high == "register" else int(rq.clamp_high)
     return lo, hi
+
+
+# What the keys without a range or a list of choices accept (as _check_value enforces).
+FREE_FORM_ALLOWED: dict[str, str] = {
+    "requant.clamp_low": "integer inside the output register | 'register'",
+    "requant.clamp_high": "integer inside the output register | 'register'",
+    "requant.exc_divisors": "list of non-empty lists of indices 0..3",
+    "requant.inh_divisors": "list of non-empty lists of indices 0..3",
+    "combiner.clip_high": "integer | 'input_max' | 'register'",
+    "report.compare_with": "'' | preset name | config file path",
+}
+
+
+def schema_units() -> dict[str, str]:
+    """Unit of every dotted key (``-`` for names and flags)."""
+    return dict(UNITS)
 
 
 def schema_rows() -> list[tuple[str, str, str, str]]:
@@ -479,6 +661,6 @@ def schema_rows() -> list[tuple[str, str, str, str]]:
             elif isinstance(f.default, bool):
                 allowed = "true | false"
             else:
-                allowed = "see meaning"
+                allowed = FREE_FORM_ALLOWED.get(f"{sname}.{f.name}", "see meaning")
             rows.append((f"{sname}.{f.name}", repr(f.default), allowed, meta.get("doc", "")))
     return rows

@@ -148,7 +148,10 @@ def wrap(values: np.ndarray, reg: Register) -> np.ndarray:
     """Two's complement wrap of int64 values into ``reg`` (modulo 2**bits)."""
     v = _as_int64(values)
     if reg.bits >= 64:
-        return v.copy() if reg.signed else v.copy()
+        if not reg.signed and v.size and int(v.min()) < 0:
+            # v mod 2**64 >= 2**63 for negative v: not representable in the int64 datapath
+            raise OverflowError("wrapping negative values into u64 leaves the int64 datapath")
+        return v.copy()
     mask = np.int64((1 << reg.bits) - 1)
     u = v & mask
     if reg.signed:
@@ -202,19 +205,21 @@ def round_float(values: np.ndarray, mode: str) -> np.ndarray:
         return np.ceil(v)
     if mode == "toward_zero":
         return np.trunc(v)
+    r = np.rint(v)  # nearest, ties to even; exact
     if mode == "half_even":
-        return np.rint(v)
-    fl = np.floor(v)
-    frac = v - fl  # exact for binary floats: v and fl share the exponent range
-    half = v.dtype.type(0.5)
+        return r
+    # v - r is exact (|v - r| <= 1/2 and r is v's nearest integer), so ties are detected
+    # exactly; v - floor(v) is not exact for v in (-1/2, 0) and misses near-ties there.
+    diff = v - r
+    tie = np.abs(diff) == v.dtype.type(0.5)
+    up = tie & (diff > 0)  # v = r + 1/2: the tie's other neighbour is r + 1
+    down = tie & (diff < 0)  # v = r - 1/2: the tie's other neighbour is r - 1
     if mode == "half_up":
-        return np.where(frac >= half, fl + 1, fl)
+        return np.where(up, r + 1, r)
     if mode == "half_down":
-        return np.where(frac > half, fl + 1, fl)
-    # half_away
-    up = np.where(frac >= half, fl + 1, fl)
-    down = np.where(frac > half, fl + 1, fl)
-    return np.where(v >= 0, up, down)
+        return np.where(down, r - 1, r)
+    # half_away: ties go to the neighbour with the larger magnitude
+    return np.where(up & (v > 0), r + 1, np.where(down & (v < 0), r - 1, r))
 
 
 def round_shift(values: np.ndarray, shift: int | np.ndarray, mode: str) -> np.ndarray:
@@ -304,34 +309,33 @@ def multiply_shift(
 ) -> np.ndarray:
     """round(acc * M0 / 2**shift) exactly, with the product held in a wide register.
 
-    ``acc`` int64 (any shape, last axis = channel when m0/shift are per-channel arrays).
-    The exact product may need more than 64 bits; it is split into 32-bit halves so no
-    intermediate wraps. Shifts below 0 multiply by 2**-shift exactly (must stay < 2**62).
+    ``acc`` int64 (any shape, last axis = channel when m0/shift are per-channel arrays),
+    ``m0`` >= 0 (up to 32 bits, see :func:`quantize_multiplier`). The exact product may need
+    more than 64 bits; such elements are computed with unbounded integers, so no intermediate
+    wraps. Shifts below 0 multiply by 2**-shift exactly; the result must fit int64.
     """
     check_rounding(mode)
     a = _as_int64(acc)
     m = np.asarray(m0, dtype=np.int64)
     s = np.asarray(shift, dtype=np.int64)
-    if np.any(s < 0):
-        # multiplier >= 2**bits: left shift first (exact), then no rounding needed
-        left = np.maximum(-s, 0)
-        a = a << left
-        s = np.maximum(s, 0)
-    amax = int(np.abs(a).max()) if a.size else 0
-    mmax = int(m.max()) if m.size else 0
-    if amax.bit_length() + mmax.bit_length() <= 62:
-        return round_shift(a * m, np.broadcast_to(s, a.shape), mode)
-    # wide product: a * m = (a_hi * 2**32 + a_lo) * m
-    a_hi = a >> 32
-    a_lo = a & np.int64(0xFFFFFFFF)
-    p_lo = a_lo * m  # < 2**63 as m < 2**31
-    p_hi = a_hi * m
-    # value = p_hi * 2**32 + p_lo ; divide by 2**s with rounding, exactly
-    out = np.empty(np.broadcast(a, m, s).shape, dtype=np.int64)
-    flat = [x.ravel() for x in np.broadcast_arrays(p_hi, p_lo, s)]
-    for i, (hi, lo, sh) in enumerate(zip(*flat, strict=True)):
-        val = (int(hi) << 32) + int(lo)
-        out.flat[i] = _round_shift_int(val, int(sh), mode)
+    amax = max(int(a.max()), -int(a.min())) if a.size else 0  # exact, even for -2**63
+    mmax = max(int(m.max()), -int(m.min())) if m.size else 0
+    left = int(max(-int(s.min()), 0)) if s.size else 0
+    right = int(s.max()) if s.size else 0
+    if amax.bit_length() + mmax.bit_length() + left <= 62 and right <= 62:
+        prod = (a * m) << np.maximum(-s, 0)  # exact: below 2**62
+        return round_shift(prod, np.broadcast_to(np.maximum(s, 0), prod.shape), mode)
+    # wide product: unbounded Python integers per element (rare: |acc * M0| >= 2**62)
+    shape = np.broadcast(a, m, s).shape
+    out = np.empty(shape, dtype=np.int64)
+    flat = [x.ravel() for x in np.broadcast_arrays(a, m, s)]
+    for i, (ai, mi, sh) in enumerate(zip(*flat, strict=True)):
+        val = int(ai) * int(mi)
+        sh = int(sh)
+        res = val << -sh if sh < 0 else _round_shift_int(val, sh, mode)
+        if not -(1 << 63) <= res < 1 << 63:
+            raise OverflowError(f"multiply_shift result {res} does not fit int64")
+        out.flat[i] = res
     return out
 
 
@@ -375,7 +379,9 @@ def f32_fma_round(x: np.ndarray, a: np.float32, b: float) -> np.ndarray:
     r = s.astype(np.float32)
     # s is a float32 midpoint iff rounding s both ways gives neighbours whose mean is s
     r64 = r.astype(np.float64)
-    other = np.where(r64 > s, np.nextafter(r, np.float32(-np.inf)), np.nextafter(r, np.float32(np.inf)))
+    below = np.nextafter(r, np.float32(-np.inf))
+    above = np.nextafter(r, np.float32(np.inf))
+    other = np.where(r64 > s, below, above)
     mid = (r64 + other.astype(np.float64)) * 0.5
     at_mid = (mid == s) & (err != 0)
     if np.any(at_mid):

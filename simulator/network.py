@@ -203,7 +203,7 @@ def _check_scale(value: float | np.ndarray, what: str) -> None:
     if not np.all(np.isfinite(arr)):
         raise ModelError(f"{what}: NaN or infinite value; scales must be finite and > 0")
     if np.any(arr <= 0):
-        raise ModelError(f"{what}: scales must be > 0, found {arr.min()!r}")
+        raise ModelError(f"{what}: scales must be > 0, found {float(arr.min())!r}")
 
 
 def _check_zero_point(value: int | np.ndarray, what: str, lo: int, hi: int) -> None:

@@ -74,7 +74,7 @@ def compare(path: Path, x: np.ndarray, engine: str, what: str) -> O.TorchRun:
     errors.append(_diff("outputs", res.outputs, ref.codes, what))
     errors = [e for e in errors if e]
     assert not errors, "\n".join(errors)
-    assert np.array_equal(res.predictions, np.argmax(ref.codes, axis=1))
+    assert np.array_equal(res.predictions, np.argmax(ref.cat_codes, axis=1))
     LAST["sim"] = res
     COMPARED["cases"] += 1
     COMPARED["elements"] += ref.codes.size + sum(f.size for f in ref.feature_codes)
@@ -396,6 +396,6 @@ def test_cli_run_matches_torch(case: tuple[Any, ...], tmp_path: Path) -> None:
     predictions = np.load(out / "predictions.npy")
     assert outputs.dtype.kind == "i" and outputs.shape == (5, sum(n2s))
     assert not (msg := _diff("outputs.npy", outputs.astype(np.int64), ref.codes, str(case))), msg
-    assert np.array_equal(predictions, np.argmax(ref.codes, axis=1))
+    assert np.array_equal(predictions, np.argmax(ref.cat_codes, axis=1))
     COMPARED["cases"] += 1
     COMPARED["elements"] += ref.codes.size

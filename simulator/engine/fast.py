@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import ConfigError, HwConfig, LayerHw, requant_clamp
-from ..fixedpoint import Register
+from ..fixedpoint import Register, RegisterOverflowError
 from ..network import Layer, ModelError, Module, QuantizedNetwork
 from ..units.combiner import combine
 from ..units.mac_array import LaneStats, MacSpec, accumulate
@@ -314,7 +314,14 @@ def simulate(
             zx, sx = mod.input_zero_point, mod.input_scale
             for lay in mod.layers:
                 hw = cfg.for_layer(lay.name)
-                lr = run_layer(mi, mod, lay, x, zx, sx, input_max, hw, wmem, start)
+                try:
+                    lr = run_layer(mi, mod, lay, x, zx, sx, input_max, hw, wmem, start)
+                except RegisterOverflowError as exc:
+                    raise RegisterOverflowError(
+                        f"{net.source}: module {mi} layer {lay.name!r} on {cfg.source}: {exc}",
+                        exc.flat_index,
+                        exc.value,
+                    ) from None
                 runs.append(lr)
                 x, zx, sx = lr.codes, lay.output_zero_point, lay.output_scale
         batches.append(runs)
@@ -343,21 +350,7 @@ def _merge(parts: list[LayerRun], batch: int) -> LayerRun:
     mac = {}
     for name in first.mac:
         st = [p.mac[name] for p in parts]
-        fe = None
-        for bi, s in enumerate(st):
-            if s.first is not None:
-                fe = (s.first[0] + bi * batch, s.first[1], s.first[2])
-                break
-        mac[name] = LaneStats(
-            np.sum([s.acc_wrap for s in st], axis=0),
-            np.sum([s.acc_saturate for s in st], axis=0),
-            np.sum([s.pre_add_events for s in st], axis=0),
-            max(s.max_abs_acc for s in st),
-            fe,
-            sum(s.ordered_pairs for s in st),
-            min(s.partial_min for s in st),
-            max(s.partial_max for s in st),
-        )
+        mac[name] = LaneStats.concat(st, [bi * batch for bi in range(len(st))])
     cf = None
     for bi, p in enumerate(parts):
         if p.clamp.first is not None:

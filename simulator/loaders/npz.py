@@ -15,7 +15,7 @@ key                                             dtype      meaning
 ``m{i}.{layer}.{path}.zero_point``              i64        (out,) weight zero points
 ``m{i}.{layer}.{path}.bias``                    f32        (out,) optional
 ``m{i}.{layer}.output.scale`` / ``.zero_point`` f64 / i64  layer output quantizer (combined)
-``m{i}.{layer}.factors``                        f64        (4,) seed scale factors (split)
+``m{i}.{layer}.factors``                        f32/f64    (4,) seed scale factors (split)
 ==============================================  =========  =================================
 
 ``layer`` is ``feature`` or ``output``; ``path`` is ``combined``, ``excitatory`` or
@@ -68,7 +68,7 @@ def save_npz(net: QuantizedNetwork, path: str | os.PathLike[str], compress: bool
             arrays[f"{pre}.output.scale"] = np.array(lay.output_scale, dtype=np.float64)
             arrays[f"{pre}.output.zero_point"] = np.array(lay.output_zero_point, dtype=np.int64)
             if lay.factors is not None:
-                arrays[f"{pre}.factors"] = lay.factors.astype(np.float64)
+                arrays[f"{pre}.factors"] = lay.factors  # float32 or float64, as loaded
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
@@ -147,7 +147,7 @@ def load_npz(path: str | os.PathLike[str]) -> QuantizedNetwork:
                             tuple(paths),
                             float(get(f"{pre}.output.scale")),
                             int(get(f"{pre}.output.zero_point")),
-                            None if factors is None else factors.astype(np.float64),
+                            None if factors is None else _float_factors(factors, src, pre),
                         )
                     )
                 mods.append(
@@ -162,3 +162,9 @@ def load_npz(path: str | os.PathLike[str]) -> QuantizedNetwork:
     net = QuantizedNetwork(layout, tuple(mods), metadata, src)  # type: ignore[arg-type]
     net.validate()
     return net
+
+
+def _float_factors(factors: np.ndarray, src: str, pre: str) -> np.ndarray:
+    if factors.dtype not in (np.float32, np.float64):
+        raise ModelError(f"{src}: {pre}.factors must be float32 or float64, not {factors.dtype}")
+    return factors

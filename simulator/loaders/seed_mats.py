@@ -55,10 +55,21 @@ def _weights(folder: Path, name: str, sign: int) -> np.ndarray:
 
 
 def _factors(folder: Path, name: str) -> np.ndarray:
-    raw = _load(folder, name, allow_pickle=False)
+    """Four scale factors, kept in their stored float type (the seed multiplies them in it).
+
+    float32 stays float32 (the seed's s0*s2 is then a float32 product); integers and Python
+    floats become float64, which represents them exactly.
+    """
+    raw = np.asarray(_load(folder, name, allow_pickle=False))
     path = folder / name
+    values = list(raw.ravel())
     try:
-        f = np.array([float(v) for v in np.asarray(raw).ravel()], dtype=np.float64)
+        if raw.dtype == object:
+            kinds = {np.asarray(v).dtype for v in values}
+            dtype = np.float32 if kinds == {np.dtype(np.float32)} else np.float64
+        else:
+            dtype = np.float32 if raw.dtype == np.float32 else np.float64
+        f = np.array([float(v) for v in values], dtype=dtype)
     except (TypeError, ValueError):
         raise ModelError(f"{path}: scale factors must be 4 numbers") from None
     if f.shape != (4,):

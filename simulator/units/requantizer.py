@@ -106,12 +106,17 @@ def seed_floor_divide(
     Each divisor is the product of the layer's scale factors named by index (seed order:
     [per-slice exc, per-slice inh, per-channel exc, per-channel inh]). Floor division follows
     numpy's float ``//`` exactly (floor of the quotient, computed via fmod), as the seed does;
-    the result is truncated toward zero to int64 as the seed's ``astype(np.int32)``.
+    the result is truncated toward zero to int64 as the seed's ``astype(np.int32)``. Products of
+    factors are rounded in the factors' float dtype (float32 factors give float32 products).
     """
     v = (acc - pre_offset).astype(np.float64)
+    f = np.asarray(factors)
+    # the product of scale factors is formed in the factors' own float type, as numpy does in
+    # the seed (float32 factors: s0*s2 rounds to float32); the division itself is float64
+    one = f.dtype.type(1) if f.dtype.kind == "f" else np.float64(1.0)
     for d in divisors:
-        div = np.float64(1.0)
+        div = one
         for i in d:
-            div = div * np.float64(factors[i])
-        v = np.floor_divide(v, div)
+            div = div * (f[i] if f.dtype.kind == "f" else np.float64(f[i]))
+        v = np.floor_divide(v, np.float64(div))
     return np.trunc(v).astype(np.int64) + post_offset
