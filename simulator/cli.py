@@ -15,6 +15,7 @@ from .config import ConfigError, load_config, preset_names, schema_rows
 from .engine import InputError
 from .fixedpoint import RegisterOverflowError
 from .network import ModelError
+from .trace import TraceError, add_trace_arguments, check_trace_arguments, handle_trace
 from .vpr.datasets import DatasetError
 
 EXIT_USER_ERROR = 2
@@ -68,6 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .report import summary_lines
     from .runner import load_input, run_job
 
+    check_trace_arguments(args)
     if (args.input is None) == (args.data_dir is None):
         raise InputError("give either --input FILE.npy or --data-dir DIR [--query NAME]")
     if args.input is not None:
@@ -81,6 +83,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for line in summary_lines(out.report):
         print(line)
     print(f"wrote {args.out}/outputs.npy, predictions.npy, scores.npy, report.json")
+    tr = handle_trace(args, out)
+    if tr is not None:
+        print(tr.line())
     if args.fail_on_overflow and _total_events(out.report):
         print(
             f"hwsim: overflow: {_total_events(out.report)} accumulator events "
@@ -102,8 +107,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     r = res.recalls
     print(f"Recall@1 {r[1]:.3f}  Recall@5 {r[5]:.3f}  Recall@10 {r[10]:.3f}  "
           f"(query traversal {args.query!r}, {res.report['queries']} places)")
-    print(f"wrote {res.out_dir}/ (report.json, outputs.npy, predictions.npy, scores.npy"
-          f"{', trace' if args.trace != 'off' else ''})  in {res.seconds:.1f} s")
+    if res.trace is not None:
+        print(res.trace.line())
+    print(f"wrote {res.out_dir}/ (report.json, outputs.npy, predictions.npy, scores.npy)"
+          f"  in {res.seconds:.1f} s")
     return 0
 
 
@@ -190,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fail-on-overflow", action="store_true",
                      help="exit 3 if any accumulator or pre-add overflow event happened")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_trace_arguments(run)
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="the main job on the embedded default (no downloads)")
@@ -197,7 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--query", default="summer", help="query traversal of the synthetic route")
     demo.add_argument("--out", default="traces/demo", help="output folder")
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    demo.add_argument("--trace", default="neuron", help="trace level (off to skip)")
+    demo.add_argument("--trace", default="neuron",
+                      choices=("off", "layer", "neuron", "op", "cycle"),
+                      help="trace level written with the report (default neuron)")
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(func=cmd_demo)
 
@@ -239,7 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, ModelError, InputError, RegisterOverflowError, DatasetError) as exc:
+    except (
+        ConfigError, ModelError, InputError, RegisterOverflowError, DatasetError, TraceError
+    ) as exc:
         print(f"hwsim: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

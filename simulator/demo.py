@@ -33,6 +33,7 @@ class DemoResult:
     report: dict[str, Any]
     out_dir: Path
     seconds: float
+    trace: Any = None
 
 
 def _route_params(net: QuantizedNetwork) -> dict[str, Any]:
@@ -105,14 +106,13 @@ def run_demo(
         {
             "outputs.npy": result.outputs.astype(np.int64),
             "predictions.npy": result.predictions.astype(np.int64),
+            "scores.npy": result.scores.astype(np.int64),
             "report.json": report,
         },
     )
+    trace = None
     if trace_level != "off":
-        try:
-            from .trace import write_trace
-        except ImportError:  # pragma: no cover - the trace module ships with the package
-            write_trace = None
-        if write_trace is not None:
-            write_trace(result, net, cfg, out, level=trace_level)
-    return DemoResult(rec, report, out, time.perf_counter() - t0)
+        from .trace import write_trace
+
+        trace = write_trace(result, net, cfg, None, out, trace_level)
+    return DemoResult(rec, report, out, time.perf_counter() - t0, trace)

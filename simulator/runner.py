@@ -31,6 +31,8 @@ class RunOutput:
     result: SimResult
     report: dict[str, Any]
     out_dir: Path | None
+    net: QuantizedNetwork | None = None
+    cfg: HwConfig | None = None
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -143,4 +145,4 @@ def run_job(
                 "report.json": report,
             },
         )
-    return RunOutput(result, report, None if out_dir is None else Path(out_dir))
+    return RunOutput(result, report, None if out_dir is None else Path(out_dir), net, cfg)

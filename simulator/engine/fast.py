@@ -247,7 +247,7 @@ def run_layer(
     stats: dict[str, LaneStats] = {}
     for p in lay.paths:
         acc[p.name], stats[p.name] = accumulate(
-            x, zx, p.weight, p.zero_point, spec, query_offset=query_offset
+            x, zx, p.weight, p.zero_point, spec, query_offset=query_offset, defer_errors=True
         )
     k_active = (x != zx).sum(axis=1) if event else np.full(x.shape[0], x.shape[1], np.int64)
     sched = _schedule(hw, lay, wmem)
@@ -314,16 +314,10 @@ def simulate(
             zx, sx = mod.input_zero_point, mod.input_scale
             for lay in mod.layers:
                 hw = cfg.for_layer(lay.name)
-                try:
-                    lr = run_layer(mi, mod, lay, x, zx, sx, input_max, hw, wmem, start)
-                except RegisterOverflowError as exc:
-                    raise RegisterOverflowError(
-                        f"{net.source}: module {mi} layer {lay.name!r} on {cfg.source}: {exc}",
-                        exc.flat_index,
-                        exc.value,
-                    ) from None
+                lr = run_layer(mi, mod, lay, x, zx, sx, input_max, hw, wmem, start)
                 runs.append(lr)
                 x, zx, sx = lr.codes, lay.output_zero_point, lay.output_scale
+        _raise_earliest_error(runs, net, cfg)
         batches.append(runs)
         if progress is not None:
             progress(stop - start)
@@ -339,6 +333,31 @@ def simulate(
     predictions = np.argmax(scores, axis=1).astype(np.int64)
     cycles = np.sum([lr.cycles for lr in layers], axis=0).astype(np.int64)
     return SimResult(outputs, predictions, codes_per_module, clamps, layers, cycles, scores)
+
+
+def _raise_earliest_error(runs: list[LayerRun], net: QuantizedNetwork, cfg: HwConfig) -> None:
+    """Raise the ``error``-policy overflow that happens first in time within a batch.
+
+    Layers of a batch are computed layer by layer for all its queries, but the hardware runs
+    query by query; the earliest event is the smallest (query, layer order, cycle offset).
+    """
+    found = []
+    for order, lr in enumerate(runs):
+        for pi, st in enumerate(lr.mac.values()):
+            if st.error is None or st.error_at is None:
+                continue
+            q, j, step = st.error_at
+            steps_q = int(lr.schedule.steps(lr.k_active[q : q + 1])[0])
+            offset = lr.schedule.event_offset(steps_q, j // lr.schedule.lanes, step, pi)
+            found.append((q, order, offset, lr, st.error))
+    if not found:
+        return
+    _, _, _, lr, err = min(found, key=lambda f: f[:3])
+    raise RegisterOverflowError(
+        f"{net.source}: module {lr.module} layer {lr.layer!r} on {cfg.source}: {err}",
+        err.flat_index,
+        err.value,
+    )
 
 
 def _merge(parts: list[LayerRun], batch: int) -> LayerRun:

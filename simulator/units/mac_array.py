@@ -4,34 +4,49 @@ Datapath of one lane (one output neuron j, one query q), in accumulation order:
 
 * operands: input code x_k (``spikes.bits``), weight w_jk (``weights.bits``, int8);
   ``mac.operand = "offset"`` multiplies (x_k - zx) * (w_jk - zw_j) exactly;
-  ``mac.operand = "raw"`` multiplies x_k * w_jk and the accumulator ends with one more addition
-  of -zx * sum_k w_jk (the column-sum correction fbgemm applies);
-* optional pre-add stage: ``mac.pre_add_width`` consecutive products summed into a
-  ``mac.pre_add_bits`` signed register with its own overflow policy (AVX2 VPMADDUBSW: 2, 16,
-  saturate);
-* adder tree: ``accumulator.adder_tree_width`` consecutive (pre-added) products summed exactly;
+  ``mac.operand = "raw"`` multiplies the raw codes x_k * w_jk and the accumulator ends with
+  one more addition, the *offset correction* -zx * sum_k w_jk - zw_j * sum_k x_k + K * zx * zw_j
+  (fbgemm's column-offset correction; zw_j = 0 for symmetric weights);
+* optional pre-add stage (``mac.pre_add_width`` P > 1): P consecutive products are summed
+  exactly and written to a ``mac.pre_add_bits`` signed register under its own overflow policy
+  (AVX2 VPMADDUBSW: P = 2, 16 bits, saturate); a trailing partial group is padded with zero
+  products;
+* adder tree: ``accumulator.adder_tree_width`` G consecutive products (G / P pre-add register
+  values) summed exactly per lane per step;
 * accumulator: ``accumulator.bits`` signed register; each tree output is added in one step and
-  the overflow policy is applied to that addition. An *overflow event* is one addition whose
-  exact result lies outside the register's range.
+  the overflow policy (wrap | saturate | error) is applied to that addition.
 
-Inputs are taken in ascending index. In ``event_driven`` mode inputs equal to the zero point
-are skipped and the tree groups consecutive non-skipped inputs.
+An *overflow event* is one register write whose exact value lies outside the register's
+range: per accumulator addition (``acc_wrap`` / ``acc_saturate``) and per pre-add register
+write (``pre_add_events``). Inputs are taken in ascending index. In ``event_driven`` mode
+inputs equal to the zero point are skipped; pre-add groups and tree steps then take
+consecutive *non-skipped* inputs.
 
-Fast path: the exact sum comes from float64 BLAS (exact: every partial sum < 2**53). A pair
-(q, j) needs ordered evaluation only if its abs-sum bound sum_k |x'_k w'_jk| exceeds the
-register range; only such pairs are evaluated step by step (vectorised over pairs).
+Fast path: exact sums from BLAS (:func:`exact_matmul`). Pre-add groups that cannot overflow
+(bound sum_k |x'_k| max_j |w'_jk| inside the register) are never looked at; the others are
+evaluated exactly for all neurons, giving per-(query, neuron) corrections. A (query, neuron)
+pair needs step-ordered accumulator evaluation only if exact bounds on its partial sums leave
+the register (or the range seen so far, for ``min_safe_acc_bits``); only such pairs are
+evaluated step by step. The stepwise engine (simulator/engine/stepwise.py) evaluates every
+register write cycle by cycle and is tested to agree bit for bit.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..fixedpoint import Register, RegisterOverflowError, wrap
+from ..fixedpoint import Register, RegisterOverflowError, saturate, wrap
 
 _PAIR_BATCH_ELEMENTS = 1 << 24  # products held at once during ordered evaluation
+_PRE_BATCH_ELEMENTS = 1 << 23  # pre-add products held at once
 _BOUND_CHUNKS = 16  # K chunks for the partial-sum bounds
+PAIR_EVENT_COLUMNS: tuple[str, ...] = ("query", "neuron", "acc_wrap", "acc_saturate", "pre_add")
+
+
+def _no_pair_events() -> np.ndarray:
+    return np.zeros((0, len(PAIR_EVENT_COLUMNS)), dtype=np.int64)
 
 
 @dataclass
@@ -39,13 +54,19 @@ class LaneStats:
     """Overflow accounting of one accumulation (one layer path, all queries).
 
     acc_wrap / acc_saturate / pre_add_events: int64 (N,) event counts per output neuron.
-    max_abs_acc: largest |exact final sum| over all (query, neuron) pairs.
-    partial_min / partial_max: exact extremes of every accumulator addition's result had the
-        register been unbounded (0 included) — what the register must hold for no event.
-        Pairs are screened by exact bounds; only pairs that could widen the range are
-        evaluated step by step, so the extremes are exact where they matter for the width.
-    first: (query, neuron, step) of the earliest event in schedule order, or None.
+    max_abs_acc: largest |final accumulator value had the register been unbounded| over all
+        (query, neuron) pairs (the exact sum of every tree output, offset correction included).
+    partial_min / partial_max: bounds on the results of every accumulator addition had the
+        register been unbounded (0 included); exact wherever they decide the width, so
+        ``min_safe_acc_bits`` (the smallest width with no accumulator event) is exact.
+    first: (query, neuron, step) of the earliest accumulator event in schedule order
+        (query, lane tile, step, neuron), or None. first_pre_add: the same for pre-add events.
     ordered_pairs: number of (query, neuron) pairs evaluated step by step.
+    pair_events: int64 (E, 5) rows (query, neuron, acc_wrap, acc_saturate, pre_add) for every
+        pair with at least one event, sorted by (query, neuron); see PAIR_EVENT_COLUMNS.
+    error / error_at: with ``accumulate(..., defer_errors=True)``, the ``error``-policy
+        exception of the earliest event and its (query, neuron, step) (query within the
+        batch), instead of raising; the caller raises the earliest over layers and paths.
     """
 
     acc_wrap: np.ndarray
@@ -56,15 +77,58 @@ class LaneStats:
     ordered_pairs: int
     partial_min: int = 0
     partial_max: int = 0
+    first_pre_add: tuple[int, int, int] | None = None
+    pair_events: np.ndarray = field(default_factory=_no_pair_events)
+    error: RegisterOverflowError | None = None
+    error_at: tuple[int, int, int] | None = None
 
     @property
     def min_safe_acc_bits(self) -> int:
         return bits_for_range(self.partial_min, self.partial_max)
 
+    @staticmethod
+    def concat(parts: list[LaneStats], query_offsets: list[int]) -> LaneStats:
+        """Merge the stats of consecutive query batches (batch i starts at query_offsets[i])."""
+
+        def shift(ev: tuple[int, int, int] | None, off: int) -> tuple[int, int, int] | None:
+            return None if ev is None else (ev[0] + off, ev[1], ev[2])
+
+        first = next((shift(s.first, o) for s, o in zip(parts, query_offsets, strict=True)
+                      if s.first is not None), None)
+        first_pre = next((shift(s.first_pre_add, o) for s, o in
+                          zip(parts, query_offsets, strict=True) if s.first_pre_add is not None),
+                         None)
+        rows = []
+        for s, o in zip(parts, query_offsets, strict=True):
+            if s.pair_events.size:
+                r = s.pair_events.copy()
+                r[:, 0] += o
+                rows.append(r)
+        return LaneStats(
+            np.sum([s.acc_wrap for s in parts], axis=0),
+            np.sum([s.acc_saturate for s in parts], axis=0),
+            np.sum([s.pre_add_events for s in parts], axis=0),
+            max(s.max_abs_acc for s in parts),
+            first,
+            sum(s.ordered_pairs for s in parts),
+            min(s.partial_min for s in parts),
+            max(s.partial_max for s in parts),
+            first_pre,
+            np.concatenate(rows) if rows else _no_pair_events(),
+            next((s.error for s in parts if s.error is not None), None),
+            next((shift(s.error_at, o) for s, o in zip(parts, query_offsets, strict=True)
+                  if s.error_at is not None), None),
+        )
+
 
 @dataclass(frozen=True)
 class MacSpec:
-    """Everything the MAC array needs to know about one layer's hardware."""
+    """Everything the MAC array needs to know about one layer's hardware.
+
+    acc_bits: signed accumulator width; overflow: wrap | saturate | error; adder_tree_width G
+    (a multiple of pre_add_width P); operand: offset | raw; pre_add_bits: signed pre-add
+    register width; lanes: MAC lanes (neurons per tile, orders events).
+    """
 
     acc_bits: int
     overflow: str  # wrap | saturate | error
@@ -80,19 +144,291 @@ class MacSpec:
     def register(self) -> Register:
         return Register(self.acc_bits, True)
 
+    @property
+    def pre_register(self) -> Register:
+        return Register(self.pre_add_bits, True)
+
+
+def overflow_error(
+    unit: str, query: int, neuron: int, step: int, value: int, reg: Register
+) -> RegisterOverflowError:
+    """The error raised by the ``error`` policy (same text from the fast and stepwise paths).
+
+    unit: "accumulator" or "pre-add"; query is the run's query number.
+    """
+    knob = "accumulator.bits" if unit == "accumulator" else "mac.pre_add_bits"
+    pol = "accumulator.overflow" if unit == "accumulator" else "mac.pre_add_overflow"
+    return RegisterOverflowError(
+        f"{unit} overflow: query {query}, neuron {neuron}, step {step}: value {value} does not "
+        f"fit {reg.describe()}; widen {knob} or set {pol} to wrap or saturate",
+        query,
+        value,
+    )
+
+
+def fit_policy(values: np.ndarray, reg: Register, policy: str) -> np.ndarray:
+    """Values narrowed into ``reg``: wrap, or saturate (also used for ``error`` once the
+    first event has been recorded: the run stops there, later values do not matter)."""
+    return wrap(values, reg) if policy == "wrap" else saturate(values, reg)
+
+
+def operands(
+    x: np.ndarray, zx: int, w: np.ndarray, zw: np.ndarray, operand: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(x', w', correction) int64: the multiplier operands and the raw-mode offset correction.
+
+    offset: x' = x - zx (Q, K), w' = w - zw (N, K), correction None.
+    raw:    x' = x, w' = w, correction (Q, N) = -zx*sum_k w_jk - zw_j*sum_k x_k + K*zx*zw_j.
+    """
+    xi = x.astype(np.int64)
+    wi = w.astype(np.int64)
+    zw = np.asarray(zw, dtype=np.int64)
+    if operand == "offset":
+        return xi - zx, wi - zw[:, None], None
+    k = x.shape[1]
+    corr = (-zx * wi.sum(axis=1))[None, :] - zw[None, :] * xi.sum(axis=1)[:, None]
+    corr = corr + k * zx * zw[None, :]
+    return xi, wi, corr
+
 
 def exact_matmul(a: np.ndarray, b_t: np.ndarray) -> np.ndarray:
-    """Exact int64 a @ b_t.T for small-integer operands via float64 BLAS.
+    """Exact int64 ``a @ b_t.T`` for integer operands (a: (Q, K), b_t: (N, K)).
 
-    a: (Q, K) integers, b_t: (N, K) integers with K * max|a| * max|b| < 2**53.
+    Backends (environment variable ``HWSIM_MATMUL`` = auto | torch | numpy | float64; see
+    docs/performance.md), all returning the same integers:
+
+    * torch: ``torch._int_mm`` on int8 operands (exact int32 sums, K cut into pieces of at
+      most 131071); an operand spanning <= 256 values is shifted into int8 and the shift is
+      corrected exactly in int64. Used only if torch is installed and a self-test proves it
+      exact on this host (oneDNN without AVX512-VNNI saturates int16 pairs and fails it).
+      ``auto`` uses it for products of >= 2**24 multiply-adds.
+    * numpy: float32 BLAS on K-chunks short enough that every partial sum of |products|
+      stays below 2**24 (so exact whatever the summation order), chunks summed exactly.
+    * float64: float64 BLAS on chunks whose partial sums stay below 2**53.
+
+    int8/uint8 operands need no range scan. Raises OverflowError if a sum may leave int64.
     """
-    amax = float(np.abs(a).max()) if a.size else 0.0
-    bmax = float(np.abs(b_t).max()) if b_t.size else 0.0
+    a = np.asarray(a)
+    b_t = np.asarray(b_t)
+    if a.ndim != 2 or b_t.ndim != 2 or a.shape[1] != b_t.shape[1]:
+        raise ValueError(f"exact_matmul: shapes {a.shape} and {b_t.shape} do not fit")
+    q, k = a.shape
+    n = b_t.shape[0]
+    if q == 0 or n == 0 or k == 0:
+        return np.zeros((q, n), dtype=np.int64)
+    alo, ahi = _mm_int_bounds(a)
+    blo, bhi = _mm_int_bounds(b_t)
+    amax = max(-alo, ahi)
+    bmax = max(-blo, bhi)
+    if amax == 0 or bmax == 0:
+        return np.zeros((q, n), dtype=np.int64)
+    if k * amax * bmax >= 2**63:
+        raise OverflowError("exact_matmul: operands too large, sums may not fit int64")
+    backend = _mm_backend()
+    fits8 = ahi - alo <= 255 and bhi - blo <= 255
+    if backend == "torch" and not fits8:
+        raise ValueError("HWSIM_MATMUL=torch: an operand spans more than 256 values (not int8)")
+    if fits8 and (backend == "torch" or (backend == "auto" and q * n * k >= _MM_TORCH_MIN)):
+        tfn = _mm_torch_fn(required=backend == "torch")
+        if tfn is not None:
+            return _mm_torch(tfn, a, alo, ahi, b_t, blo, bhi)
+    if backend == "float64":
+        return _mm_chunked(a, b_t, np.float64, amax * bmax, k * amax * bmax)
+    return _mm_numpy(a, alo, ahi, b_t, bmax)
+
+
+_MM_BACKENDS = ("auto", "torch", "numpy", "float64")
+_MM_TORCH_MIN = 1 << 24  # multiply-adds below which "auto" stays with numpy (no torch import)
+_MM_TORCH: dict[str, object] = {}  # self-test result, cached per process
+
+
+def _mm_backend() -> str:
+    """The exact_matmul backend named by HWSIM_MATMUL (default auto)."""
+    import os
+
+    name = os.environ.get("HWSIM_MATMUL", "auto").strip().lower() or "auto"
+    name = "numpy" if name == "float32" else name
+    if name not in _MM_BACKENDS:
+        raise ValueError(f"HWSIM_MATMUL={name!r}: choose one of {', '.join(_MM_BACKENDS)}")
+    return name
+
+
+def _mm_int_bounds(x: np.ndarray) -> tuple[int, int]:
+    """(min, max) of an integer-valued array (int8/uint8 from the dtype, without a scan)."""
+    if x.dtype == np.int8:
+        return -128, 127
+    if x.dtype == np.uint8:
+        return 0, 255
+    if x.dtype.kind == "f" and not np.array_equal(x, np.trunc(x)):
+        raise TypeError("exact_matmul: float operands must hold integers")
+    if x.dtype.kind not in "iubf":
+        raise TypeError(f"exact_matmul: operands must be integers, not {x.dtype}")
+    return int(x.min()), int(x.max())
+
+
+def _mm_to_int8(x: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, int]:
+    """(x - c as int8, c) with the shift c that brings [lo, hi] (span <= 255) into int8.
+
+    Computed modulo 256 in int8 (the cast keeps the low byte; the true x - c fits int8).
+    """
+    if x.dtype == np.int8:
+        return x, 0
+    c = 0 if (lo >= -128 and hi <= 127) else lo + 128
+    x8 = x.astype(np.int8) if x.dtype.kind in "iub" else x.astype(np.int64).astype(np.int8)
+    if c:
+        x8 -= np.array(c % 256, dtype=np.uint8).view(np.int8)
+    return x8, c
+
+
+def _mm_torch_fn(required: bool = False) -> tuple | None:
+    """(torch, torch._int_mm) if torch is installed and proven exact here, else None."""
+    if "ok" not in _MM_TORCH:
+        import importlib.util
+
+        why = "torch is not installed"
+        if importlib.util.find_spec("torch") is not None:
+            try:
+                import torch
+
+                why = _mm_torch_self_test(torch, torch._int_mm)
+            except Exception as exc:  # any failure only disables this backend
+                why = f"torch._int_mm failed: {exc}"
+            if not why:
+                _MM_TORCH["fn"] = (torch, torch._int_mm)
+        _MM_TORCH["ok"] = not why
+        _MM_TORCH["why"] = why
+    if not _MM_TORCH["ok"]:
+        if required:
+            raise RuntimeError(f"HWSIM_MATMUL=torch is unavailable: {_MM_TORCH['why']}")
+        return None
+    return _MM_TORCH["fn"]  # type: ignore[return-value]
+
+
+def _mm_torch_self_test(torch: object, int_mm: object) -> str:
+    """'' if int_mm equals the exact products on extreme and random int8 operands."""
+    rng = np.random.default_rng(12345)
+    cases = [
+        (rng.integers(-128, 128, (m, k)), rng.integers(-128, 128, (n, k)))
+        for m, k, n in ((1, 777, 5), (37, 300, 1), (33, 1024, 65), (130, 2048, 48))
+    ]
+    ext = np.array([-128, 127, -128, -128, 127, 127, -1, 0])
+    rows = np.stack([np.resize(np.roll(ext, s), 4096) for s in range(8)])
+    cases += [(rows, rows[::-1]), (np.full((3, 4096), -128), np.full((5, 4096), -128))]
+    for x, y in cases:
+        want = x.astype(np.float64) @ y.astype(np.float64).T
+        tx = torch.from_numpy(np.ascontiguousarray(x, dtype=np.int8))  # type: ignore[attr-defined]
+        ty = torch.from_numpy(np.ascontiguousarray(y, dtype=np.int8))  # type: ignore[attr-defined]
+        got = int_mm(tx, ty.t()).numpy()  # type: ignore[operator]
+        if not np.array_equal(got.astype(np.float64), want):
+            return "torch._int_mm is not exact on this host (e.g. oneDNN without AVX512-VNNI)"
+    return ""
+
+
+def _mm_torch(
+    tfn: tuple, a: np.ndarray, alo: int, ahi: int, b_t: np.ndarray, blo: int, bhi: int
+) -> np.ndarray:
+    """a @ b_t.T via int8 torch._int_mm: a = a8 + c, b = b8 + d, shifts corrected in int64."""
+    torch, int_mm = tfn
+    a8, c = _mm_to_int8(a, alo, ahi)
+    b8, d = _mm_to_int8(b_t, blo, bhi)
+    q, k = a8.shape
+    if c:  # a row of ones yields sum_k b8[n, k] from the same call
+        a8 = np.concatenate([a8, np.ones((1, k), dtype=np.int8)], axis=0)
+    step = ((1 << 31) - 1) // (128 * 128)  # int32 sums stay exact
+    out: np.ndarray | None = None
+    for k0 in range(0, k, step):
+        ta = torch.from_numpy(np.ascontiguousarray(a8[:, k0 : k0 + step]))
+        tb = torch.from_numpy(np.ascontiguousarray(b8[:, k0 : k0 + step]))
+        part = int_mm(ta, tb.t()).numpy()
+        out = part if out is None else np.add(out, part, dtype=np.int64)
+    assert out is not None
+    if not (c or d):
+        return out if out.dtype == np.int64 else out.astype(np.int64)
+    corr = np.zeros((1, out.shape[1]), dtype=np.int64)
+    if c:
+        corr += c * out[q].astype(np.int64) + k * c * d
+    res = np.add(out[:q], corr, dtype=np.int64)
+    if d:
+        res += d * a8[:q].sum(axis=1, dtype=np.int64)[:, None]
+    return res
+
+
+def _mm_numpy(a: np.ndarray, alo: int, ahi: int, b_t: np.ndarray, bmax: int) -> np.ndarray:
+    """Exact float32 BLAS in K-chunks; a is centred first when that allows longer chunks."""
     k = a.shape[1]
-    if k * amax * bmax >= 2.0**53:
-        raise OverflowError("operands too large for exact float64 accumulation")
-    out = a.astype(np.float64) @ b_t.astype(np.float64).T
-    return out.astype(np.int64)
+    c = (alo + ahi + 1) // 2 if ahi - alo <= 255 and max(-alo, ahi) > 128 else 0
+    amax = max(c - alo, ahi - c, 1)
+    if amax * bmax * 128 >= 1 << 24:  # float32 chunks would be too short: use float64
+        return _mm_chunked(a, b_t, np.float64, amax * bmax, k * amax * bmax)
+    if not c:
+        return _mm_chunked(a, b_t, np.float32, amax * bmax, k * amax * bmax)
+    ac = np.empty((a.shape[0] + 1, k), dtype=np.float32)
+    ac[:-1] = a.astype(np.int64) - c
+    ac[-1] = 1.0  # this row yields sum_k b[n, k]
+    out = _mm_chunked(ac, b_t, np.float32, amax * bmax, k * amax * bmax)
+    res = out[:-1]
+    res += c * out[-1][None, :]
+    return res
+
+
+_MM_F32_CACHE: dict[int, tuple[object, np.ndarray]] = {}  # id -> (weakref, float32 copy)
+_MM_F32_CACHE_MAX = 8
+
+
+def _mm_frozen(x: np.ndarray) -> bool:
+    """True if x and every array it views are read-only (so it cannot change under us)."""
+    node: object = x
+    while isinstance(node, np.ndarray):
+        if node.flags.writeable:
+            return False
+        node = node.base
+    return node is None or isinstance(node, bytes)
+
+
+def _mm_as_float(b: np.ndarray, dtype: type) -> np.ndarray:
+    """b as ``dtype``; float32 copies of read-only int8 weight matrices are kept (weakly)."""
+    if b.dtype == dtype:
+        return b
+    if dtype != np.float32 or b.dtype != np.int8 or b.size < (1 << 16) or not _mm_frozen(b):
+        return b.astype(dtype)
+    import weakref
+
+    hit = _MM_F32_CACHE.get(id(b))
+    if hit is not None and hit[0]() is b:  # type: ignore[operator]
+        return hit[1]
+    conv = b.astype(np.float32)
+    conv.flags.writeable = False
+    key = id(b)
+    if len(_MM_F32_CACHE) >= _MM_F32_CACHE_MAX:
+        _MM_F32_CACHE.pop(next(iter(_MM_F32_CACHE)))
+    _MM_F32_CACHE[key] = (weakref.ref(b, lambda _r: _MM_F32_CACHE.pop(key, None)), conv)
+    return conv
+
+
+def _mm_chunked(
+    a: np.ndarray, b_t: np.ndarray, dtype: type, prod_max: int, total_max: int
+) -> np.ndarray:
+    """Sum of ``dtype`` BLAS products over K-chunks; prod_max bounds one |product|."""
+    k = a.shape[1]
+    exact = (1 << 24) if dtype == np.float32 else (1 << 53)
+    chunk = max(1, min(k, (exact - 1) // max(prod_max, 1)))
+    af = a.astype(dtype, copy=False)
+    if _mm_frozen(b_t) and b_t.dtype == np.int8:
+        b_t = _mm_as_float(b_t, dtype)
+    if chunk >= k:
+        return (af @ _mm_as_float(b_t, dtype).T).astype(np.int64)
+    big = total_max >= 1 << 53  # the running sum must then be kept in int64
+    acc: np.ndarray | None = None
+    for k0 in range(0, k, chunk):
+        part = af[:, k0 : k0 + chunk] @ _mm_as_float(b_t[:, k0 : k0 + chunk], dtype).T
+        if big:
+            part = part.astype(np.int64)
+        if acc is None:
+            acc = part.astype(np.float64) if not big else part
+        else:
+            acc += part
+    assert acc is not None
+    return acc.astype(np.int64) if acc.dtype != np.int64 else acc
 
 
 def accumulate(
@@ -103,58 +439,282 @@ def accumulate(
     spec: MacSpec,
     track_max: bool = True,
     query_offset: int = 0,
+    defer_errors: bool = False,
 ) -> tuple[np.ndarray, LaneStats]:
     """Run the MAC array over all queries.
 
     x: int64 (Q, K) input codes; zx: input zero point; w: int8 (N, K); zw: int64 (N,).
-    Returns (acc, stats): acc int64 (Q, N) accumulator register values after the last step.
-    Raises RegisterOverflowError (policy ``error``) with the first event's location
-    (query numbers in messages are offset by ``query_offset``).
+    Returns (acc, stats): acc int64 (Q, N) accumulator register values after the last step
+    (signed ``spec.acc_bits`` wide). Raises RegisterOverflowError (policy ``error``) at the
+    first event in schedule order (query numbers offset by ``query_offset``), or with
+    ``defer_errors`` stores it in ``stats.error`` and returns values computed as if the
+    failing register saturated (values after the first error do not matter).
     """
-    q_count, k = x.shape
+    if spec.operand == "raw" and spec.event_driven:
+        raise ValueError("mac.operand = 'raw' cannot skip inputs (event_driven schedule)")
+    if spec.adder_tree_width % spec.pre_add_width:
+        raise ValueError("accumulator.adder_tree_width must be a multiple of mac.pre_add_width")
     n = w.shape[0]
-    xo = x.astype(np.int64) - zx
-    wo = w.astype(np.int64) - zw[:, None]
     reg = spec.register
     zeros = np.zeros(n, dtype=np.int64)
-    stats = LaneStats(zeros.copy(), zeros.copy(), zeros.copy(), 0, None, 0, 0, 0)
-    simple = spec.operand == "offset" and spec.pre_add_width == 1
-    ax = np.abs(xo)
-    aw = np.abs(wo)
-    # Separable bound on every partial sum of every pair.
+    stats = LaneStats(zeros.copy(), zeros.copy(), zeros.copy(), 0, None, 0)
+    ox, ow, corr = operands(x, zx, w, zw, spec.operand)
+    ax = np.abs(ox)
+    aw = np.abs(ow)
+    # Separable bound on |every partial sum| of every pair (pre-add fits never grow a value).
     sep = min(
         int(ax.sum(axis=1).max(initial=0)) * int(aw.max(initial=0)),
         int(ax.max(initial=0)) * int(aw.sum(axis=1).max(initial=0)),
     )
     limit = min(reg.max, -reg.min)
+    pre = _pre_add_stage(x, zx, ox, ow, aw, spec) if spec.pre_add_width > 1 else None
+    simple = pre is None and corr is None
     if simple and sep <= limit and not track_max:
-        return exact_matmul(xo, wo), stats
-    if simple and sep <= limit:
-        exact = exact_matmul(xo, wo)
-        stats.max_abs_acc = int(np.abs(exact).max(initial=0))
-        lo_known, hi_known = _range_of(exact)
-        b = bits_for_range(lo_known, hi_known)
-        if sep <= min(Register(b, True).max, -Register(b, True).min):
-            stats.partial_min, stats.partial_max = lo_known, hi_known
-            return exact, stats
-    exact, lo_b, hi_b = _chunked_bounds(xo, wo, ax, aw)
-    stats.max_abs_acc = int(np.abs(exact).max(initial=0))
-    lo_known, hi_known = _range_of(exact)
-    stats.partial_min, stats.partial_max = lo_known, hi_known
-    if simple:
-        flag_events = (hi_b > reg.max) | (lo_b < reg.min)
-        if track_max:
+        return exact_matmul(ox, ow), stats
+    if sep <= limit:
+        total = _total(exact_matmul(ox, ow), pre, corr)
+        lo_known, hi_known = _range_of(total)
+        if reg.contains(lo_known, hi_known):
             safe = Register(bits_for_range(lo_known, hi_known), True)
-            flagged = flag_events | (hi_b > safe.max) | (lo_b < safe.min)
-        else:
-            flagged = flag_events
-    else:
-        flagged = np.ones((q_count, n), dtype=bool)
-    if not flagged.any():
-        return exact, stats
-    acc = exact.copy()
-    _ordered(x, zx, xo, w, wo, spec, flagged, acc, stats, query_offset)
+            if not track_max or sep <= min(safe.max, -safe.min):
+                stats.max_abs_acc = max(-lo_known, hi_known)
+                stats.partial_min, stats.partial_max = lo_known, hi_known
+                _finish(stats, spec, pre, None, [], query_offset, defer_errors)
+                return total, stats
+    exact, lo_b, hi_b = _chunked_bounds(ox, ow, ax, aw)
+    total = _total(exact, pre, corr)
+    if pre is not None and pre.dpos is not None:
+        lo_b += pre.dneg
+        hi_b += pre.dpos
+    np.minimum(lo_b, total, out=lo_b)  # the offset correction's addition ends at the total
+    np.maximum(hi_b, total, out=hi_b)
+    lo_known, hi_known = _range_of(total)
+    stats.max_abs_acc = max(-lo_known, hi_known)
+    stats.partial_min, stats.partial_max = lo_known, hi_known
+    flagged = (hi_b > reg.max) | (lo_b < reg.min)  # events possible: evaluate them all
+    acc = total
+    acc_first = None
+    pair_rows: list[np.ndarray] = []
+    if flagged.any():
+        acc_first = _ordered(x, zx, ox, ow, corr, spec, flagged, acc, stats, pair_rows)
+    if track_max:
+        _widen_exactly(x, zx, ox, ow, corr, spec, flagged, lo_b, hi_b, acc, stats, pair_rows)
+    _finish(stats, spec, pre, acc_first, pair_rows, query_offset, defer_errors)
     return acc, stats
+
+
+def _widen_exactly(
+    x: np.ndarray,
+    zx: int,
+    ox: np.ndarray,
+    ow: np.ndarray,
+    corr: np.ndarray | None,
+    spec: MacSpec,
+    done: np.ndarray,
+    lo_b: np.ndarray,
+    hi_b: np.ndarray,
+    acc: np.ndarray,
+    stats: LaneStats,
+    pair_rows: list[np.ndarray],
+) -> None:
+    """Make ``min_safe_acc_bits`` exact: evaluate, worst bound first, the pairs whose partial
+    sums might need a wider register than the range seen so far, until none might."""
+    done = done.copy()
+    batch = 64
+    while True:
+        safe = Register(bits_for_range(stats.partial_min, stats.partial_max), True)
+        excess = np.maximum(hi_b - safe.max, safe.min - lo_b)
+        cand = np.flatnonzero((excess > 0).ravel() & ~done.ravel())
+        if not cand.size:
+            return
+        if cand.size > batch:
+            cand = cand[np.argpartition(-excess.ravel()[cand], batch)[:batch]]
+        mask = np.zeros(done.size, dtype=bool)
+        mask[cand] = True
+        mask = mask.reshape(done.shape)
+        _ordered(x, zx, ox, ow, corr, spec, mask, acc, stats, pair_rows)
+        done |= mask
+        batch *= 4
+
+
+@dataclass
+class _PreAdd:
+    """Pre-add stage results: per-(query, neuron) corrections (fitted - exact) and events."""
+
+    q_count: int
+    n: int
+    delta: np.ndarray | None = None  # (Q, N) sum of corrections
+    dpos: np.ndarray | None = None  # (Q, N) sum of positive corrections
+    dneg: np.ndarray | None = None  # (Q, N) sum of negative corrections
+    counts: np.ndarray | None = None  # (N,) events per neuron
+    rows: list[np.ndarray] = field(default_factory=list)  # pair event rows
+    first: tuple[int, int, int, int] | None = None  # (query, tile, step, neuron)
+    first_value: int = 0
+
+    def alloc(self) -> None:
+        if self.delta is None:
+            shape = (self.q_count, self.n)
+            self.delta = np.zeros(shape, dtype=np.int64)
+            self.dpos = np.zeros(shape, dtype=np.int64)
+            self.dneg = np.zeros(shape, dtype=np.int64)
+            self.counts = np.zeros(self.n, dtype=np.int64)
+
+
+def _pre_add_stage(
+    x: np.ndarray, zx: int, ox: np.ndarray, ow: np.ndarray, aw: np.ndarray, spec: MacSpec
+) -> _PreAdd:
+    """Find every pre-add register write that overflows, exactly.
+
+    Dense: a (group, neuron) entry can overflow only if max|x'| * sum_{k in group} |w'_jk|
+    leaves the register ("hot" entries, few for real weights); per query, hot entries whose
+    bound sum_k |x'_qk| |w'_jk| still leaves it are summed exactly. Event-driven (groups
+    differ per query): groups with sum_k |x'_qk| max_j |w'_jk| outside the register are summed
+    exactly for every neuron. Either way only true overflows are recorded.
+    """
+    q_count, k = ox.shape
+    n = ow.shape[0]
+    p = spec.pre_add_width
+    preg = spec.pre_register
+    res = _PreAdd(q_count, n)
+    if not spec.event_driven:
+        groups = _groups(np.arange(k), p, k)  # (G, P); index k is the zero padding
+        xmax = int(np.abs(ox).max(initial=0))
+        if xmax == 0:
+            return res
+        wsum = np.zeros((n, groups.shape[0]), dtype=np.int64)  # sum_{k in group} |w'_jk|
+        for r in range(p):
+            part = aw[:, r::p]
+            wsum[:, : part.shape[1]] += part
+        hot_j, hot_g = np.nonzero(wsum > preg.max // xmax)  # wsum * xmax > max
+        del wsum
+        step = max(1, _PRE_BATCH_ELEMENTS // p)
+        for e0 in range(0, hot_j.size, step):
+            hj = hot_j[e0 : e0 + step]
+            hg = hot_g[e0 : e0 + step]
+            cols = groups[hg]  # (E, P)
+            valid = cols < k
+            cols = np.minimum(cols, k - 1)
+            wv = np.where(valid, ow[hj[:, None], cols], 0)
+            awv = np.abs(wv)
+            for q in range(q_count):
+                xv = ox[q, cols]  # padded slots meet a zero weight
+                c = np.flatnonzero((np.abs(xv) * awv).sum(axis=1) > preg.max)
+                if not c.size:
+                    continue
+                s = (xv[c] * wv[c]).sum(axis=1)
+                over = (s < preg.min) | (s > preg.max)
+                if over.any():
+                    _record(res, spec, q, hj[c][over], hg[c][over], s[over])
+        return res
+    wmax = np.concatenate([aw.max(axis=0, initial=0), [0]])  # (K + 1,)
+    cstep = max(1, _PRE_BATCH_ELEMENTS // max(n * p, 1))
+    for q in range(q_count):
+        g = _groups(np.flatnonzero(x[q] != zx), p, k)
+        xq = np.concatenate([ox[q], [0]])  # index k is the zero padding
+        cand = np.flatnonzero((np.abs(xq[g]) * wmax[g]).sum(axis=1) > preg.max)
+        for c0 in range(0, cand.size, cstep):
+            cc = cand[c0 : c0 + cstep]
+            gi = g[cc]  # (C, P) input indices
+            s = (ow[:, np.minimum(gi, k - 1)] * xq[gi][None, :, :]).sum(axis=2)  # (N, C)
+            over = (s < preg.min) | (s > preg.max)
+            if over.any():
+                jj, ci = np.nonzero(over)
+                _record(res, spec, q, jj, cc[ci], s[jj, ci])
+    return res
+
+
+def _record(
+    res: _PreAdd, spec: MacSpec, q: int, jj: np.ndarray, gg: np.ndarray, s: np.ndarray
+) -> None:
+    """Record pre-add overflows of query q: neurons jj, group numbers gg, exact sums s."""
+    res.alloc()
+    assert res.delta is not None and res.dpos is not None and res.dneg is not None
+    assert res.counts is not None
+    n = res.n
+    d = fit_policy(s, spec.pre_register, spec.pre_add_overflow) - s
+    np.add.at(res.delta[q], jj, d)
+    np.add.at(res.dpos[q], jj, np.maximum(d, 0))
+    np.add.at(res.dneg[q], jj, np.minimum(d, 0))
+    cnt = np.bincount(jj, minlength=n).astype(np.int64)
+    res.counts += cnt
+    js = np.flatnonzero(cnt)
+    z = np.zeros(js.size, dtype=np.int64)
+    res.rows.append(np.stack([np.full(js.size, q), js, z, z, cnt[js]], axis=1))
+    steps = gg // (spec.adder_tree_width // spec.pre_add_width)
+    tiles = jj // spec.lanes
+    i0 = np.lexsort((gg, jj, steps, tiles))[0]
+    key = (int(q), int(tiles[i0]), int(steps[i0]), int(jj[i0]))
+    if res.first is None or key < res.first:
+        res.first = key
+        res.first_value = int(s[i0])
+
+
+def _groups(idx: np.ndarray, p: int, pad: int) -> np.ndarray:
+    """Consecutive groups of ``p`` indices (G, p), the last padded with ``pad``."""
+    ng = -(-idx.size // p)
+    g = np.full(ng * p, pad, dtype=np.int64)
+    g[: idx.size] = idx
+    return g.reshape(ng, p)
+
+
+def _total(exact: np.ndarray, pre: _PreAdd | None, corr: np.ndarray | None) -> np.ndarray:
+    """Unbounded final accumulator: exact products + pre-add corrections + offset correction."""
+    total = exact
+    if pre is not None and pre.delta is not None:
+        total = total + pre.delta
+    if corr is not None:
+        total = total + corr
+    return total
+
+
+def _finish(
+    stats: LaneStats,
+    spec: MacSpec,
+    pre: _PreAdd | None,
+    acc_first: tuple[int, int, int, int, int] | None,
+    pair_rows: list[np.ndarray],
+    query_offset: int,
+    defer_errors: bool = False,
+) -> None:
+    """Fold pre-add results into ``stats``; raise the earliest ``error``-policy event."""
+    rows = list(pair_rows)
+    pre_key = None
+    if pre is not None and pre.counts is not None:
+        stats.pre_add_events += pre.counts
+        rows += pre.rows
+        assert pre.first is not None
+        q, tile, step, j = pre.first
+        stats.first_pre_add = (q, j, step)
+        if spec.pre_add_overflow == "error":
+            pre_key = (q, tile, step, 0, j)  # a step's pre-adds come before its additions
+    if rows:
+        allr = np.concatenate(rows)
+        keys, inv = np.unique(allr[:, :2], axis=0, return_inverse=True)
+        sums = np.zeros((keys.shape[0], 3), dtype=np.int64)
+        np.add.at(sums, inv.ravel(), allr[:, 2:])
+        stats.pair_events = np.concatenate([keys, sums], axis=1)
+    acc_key = None
+    if acc_first is not None and spec.overflow == "error":
+        q, tile, step, j = acc_first[:4]
+        acc_key = (q, tile, step, 1, j)
+    cands = [c for c in (pre_key, acc_key) if c is not None]
+    if not cands:
+        return
+    q, _, step, which, j = min(cands)
+    if which == 0:
+        assert pre is not None
+        err = overflow_error(
+            "pre-add", q + query_offset, j, step, pre.first_value, spec.pre_register
+        )
+    else:
+        assert acc_first is not None
+        err = overflow_error(
+            "accumulator", q + query_offset, j, step, acc_first[4], spec.register
+        )
+    if not defer_errors:
+        raise err
+    stats.error = err
+    stats.error_at = (q, j, step)
 
 
 def bits_for_range(lo: int, hi: int) -> int:
@@ -198,158 +758,126 @@ def _chunked_bounds(
 def _ordered(
     x: np.ndarray,
     zx: int,
-    xo: np.ndarray,
-    w: np.ndarray,
-    wo: np.ndarray,
+    ox: np.ndarray,
+    ow: np.ndarray,
+    corr: np.ndarray | None,
     spec: MacSpec,
     flagged: np.ndarray,
     acc: np.ndarray,
     stats: LaneStats,
-    query_offset: int = 0,
-) -> None:
-    """Step-ordered evaluation of the flagged (query, neuron) pairs, in place."""
+    pair_rows: list[np.ndarray],
+) -> tuple[int, int, int, int, int] | None:
+    """Step-ordered evaluation of the flagged (query, neuron) pairs, in place.
+
+    Returns the earliest accumulator event as (query, tile, step, neuron, exact value).
+    """
     reg = spec.register
-    k = x.shape[1]
+    k = ox.shape[1]
     g = spec.adder_tree_width
     p = spec.pre_add_width
-    raw = spec.operand == "raw"
-    pre_reg = Register(spec.pre_add_bits, True) if p > 1 else None
-    colsum = w.astype(np.int64).sum(axis=1) if raw else None
+    preg = spec.pre_register if p > 1 else None
     qs, js = np.nonzero(flagged)
     stats.ordered_pairs += int(qs.size)
-    # order of pairs by schedule: query, lane tile, then neuron (steps handled inside)
     batch = max(1, _PAIR_BATCH_ELEMENTS // max(k, 1))
-    first_key: tuple[int, int, int, int] | None = None
+    best: tuple[int, int, int, int, int] | None = None
     for start in range(0, qs.size, batch):
         bq = qs[start : start + batch]
         bj = js[start : start + batch]
-        xr = x[bq].astype(np.int64)
-        if raw:
-            prod = xr * w[bj].astype(np.int64)
-        else:
-            prod = xo[bq] * wo[bj]
+        f = bq.size
+        prod = ox[bq] * ow[bj]
         if spec.event_driven:
-            active = xr != zx
+            active = x[bq] != zx  # skipped inputs have x' = 0: their products are 0
             order = np.argsort(~active, axis=1, kind="stable")
             prod = np.take_along_axis(prod, order, axis=1)
-            prod = np.where(np.take_along_axis(active, order, axis=1), prod, 0)
             n_active = active.sum(axis=1)
         else:
-            n_active = np.full(bq.size, k, dtype=np.int64)
-        pre_events = np.zeros(bq.size, dtype=np.int64)
-        if pre_reg is not None:
-            kp = -(-k // p) * p
-            pp = np.zeros((bq.size, kp), dtype=np.int64)
-            pp[:, :k] = prod
-            sums = pp.reshape(bq.size, kp // p, p).sum(axis=2)
-            over = (sums < pre_reg.min) | (sums > pre_reg.max)
-            pre_events = over.sum(axis=1)
-            if spec.pre_add_overflow == "error" and over.any():
-                i = int(np.flatnonzero(over.any(axis=1))[0])
-                raise RegisterOverflowError(
-                    f"pre-add overflow: query {int(bq[i]) + query_offset}, neuron {int(bj[i])} does not fit "
-                    f"{pre_reg.describe()}",
-                    int(bq[i]) + query_offset,
-                    int(sums[i][over[i]][0]),
-                )
-            if spec.pre_add_overflow == "saturate":
-                sums = np.clip(sums, pre_reg.min, pre_reg.max)
-            else:
-                sums = wrap(sums, pre_reg)
-            prod = sums
-            unit = g // p if g % p == 0 else None
-            if unit is None:
-                raise ValueError(
-                    "accumulator.adder_tree_width must be a multiple of mac.pre_add_width"
-                )
-            gg = unit
+            n_active = np.full(f, k, dtype=np.int64)
+        if preg is not None:
+            prod = _pad_to(prod, p)
+            sums = prod.reshape(f, -1, p).sum(axis=2)
+            prod = fit_policy(sums, preg, spec.pre_add_overflow)
+            gg = g // p
             n_steps = _ceil_div(_ceil_div(n_active, p), gg)
         else:
             gg = g
             n_steps = _ceil_div(n_active, gg)
-        kk = prod.shape[1]
-        kt = -(-kk // gg) * gg
-        if kt != kk:
-            prod = np.concatenate([prod, np.zeros((bq.size, kt - kk), dtype=np.int64)], axis=1)
-        tree = prod.reshape(bq.size, kt // gg, gg).sum(axis=2)  # (F, T) exact tree outputs
-        steps = tree.shape[1]
-        if raw:
-            # the column-sum correction is one more addition after the last step
-            tree = np.concatenate([tree, (-zx * colsum[bj])[:, None]], axis=1)
+        prod = _pad_to(prod, gg)
+        tree = prod.reshape(f, -1, gg).sum(axis=2)  # (F, T) exact tree outputs
+        if corr is not None:
+            tree = np.concatenate([tree, corr[bq, bj][:, None]], axis=1)
             n_steps = n_steps + 1
-            steps += 1
-        # only the first n_steps[i] steps exist for pair i (event-driven); later ones are zero
-        r, wraps, sats, maxabs, first_step = _run_register(tree, n_steps, reg, spec.overflow)
+        final, wraps, sats, first_step, first_val = _run_register(
+            tree, n_steps, reg, spec.overflow
+        )
         exists = np.arange(tree.shape[1])[None, :] < n_steps[:, None]
         unbounded = np.where(exists, np.cumsum(tree, axis=1), 0)
         stats.partial_min = min(stats.partial_min, int(unbounded.min(initial=0)))
         stats.partial_max = max(stats.partial_max, int(unbounded.max(initial=0)))
-        acc[bq, bj] = r
+        acc[bq, bj] = final
         np.add.at(stats.acc_wrap, bj, wraps)
         np.add.at(stats.acc_saturate, bj, sats)
-        np.add.at(stats.pre_add_events, bj, pre_events)
         ev = np.flatnonzero(first_step >= 0)
         if ev.size:
-            lanes = spec.lanes
-            keys = np.stack(
-                [bq[ev], bj[ev] // lanes, first_step[ev], bj[ev]], axis=1
-            )
-            best = keys[np.lexsort(keys.T[::-1])[0]]
-            cand = (int(best[0]), int(best[1]), int(best[2]), int(best[3]))
-            if first_key is None or cand < first_key:
-                first_key = cand
-            if spec.overflow == "error":
-                q0, _, s0, j0 = cand
-                raise RegisterOverflowError(
-                    f"accumulator overflow: query {q0 + query_offset}, neuron {j0}, step {s0}: the sum does "
-                    f"not fit {reg.describe()}; widen accumulator.bits or choose wrap/saturate",
-                    q0 + query_offset,
-                    0,
-                )
-        # pre-add events also count as 'first' candidates at step 0 of their pair
-    if first_key is not None:
-        stats.first = (first_key[0], first_key[3], first_key[2])
+            z = np.zeros(ev.size, dtype=np.int64)
+            pair_rows.append(np.stack([bq[ev], bj[ev], wraps[ev], sats[ev], z], axis=1))
+            tiles = bj[ev] // spec.lanes
+            i0 = np.lexsort((bj[ev], first_step[ev], tiles, bq[ev]))[0]
+            e = ev[i0]
+            cand = (int(bq[e]), int(tiles[i0]), int(first_step[e]), int(bj[e]), int(first_val[e]))
+            if best is None or cand[:4] < best[:4]:
+                best = cand
+    if best is not None:
+        stats.first = (best[0], best[3], best[2])
+    return best
+
+
+def _pad_to(a: np.ndarray, m: int) -> np.ndarray:
+    """Zero-pad the last axis of a 2-D array to a multiple of m."""
+    r = -a.shape[1] % m
+    if not r:
+        return a
+    return np.concatenate([a, np.zeros((a.shape[0], r), dtype=a.dtype)], axis=1)
 
 
 def _run_register(
     tree: np.ndarray, n_steps: np.ndarray, reg: Register, policy: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Add tree outputs step by step into the register.
 
     tree: int64 (F, T); step t of pair i exists if t < n_steps[i].
-    Returns (final value (F,), wrap events (F,), saturate events (F,), max |exact result|,
-    first event step (F,) or -1).
+    Returns (final value (F,), wrap events (F,), saturate events (F,), first event step (F,)
+    or -1, exact result of that first event's addition (F,)). ``error`` counts as wrap.
     """
     f, t_count = tree.shape
     exists = np.arange(t_count)[None, :] < n_steps[:, None]
-    wraps = np.zeros(f, dtype=np.int64)
-    sats = np.zeros(f, dtype=np.int64)
+    zeros = np.zeros(f, dtype=np.int64)
     first = np.full(f, -1, dtype=np.int64)
+    first_val = zeros.copy()
+    if t_count == 0:
+        return zeros.copy(), zeros.copy(), zeros.copy(), first, first_val
     if policy in ("wrap", "error"):
         prefix = np.cumsum(tree, axis=1)
         before = np.concatenate([np.zeros((f, 1), dtype=np.int64), prefix[:, :-1]], axis=1)
-        reg_before = wrap(before, reg)
-        exact_result = reg_before + tree
+        exact_result = wrap(before, reg) + tree
         out = ((exact_result < reg.min) | (exact_result > reg.max)) & exists
-        wraps = out.sum(axis=1)
-        maxabs = int(np.abs(np.where(exists, exact_result, 0)).max(initial=0))
-        hit = out.any(axis=1)
+        wraps = out.sum(axis=1).astype(np.int64)
+        hit = np.flatnonzero(out.any(axis=1))
         first[hit] = np.argmax(out[hit], axis=1)
-        final = wrap(prefix[:, -1], reg) if t_count else np.zeros(f, dtype=np.int64)
-        return final, wraps, sats, maxabs, first
-    r = np.zeros(f, dtype=np.int64)
-    maxabs = 0
+        first_val[hit] = exact_result[hit, first[hit]]
+        return wrap(prefix[:, -1], reg), wraps, zeros.copy(), first, first_val
+    r = zeros.copy()
+    sats = zeros.copy()
     for t in range(t_count):
         e = exists[:, t]
         s = r + tree[:, t]
         out = e & ((s < reg.min) | (s > reg.max))
         if out.any():
             sats += out
-            first[(first < 0) & out] = t
-        m = int(np.abs(np.where(e, s, 0)).max(initial=0))
-        maxabs = max(maxabs, m)
+            new = (first < 0) & out
+            first[new] = t
+            first_val[new] = s[new]
         r = np.where(e, np.clip(s, reg.min, reg.max), r)
-    return r, wraps, sats, maxabs, first
+    return r, zeros.copy(), sats, first, first_val
 
 
 def _ceil_div(a: np.ndarray, b: int) -> np.ndarray:
