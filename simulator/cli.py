@@ -78,10 +78,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         inputs, _ = _images_input(args, args.model)
         n = inputs.shape[0]  # type: ignore[attr-defined]
+    tol = args.tolerance if args.data_dir is not None else None
     with _progress_bar(n, "hwsim run", args.quiet) as bar:
-        out = run_job(args.config, args.model, inputs, args.out, args.set, bar.update)
+        out = run_job(args.config, args.model, inputs, args.out, args.set, bar.update, tol)
     for line in summary_lines(out.report):
         print(line)
+    if "readout" in out.report:
+        r = out.report["readout"]["recall"]
+        print(f"Recall@1 {r['R@1']:.3f}  Recall@5 {r['R@5']:.3f}  Recall@10 {r['R@10']:.3f}"
+              f"  (query i = place i +- {tol})")
     print(f"wrote {args.out}/outputs.npy, predictions.npy, scores.npy, report.json")
     tr = handle_trace(args, out)
     if tr is not None:
@@ -191,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--dims", help="H,W image size (default: the model's metadata)")
     src.add_argument("--patch", type=int, help="patch-normalisation window (default 15)")
     src.add_argument("--max-samples", type=int, help="use at most this many images")
+    src.add_argument("--tolerance", type=int, default=0,
+                     help="ground truth for Recall@N with --data-dir: query i = place i +- N")
     run.add_argument("--out", required=True, help="output folder")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set accumulator.bits=24")

@@ -65,9 +65,8 @@ def run_demo(
     trace_level: str = "neuron",
     quiet: bool = False,
 ) -> DemoResult:
-    from .runner import execute, sha256_file, write_outputs
+    from .runner import execute, readout_block, sha256_file, write_outputs
     from .vpr.datasets import load_codes, load_traversal, require_places
-    from .vpr.readout import ground_truth, recalls
     from .vpr.synthroute import cached_route
 
     t0 = time.perf_counter()
@@ -93,13 +92,8 @@ def run_demo(
         "input_dtype": "float32",
     }
     result, report = execute(cfg, net, spikes, prov, source=str(route_dir / query))
-    gt = ground_truth(spikes.shape[0], net.places, rp["tolerance"])
-    rec = recalls(result.outputs.astype(np.float64), gt, (1, 5, 10))
-    report["readout"] = {
-        "query_traversal": query,
-        "tolerance": rp["tolerance"],
-        "recall": {f"R@{n}": v for n, v in rec.items()},
-    }
+    report["readout"] = {"query_traversal": query, **readout_block(result, rp["tolerance"])}
+    rec = {int(k[2:]): v for k, v in report["readout"]["recall"].items()}
     out = Path(out_dir)
     write_outputs(
         out,

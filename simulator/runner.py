@@ -108,6 +108,21 @@ def write_outputs(out_dir: Path, files: dict[str, Any]) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def readout_block(result: SimResult, tolerance: int) -> dict[str, Any]:
+    """Recall@1/5/10 of the run's scores with aligned ground truth (query i = place i)."""
+    from .vpr.readout import ground_truth, recalls
+
+    q, places = result.scores.shape
+    gt = ground_truth(q, places, tolerance)
+    rec = recalls(result.scores.astype(np.float64), gt, (1, 5, 10))
+    return {
+        "ground_truth": "query i matches place i +- tolerance",
+        "tolerance": tolerance,
+        "queries_with_match": int(gt.any(axis=1).sum()),
+        "recall": {f"R@{n}": v for n, v in rec.items()},
+    }
+
+
 def run_job(
     config: str | Path,
     model: str | Path,
@@ -115,10 +130,13 @@ def run_job(
     out_dir: str | Path | None,
     overrides: list[str] | tuple[str, ...] = (),
     progress: Callable[[int], None] | None = None,
+    recall_tolerance: int | None = None,
 ) -> RunOutput:
     """Load everything, simulate, and write outputs, predictions, scores and report.json.
 
     ``input_path`` is a .npy file or an in-memory array (e.g. spikes from images).
+    ``recall_tolerance``: when given, the report gains ``readout.recall`` (Recall@1/5/10)
+    with VPRTempo's aligned ground truth: query i matches place i +- tolerance.
     """
     cfg = load_config(config, overrides)
     net = load_model(model)
@@ -135,6 +153,8 @@ def run_job(
         "input_dtype": str(inputs.dtype),
     }
     result, report = execute(cfg, net, inputs, prov, progress, source=source)
+    if recall_tolerance is not None:
+        report["readout"] = readout_block(result, recall_tolerance)
     if out_dir is not None:
         write_outputs(
             Path(out_dir),
