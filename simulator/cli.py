@@ -245,8 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     pre = csub.add_parser("presets", help="list the presets in hwconfig/")
     pre.set_defaults(func=cmd_config_presets)
 
+    from .bench import add_bench_parser
+    from .report_cli import add_report_parser
     from .vectors import add_vectors_parser
 
+    add_report_parser(sub)
+    add_bench_parser(sub)
     add_vectors_parser(sub)
     return p
 

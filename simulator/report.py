@@ -16,33 +16,83 @@ from .network import QuantizedNetwork
 from .units.weight_memory import WeightMemory
 
 REPORT_SCHEMA = {"name": "tempo-hwsim-report", "version": 1}
+PERCENTILES = (50.0, 90.0, 99.0, 99.9, 100.0)
+
+
+def nonzero_pairs(counts: np.ndarray) -> list[list[int]]:
+    """[[index, count], ...] for every non-zero entry of a per-neuron count vector."""
+    c = np.asarray(counts).ravel()
+    idx = np.flatnonzero(c)
+    return [[int(i), int(c[i])] for i in idx]
+
+
+def per_neuron_events(lr: LayerRun) -> dict[str, list[list[int]]]:
+    """Per-neuron event counts of one layer, as compact [neuron, count] lists (non-zero only).
+
+    acc: accumulator wrap + saturate events; pre_add: pre-add register events; clamp_low /
+    clamp_high: requantizer clamps (all summed over queries and weight paths).
+    """
+    st = list(lr.mac.values())
+    n = int(lr.codes.shape[1])
+    acc = np.zeros(n, dtype=np.int64)
+    pre = np.zeros(n, dtype=np.int64)
+    for s in st:
+        acc += s.acc_wrap + s.acc_saturate
+        pre += s.pre_add_events
+    return {
+        "acc": nonzero_pairs(acc),
+        "pre_add": nonzero_pairs(pre),
+        "clamp_low": nonzero_pairs(lr.clamp.low),
+        "clamp_high": nonzero_pairs(lr.clamp.high),
+    }
+
+
+def acc_abs_percentiles(lr: LayerRun) -> dict[str, int]:
+    """Percentiles of |final accumulator register value| over all (query, neuron, path)."""
+    vals = [np.abs(a).ravel() for a in lr.acc.values() if a.size]
+    if not vals:
+        return {}
+    v = np.concatenate(vals) if len(vals) > 1 else vals[0]
+    ranks = [min(v.size - 1, int(np.ceil(p / 100.0 * v.size)) - 1) for p in PERCENTILES]
+    part = np.partition(v, sorted({max(r, 0) for r in ranks}))
+    return {f"{p:g}": int(part[max(r, 0)]) for p, r in zip(PERCENTILES, ranks, strict=True)}
 
 
 def _first_event(
     lr: LayerRun, query_base: np.ndarray, layer_base: np.ndarray
 ) -> dict[str, Any] | None:
-    """Earliest accumulator event of a layer, else its first requantizer clamp."""
-    best: dict[str, Any] | None = None
+    """Earliest accumulator or pre-add event of a layer, else its first requantizer clamp."""
+    cands: list[tuple[int, int, dict[str, Any]]] = []
     for pi, (pname, st) in enumerate(lr.mac.items()):
-        if st.first is None:
-            continue
-        q, j, step = st.first
-        tile = j // lr.schedule.lanes
-        steps_q = int(lr.schedule.steps(lr.k_active[q : q + 1])[0])
-        cyc = int(query_base[q] + layer_base[q]) + lr.schedule.event_offset(steps_q, tile, step, pi)
-        kind = "acc_wrap" if int(st.acc_wrap.sum()) else "acc_saturate"
-        cand = {"cycle": cyc, "query": q, "neuron": j, "step": step, "path": pname, "kind": kind}
-        if best is None or cyc < best["cycle"]:
-            best = cand
-    if best is None and lr.clamp.first is not None:
-        q, j = lr.clamp.first
-        kind = "requant_clamp_low" if int(lr.clamp.low.sum()) else "requant_clamp_high"
+        acc_kind = "acc_wrap" if int(st.acc_wrap.sum()) else "acc_saturate"
+        # a pre-add sum overflows in the same cycle as, and before, its accumulator addition
+        for rank, ev, kind in (
+            (0, getattr(st, "first_pre_add", None), "pre_add_overflow"),
+            (1, st.first, acc_kind),
+        ):
+            if ev is None:
+                continue
+            q, j, step = (int(v) for v in ev)
+            tile = j // lr.schedule.lanes
+            steps_q = int(lr.schedule.steps(lr.k_active[q : q + 1])[0])
+            cyc = int(query_base[q] + layer_base[q]) + lr.schedule.event_offset(
+                steps_q, tile, step, pi
+            )
+            cands.append((cyc, rank, {"cycle": cyc, "query": q, "neuron": j, "step": step,
+                                      "path": pname, "kind": kind}))
+    if cands:
+        return min(cands, key=lambda c: (c[0], c[1]))[2]
+    best: dict[str, Any] | None = None
+    if lr.clamp.first is not None:
+        q, j = (int(v) for v in lr.clamp.first)
+        low = int(lr.unclamped[q, j]) < int(lr.codes[q, j])
         tile = j // lr.schedule.lanes
         steps_q = int(lr.schedule.steps(lr.k_active[q : q + 1])[0])
         last = lr.schedule.paths - 1
         cyc = int(query_base[q] + layer_base[q]) + lr.schedule.event_offset(
             steps_q, tile, steps_q - 1, last
         ) + 1
+        kind = "requant_clamp_low" if low else "requant_clamp_high"
         best = {"cycle": cyc, "query": q, "neuron": j, "step": None, "path": None, "kind": kind}
     return best
 
@@ -77,6 +127,7 @@ def build_report(
         first = _first_event(lr, query_base, layer_base)
         n_out = int(lr.codes.shape[1])
         per_neuron = sum(s.acc_wrap + s.acc_saturate for s in st_all)
+        reg_hi = (1 << (lr.acc_bits - 1)) - 1
         overflow[lr.key] = {
             "acc_wrap": wraps,
             "acc_saturate": sats,
@@ -90,6 +141,9 @@ def build_report(
             "min_safe_acc_bits": safe_bits,
             "neurons_with_acc_events": int(np.count_nonzero(per_neuron)),
             "first": first,
+            "acc_register_range": [-reg_hi - 1, reg_hi],
+            "acc_abs_percentiles": acc_abs_percentiles(lr),
+            "per_neuron": per_neuron_events(lr),
         }
         macs = int(sum(n_out * lr.k_active.sum() for _ in lr.mac))
         nbytes = int(sum(int(wmem.bytes_read(n_out * lr.k_active).sum()) for _ in lr.mac))

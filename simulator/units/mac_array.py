@@ -191,7 +191,12 @@ def operands(
     return xi, wi, corr
 
 
-def exact_matmul(a: np.ndarray, b_t: np.ndarray) -> np.ndarray:
+def exact_matmul(
+    a: np.ndarray,
+    b_t: np.ndarray,
+    a_range: tuple[int, int] | None = None,
+    b_range: tuple[int, int] | None = None,
+) -> np.ndarray:
     """Exact int64 ``a @ b_t.T`` for integer operands (a: (Q, K), b_t: (N, K)).
 
     Backends (environment variable ``HWSIM_MATMUL`` = auto | torch | numpy | float64; see
@@ -206,7 +211,9 @@ def exact_matmul(a: np.ndarray, b_t: np.ndarray) -> np.ndarray:
       stays below 2**24 (so exact whatever the summation order), chunks summed exactly.
     * float64: float64 BLAS on chunks whose partial sums stay below 2**53.
 
-    int8/uint8 operands need no range scan. Raises OverflowError if a sum may leave int64.
+    The operands' (min, max) come from ``a_range`` / ``b_range`` when given (the caller
+    guarantees every value lies inside: no scan), else from the dtype for int8/uint8, else
+    from a scan. Raises OverflowError if a sum may leave int64.
     """
     a = np.asarray(a)
     b_t = np.asarray(b_t)
@@ -216,8 +223,8 @@ def exact_matmul(a: np.ndarray, b_t: np.ndarray) -> np.ndarray:
     n = b_t.shape[0]
     if q == 0 or n == 0 or k == 0:
         return np.zeros((q, n), dtype=np.int64)
-    alo, ahi = _mm_int_bounds(a)
-    blo, bhi = _mm_int_bounds(b_t)
+    alo, ahi = _mm_int_bounds(a) if a_range is None else (int(a_range[0]), int(a_range[1]))
+    blo, bhi = _mm_int_bounds(b_t) if b_range is None else (int(b_range[0]), int(b_range[1]))
     amax = max(-alo, ahi)
     bmax = max(-blo, bhi)
     if amax == 0 or bmax == 0:
@@ -328,6 +335,8 @@ def _mm_torch(
     tfn: tuple, a: np.ndarray, alo: int, ahi: int, b_t: np.ndarray, blo: int, bhi: int
 ) -> np.ndarray:
     """a @ b_t.T via int8 torch._int_mm: a = a8 + c, b = b8 + d, shifts corrected in int64."""
+    import warnings
+
     torch, int_mm = tfn
     a8, c = _mm_to_int8(a, alo, ahi)
     b8, d = _mm_to_int8(b_t, blo, bhi)
@@ -337,8 +346,10 @@ def _mm_torch(
     step = ((1 << 31) - 1) // (128 * 128)  # int32 sums stay exact
     out: np.ndarray | None = None
     for k0 in range(0, k, step):
-        ta = torch.from_numpy(np.ascontiguousarray(a8[:, k0 : k0 + step]))
-        tb = torch.from_numpy(np.ascontiguousarray(b8[:, k0 : k0 + step]))
+        with warnings.catch_warnings():  # read-only weights: _int_mm never writes its inputs
+            warnings.simplefilter("ignore", UserWarning)
+            ta = torch.from_numpy(np.ascontiguousarray(a8[:, k0 : k0 + step]))
+            tb = torch.from_numpy(np.ascontiguousarray(b8[:, k0 : k0 + step]))
         part = int_mm(ta, tb.t()).numpy()
         out = part if out is None else np.add(out, part, dtype=np.int64)
     assert out is not None
@@ -359,7 +370,8 @@ def _mm_numpy(a: np.ndarray, alo: int, ahi: int, b_t: np.ndarray, bmax: int) -> 
     c = (alo + ahi + 1) // 2 if ahi - alo <= 255 and max(-alo, ahi) > 128 else 0
     amax = max(c - alo, ahi - c, 1)
     if amax * bmax * 128 >= 1 << 24:  # float32 chunks would be too short: use float64
-        return _mm_chunked(a, b_t, np.float64, amax * bmax, k * amax * bmax)
+        raw = max(-alo, ahi) * bmax
+        return _mm_chunked(a, b_t, np.float64, raw, k * raw)
     if not c:
         return _mm_chunked(a, b_t, np.float32, amax * bmax, k * amax * bmax)
     ac = np.empty((a.shape[0] + 1, k), dtype=np.float32)
@@ -411,6 +423,8 @@ def _mm_chunked(
     """Sum of ``dtype`` BLAS products over K-chunks; prod_max bounds one |product|."""
     k = a.shape[1]
     exact = (1 << 24) if dtype == np.float32 else (1 << 53)
+    if prod_max >= exact:  # not even one product is exact in floats: int64 (no BLAS, slow)
+        return a.astype(np.int64) @ b_t.astype(np.int64).T
     chunk = max(1, min(k, (exact - 1) // max(prod_max, 1)))
     af = a.astype(dtype, copy=False)
     if _mm_frozen(b_t) and b_t.dtype == np.int8:

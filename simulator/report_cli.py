@@ -1,0 +1,280 @@
+"""``hwsim report DIR``: report.json as readable tables, and ``--plot`` PNGs.
+
+Every field is described in docs/reports.md. Reports written before a field existed print
+``-`` for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPORT_NAME = "report.json"
+
+
+class ReportError(ValueError):
+    """A report folder or file that cannot be read."""
+
+
+def load_report(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """Read DIR/report.json (or a report.json path); return (report, folder)."""
+    p = Path(path)
+    f = p / REPORT_NAME if p.is_dir() else p
+    if not f.is_file():
+        where = f"{p}: no {REPORT_NAME} here" if p.is_dir() else f"{f}: no such file"
+        raise ReportError(f"{where}; give the --out folder of an 'hwsim run'")
+    try:
+        rep = json.loads(f.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{f}: not a JSON report ({exc})") from None
+    if not isinstance(rep, dict) or rep.get("schema", {}).get("name") != "tempo-hwsim-report":
+        raise ReportError(f"{f}: not a tempo-hwsim report (schema.name missing)")
+    return rep, f.parent
+
+
+# --- tables -----------------------------------------------------------------------------------
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:,.4g}" if abs(v) < 1e6 else f"{v:,.0f}"
+    if isinstance(v, list | tuple):
+        if len(v) == 2 and all(isinstance(x, int) for x in v):
+            return f"{_cell(v[0])} .. {_cell(v[1])}"  # a range lo .. hi
+        return "[" + "; ".join(_cell(x) for x in v) + "]"
+    return str(v)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "") -> str:
+    """A plain-text table: text columns left-aligned, numbers right-aligned."""
+    cells = [[_cell(v) for v in r] for r in rows]
+
+    def is_num(v: Any) -> bool:
+        return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+
+    numeric = [bool(rows) and all(is_num(r[i]) for r in rows) for i in range(len(headers))]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(vals: Sequence[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(vals, widths, numeric, strict=True)
+        ).rstrip()
+
+    out = [title] if title else []
+    out.append(line(list(headers)))
+    out.append("  ".join("-" * w for w in widths))
+    out.extend(line(r) for r in cells)
+    return "\n".join(out)
+
+
+def _first_text(first: dict[str, Any] | None) -> str:
+    """'cycle C q Q n N [step S] KIND' for a report's ``first`` event, '-' for none."""
+    if not first:
+        return "-"
+    cyc = first.get("cycle")
+    parts = [f"cycle {cyc:,}" if isinstance(cyc, int) else f"cycle {cyc}",
+             f"q {first.get('query')}", f"n {first.get('neuron')}"]
+    if first.get("step") is not None:
+        parts.append(f"step {first['step']}")
+    if first.get("kind"):
+        parts.append(str(first["kind"]))
+    return " ".join(parts)
+
+
+def overflow_table(rep: dict[str, Any]) -> str:
+    """Per layer: events, clamps, accumulator range, headroom, min safe bits, first event."""
+    rows = []
+    for key, ov in rep.get("overflow", {}).items():
+        rows.append([
+            key,
+            ov.get("acc_bits"),
+            ov.get("acc_wrap"),
+            ov.get("acc_saturate"),
+            ov.get("pre_add_overflow"),
+            ov.get("requant_clamp_low"),
+            ov.get("requant_clamp_high"),
+            ov.get("max_abs_acc"),
+            ov.get("min_safe_acc_bits"),
+            ov.get("headroom_bits"),
+            ov.get("neurons_with_acc_events"),
+        ])
+    t1 = format_table(
+        ["layer", "acc bits", "wrap", "saturate", "pre-add", "clamp lo", "clamp hi",
+         "max |acc|", "min safe bits", "headroom", "neurons w/ events"],
+        rows, "overflow and saturation (event counts over the run)",
+    )
+    rows2 = []
+    for key, ov in rep.get("overflow", {}).items():
+        pct = ov.get("acc_abs_percentiles") or {}
+        rows2.append([
+            key,
+            ov.get("partial_sum_range"),
+            ov.get("acc_register_range"),
+            pct.get("50"),
+            pct.get("99"),
+            _first_text(ov.get("first")),
+        ])
+    t2 = format_table(
+        ["layer", "partial-sum range", "register range", "|acc| p50", "|acc| p99",
+         "first event"],
+        rows2,
+    )
+    return t1 + "\n\n" + t2
+
+
+def layers_table(rep: dict[str, Any]) -> str:
+    rows = [
+        [key, la.get("in_features"), la.get("out_features"), ",".join(la.get("paths", [])),
+         la.get("macs"), la.get("weight_bytes_read"), la.get("ordered_pairs"),
+         la.get("output_code_range")]
+        for key, la in rep.get("layers", {}).items()
+    ]
+    return format_table(
+        ["layer", "in", "out", "paths", "MACs", "weight bytes read", "ordered pairs",
+         "output codes"],
+        rows, "layers",
+    )
+
+
+def cycles_table(rep: dict[str, Any]) -> str:
+    cyc = rep.get("cycles", {})
+    rows = [
+        [key, c.get("total"), c.get("per_query_mean"), c.get("stall")]
+        for key, c in cyc.get("per_layer", {}).items()
+    ]
+    per_q = cyc.get("per_query") or []
+    rows.append(["all", cyc.get("total"),
+                 (sum(per_q) / len(per_q)) if per_q else None, cyc.get("stall")])
+    t = format_table(["layer", "cycles", "per query (mean)", "stall cycles"], rows, "cycles")
+    extra = []
+    if per_q:
+        extra.append(f"per query: min {min(per_q):,}  max {max(per_q):,}")
+    if cyc.get("clock_mhz") is not None:
+        extra.append(f"time {cyc.get('time_us', 0):,.1f} us at {cyc['clock_mhz']:g} MHz")
+    return t + ("\n" + "   ".join(extra) if extra else "")
+
+
+def memory_energy_tables(rep: dict[str, Any]) -> str:
+    mem = rep.get("memory", {})
+    en = rep.get("energy", {})
+    t1 = format_table(
+        ["quantity", "value"],
+        [
+            ["weight capacity (bytes)", mem.get("weight_capacity_bytes")],
+            ["weights per module (bytes)", mem.get("weight_bytes_per_module")],
+            ["weights delivered per cycle", mem.get("weights_per_cycle")],
+            ["weight bytes read", mem.get("weight_bytes_read")],
+        ],
+        "memory",
+    )
+    t2 = format_table(
+        ["quantity", "value"],
+        [
+            ["MACs", en.get("macs")],
+            ["requantizations", en.get("requantizations")],
+            ["total (uJ)", en.get("total_uj")],
+            ["per query (uJ)", en.get("per_query_uj")],
+        ],
+        "energy (estimate from the config's energy.* costs)",
+    )
+    return t1 + "\n\n" + t2
+
+
+def comparison_table(rep: dict[str, Any]) -> str:
+    c = rep.get("comparison")
+    if not c:
+        return ""
+    rows = [[k, v] for k, v in c.items()]
+    return format_table(["quantity", "value"], rows, f"comparison with {c.get('reference')}")
+
+
+def report_text(rep: dict[str, Any]) -> str:
+    """The whole report as text tables."""
+    model = rep.get("model", {})
+    cfg = rep.get("config", {})
+    inp = rep.get("input", {})
+    sch = rep.get("schema", {})
+    head = [
+        f"report {sch.get('name')} v{sch.get('version')}  tool "
+        f"{rep.get('tool', {}).get('version', '?')}",
+        f"config {cfg.get('name')} ({cfg.get('source')}, sha256 {str(cfg.get('sha256'))[:12]})",
+        f"model  {model.get('source')} ({model.get('layout')}, {model.get('modules')} module(s),"
+        f" {model.get('in_features')} inputs, {model.get('places')} places)",
+        f"input  {inp.get('source')} ({inp.get('dtype')}), {rep.get('queries')} queries, "
+        f"input clamps low/high {inp.get('clamp_low')}/{inp.get('clamp_high')}",
+    ]
+    parts = ["\n".join(head), overflow_table(rep), layers_table(rep), cycles_table(rep),
+             memory_energy_tables(rep)]
+    comp = comparison_table(rep)
+    if comp:
+        parts.append(comp)
+    notes = rep.get("notes") or []
+    if notes:
+        parts.append("notes:\n" + "\n".join(f"  - {n}" for n in notes))
+    return "\n\n".join(parts)
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Print DIR/report.json as tables; with --plot also write PNGs into DIR."""
+    try:
+        rep, folder = load_report(args.dir)
+    except ReportError as exc:
+        print(f"hwsim: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(rep, indent=2))
+    else:
+        print(report_text(rep))
+    if args.plot:
+        from .plots import PlotError, plot_report
+
+        try:
+            paths = plot_report(rep, Path(args.plot_dir) if args.plot_dir else folder)
+        except PlotError as exc:
+            print(f"hwsim: error: {exc}", file=sys.stderr)
+            return 2
+        for p in paths:
+            print(f"wrote {p}")
+    return 0
+
+
+def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``hwsim report DIR [--plot] [--json]`` on an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "report", help="print a run's report.json as tables (and --plot PNGs)",
+        description="Print DIR/report.json as tables; --plot writes PNG plots into DIR "
+        "(needs matplotlib: pip install 'tempo-hwsim[plot]').",
+    )
+    p.add_argument("dir", help="the --out folder of a run (or a report.json file)")
+    p.add_argument("--plot", action="store_true",
+                   help="write events-per-neuron and accumulator-range PNGs into DIR")
+    p.add_argument("--plot-dir", help="write the PNGs here instead of DIR")
+    p.add_argument("--json", action="store_true", help="print the raw JSON instead of tables")
+    p.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m simulator.report_cli DIR [--plot]``."""
+    parser = argparse.ArgumentParser(prog="hwsim")
+    add_report_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["report", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
