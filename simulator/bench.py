@@ -170,11 +170,17 @@ def torch_runner(net: QuantizedNetwork) -> Callable[[np.ndarray], tuple[np.ndarr
 
 
 def bench_config(overrides: Sequence[str] = ()) -> Any:
-    """The benchmark's hardware config: pytorch_fbgemm with 32-bit saturating accumulators."""
+    """The benchmark's hardware config: pytorch_fbgemm with 32-bit saturating accumulators.
+
+    Event accounting is exact; ``report.headroom = "bound"`` because the exact widest partial
+    sum needs step-ordered evaluation (``--set report.headroom=exact`` times that too).
+    """
     from .config import load_config
 
     return load_config(
-        "pytorch_fbgemm", ["accumulator.bits=32", 'accumulator.overflow="saturate"', *overrides]
+        "pytorch_fbgemm",
+        ["accumulator.bits=32", 'accumulator.overflow="saturate"', 'report.headroom="bound"',
+         *overrides],
     )
 
 
@@ -249,7 +255,8 @@ def run_bench(
     out(
         f"hwsim bench: {k} -> {n1} -> {places}, 1 module, {queries} queries; config "
         f"{cfg.name} with accumulator.bits={cfg.accumulator.bits} "
-        f"overflow={cfg.accumulator.overflow}; setup {time.perf_counter() - t0:.1f} s"
+        f"overflow={cfg.accumulator.overflow} headroom={cfg.report.headroom}; "
+        f"setup {time.perf_counter() - t0:.1f} s"
     )
     backends = list(backends or available_backends())
     env = [f"{v}={os.environ[v]}" for v in OPENBLAS_VARS if v in os.environ]

@@ -245,6 +245,13 @@ class ReportConfig:
         "", "preset or config file run on the same model and inputs; the report counts "
         "differing codes and argmaxes ('' = none)"
     )
+    headroom: str = _f(
+        "exact",
+        "exact: min_safe_acc_bits is the exact width of the widest partial sum (may evaluate "
+        "pairs step by step); bound: when no event is possible, report the final sums' width "
+        "and an abs-sum upper bound instead (faster; event counts stay exact)",
+        choices=("exact", "bound"),
+    )
 
 
 SECTIONS: dict[str, type] = {
@@ -310,6 +317,7 @@ UNITS: dict[str, str] = {
     "energy.requant_pj": "pJ",
     "readout.concat": "-",
     "report.compare_with": "preset or path",
+    "report.headroom": "-",
 }
 TOP_KEYS = {"name": str, "description": str}
 

@@ -196,6 +196,16 @@ class QuantizedNetwork:
                     if lay.factors is None or lay.factors.shape != (4,):
                         raise ModelError(f"{lwhere}: split layout needs 4 scale factors")
                     _check_scale(lay.factors, f"{lwhere} scale factors")
+        self._freeze()
+
+    def _freeze(self) -> None:
+        """Make the weight memory images read-only: the network is immutable, and the engine
+        caches per-matrix facts (abs bounds, float copies) by identity."""
+        for mod in self.modules:
+            for lay in mod.layers:
+                for p in lay.paths:
+                    for arr in (p.weight, p.scale, p.zero_point):
+                        arr.flags.writeable = False
 
 
 def _check_scale(value: float | np.ndarray, what: str) -> None:
@@ -226,7 +236,7 @@ def make_combined_network(
         layers = []
         for name in LAYER_NAMES:
             d = m[name]
-            w = np.asarray(d["weight"])
+            w = np.array(d["weight"])  # a copy: the network freezes its arrays
             n = w.shape[0] if w.ndim == 2 else 0
             scale = np.broadcast_to(np.asarray(d["scale"], dtype=np.float64), (n,)).copy()
             zp = np.broadcast_to(np.asarray(d.get("zero_point", 0), dtype=np.int64), (n,)).copy()

@@ -123,6 +123,8 @@ def build_report(
         pmin = min(s.partial_min for s in st_all)
         pmax = max(s.partial_max for s in st_all)
         safe_bits = max(s.min_safe_acc_bits for s in st_all)
+        safe_exact = all(s.partial_exact for s in st_all)
+        safe_upper = max(s.min_safe_acc_bits_upper for s in st_all)
         max_abs = max(s.max_abs_acc for s in st_all)
         first = _first_event(lr, query_base, layer_base)
         n_out = int(lr.codes.shape[1])
@@ -139,6 +141,8 @@ def build_report(
             "acc_bits": lr.acc_bits,
             "headroom_bits": lr.acc_bits - safe_bits,
             "min_safe_acc_bits": safe_bits,
+            "min_safe_acc_bits_exact": safe_exact,
+            "min_safe_acc_bits_upper": safe_upper,
             "neurons_with_acc_events": int(np.count_nonzero(per_neuron)),
             "first": first,
             "acc_register_range": [-reg_hi - 1, reg_hi],
@@ -255,7 +259,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"{key:>12}: acc events {ev:,} (wrap {ov['acc_wrap']:,}, saturate "
             f"{ov['acc_saturate']:,}, pre-add {ov['pre_add_overflow']:,})  clamp low/high "
             f"{ov['requant_clamp_low']:,}/{ov['requant_clamp_high']:,}  acc {ov['acc_bits']} bits,"
-            f" needs {ov['min_safe_acc_bits']} (headroom {ov['headroom_bits']:+d})"
+            f" needs {ov['min_safe_acc_bits']}"
+            + ("" if ov.get("min_safe_acc_bits_exact", True)
+               else f"..{ov['min_safe_acc_bits_upper']} (report.headroom=bound)")
+            + f" (headroom {ov['headroom_bits']:+d})"
         )
     if "comparison" in report:
         c = report["comparison"]

@@ -105,7 +105,8 @@ def overflow_table(rep: dict[str, Any]) -> str:
             ov.get("requant_clamp_low"),
             ov.get("requant_clamp_high"),
             ov.get("max_abs_acc"),
-            ov.get("min_safe_acc_bits"),
+            ov.get("min_safe_acc_bits") if ov.get("min_safe_acc_bits_exact", True)
+            else f"{ov.get('min_safe_acc_bits')}..{ov.get('min_safe_acc_bits_upper')}",
             ov.get("headroom_bits"),
             ov.get("neurons_with_acc_events"),
         ])

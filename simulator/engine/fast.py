@@ -239,6 +239,7 @@ def run_layer(
     hw: LayerHw,
     wmem: WeightMemory,
     query_offset: int = 0,
+    exact_headroom: bool = True,
 ) -> LayerRun:
     """Run one layer for a batch of queries. x: int64 (Q, K) codes with zero point zx."""
     event = hw.schedule.mode == "event_driven"
@@ -247,7 +248,8 @@ def run_layer(
     stats: dict[str, LaneStats] = {}
     for p in lay.paths:
         acc[p.name], stats[p.name] = accumulate(
-            x, zx, p.weight, p.zero_point, spec, query_offset=query_offset, defer_errors=True
+            x, zx, p.weight, p.zero_point, spec, query_offset=query_offset, defer_errors=True,
+            exact_headroom=exact_headroom,
         )
     k_active = (x != zx).sum(axis=1) if event else np.full(x.shape[0], x.shape[1], np.int64)
     sched = _schedule(hw, lay, wmem)
@@ -291,7 +293,7 @@ def simulate(
     net: QuantizedNetwork,
     cfg: HwConfig,
     inputs: np.ndarray,
-    batch: int = 128,
+    batch: int = 512,
     progress: Callable[[int], None] | None = None,
     source: str = "input",
 ) -> SimResult:
@@ -314,7 +316,8 @@ def simulate(
             zx, sx = mod.input_zero_point, mod.input_scale
             for lay in mod.layers:
                 hw = cfg.for_layer(lay.name)
-                lr = run_layer(mi, mod, lay, x, zx, sx, input_max, hw, wmem, start)
+                lr = run_layer(mi, mod, lay, x, zx, sx, input_max, hw, wmem, start,
+                               cfg.report.headroom == "exact")
                 runs.append(lr)
                 x, zx, sx = lr.codes, lay.output_zero_point, lay.output_scale
         _raise_earliest_error(runs, net, cfg)

@@ -67,6 +67,9 @@ class LaneStats:
     error / error_at: with ``accumulate(..., defer_errors=True)``, the ``error``-policy
         exception of the earliest event and its (query, neuron, step) (query within the
         batch), instead of raising; the caller raises the earliest over layers and paths.
+    partial_exact: False when ``accumulate(..., exact_headroom=False)`` proved that no event
+        can happen but did not evaluate partial sums: partial_min/max then hold the final
+        sums' range (a lower bound on the width) and partial_bound an abs-sum bound.
     """
 
     acc_wrap: np.ndarray
@@ -81,10 +84,20 @@ class LaneStats:
     pair_events: np.ndarray = field(default_factory=_no_pair_events)
     error: RegisterOverflowError | None = None
     error_at: tuple[int, int, int] | None = None
+    partial_exact: bool = True
+    partial_bound: int = 0
 
     @property
     def min_safe_acc_bits(self) -> int:
         return bits_for_range(self.partial_min, self.partial_max)
+
+    @property
+    def min_safe_acc_bits_upper(self) -> int:
+        """Width proven sufficient: exact, or from the abs-sum bound when not evaluated."""
+        if self.partial_exact:
+            return self.min_safe_acc_bits
+        return max(self.min_safe_acc_bits, bits_for_range(-self.partial_bound,
+                                                          self.partial_bound))
 
     @staticmethod
     def concat(parts: list[LaneStats], query_offsets: list[int]) -> LaneStats:
@@ -118,6 +131,8 @@ class LaneStats:
             next((s.error for s in parts if s.error is not None), None),
             next((shift(s.error_at, o) for s, o in zip(parts, query_offsets, strict=True)
                   if s.error_at is not None), None),
+            all(s.partial_exact for s in parts),
+            max(s.partial_bound for s in parts),
         )
 
 
@@ -454,6 +469,7 @@ def accumulate(
     track_max: bool = True,
     query_offset: int = 0,
     defer_errors: bool = False,
+    exact_headroom: bool = True,
 ) -> tuple[np.ndarray, LaneStats]:
     """Run the MAC array over all queries.
 
@@ -463,7 +479,13 @@ def accumulate(
     first event in schedule order (query numbers offset by ``query_offset``), or with
     ``defer_errors`` stores it in ``stats.error`` and returns values computed as if the
     failing register saturated (values after the first error do not matter).
+    ``exact_headroom=False`` skips the step-ordered search for the exact widest partial sum
+    when no event is possible (see LaneStats.partial_exact); event counts stay exact.
     """
+    if spec.operand == "offset" and spec.pre_add_width == 1:
+        done = _accumulate_screened(x, zx, w, zw, spec, track_max, exact_headroom)
+        if done is not None:
+            return done
     if spec.operand == "raw" and spec.event_driven:
         raise ValueError("mac.operand = 'raw' cannot skip inputs (event_driven schedule)")
     if spec.adder_tree_width % spec.pre_add_width:
@@ -515,6 +537,89 @@ def accumulate(
         _widen_exactly(x, zx, ox, ow, corr, spec, flagged, lo_b, hi_b, acc, stats, pair_rows)
     _finish(stats, spec, pre, acc_first, pair_rows, query_offset, defer_errors)
     return acc, stats
+
+
+@dataclass(frozen=True)
+class _WeightInfo:
+    """Per weight matrix, computed once: w' = w - zw in a small dtype and its abs bounds."""
+
+    ow: np.ndarray  # (N, K) int8 when zw == 0, else int16
+    lo: int
+    hi: int
+    abs_max: int
+    abs_row_sum_max: int
+
+
+_WEIGHT_INFO: dict[int, tuple[object, object, _WeightInfo]] = {}
+
+
+def _weight_info(w: np.ndarray, zw: np.ndarray) -> _WeightInfo:
+    """Cached by identity of the (read-only) weight and zero-point arrays."""
+    import weakref
+
+    key = id(w)
+    hit = _WEIGHT_INFO.get(key)
+    if hit is not None and hit[0]() is w and hit[1]() is zw:  # type: ignore[operator]
+        return hit[2]
+    zw64 = np.asarray(zw, dtype=np.int64)
+    if w.dtype == np.int8 and not zw64.any():
+        ow = w
+    else:
+        ow = (w.astype(np.int16) - zw64.astype(np.int16)[:, None]).astype(np.int16)
+    lo, hi = int(ow.min(initial=0)), int(ow.max(initial=0))
+    aw = np.abs(ow.astype(np.int16))
+    info = _WeightInfo(ow, lo, hi, int(aw.max(initial=0)),
+                       int(aw.sum(axis=1, dtype=np.int64).max(initial=0)))
+    if not (_mm_frozen(w) and isinstance(zw, np.ndarray) and _mm_frozen(zw)):
+        return info
+    if len(_WEIGHT_INFO) >= 16:
+        _WEIGHT_INFO.pop(next(iter(_WEIGHT_INFO)))
+    _WEIGHT_INFO[key] = (weakref.ref(w, lambda _r: _WEIGHT_INFO.pop(key, None)),
+                         weakref.ref(zw), info)
+    return info
+
+
+def _accumulate_screened(
+    x: np.ndarray,
+    zx: int,
+    w: np.ndarray,
+    zw: np.ndarray,
+    spec: MacSpec,
+    track_max: bool,
+    exact_headroom: bool,
+) -> tuple[np.ndarray, LaneStats] | None:
+    """Offset operands without pre-add, when a separable bound proves no event can happen.
+
+    |every partial sum of (q, j)| <= min(sum_k |x'_qk| * max|w'|, max|x'| * sum_k |w'_jk|).
+    Returns None when that bound does not settle the run (the general path then runs).
+    """
+    reg = spec.register
+    wi = _weight_info(w, zw)
+    xlo, xhi = int(x.min(initial=0)) - zx, int(x.max(initial=0)) - zx
+    xdt = np.int16 if -(1 << 15) <= xlo and xhi < (1 << 15) else np.int64
+    ox = (x - zx).astype(xdt, copy=False)
+    ax_row = np.abs(ox).sum(axis=1, dtype=np.int64)
+    ax_max = max(-xlo, xhi, 0)
+    sep = min(int(ax_row.max(initial=0)) * wi.abs_max, ax_max * wi.abs_row_sum_max)
+    if sep > min(reg.max, -reg.min):
+        return None
+    total = exact_matmul(ox, wi.ow, a_range=(min(xlo, 0), max(xhi, 0)), b_range=(wi.lo, wi.hi))
+    n = w.shape[0]
+    zeros = np.zeros(n, dtype=np.int64)
+    stats = LaneStats(zeros, zeros.copy(), zeros.copy(), 0, None, 0)
+    if not track_max:
+        return total, stats
+    lo_known, hi_known = _range_of(total)
+    stats.max_abs_acc = max(-lo_known, hi_known)
+    stats.partial_min, stats.partial_max = lo_known, hi_known
+    safe = Register(bits_for_range(lo_known, hi_known), True)
+    if sep <= min(safe.max, -safe.min):
+        return total, stats  # the bound proves the final range is the widest: exact
+    if not exact_headroom:
+        stats.partial_exact = False
+        stats.partial_bound = sep
+        return total, stats
+    return None
 
 
 def _widen_exactly(

@@ -65,8 +65,19 @@ def requantize(
     """
     if scheme in ("fbgemm", "qnnpack"):
         m = float_multiplier(scheme, sx, sw, sy)
-        v = acc.astype(np.float32) * m[None, :]
-        r = round_float(v, rounding).astype(np.int64)
+        v = acc.astype(np.float32)
+        v *= m[None, :]
+        v = round_float(v, rounding) if rounding != "half_even" else np.rint(v, out=v)
+        lo, hi = clamp
+        vmin, vmax = (float(v.min()), float(v.max())) if v.size else (0.0, 0.0)
+        if lo - zy <= vmin and vmax <= hi - zy:
+            # nothing to clamp; |v| <= 2**16 so adding zy in float32 is exact
+            v += np.float32(zy)
+            codes = v.astype(np.int64)
+            n = acc.shape[1]
+            none = np.zeros(n, dtype=np.int64)
+            return codes, codes, ClampEvents(none, none.copy(), None)
+        r = v.astype(np.int64)
     elif scheme == "fixed_point":
         real = np.float64(sx) * np.asarray(sw, dtype=np.float64) / np.float64(sy)
         m0, shift = quantize_multiplier(real, multiplier_bits)

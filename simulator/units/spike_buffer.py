@@ -32,11 +32,45 @@ def quantize_spikes(
     x32 = np.asarray(x, dtype=np.float32)
     if quantizer == "fma_f32":
         inv = np.float32(np.float32(1.0) / np.float32(scale))
-        v = f32_fma_round(x32, inv, float(zero_point))
+        r = _round_fma(x32, inv, float(zero_point), rounding)
     else:
         v = x32.astype(np.float64) / np.float64(scale) + zero_point
-    r = round_float(v, rounding)
+        r = round_float(v, rounding)
     low = r < reg.min
     high = r > reg.max
-    codes = np.clip(r, reg.min, reg.max).astype(np.int64)
-    return codes, InputQuantEvents(int(low.sum()), int(high.sum()))
+    n_low, n_high = int(np.count_nonzero(low)), int(np.count_nonzero(high))
+    if n_low or n_high:
+        r = np.where(low | high, 0, r)  # every kept value is an integer inside the register
+    codes = r.astype(np.int64)
+    if n_low or n_high:
+        codes[low] = reg.min
+        codes[high] = reg.max
+    return codes, InputQuantEvents(n_low, n_high)
+
+
+_EDGE = 2.0**-11  # distance to a rounding edge below which the exact emulation decides
+_SAFE_MAG = 2.0**10  # below it, float32 rounding moves a value by <= 2**-14 per operation
+
+
+def _round_fma(x32: np.ndarray, inv: np.float32, zp: float, rounding: str) -> np.ndarray:
+    """round(fmaf(x, inv, zp)) by the named mode, as float32 integral values.
+
+    First computed as float32 multiply then add (two roundings, each <= 2**-14 away for
+    |value| < 2**10); only values within 2**-11 of a rounding edge (a half-integer for the
+    half_* modes, an integer otherwise) or of magnitude >= 2**10, where the exact float32
+    rounding of the fused multiply-add could decide the result, go through the exact
+    single-rounding emulation. Identical to rounding f32_fma_round(x, inv, zp) everywhere.
+    """
+    s = x32 * inv
+    s += np.float32(zp)
+    r = round_float(s, rounding)
+    frac = s - np.floor(s)
+    if rounding in ("floor", "ceil", "toward_zero"):
+        d = np.minimum(frac, 1.0 - frac)
+    else:
+        d = np.abs(frac - 0.5)
+    risky = np.flatnonzero(((d < _EDGE) | (np.abs(s) >= _SAFE_MAG)).ravel())
+    if risky.size:
+        exact = f32_fma_round(x32.ravel()[risky], inv, zp)
+        r.ravel()[risky] = round_float(exact, rounding)
+    return r
