@@ -299,8 +299,10 @@ def run_bench(
         out(
             f"  {key}: acc events {ov['acc_wrap'] + ov['acc_saturate']}, clamps "
             f"{ov['requant_clamp_low']}/{ov['requant_clamp_high']}, max_abs_acc "
-            f"{ov['max_abs_acc']}, min_safe_acc_bits {ov['min_safe_acc_bits']}, headroom "
-            f"{ov['headroom_bits']:+d}"
+            f"{ov['max_abs_acc']}, min_safe_acc_bits {ov['min_safe_acc_bits']}"
+            + ("" if ov.get("min_safe_acc_bits_exact", True)
+               else f"..{ov['min_safe_acc_bits_upper']} (bound)")
+            + f", headroom {ov['headroom_bits']:+d}"
         )
     out(
         f"outputs: {res.codes_compared} codes per backend, {differ} differ from torch "

@@ -858,20 +858,39 @@ def _chunked_bounds(
     """Exact sums and per-pair bounds [lo, hi] on every partial sum in index order.
 
     K is cut into chunks; the exact prefix P at each chunk start plus/minus the chunk's
-    abs-sum bounds every partial sum inside the chunk (two BLAS passes in all).
+    abs-sum bounds every partial sum inside the chunk (two exact products in all). Operands
+    are narrowed to the smallest integer type that holds them, with their ranges passed on,
+    so exact_matmul neither rescans nor widens them.
     """
     k = xo.shape[1]
     cs = max(64, -(-k // _BOUND_CHUNKS))
+    xs, xr = _narrow(xo)
+    ws, wr = _narrow(wo)
+    axs, axr = _narrow(ax)
+    aws, awr = _narrow(aw)
     prefix = np.zeros((xo.shape[0], wo.shape[0]), dtype=np.int64)
     hi = np.zeros_like(prefix)
     lo = np.zeros_like(prefix)
+    tmp = np.empty_like(prefix)
     for c0 in range(0, k, cs):
         sl = slice(c0, min(c0 + cs, k))
-        a = exact_matmul(ax[:, sl], aw[:, sl])
-        np.maximum(hi, prefix + a, out=hi)
-        np.minimum(lo, prefix - a, out=lo)
-        prefix += exact_matmul(xo[:, sl], wo[:, sl])
+        a = exact_matmul(axs[:, sl], aws[:, sl], a_range=axr, b_range=awr)
+        np.add(prefix, a, out=tmp)
+        np.maximum(hi, tmp, out=hi)
+        np.subtract(prefix, a, out=tmp)
+        np.minimum(lo, tmp, out=lo)
+        prefix += exact_matmul(xs[:, sl], ws[:, sl], a_range=xr, b_range=wr)
     return prefix, lo, hi
+
+
+def _narrow(a: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """(a in the smallest of int8/uint8/int16/int32/int64 holding it, (min, max))."""
+    lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+    for dt in (np.int8, np.uint8, np.int16, np.int32):
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return a.astype(dt, copy=False), (min(lo, 0), max(hi, 0))
+    return a, (min(lo, 0), max(hi, 0))
 
 
 def _ordered(
@@ -984,18 +1003,36 @@ def _run_register(
         first[hit] = np.argmax(out[hit], axis=1)
         first_val[hit] = exact_result[hit, first[hit]]
         return wrap(prefix[:, -1], reg), wraps, zeros.copy(), first, first_val
-    r = zeros.copy()
+    # Saturate: the register equals the prefix sum until a pair's first out-of-range
+    # addition; only pairs that get there are stepped, from that step on.
+    prefix = np.cumsum(tree, axis=1)
+    outside = ((prefix < reg.min) | (prefix > reg.max)) & exists
+    hit = np.flatnonzero(outside.any(axis=1))
+    last = np.maximum(n_steps - 1, 0)
+    r = np.where(n_steps > 0, prefix[np.arange(f), last], 0)
     sats = zeros.copy()
-    for t in range(t_count):
-        e = exists[:, t]
-        s = r + tree[:, t]
-        out = e & ((s < reg.min) | (s > reg.max))
-        if out.any():
-            sats += out
-            new = (first < 0) & out
-            first[new] = t
-            first_val[new] = s[new]
-        r = np.where(e, np.clip(s, reg.min, reg.max), r)
+    if hit.size:
+        t0 = int(np.argmax(outside[hit], axis=1).min())
+        sub = tree[hit]
+        ex = exists[hit]
+        rh = prefix[hit, t0 - 1] if t0 > 0 else np.zeros(hit.size, dtype=np.int64)
+        sh = np.zeros(hit.size, dtype=np.int64)
+        fh = np.full(hit.size, -1, dtype=np.int64)
+        fv = np.zeros(hit.size, dtype=np.int64)
+        for t in range(t0, t_count):
+            e = ex[:, t]
+            s = rh + sub[:, t]
+            out = e & ((s < reg.min) | (s > reg.max))
+            if out.any():
+                sh += out
+                new = (fh < 0) & out
+                fh[new] = t
+                fv[new] = s[new]
+            rh = np.where(e, np.clip(s, reg.min, reg.max), rh)
+        r[hit] = rh
+        sats[hit] = sh
+        first[hit] = fh
+        first_val[hit] = fv
     return r, zeros.copy(), sats, first, first_val
 
 
