@@ -428,7 +428,7 @@ def _mm_as_float(b: np.ndarray, dtype: type) -> np.ndarray:
     key = id(b)
     if len(_MM_F32_CACHE) >= _MM_F32_CACHE_MAX:
         _MM_F32_CACHE.pop(next(iter(_MM_F32_CACHE)))
-    _MM_F32_CACHE[key] = (weakref.ref(b, lambda _r: _MM_F32_CACHE.pop(key, None)), conv)
+    _MM_F32_CACHE[key] = (weakref.ref(b, lambda _r, d=_MM_F32_CACHE: d.pop(key, None)), conv)
     return conv
 
 
@@ -574,7 +574,7 @@ def _weight_info(w: np.ndarray, zw: np.ndarray) -> _WeightInfo:
         return info
     if len(_WEIGHT_INFO) >= 16:
         _WEIGHT_INFO.pop(next(iter(_WEIGHT_INFO)))
-    _WEIGHT_INFO[key] = (weakref.ref(w, lambda _r: _WEIGHT_INFO.pop(key, None)),
+    _WEIGHT_INFO[key] = (weakref.ref(w, lambda _r, d=_WEIGHT_INFO: d.pop(key, None)),
                          weakref.ref(zw), info)
     return info
 
