@@ -164,6 +164,11 @@ class RequantConfig:
     )
     rounding: str = _f("half_even", "rounding of the scaled value", choices=ROUNDING_MODES)
     multiplier_bits: int = _f(31, "fixed_point: width of the multiplier M0 (bits)", range=(2, 32))
+    shift: int | str = _f(
+        "auto",
+        "fixed_point: right shift after the multiply; 'auto' = per channel, M0 normalised to "
+        "[2^(b-1), 2^b); an integer = one shift for every channel, M0 = round(m * 2^shift)",
+    )
     output_bits: int = _f(8, "output register width (bits)", range=(1, MAX_BITS))
     output_signed: bool = _f(False, "output codes are signed")
     clamp_low: int | str = _f("register", "lowest output code, or 'register' for its minimum")
@@ -294,6 +299,7 @@ UNITS: dict[str, str] = {
     "requant.multiplier_bits": "bits",
     "requant.output_bits": "bits",
     "requant.output_signed": "-",
+    "requant.shift": "bits",
     "requant.clamp_low": "code",
     "requant.clamp_high": "code",
     "requant.throughput": "values per cycle",
@@ -569,6 +575,10 @@ def _check_value(f: dataclasses.Field, val: Any, key: str, src: str) -> Any:
         if val == "register" or (isinstance(val, int) and not isinstance(val, bool)):
             return val
         raise ConfigError(f"{src}: '{key}' must be an integer or 'register', not {val!r}")
+    if key.endswith("requant.shift"):
+        if val == "auto" or (isinstance(val, int) and not isinstance(val, bool) and 0 <= val <= 62):
+            return val
+        raise ConfigError(f"{src}: '{key}' must be 'auto' or an integer in 0..62, not {val!r}")
     if key.endswith("clip_high"):
         if val in ("input_max", "register") or (isinstance(val, int) and not isinstance(val, bool)):
             return val
@@ -642,6 +652,7 @@ def requant_clamp(rq: RequantConfig) -> tuple[int, int]:
 
 # What the keys without a range or a list of choices accept (as _check_value enforces).
 FREE_FORM_ALLOWED: dict[str, str] = {
+    "requant.shift": "'auto' | integer 0..62",
     "requant.clamp_low": "integer inside the output register | 'register'",
     "requant.clamp_high": "integer inside the output register | 'register'",
     "requant.exc_divisors": "list of non-empty lists of indices 0..3",

@@ -48,11 +48,10 @@ import numpy as np
 from . import __version__
 from .config import HwConfig, LayerHw, load_config, requant_clamp
 from .engine import InputError, SimResult, simulate
-from .fixedpoint import quantize_multiplier
 from .loaders import load_model
 from .network import QuantizedNetwork
 from .runner import load_input, sha256_file
-from .units.requantizer import float_multiplier, requantize
+from .units.requantizer import fixed_point_multipliers, float_multiplier, requantize
 
 VECTORS_SCHEMA: dict[str, Any] = {"name": "tempo-hwsim-vectors", "version": 1}
 MANIFEST = "manifest.json"
@@ -306,7 +305,7 @@ def layer_vectors(
     clamp = requant_clamp(rq)
     # self-check: the exported parameters reproduce the engine's codes
     check, _, _ = requantize(acc, rq.scheme, sx, sw, sy, zy, rq.rounding, clamp,
-                             rq.multiplier_bits)
+                             rq.multiplier_bits, rq.shift)
     if not np.array_equal(check, codes):
         raise RuntimeError(f"internal error: {where}: requantizer parameters do not reproduce "
                            "the simulated codes; please report this")
@@ -324,8 +323,7 @@ def layer_vectors(
     }
     shift_bits = MIN_SHIFT_BITS
     if rq.scheme == "fixed_point":
-        real = np.float64(sx) * np.asarray(sw, dtype=np.float64) / np.float64(sy)
-        m0, shift = quantize_multiplier(real, rq.multiplier_bits)
+        m0, shift = fixed_point_multipliers(sx, sw, sy, rq.multiplier_bits, rq.shift)
         shift_bits = _shift_bits(shift)
         vecs += [
             Vector("m0", "requantizer multiplier M0 (real = M0 * 2^-shift)", m0,

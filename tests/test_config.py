@@ -527,3 +527,25 @@ def test_hwconfig_doc_check_detects_staleness(tmp_path: Path,
     assert tool.main(["--check", "--doc", str(stale)]) == 0
     assert tool.toml_value(((0, 2), (2,))) == "[[0, 2], [2]]"
     assert tool.toml_value(False) == "false" and tool.toml_value("x") == '"x"'
+
+
+def test_fixed_requant_shift_applies_to_every_channel_and_rejects_lossy_shifts(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+
+    from simulator.engine import simulate
+    from simulator.loaders import load_npz
+    from simulator.units.requantizer import fixed_point_multipliers
+
+    m0, sh = fixed_point_multipliers(0.5, np.array([0.25, 0.75]), 1.0, 16, 12)
+    assert sh.tolist() == [12, 12] and m0.tolist() == [512, 1536]
+    net = load_npz(Path(__file__).resolve().parent.parent / "simulator/data/default_model.npz")
+    x = np.random.default_rng(0).random((4, net.in_features)).astype(np.float32)
+    auto = simulate(net, load_config("int8_fixed_point"), x)
+    wide = simulate(net, load_config("int8_fixed_point", ["requant.shift=40"]), x)
+    assert np.array_equal(auto.outputs, wide.outputs)
+    with pytest.raises(ConfigError, match=r"int8_fixed_point\.toml.*requant\.shift' = 10.*0"):
+        simulate(net, load_config("int8_fixed_point", ["requant.shift=10"]), x)
+    with pytest.raises(ConfigError, match="requant.shift"):
+        load_config("int8_fixed_point", ["requant.shift=-1"])

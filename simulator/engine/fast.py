@@ -18,7 +18,12 @@ from ..network import Layer, ModelError, Module, QuantizedNetwork
 from ..units.combiner import combine
 from ..units.mac_array import LaneStats, MacSpec, accumulate
 from ..units.readout import join_modules
-from ..units.requantizer import ClampEvents, requantize, seed_floor_divide
+from ..units.requantizer import (
+    ClampEvents,
+    fixed_point_multipliers,
+    requantize,
+    seed_floor_divide,
+)
 from ..units.spike_buffer import quantize_spikes
 from ..units.weight_memory import WeightMemory
 from .schedule import TileSchedule
@@ -116,6 +121,19 @@ def check_fit(net: QuantizedNetwork, cfg: HwConfig) -> None:
                         f"{net.source}: module {mi} layer {lay.name!r} has a non-zero bias; "
                         "VPRTempo layers have none and no requantizer here models one"
                     )
+    for mi, mod in enumerate(net.modules):  # a fixed shift must suit every channel's multiplier
+        sx = mod.input_scale
+        for lay in mod.layers:
+            rq = cfg.for_layer(lay.name).requant
+            if rq.scheme == "fixed_point" and rq.shift != "auto":
+                try:
+                    fixed_point_multipliers(sx, lay.paths[0].scale, lay.output_scale,
+                                            rq.multiplier_bits, rq.shift)
+                except ConfigError as exc:
+                    raise ConfigError(
+                        f"{cfg.source}: module {mi} layer {lay.name!r} of {net.source}: {exc}"
+                    ) from None
+            sx = lay.output_scale
     # layer-to-layer register fit: the feature layer's output must fit the output layer's input
     out_lo, out_hi = _layer_out_range(cfg.for_layer("feature"))
     reg = _spike_register(cfg.for_layer("output"))
@@ -280,7 +298,7 @@ def run_layer(
         p = lay.paths[0]
         codes, unclamped, clamp = requantize(
             acc["combined"], rq.scheme, sx, p.scale, lay.output_scale, lay.output_zero_point,
-            rq.rounding, requant_clamp(rq), rq.multiplier_bits,
+            rq.rounding, requant_clamp(rq), rq.multiplier_bits, rq.shift,
         )
         out_range = requant_clamp(rq)
     return LayerRun(

@@ -587,7 +587,7 @@ class StepwiseRun:
             lo, hi = requant_clamp(rq)
             codes, unclamped, _ = requantize(
                 acc["combined"][None, :], rq.scheme, sx, p.scale[ch], lay.output_scale,
-                lay.output_zero_point, rq.rounding, (lo, hi), rq.multiplier_bits,
+                lay.output_zero_point, rq.rounding, (lo, hi), rq.multiplier_bits, rq.shift,
             )
         u = unclamped[0]
         kind = np.where(u < lo, "clamp_low", np.where(u > hi, "clamp_high", NO_EVENT))

@@ -7,7 +7,8 @@ scale sw_j, output scale sy and output zero point zy; f32() rounds to float32 (h
   v = f32(f32(a) * m_j); q = clamp(round(v) + zy).
 * ``qnnpack`` (torch qnnpack):   m_j = f32(f32(f32(sw_j) * f32(sx)) * f32(1 / sy)); then as fbgemm.
 * ``fixed_point`` (integer-only accelerators, gemmlowp/TFLite style): the real multiplier
-  sx*sw_j/sy (float64) becomes M0_j * 2**-shift_j with a ``requant.multiplier_bits``-bit M0;
+  sx*sw_j/sy (float64) becomes M0_j * 2**-shift_j with a ``requant.multiplier_bits``-bit M0
+  (per-channel shifts, or one ``requant.shift`` for all channels);
   q = clamp(round(a * M0_j / 2**shift_j) + zy), the product held exactly (64-bit or wider).
 * ``seed_floor_divide`` (the seed tutorial, split layout): floor divisions by products of the
   layer's scale factors (see :func:`seed_floor_divide`).
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import ConfigError
 from ..fixedpoint import multiply_shift, quantize_multiplier, round_float
 
 
@@ -48,6 +50,30 @@ def float_multiplier(scheme: str, sx: float, sw: np.ndarray, sy: float) -> np.nd
     raise ValueError(f"no float multiplier for scheme {scheme!r}")
 
 
+def fixed_point_multipliers(
+    sx: float, sw: np.ndarray, sy: float, bits: int, shift: int | str = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(M0, shift) per channel, int64, with real multiplier sx * sw_j / sy (float64).
+
+    shift "auto": M0_j normalised to [2**(bits-1), 2**bits) (quantize_multiplier).
+    shift an integer s: one shift for every channel, M0_j = floor(m_j * 2**s + 1/2); an M0
+    that rounds to 0 or needs more than ``bits`` bits is a ConfigError (never clipped).
+    """
+    real = np.float64(sx) * np.asarray(sw, dtype=np.float64) / np.float64(sy)
+    if shift == "auto":
+        return quantize_multiplier(real, bits)
+    s = int(shift)
+    m0 = np.floor(np.ldexp(real, s) + 0.5)
+    if np.any(m0 < 1) or np.any(m0 >= 2.0**bits):
+        j = int(np.flatnonzero((m0 < 1) | (m0 >= 2.0**bits))[0])
+        side = "rounds to 0: raise" if m0[j] < 1 else f"needs more than {bits} bits: lower"
+        raise ConfigError(
+            f"'requant.shift' = {s}: channel {j}'s multiplier {real[j]:.6g} * 2^{s} {side} "
+            "requant.shift (or widen requant.multiplier_bits), or use shift = 'auto'"
+        )
+    return m0.astype(np.int64), np.full(real.shape, s, dtype=np.int64)
+
+
 def requantize(
     acc: np.ndarray,
     scheme: str,
@@ -58,6 +84,7 @@ def requantize(
     rounding: str,
     clamp: tuple[int, int],
     multiplier_bits: int = 31,
+    shift: int | str = "auto",
 ) -> tuple[np.ndarray, np.ndarray, ClampEvents]:
     """Requantize accumulators ``acc`` int64 (Q, N).
 
@@ -79,9 +106,8 @@ def requantize(
             return codes, codes, ClampEvents(none, none.copy(), None)
         r = v.astype(np.int64)
     elif scheme == "fixed_point":
-        real = np.float64(sx) * np.asarray(sw, dtype=np.float64) / np.float64(sy)
-        m0, shift = quantize_multiplier(real, multiplier_bits)
-        r = multiply_shift(acc, m0[None, :], shift[None, :], rounding)
+        m0, shifts = fixed_point_multipliers(sx, sw, sy, multiplier_bits, shift)
+        r = multiply_shift(acc, m0[None, :], shifts[None, :], rounding)
     else:
         raise ValueError(f"requantize does not handle scheme {scheme!r}")
     unclamped = r + zy
