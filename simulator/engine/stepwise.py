@@ -38,6 +38,7 @@ from ..fixedpoint import Register, RegisterOverflowError
 from ..network import Layer, QuantizedNetwork
 from ..units.combiner import combine
 from ..units.mac_array import bits_for_range, fit_policy, overflow_error
+from ..units.readout import join_modules
 from ..units.requantizer import requantize, seed_floor_divide
 from ..units.weight_memory import WeightMemory
 from .fast import SimResult, check_fit, prepare_inputs
@@ -329,8 +330,14 @@ class StepwiseRun:
         finals = [lr.codes for lr in layers if lr.layer == "output"]
         outputs = np.concatenate(finals, axis=1)
         cycles = np.sum([lr.cycles for lr in layers], axis=0).astype(np.int64)
+        scores = join_modules(
+            finals,
+            [m.layer("output").output_scale for m in self.net.modules],
+            [m.layer("output").output_zero_point for m in self.net.modules],
+            self.cfg.readout.concat if self.net.layout == "combined" else "codes",
+        )
         self._result = StepwiseResult(
-            outputs, np.argmax(outputs, axis=1).astype(np.int64), layers, cycles
+            outputs, np.argmax(scores, axis=1).astype(np.int64), layers, cycles
         )
 
     def _layer_step(
@@ -630,6 +637,7 @@ def compare_with_fast(fast: SimResult, step: StepwiseResult) -> list[str]:
             diffs.append(f"{name}: fast {a!r} != stepwise {b!r}")
 
     check("outputs", fast.outputs[:q], step.outputs)
+    check("predictions", fast.predictions[:q], step.predictions)
     check("cycles_per_query", fast.cycles_per_query[:q], step.cycles_per_query)
     full = q == fast.outputs.shape[0]
     for sl in step.layers:
