@@ -78,7 +78,10 @@ def run_demo(
             f"hwsim demo: note: query traversal {query!r} was also used for training",
             file=sys.stderr,
         )
-    route_dir = cached_route(**rp["route"])
+    route_dir = cached_route(
+        **rp["route"], announce=None if quiet else lambda m: print(f"hwsim demo: {m}",
+                                                                   file=sys.stderr)
+    )
     trav = require_places(load_traversal(route_dir, query), net.places)
     codes = load_codes(
         trav, dims=rp["dims"], patch=rp["patch"], resize=rp["resize"], progress=not quiet

@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -481,8 +481,12 @@ def cached_route(
     spacing: int = 320,
     jitter: float = 1.0,
     cache: str | os.PathLike[str] | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> Path:
     """Return the folder of a generated route, generating it once into the user cache.
+
+    ``announce(message)`` is called before a (re)generation, e.g. to tell the user why the
+    first run takes a few seconds.
 
     The route is rendered into a temporary folder next to its final place and renamed, so
     an interrupted run never leaves a half-written route behind; a missing or incomplete
@@ -496,6 +500,9 @@ def cached_route(
         return root
     base.mkdir(parents=True, exist_ok=True)
     all_trav = tuple(dict.fromkeys((*DEFAULT_TRAVERSALS, *trav)))
+    if announce is not None:
+        announce(f"generating the synthetic route ({places} places x {len(all_trav)} "
+                 f"traversals) into {root} (once; reused afterwards)")
     tmp = Path(tempfile.mkdtemp(prefix=root.name + ".", suffix=".tmp", dir=base))
     try:
         generate_route(tmp, places, all_trav, seed, spacing, jitter)
