@@ -390,7 +390,10 @@ def _mm_numpy(a: np.ndarray, alo: int, ahi: int, b_t: np.ndarray, bmax: int) -> 
     if not c:
         return _mm_chunked(a, b_t, np.float32, amax * bmax, k * amax * bmax)
     ac = np.empty((a.shape[0] + 1, k), dtype=np.float32)
-    ac[:-1] = a.astype(np.int64) - c
+    if max(-alo, ahi) < 1 << 24:  # a and a - c are exact in float32
+        np.subtract(a, c, out=ac[:-1], dtype=np.float32)
+    else:
+        ac[:-1] = a.astype(np.int64) - c
     ac[-1] = 1.0  # this row yields sum_k b[n, k]
     out = _mm_chunked(ac, b_t, np.float32, amax * bmax, k * amax * bmax)
     res = out[:-1]
