@@ -84,7 +84,7 @@ def bench_network(
     k: int = 3136, n1: int = 6272, places: int = 500, seed: int = 0, calib_queries: int = 64
 ) -> QuantizedNetwork:
     """A deterministic one-module combined-layout network, output quantizers calibrated."""
-    from .units.mac_array import exact_matmul
+    from .kernels import exact_matmul
     from .units.requantizer import requantize
 
     rng = np.random.default_rng(seed)
@@ -226,9 +226,9 @@ def _best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
 
 def available_backends() -> list[str]:
     """['auto', 'numpy'] when torch's int8 matmul is usable (proven exact here), else ['numpy']."""
-    from .units import mac_array
+    from . import kernels
 
-    return ["auto", "numpy"] if mac_array._mm_torch_fn() is not None else ["numpy"]
+    return ["auto", "numpy"] if kernels._mm_torch_fn() is not None else ["numpy"]
 
 
 def run_bench(

@@ -13,19 +13,19 @@ import sys
 import numpy as np
 import pytest
 
-from simulator.units import mac_array
-from simulator.units.mac_array import exact_matmul
+from simulator import kernels
+from simulator.kernels import exact_matmul
 
 BACKENDS = ("auto", "numpy", "float64", "torch")
 
 
 def _torch_ok() -> bool:
-    return mac_array._mm_torch_fn() is not None
+    return kernels._mm_torch_fn() is not None
 
 
 def _use(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
     if backend == "torch" and not _torch_ok():
-        pytest.skip(f"torch int8 backend unavailable: {mac_array._MM_TORCH.get('why')}")
+        pytest.skip(f"torch int8 backend unavailable: {kernels._MM_TORCH.get('why')}")
     monkeypatch.setenv("HWSIM_MATMUL", backend)
 
 
@@ -115,7 +115,7 @@ def test_torch_backend_self_test_rejects_avx2_kernels() -> None:
     pytest.importorskip("torch")
     code = (
         "import numpy as np\n"
-        "from simulator.units import mac_array as m\n"
+        "from simulator import kernels as m\n"
         "print('fn', m._mm_torch_fn() is not None, m._MM_TORCH['why'])\n"
         "a = np.full((300, 300), 255); b = np.full((300, 300), -128, np.int8)\n"
         "print('ok', bool((m.exact_matmul(a, b) == 300 * 255 * -128).all()))\n"
@@ -182,20 +182,20 @@ def test_numpy_backend_caches_float32_copies_of_read_only_weights(
     w = rng.integers(-128, 128, (60, 1500)).astype(np.int8)
     want = _ref(a, w)
     assert np.array_equal(exact_matmul(a, w).astype(object), want)
-    assert id(w) not in mac_array._MM_F32_CACHE  # writeable: never cached
+    assert id(w) not in kernels._MM_F32_CACHE  # writeable: never cached
     w.flags.writeable = False
     assert np.array_equal(exact_matmul(a, w).astype(object), want)
-    assert id(w) in mac_array._MM_F32_CACHE
+    assert id(w) in kernels._MM_F32_CACHE
     assert np.array_equal(exact_matmul(a, w).astype(object), want)  # from the cache
     view = np.ndarray(w.shape, w.dtype, buffer=bytearray(w.tobytes()))
     view.flags.writeable = False  # read-only view of a mutable buffer: not frozen
-    assert not mac_array._mm_frozen(view)
+    assert not kernels._mm_frozen(view)
     key = id(w)
     del w
     import gc
 
     gc.collect()
-    assert key not in mac_array._MM_F32_CACHE
+    assert key not in kernels._MM_F32_CACHE
 
 
 @pytest.mark.parametrize("backend", ["torch", "numpy"])
