@@ -20,6 +20,7 @@ from .vpr.datasets import DatasetError
 
 EXIT_USER_ERROR = 2
 EXIT_OVERFLOW = 3
+EXIT_CROSS_CHECK = 4
 
 
 def _progress_bar(total: int, desc: str, quiet: bool):
@@ -91,6 +92,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     tr = handle_trace(args, out)
     if tr is not None:
         print(tr.line())
+    if args.cross_check:
+        rc = _cross_check(out, inputs, args.cross_check)
+        if rc:
+            return rc
     if args.fail_on_overflow and _total_events(out.report):
         print(
             f"hwsim: overflow: {_total_events(out.report)} accumulator events "
@@ -145,6 +150,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     save_npz(net, args.out)
     print(report.summary())
     print(f"wrote {args.out}")
+    return 0
+
+
+def _cross_check(out: object, inputs: object, n: int) -> int:
+    """Re-run the first ``n`` queries on the stepwise (cycle-by-cycle) engine and compare."""
+    import time
+
+    from .engine import simulate
+    from .engine.stepwise import compare_with_fast, simulate_stepwise
+    from .runner import load_input
+
+    x = load_input(inputs) if isinstance(inputs, str) else inputs
+    x = x[:n]  # type: ignore[index]
+    t0 = time.perf_counter()
+    fast = simulate(out.net, out.cfg, x)  # type: ignore[attr-defined]
+    step = simulate_stepwise(out.net, out.cfg, x)  # type: ignore[attr-defined]
+    diffs = compare_with_fast(fast, step)
+    if diffs:
+        print(f"hwsim: cross-check FAILED on {len(x)} queries: the stepwise and fast engines "
+              "differ (please report this):", file=sys.stderr)
+        for d in diffs[:20]:
+            print(f"  {d}", file=sys.stderr)
+        return EXIT_CROSS_CHECK
+    print(f"cross-check: {len(x)} queries stepped cycle by cycle "
+          f"({int(step.cycles_per_query.sum()):,} cycles) agree with the fast engine bit for bit"
+          f" ({time.perf_counter() - t0:.1f} s)")
     return 0
 
 
@@ -204,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fail-on-overflow", action="store_true",
                      help="exit 3 if any accumulator or pre-add overflow event happened")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--cross-check", type=int, default=0, metavar="N",
+                     help="also step the first N queries cycle by cycle and compare every "
+                          "register, count and cycle with the fast engine (exit 4 on a "
+                          "difference)")
     add_trace_arguments(run)
     run.set_defaults(func=cmd_run)
 

@@ -79,3 +79,19 @@ def test_fail_on_overflow_exits_3_but_keeps_the_outputs(
     assert report["overflow"]["0/feature"]["headroom_bits"] < 0
     # with a wide accumulator the same flag passes
     assert main([*base, "--out", str(tmp_path / "c"), "--fail-on-overflow"]) == 0
+
+
+def test_cross_check_steps_queries_and_reports_agreement(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, x = _model(tmp_path)
+    args = ["run", "--config", "int8_fixed_point", "--model", str(model), "--input", str(x),
+            "--quiet", "--set", "accumulator.bits=16", "--set", "accumulator.overflow=wrap",
+            "--set", "schedule.mode=event_driven", "--cross-check", "2"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert "2 queries stepped cycle by cycle" in capsys.readouterr().out
+    import simulator.engine.stepwise as sw
+
+    monkeypatch.setattr(sw, "compare_with_fast", lambda fast, step: ["outputs: fast 1 != 2"])
+    assert main([*args, "--out", str(tmp_path / "b")]) == 4
+    assert "cross-check FAILED" in capsys.readouterr().err
