@@ -244,7 +244,7 @@ def run_bench(
 ) -> BenchResult:
     """Build, run each engine ``repeats`` times, compare codes, print best times."""
     from .engine import simulate
-    from .report import build_report
+    from .report import build_report, overflow_lines
 
     t0 = time.perf_counter()
     net = bench_network(k, n1, places)
@@ -295,15 +295,8 @@ def run_bench(
             f"simulator, exact_matmul={be}: {times[be] * 1e3:.1f} ms "
             f"(x{res.ratio(be):.2f} of fbgemm)"
         )
-    for key, ov in rep["overflow"].items():
-        out(
-            f"  {key}: acc events {ov['acc_wrap'] + ov['acc_saturate']}, clamps "
-            f"{ov['requant_clamp_low']}/{ov['requant_clamp_high']}, max_abs_acc "
-            f"{ov['max_abs_acc']}, min_safe_acc_bits {ov['min_safe_acc_bits']}"
-            + ("" if ov.get("min_safe_acc_bits_exact", True)
-               else f"..{ov['min_safe_acc_bits_upper']} (bound)")
-            + f", headroom {ov['headroom_bits']:+d}"
-        )
+    for line in overflow_lines(rep):
+        out(line)
     out(
         f"outputs: {res.codes_compared} codes per backend, {differ} differ from torch "
         f"(feature layer: {fdiff} differ)"

@@ -241,6 +241,23 @@ def compare_outputs(a: SimResult, b: SimResult, name_b: str) -> dict[str, Any]:
     }
 
 
+def overflow_lines(report: dict[str, Any]) -> list[str]:
+    """One line per layer: accumulator events, clamps, register width and width needed."""
+    lines = []
+    for key, ov in report["overflow"].items():
+        ev = ov["acc_wrap"] + ov["acc_saturate"] + ov["pre_add_overflow"]
+        lines.append(
+            f"{key:>12}: acc events {ev:,} (wrap {ov['acc_wrap']:,}, saturate "
+            f"{ov['acc_saturate']:,}, pre-add {ov['pre_add_overflow']:,})  clamp low/high "
+            f"{ov['requant_clamp_low']:,}/{ov['requant_clamp_high']:,}  acc {ov['acc_bits']} bits,"
+            f" needs {ov['min_safe_acc_bits']}"
+            + ("" if ov.get("min_safe_acc_bits_exact", True)
+               else f"..{ov['min_safe_acc_bits_upper']} (report.headroom=bound)")
+            + f" (headroom {ov['headroom_bits']:+d})"
+        )
+    return lines
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """A short human summary of a report."""
     lines = [
@@ -253,17 +270,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"cycles: total {cyc['total']:,}  per query {cyc['total'] / max(report['queries'], 1):,.0f}"
         f"  stall {cyc['stall']:,}  ({cyc['time_us']:,.1f} us at {cyc['clock_mhz']:g} MHz)"
     )
-    for key, ov in report["overflow"].items():
-        ev = ov["acc_wrap"] + ov["acc_saturate"] + ov["pre_add_overflow"]
-        lines.append(
-            f"{key:>12}: acc events {ev:,} (wrap {ov['acc_wrap']:,}, saturate "
-            f"{ov['acc_saturate']:,}, pre-add {ov['pre_add_overflow']:,})  clamp low/high "
-            f"{ov['requant_clamp_low']:,}/{ov['requant_clamp_high']:,}  acc {ov['acc_bits']} bits,"
-            f" needs {ov['min_safe_acc_bits']}"
-            + ("" if ov.get("min_safe_acc_bits_exact", True)
-               else f"..{ov['min_safe_acc_bits_upper']} (report.headroom=bound)")
-            + f" (headroom {ov['headroom_bits']:+d})"
-        )
+    lines += overflow_lines(report)
     if "comparison" in report:
         c = report["comparison"]
         lines.append(
