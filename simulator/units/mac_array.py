@@ -22,12 +22,12 @@ write (``pre_add_events``). Inputs are taken in ascending index. In ``event_driv
 inputs equal to the zero point are skipped; pre-add groups and tree steps then take
 consecutive *non-skipped* inputs.
 
-Fast path: exact sums from :func:`simulator.kernels.exact_matmul`. With offset operands and
-no pre-add, a separable bound (sum_k |x'_qk| max|w'|, max|x'| max_j sum_k |w'_jk|) often proves
-that no event can happen: one exact product then settles the layer. Pre-add groups that
-cannot overflow (bound sum_k |x'_k| max_j |w'_jk| inside the register) are never looked at;
-the others are evaluated exactly for all neurons, giving per-(query, neuron) corrections.
-A (query, neuron) pair needs step-ordered accumulator evaluation only if exact bounds on its partial sums leave
+Fast path: exact sums from :func:`simulator.kernels.exact_matmul`. With offset operands and no
+pre-add, a separable bound (sum_k |x'_qk| max|w'|, max|x'| max_j sum_k |w'_jk|) often proves
+that no event can happen: one exact product then settles the layer. Pre-add groups that cannot
+overflow (bound sum_k |x'_k| max_j |w'_jk| inside the register) are never looked at; the others
+are evaluated exactly for all neurons, giving per-(query, neuron) corrections. A (query, neuron)
+pair needs step-ordered accumulator evaluation only if exact bounds on its partial sums leave
 the register (or the range seen so far, for ``min_safe_acc_bits``); only such pairs are
 evaluated step by step. The stepwise engine (simulator/engine/stepwise.py) evaluates every
 register write cycle by cycle and is tested to agree bit for bit.
