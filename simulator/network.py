@@ -245,8 +245,8 @@ def check_scales(value: float | np.ndarray, where: str, key: str = "") -> None:
     v = float(flat[j])
     raise ModelError(
         f"{name} = {v!r}: {'' if np.isfinite(v) else 'NaN or infinite value; '}"
-        "a scale must be finite and > 0, a normal float32 number with a "
-        "normal float32 reciprocal (1.2e-38 .. 8.5e37)"
+        "scales must be finite and > 0, normal float32 numbers with normal float32 "
+        "reciprocals (1.2e-38 .. 8.5e37)"
     )
 
 

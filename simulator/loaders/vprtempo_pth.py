@@ -305,7 +305,7 @@ def _layer(sd: Mapping[str, Any], tl: str, where: str, torch: Any) -> dict[str, 
         zp = w.q_per_channel_zero_points().to(torch.int64).numpy().copy()
     else:
         raise ModelError(f"{where}: key {pkey!r} weight has unsupported qscheme {qs}")
-    check_scales(scale, f"{where}: key {pkey!r} weight scale")
+    check_scales(scale, f"{where}: key {pkey!r} weight scales")
     weight = w.int_repr().numpy().astype(np.int8, copy=True)
     bias = None
     if b is not None:
