@@ -20,7 +20,7 @@ import numpy as np
 
 from .config import HwConfig, load_config
 from .engine import InputError, SimResult, simulate
-from .loaders import load_model
+from .loaders import ModelLimits, load_model
 from .loaders.safe_npy import MAX_INPUT_ELEMENTS, NpyHeader, load_npy, sniff
 from .network import QuantizedNetwork
 from .report import build_report, compare_outputs
@@ -166,7 +166,7 @@ def run_job(
     with VPRTempo's aligned ground truth: query i matches place i +- tolerance.
     """
     cfg = load_config(config, overrides)
-    net = load_model(model)
+    net = load_model(model, ModelLimits.for_config(cfg))
     if isinstance(input_path, np.ndarray):
         inputs, source = input_path, "<images>"
         digest = hashlib.sha256(np.ascontiguousarray(inputs).tobytes()).hexdigest()
