@@ -197,7 +197,8 @@ class QuantizedNetwork:
                     if lay.factors is None or lay.factors.shape != (4,):
                         raise ModelError(f"{lwhere}: split layout needs 4 scale factors")
                     check_scales(lay.factors, f"{lwhere} scale factors", f"{lkey}.factors")
-                    _check_factor_products(lay.factors, f"{lwhere} scale factors: {lkey}.factors")
+                    _check_factor_products(lay.factors, f"{lwhere} scale factors",
+                                           f"{lkey}.factors")
             if self.layout == "combined":
                 sx = mod.input_scale
                 for lay in mod.layers:
@@ -272,7 +273,7 @@ def check_multipliers(sx: float, sw: np.ndarray, sy: float, key: str) -> None:
     )
 
 
-def _check_factor_products(factors: np.ndarray, key: str) -> None:
+def _check_factor_products(factors: np.ndarray, where: str, key: str) -> None:
     """The seed divides by products of two scale factors, formed in the factors' float type."""
     f = np.asarray(factors)
     t = f.dtype.type if f.dtype.kind == "f" else np.float64
@@ -282,8 +283,8 @@ def _check_factor_products(factors: np.ndarray, key: str) -> None:
                 prod = float(t(f[i]) * t(f[k]))
                 if not (np.isfinite(prod) and F32_MIN_NORMAL <= prod <= F32_MAX):
                     raise ModelError(
-                        f"{key}[{i}] x {key}[{k}] = {prod!r}: the seed divides by products of "
-                        "scale factors; this one is not a normal float32 number"
+                        f"{where}: {key}[{i}] x {key}[{k}] = {prod!r}: the seed divides by "
+                        "products of scale factors; this one is not a normal float32 number"
                     )
 
 
