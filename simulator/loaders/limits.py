@@ -49,7 +49,8 @@ class ModelLimits:
                 f"({MAX_MODEL_WEIGHTS:,}) per module; refusing to read it"
             )
         raise error(
-            f"{where}: declares {n_weights:,} weights ({need:,} bytes at {self.weight_bits} "
-            f"bits) but the weight memory of {self.config_source} holds {self.max_module_bytes:,}"
-            f" bytes; refusing to read it (set weights.capacity_kib >= {-(-need // 1024)})"
+            f"{where}: needs {need} bytes of weight memory ({n_weights:,} weights at "
+            f"{self.weight_bits} bits) but {self.config_source}: 'weights.capacity_kib' = "
+            f"{self.max_module_bytes // 1024} holds {self.max_module_bytes}; refusing to read its "
+            f"weights (set weights.capacity_kib >= {-(-need // 1024)})"
         )
