@@ -557,3 +557,42 @@ def test_image_pixel_bomb_refused(tmp_path: Path) -> None:
     (tmp_path / "big.png").write_bytes(bytes(png))
     with pytest.raises(DatasetError, match="MAX_IMAGE_PIXELS"):
         load_image(tmp_path / "big.png")
+
+
+# --- the reader reads what numpy writes --------------------------------------------------------
+
+
+@pytest.mark.parametrize("arr", [
+    np.arange(12, dtype=np.float32).reshape(3, 4),
+    np.asfortranarray(np.arange(12, dtype=np.float64).reshape(3, 4)),
+    np.arange(12, dtype=">f4").reshape(3, 4),
+    np.arange(12, dtype=np.uint8).reshape(2, 6),
+    np.arange(12, dtype=np.int16).reshape(6, 2),
+    np.zeros((0, 4), np.float32),
+])
+def test_load_input_round_trip(tmp_path: Path, arr: np.ndarray) -> None:
+    np.save(tmp_path / "a.npy", arr)
+    got = load_input(tmp_path / "a.npy")
+    assert got.dtype == arr.dtype and got.shape == arr.shape
+    assert np.array_equal(got, arr)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_npz_round_trip(work: Path, compress: bool) -> None:
+    net = load_model(work / "m.npz")
+    save_npz(net, work / "again.npz", compress=compress)
+    back = load_model(work / "again.npz")
+    for a, b in zip(net.modules[0].layers, back.modules[0].layers, strict=True):
+        assert np.array_equal(a.paths[0].weight, b.paths[0].weight)
+        assert np.array_equal(a.paths[0].scale, b.paths[0].scale)
+        assert a.output_scale == b.output_scale
+
+
+def test_python2_style_seed_factors(tmp_path: Path) -> None:
+    """A protocol-0/2 pickle as Python 2 numpy wrote it (GLOBAL numpy.core.multiarray, str)."""
+    payload = (b"cnumpy.core.multiarray\n_reconstruct\n(cnumpy\nndarray\n(I0\ntS'b'\ntR"
+               b"(I1\n(I4\ntcnumpy\ndtype\n(S'O8'\nI0\nI1\ntR(I3\nS'|'\nNNNI-1\nI-1\nI63\ntb"
+               b"I00\n(lp0\nF50.0\naF50.0\naF20.0\naF20.5\natb.")
+    path = _npy_with_pickle(tmp_path / "s.npy", payload)
+    got = load_npy_numbers(path, 4, ModelError)
+    assert got.dtype == np.float64 and got.tolist() == [50.0, 50.0, 20.0, 20.5]

@@ -373,7 +373,9 @@ _NDARRAY = _NdarrayToken()
 
 
 def _safe_reconstruct(cls: Any, shape: Any, dtype_code: Any) -> np.ndarray:
-    if cls is not _NDARRAY or shape != (0,) or not isinstance(dtype_code, bytes):
+    if isinstance(dtype_code, str):  # a Python 2 pickle's str, decoded as latin-1
+        dtype_code = dtype_code.encode("latin-1")
+    if cls is not _NDARRAY or shape != (0,) or dtype_code != b"b":
         raise pickle.UnpicklingError("_reconstruct is admitted only as numpy writes it")
     return _numpy_multiarray()._reconstruct(np.ndarray, (0,), dtype_code)
 
@@ -387,6 +389,8 @@ def _safe_dtype(spec: Any, align: Any = False, copy: Any = False) -> np.dtype:
 def _safe_scalar(dtype: Any, data: Any = None) -> Any:
     if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf":
         raise pickle.UnpicklingError("scalar is admitted only for numbers")
+    if isinstance(data, str):  # a Python 2 pickle's str, decoded as latin-1
+        data = data.encode("latin-1")
     if not isinstance(data, bytes) or len(data) != dtype.itemsize:
         raise pickle.UnpicklingError("scalar data does not match its dtype")
     return _numpy_multiarray().scalar(dtype, data)
@@ -455,7 +459,7 @@ def _unpickle_numbers(blob: bytes, count: int, src: str, error: ErrorType) -> np
     refusal = (f"{src}: holds pickled Python objects that are not {count} numbers; "
                f"{NO_PICKLE_HINT}")
     try:
-        obj = NumbersOnlyUnpickler(io.BytesIO(blob), encoding="ASCII").load()
+        obj = NumbersOnlyUnpickler(io.BytesIO(blob), encoding="latin1").load()
     except (pickle.UnpicklingError, ValueError, TypeError, EOFError, AttributeError,
             IndexError, KeyError, MemoryError, RecursionError, struct.error):
         raise error(refusal) from None
