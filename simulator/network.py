@@ -219,8 +219,9 @@ class QuantizedNetwork:
 
 F32_MIN_NORMAL = float(np.finfo(np.float32).tiny)  # 2**-126
 F32_MAX = float(np.finfo(np.float32).max)
-MIN_REQUANT_MULTIPLIER = 2.0**-32
-"""Below it every accumulator below 2**31 requantizes to the zero point: surely a mistake."""
+MIN_REQUANT_MULTIPLIER = F32_MIN_NORMAL
+"""The smallest normal float32 (torch's fbgemm forms the multiplier in float32; torch gives an
+all-zero channel the scale eps = 2**-23, so multipliers near 1e-10 occur in real models)."""
 MAX_REQUANT_MULTIPLIER = 2.0**24
 """Above it a float32 product f32(acc) * m (or acc * M0 >> shift) leaves int64 for int32 acc."""
 
@@ -254,7 +255,8 @@ def check_scales(value: float | np.ndarray, where: str, key: str = "") -> None:
 def check_multipliers(sx: float, sw: np.ndarray, sy: float, key: str) -> None:
     """Requantizer multipliers sx * sw_j / sy (float32 as fbgemm forms them, and float64) must
     lie in [MIN_REQUANT_MULTIPLIER, MAX_REQUANT_MULTIPLIER] so that every requantizer scheme
-    represents them (float32 normal, a 31-bit M0 with a shift below 64)."""
+    represents them (a normal float32 that keeps f32(acc) * m, or acc * M0 >> shift, inside the
+    int64 range for 32-bit accumulators)."""
     f32 = np.float32
     sw64 = np.asarray(sw, dtype=np.float64)
     with np.errstate(all="ignore"):
@@ -269,7 +271,7 @@ def check_multipliers(sx: float, sw: np.ndarray, sy: float, key: str) -> None:
     raise ModelError(
         f"{key}.scale[{j}]: the requantizer multiplier input scale {sx!r} x weight scale "
         f"{float(sw64[j])!r} / output scale {sy!r} = {float(m64[j]):.6g} lies outside "
-        f"[2^-32, 2^24]; no requantizer represents it (check the model's scales)"
+        f"[2^-126, 2^24]; no requantizer represents it (check the model's scales)"
     )
 
 
