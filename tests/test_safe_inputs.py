@@ -208,6 +208,28 @@ def test_numbers_only_unpickler_refuses(tmp_path: Path, payload: bytes) -> None:
     assert not marker.exists()
 
 
+def _seed_pickle() -> bytes:
+    arr = np.empty(4, dtype=object)
+    arr[:] = [np.float32(1.5), 2.0, 3, np.float64(4)]
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=True)
+    raw = buf.getvalue()
+    return raw[raw.index(b"\n") + 1 :]  # the pickle after the .npy header
+
+
+@pytest.mark.parametrize("patch", [
+    (b"K\x01K\x04\x85", b"K\x01K\xce\x85"),  # array state: shape (206,), 4 items (crashed numpy)
+    (b"\x8c\x02f4", b"\x8c\x02O8"),  # a scalar of object dtype
+    (b"\x8c\x02O8", b"\x8c\x02V8"),  # a void array
+])
+def test_crafted_array_states_never_reach_numpy(tmp_path: Path, patch: tuple[bytes, bytes]) -> None:
+    good = _seed_pickle()
+    assert good.count(patch[0]) >= 1
+    path = _npy_with_pickle(tmp_path / "s.npy", good.replace(patch[0], patch[1], 1))
+    with pytest.raises(ModelError, match="not 4 numbers"):
+        load_npy_numbers(path, 4, ModelError)
+
+
 def test_numbers_only_unpickler_admits_exactly_numpy_reconstruction() -> None:
     up = NumbersOnlyUnpickler(io.BytesIO(b""))
     for module, name in (("os", "system"), ("builtins", "eval"), ("numpy", "load"),

@@ -24,6 +24,8 @@ Limits (documented in docs/security-inputs.md):
 ``MAX_NPZ_MEMBERS``           members of one ``.npz``, 65536
 ``MAX_OBJECT_PICKLE_BYTES``   size of a seed scale-factor object array, 65536 bytes
 
+The numbers-only unpickler itself is in :mod:`simulator.loaders.safe_pickle`.
+
 Errors are raised as ``error(f"{source}: ...")`` with the caller's exception class
 (``ModelError``, ``InputError``), one line each.
 """
@@ -37,12 +39,21 @@ import os
 import pickle
 import struct
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
+
+from .safe_pickle import NumbersOnlyUnpickler, unpickle_numbers
+
+__all__ = [
+    "MAX_ARRAY_BYTES", "MAX_INPUT_ELEMENTS", "MAX_MODEL_WEIGHTS", "MAX_NPZ_MEMBERS",
+    "MAX_OBJECT_PICKLE_BYTES", "NpyHeader", "NumbersOnlyUnpickler", "SafeNpz", "load_npy",
+    "load_npy_numbers", "open_npz", "read_npy_header", "read_npy_data", "sniff",
+]
 
 MAX_INPUT_ELEMENTS = 1 << 27
 """Largest input array (queries x inputs) read from a file: 134,217,728 values."""
@@ -130,8 +141,8 @@ def read_npy_header(fh: IO[bytes], source: str, error: ErrorType) -> NpyHeader:
             hdr = _read_header_3_0(fh, source, error)
         else:
             raise error(f"{source}: .npy format version {version[0]}.{version[1]} is not known")
-    except (ValueError, SyntaxError, TypeError) as exc:
-        if isinstance(exc, _error_types(error)):
+    except Exception as exc:  # numpy's header parser raises ValueError, SyntaxError, TokenError..
+        if isinstance(exc, _error_types(error)) or _is_io_error(exc):
             raise
         raise error(f"{source}: damaged .npy header ({_one_line(exc)})") from None
     shape, fortran, dtype = hdr
@@ -139,6 +150,15 @@ def read_npy_header(fh: IO[bytes], source: str, error: ErrorType) -> NpyHeader:
         raise error(f"{source}: damaged .npy header (shape {shape!r})")
     offset = fh.tell() if hasattr(fh, "tell") else 0
     return NpyHeader(tuple(int(d) for d in shape), np.dtype(dtype), bool(fortran), offset)
+
+
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, RuntimeError,
+               NotImplementedError, struct.error, OverflowError)
+"""What zipfile and zlib raise on a damaged archive (damaged headers, data, CRCs)."""
+
+
+def _is_io_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and not isinstance(exc, zipfile.BadZipFile)
 
 
 def _error_types(error: ErrorType) -> tuple[type, ...]:
@@ -247,7 +267,7 @@ class SafeNpz:
         self.error = error
         try:
             self._zip = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        except _ZIP_ERRORS as exc:
             raise error(f"{self.source}: not a readable .npz archive ({_one_line(exc)})") from None
         try:
             self._members, self.headers = self._read_headers()
@@ -298,7 +318,9 @@ class SafeNpz:
                 with self._zip.open(info) as fh:
                     hdr = read_npy_header(fh, where, self.error)
                     hdr = NpyHeader(hdr.shape, hdr.dtype, hdr.fortran_order, fh.tell())
-            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
+            except _ZIP_ERRORS as exc:
+                if isinstance(exc, _error_types(self.error)):
+                    raise
                 raise self.error(f"{where}: unreadable ({_one_line(exc)}); is it truncated?") \
                     from None
             if hdr.dtype.hasobject:
@@ -326,7 +348,9 @@ class SafeNpz:
                 arr = read_npy_data(fh, hdr, where, self.error)
                 if fh.read(1):  # never true: zipfile stops at the declared size
                     raise self.error(f"{where}: holds more data than declared")
-        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
+        except _ZIP_ERRORS as exc:
+            if isinstance(exc, _error_types(self.error)):
+                raise
             raise self.error(f"{where}: unreadable ({_one_line(exc)}); is it truncated?") \
                 from None
         return arr
@@ -355,74 +379,6 @@ def open_npz(path: str | os.PathLike[str], error: ErrorType, kind: str = ".npz m
 
 
 # --- the seed's pickled scale factors ----------------------------------------------------------
-
-
-def _numpy_multiarray() -> Any:
-    try:
-        from numpy._core import multiarray  # numpy >= 2
-    except ImportError:  # pragma: no cover - numpy 1.26
-        from numpy.core import multiarray  # type: ignore[no-redef]
-    return multiarray
-
-
-class _NdarrayToken:
-    """Stands for ``numpy.ndarray`` inside a pickle: usable only as ``_reconstruct``'s class."""
-
-
-_NDARRAY = _NdarrayToken()
-
-
-def _safe_reconstruct(cls: Any, shape: Any, dtype_code: Any) -> np.ndarray:
-    if isinstance(dtype_code, str):  # a Python 2 pickle's str, decoded as latin-1
-        dtype_code = dtype_code.encode("latin-1")
-    if cls is not _NDARRAY or shape != (0,) or dtype_code != b"b":
-        raise pickle.UnpicklingError("_reconstruct is admitted only as numpy writes it")
-    return _numpy_multiarray()._reconstruct(np.ndarray, (0,), dtype_code)
-
-
-def _safe_dtype(spec: Any, align: Any = False, copy: Any = False) -> np.dtype:
-    if not isinstance(spec, str) or len(spec) > 8:
-        raise pickle.UnpicklingError("dtype is admitted only for a simple type code")
-    return np.dtype(spec, align=bool(align), copy=bool(copy))
-
-
-def _safe_scalar(dtype: Any, data: Any = None) -> Any:
-    if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf":
-        raise pickle.UnpicklingError("scalar is admitted only for numbers")
-    if isinstance(data, str):  # a Python 2 pickle's str, decoded as latin-1
-        data = data.encode("latin-1")
-    if not isinstance(data, bytes) or len(data) != dtype.itemsize:
-        raise pickle.UnpicklingError("scalar data does not match its dtype")
-    return _numpy_multiarray().scalar(dtype, data)
-
-
-_ADMITTED_GLOBALS: dict[tuple[str, str], Any] = {}
-for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _ADMITTED_GLOBALS[(_mod, "_reconstruct")] = _safe_reconstruct
-    _ADMITTED_GLOBALS[(_mod, "scalar")] = _safe_scalar
-_ADMITTED_GLOBALS[("numpy", "ndarray")] = _NDARRAY
-_ADMITTED_GLOBALS[("numpy", "dtype")] = _safe_dtype
-
-
-class NumbersOnlyUnpickler(pickle.Unpickler):
-    """Unpickles numpy object arrays of plain numbers and nothing else.
-
-    Admitted globals (what ``np.save(allow_pickle=True)`` of an object array of Python floats,
-    ints, ``np.float32`` or ``np.float64`` emits): ``numpy[._]core.multiarray._reconstruct``
-    (only as ``_reconstruct(ndarray, (0,), b'b')``), ``numpy.ndarray`` (only as that argument),
-    ``numpy.dtype`` (only for a short type code) and ``numpy[._]core.multiarray.scalar`` (only
-    for a numeric dtype with matching bytes). Every other global, and every persistent id, is
-    refused with :class:`pickle.UnpicklingError`; nothing from the file is ever called.
-    """
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _ADMITTED_GLOBALS[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"global {module}.{name} is not admitted") from None
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("persistent ids are not admitted")
 
 
 def load_npy_numbers(path: str | os.PathLike[str], count: int, error: ErrorType) -> np.ndarray:
@@ -459,18 +415,11 @@ def _unpickle_numbers(blob: bytes, count: int, src: str, error: ErrorType) -> np
     refusal = (f"{src}: holds pickled Python objects that are not {count} numbers; "
                f"{NO_PICKLE_HINT}")
     try:
-        obj = NumbersOnlyUnpickler(io.BytesIO(blob), encoding="latin1").load()
-    except (pickle.UnpicklingError, ValueError, TypeError, EOFError, AttributeError,
-            IndexError, KeyError, MemoryError, RecursionError, struct.error):
+        items = unpickle_numbers(blob)
+    except pickle.UnpicklingError:
         raise error(refusal) from None
-    if not isinstance(obj, np.ndarray) or obj.dtype != object or obj.size != count:
+    if len(items) != count:
         raise error(refusal)
-    items = list(obj.ravel())
-    for v in items:
-        if isinstance(v, bool | np.bool_) or not isinstance(
-            v, int | float | np.integer | np.floating
-        ):
-            raise error(refusal)
     if all(isinstance(v, np.float32) for v in items):
         return np.array(items, dtype=np.float32)
     try:
