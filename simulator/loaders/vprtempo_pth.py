@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -106,7 +107,8 @@ def _check_archive(p: Path, src: str) -> bool:
                             f"{src}: archive member {info.filename!r} is compressed; torch.save "
                             "never compresses, so this is not a file torch wrote"
                         )
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError,
+                RuntimeError, struct.error) as exc:
             if isinstance(exc, ModelError):
                 raise
             raise ModelError(
