@@ -1,0 +1,627 @@
+"""Result sets: every file of one job lands in its output folder together, or not at all.
+
+A :class:`ResultSet` owns one output folder for the length of a job:
+
+1. ``open()`` checks the folder (``check_out_dir``), creates it if needed, opens it once as a
+   directory file descriptor and takes an exclusive advisory lock (``fcntl.flock`` on
+   ``.hwsim.lock`` inside it, opened with ``O_NOFOLLOW``). A second job on the same folder
+   fails at once with one line. Stray staging folders of earlier, dead jobs are removed (or
+   their interrupted commit is completed, see below).
+2. Files are written into a fresh staging folder ``.hwsim-stage-<pid>-<random>`` *inside* the
+   output folder (so the final renames never cross a file system, even when the folder is a
+   mount point), created with ``mkdir`` (exclusive, mode 0700) and holding a marker file.
+   Every file is created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` relative to the staging
+   folder's descriptor: nothing planted in the output folder can redirect a write.
+3. ``commit()`` writes a journal (the new names and the stale names of the previous set) into
+   the staging folder, then under the lock: moves the previous index (``report.json``,
+   ``manifest.json``) aside, renames each new entry over the old one (a symlink at a final
+   name is replaced, never followed), moves stale entries of the previous set aside, and
+   renames the new index in *last*. The index lists the files that belong to it.
+   A crash before the journal leaves the previous set untouched; a crash after it leaves a
+   journal the next job completes (roll forward) before doing anything else. Readers never
+   see an index that describes files of another set.
+
+Every OS error on an output path is re-raised as :class:`OutputError` naming the path and the
+fix (one line, exit 2 on the command line). The design and its proofs: docs/security.md.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import io
+import json
+import os
+import re
+import secrets
+import socket
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+LOCK_NAME = ".hwsim.lock"
+STAGE_PREFIX = ".hwsim-stage-"
+MARKER_NAME = ".hwsim-stage.json"
+JOURNAL_NAME = ".hwsim-commit.json"
+TRASH_NAME = ".hwsim-old"
+_STAGE_RE = re.compile(r"^\.hwsim-stage-(\d+)-([0-9a-f]{16})$")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class OutputError(ValueError):
+    """An output path that cannot be written (one line: path, problem and fix)."""
+
+
+class OutputBusyError(OutputError):
+    """Another hwsim job holds the output folder's lock."""
+
+
+def _why(exc: OSError) -> str:
+    code = exc.errno
+    if code == errno.EROFS:
+        return "read-only file system; choose a writable --out"
+    if code in (errno.EACCES, errno.EPERM):
+        return "permission denied; choose a folder you can write to"
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on the device (or quota exceeded); free space or choose another --out"
+    if code == errno.ENOTDIR:
+        return "a part of the path is a file, not a folder; choose another --out"
+    if code == errno.EISDIR:
+        return "is a folder where a file is needed; choose another path"
+    if code == errno.ELOOP:
+        return "is a symbolic link where hwsim creates its own entry; remove it"
+    if code == errno.ENAMETOOLONG:
+        return "path too long; choose a shorter --out"
+    return f"{exc.strerror or exc}; check the output folder"
+
+
+def os_error(path: str | os.PathLike[str], exc: OSError) -> OutputError:
+    """An OutputError naming ``path`` for an OSError raised while writing it."""
+    return OutputError(f"{path}: cannot write ({_why(exc)})")
+
+
+@contextmanager
+def writing(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Re-raise any OSError inside the block as an OutputError naming ``path``."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise os_error(path, exc) from None
+
+
+# --- checks that run before any computing ------------------------------------------------------
+
+
+def _nearest_existing(p: Path) -> Path:
+    cur = p
+    while not os.path.lexists(cur):
+        if cur.parent == cur:
+            break
+        cur = cur.parent
+    return cur
+
+
+def check_out_dir(out: str | os.PathLike[str], option: str = "--out") -> Path:
+    """Raise OutputError unless ``out`` is (or can be created as) a writable folder.
+
+    Refuses ``""``, an existing file, a path below a file, a read-only file system and a
+    folder without write permission; creates nothing.
+    """
+    text = os.fspath(out)
+    if not text.strip():
+        raise OutputError(f"{option} '': an empty path; give an output folder, e.g. traces/run1")
+    if "\0" in text:
+        raise OutputError(f"{option} {text!r}: contains a NUL byte; give a plain folder path")
+    p = Path(text)
+    if os.path.lexists(p) and not p.is_dir():
+        kind = "a broken symbolic link" if p.is_symlink() else "a file"
+        raise OutputError(f"{p}: exists and is {kind}, not a folder; choose another {option}")
+    base = _nearest_existing(p.absolute())
+    if not base.is_dir():
+        raise OutputError(
+            f"{p}: {base} is a file, not a folder, so {option} cannot be created below it; "
+            f"choose another {option}"
+        )
+    try:
+        ro = bool(os.statvfs(base).f_flag & os.ST_RDONLY)
+    except OSError:
+        ro = False
+    if ro:
+        raise OutputError(f"{p}: read-only file system; choose a writable {option}")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise OutputError(f"{p}: permission denied on {base}; choose a folder you can write to")
+    return p
+
+
+def check_out_file(path: str | os.PathLike[str], option: str = "--out") -> Path:
+    """Raise OutputError unless ``path`` can be written as a file (its folder is checked)."""
+    text = os.fspath(path)
+    if not text.strip():
+        raise OutputError(f"{option} '': an empty path; give a file name, e.g. model.npz")
+    p = Path(text)
+    if p.is_dir():
+        raise OutputError(f"{p}: is a folder; {option} needs a file name, e.g. {p}/model.npz")
+    if p.name in ("", ".", ".."):
+        raise OutputError(f"{option} {text!r}: give a file name, e.g. model.npz")
+    check_out_dir(p.parent if str(p.parent) else Path("."), option)
+    return p
+
+
+# --- small dir_fd helpers ----------------------------------------------------------------------
+
+
+def _lstat(name: str, dfd: int) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _rmtree_at(name: str, dfd: int) -> None:
+    """Remove the entry ``name`` of the folder ``dfd`` (never following a symlink)."""
+    st = _lstat(name, dfd)
+    if st is None:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)
+        try:
+            for child in os.listdir(sub):
+                _rmtree_at(child, sub)
+        finally:
+            os.close(sub)
+        os.rmdir(name, dir_fd=dfd)
+    else:
+        os.unlink(name, dir_fd=dfd)
+
+
+def _fsync_dir(dfd: int) -> None:
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _host() -> str:
+    return socket.gethostname()
+
+
+# --- the lock ------------------------------------------------------------------------------------
+
+
+class FolderLock:
+    """An exclusive ``flock`` on ``.hwsim.lock`` inside a folder (given as a descriptor).
+
+    The lock file is opened with O_NOFOLLOW (a planted symlink is removed, never followed),
+    taken without waiting (a busy folder fails at once) and removed on release while still
+    held; a job that locked a file which was unlinked meanwhile retries on the new one.
+    """
+
+    def __init__(self, dfd: int, where: Path) -> None:
+        self.dfd = dfd
+        self.where = where
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        for _ in range(20):
+            try:
+                fd = os.open(LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o600, dir_fd=self.dfd)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:  # a symlink planted at the lock's name
+                    os.unlink(LOCK_NAME, dir_fd=self.dfd)
+                    continue
+                raise os_error(self.where / LOCK_NAME, exc) from None
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise OutputError(f"{self.where / LOCK_NAME}: is not a regular file; remove it")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = ""
+                try:
+                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                except OSError:
+                    pass
+                os.close(fd)
+                raise OutputBusyError(
+                    f"{self.where}: another hwsim job is writing here"
+                    f"{f' ({holder})' if holder else ''}; wait for it or choose another --out"
+                ) from None
+            except OSError as exc:
+                os.close(fd)
+                raise os_error(self.where / LOCK_NAME, exc) from None
+            cur = _lstat(LOCK_NAME, self.dfd)
+            mine = os.fstat(fd)
+            if cur is None or (cur.st_ino, cur.st_dev) != (mine.st_ino, mine.st_dev):
+                os.close(fd)  # unlinked by its previous holder meanwhile: lock the new one
+                continue
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"pid {os.getpid()} on {_host()}\n".encode(), 0)
+            except OSError:
+                pass
+            self.fd = fd
+            return
+        raise OutputError(f"{self.where / LOCK_NAME}: cannot take the lock; try again")
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            cur = _lstat(LOCK_NAME, self.dfd)
+            mine = os.fstat(self.fd)
+            if cur is not None and (cur.st_ino, cur.st_dev) == (mine.st_ino, mine.st_dev):
+                os.unlink(LOCK_NAME, dir_fd=self.dfd)
+        except OSError:
+            pass
+        finally:
+            os.close(self.fd)  # closing releases the flock
+            self.fd = None
+
+
+# --- the result set ------------------------------------------------------------------------------
+
+
+def _top(rel: str) -> str:
+    parts = [p for p in rel.replace("\\", "/").split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        raise ValueError(f"bad relative output name {rel!r}")
+    return parts[0]
+
+
+class ResultSet:
+    """One job's files in ``out_dir``, published together by :meth:`commit`.
+
+    index: the file that describes the set (written last, gains ``files``); None for sets
+    without one (plots). owned: names of earlier sets this writer may remove when they are
+    not part of the new set (it never removes anything else).
+    """
+
+    def __init__(self, out_dir: str | os.PathLike[str], index: str | None = None,
+                 owned: Callable[[str], bool] | None = None, option: str = "--out") -> None:
+        self.out = Path(os.fspath(out_dir)) if os.fspath(out_dir) else Path("")
+        self.index = index
+        self.owned = owned or (lambda name: False)
+        self.option = option
+        self.dfd: int | None = None
+        self.sfd: int | None = None
+        self.stage_name: str | None = None
+        self.lock: FolderLock | None = None
+        self.created: list[Path] = []
+        self.names: list[str] = []
+        self.committed = False
+        self.recovered: list[str] = []
+
+    # -- life cycle
+
+    def open(self) -> ResultSet:
+        out = check_out_dir(self.out, self.option)
+        missing = []
+        cur = out.absolute()
+        while not os.path.lexists(cur):
+            missing.append(cur)
+            cur = cur.parent
+        with writing(out):
+            for d in reversed(missing):
+                os.mkdir(d)
+                self.created.append(d)
+            self.dfd = os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            self.lock = FolderLock(self.dfd, out)
+            self.lock.acquire()
+            self.recovered = self._recover()
+            self._make_stage()
+        except BaseException:
+            self._close(remove_created=True)
+            raise
+        return self
+
+    def __enter__(self) -> ResultSet:
+        return self.open() if self.dfd is None else self
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Drop the staging folder (if not committed) and release the lock."""
+        self._close(remove_created=not self.committed)
+
+    def _close(self, remove_created: bool) -> None:
+        if self.dfd is not None:
+            if self.stage_name is not None:
+                try:
+                    if self.sfd is not None:
+                        os.close(self.sfd)
+                        self.sfd = None
+                    _rmtree_at(self.stage_name, self.dfd)
+                except OSError:
+                    pass
+                self.stage_name = None
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
+            os.close(self.dfd)
+            self.dfd = None
+        if remove_created:
+            for d in reversed(self.created):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    break
+            self.created = []
+
+    def _make_stage(self) -> None:
+        assert self.dfd is not None
+        for _ in range(100):
+            name = f"{STAGE_PREFIX}{os.getpid()}-{secrets.token_hex(8)}"
+            try:
+                os.mkdir(name, 0o700, dir_fd=self.dfd)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise os_error(self.out, exc) from None
+            break
+        else:
+            raise OutputError(f"{self.out}: cannot create a staging folder; try again")
+        self.stage_name = name
+        with writing(self.out / name):
+            self.sfd = os.open(name, _DIR_FLAGS, dir_fd=self.dfd)
+            marker = {"tool": "tempo-hwsim", "pid": os.getpid(), "host": _host(),
+                      "stage": name}
+            fd = os.open(MARKER_NAME, _NEW_FILE, 0o600, dir_fd=self.sfd)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(marker, fh)
+
+    # -- writing into the staging folder
+
+    @property
+    def stage_path(self) -> Path:
+        """Where the staged files are (for messages and tests; write through the methods)."""
+        assert self.stage_name is not None
+        return self.out / self.stage_name
+
+    def final_path(self, rel: str) -> Path:
+        """Where ``rel`` will be once committed."""
+        return self.out / rel
+
+    def _subdir_fd(self, parts: list[str]) -> int:
+        assert self.sfd is not None
+        fd = os.dup(self.sfd)
+        for part in parts:
+            try:
+                os.mkdir(part, 0o755, dir_fd=fd)
+            except FileExistsError:
+                pass
+            nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        return fd
+
+    @contextmanager
+    def open_file(self, rel: str, text: bool = False) -> Iterator[IO[Any]]:
+        """A new file ``rel`` in the staging folder (created exclusively, never followed)."""
+        if self.sfd is None:
+            raise RuntimeError("ResultSet is not open")
+        top = _top(rel)
+        parts = [p for p in rel.replace("\\", "/").split("/") if p]
+        final = self.final_path(rel)
+        with writing(final):
+            dfd = self._subdir_fd(parts[:-1])
+            try:
+                fd = os.open(parts[-1], _NEW_FILE, 0o644, dir_fd=dfd)
+            finally:
+                os.close(dfd)
+            fh: IO[Any] = os.fdopen(fd, "w" if text else "wb")
+            try:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+            finally:
+                fh.close()
+        if top not in self.names:
+            self.names.append(top)
+
+    def write_bytes(self, rel: str, data: bytes) -> Path:
+        with self.open_file(rel) as fh:
+            fh.write(data)
+        return self.final_path(rel)
+
+    def write_json(self, rel: str, doc: Any) -> Path:
+        return self.write_bytes(rel, (json.dumps(doc, indent=2) + "\n").encode())
+
+    def save_npy(self, rel: str, arr: np.ndarray) -> Path:
+        buf = io.BytesIO()
+        np.save(buf, arr, allow_pickle=False)
+        return self.write_bytes(rel, buf.getvalue())
+
+    # -- publishing
+
+    def _old_set(self) -> list[str]:
+        """Names of the previous set this writer owns (from its index, else by pattern)."""
+        assert self.dfd is not None
+        listed: list[str] | None = None
+        if self.index is not None:
+            st = _lstat(self.index, self.dfd)
+            if st is not None and stat.S_ISREG(st.st_mode) and st.st_size < (64 << 20):
+                try:
+                    fd = os.open(self.index, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=self.dfd)
+                    with os.fdopen(fd, "rb") as fh:
+                        doc = json.loads(fh.read())
+                    files = doc.get("files") if isinstance(doc, dict) else None
+                    if isinstance(files, list):
+                        listed = sorted({_top(f["path"] if isinstance(f, dict) else f)
+                                         for f in files if isinstance(f, str | dict)})
+                except (OSError, ValueError, KeyError, TypeError):
+                    listed = None
+        present = os.listdir(self.dfd)
+        names = set(listed or []) | {n for n in present if self.owned(n)}
+        return sorted(n for n in names if n in present and n != self.index
+                      and not n.startswith(".hwsim"))
+
+    def commit(self, index_doc: dict[str, Any] | None = None,
+               files_entry: Callable[[list[str]], Any] | None = None) -> list[Path]:
+        """Publish the staged files (and ``index_doc`` as the index, written last).
+
+        ``index_doc`` gains ``files`` (the names of the set, or ``files_entry(names)``) unless
+        it already has it. Returns the final paths.
+        """
+        if self.sfd is None or self.dfd is None or self.stage_name is None:
+            raise RuntimeError("ResultSet is not open")
+        names = [n for n in self.names if n != self.index]
+        if self.index is not None and index_doc is not None:
+            if "files" not in index_doc:
+                index_doc["files"] = files_entry(names) if files_entry else sorted(names)
+            self.write_json(self.index, index_doc)
+        stale = [n for n in self._old_set() if n not in names]
+        journal = {"names": names, "index": self.index if self.index in self.names else None,
+                   "stale": stale}
+        with writing(self.out / self.stage_name / JOURNAL_NAME):
+            fd = os.open(JOURNAL_NAME + ".tmp", _NEW_FILE, 0o600, dir_fd=self.sfd)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(journal, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.rename(JOURNAL_NAME + ".tmp", JOURNAL_NAME, src_dir_fd=self.sfd,
+                      dst_dir_fd=self.sfd)
+            _fsync_dir(self.sfd)
+        with writing(self.out):
+            _apply_journal(self.dfd, self.sfd, journal)
+        self.committed = True
+        self.created = []
+        out = [self.final_path(n) for n in names]
+        if journal["index"]:
+            out.append(self.final_path(journal["index"]))
+        self.close()
+        return out
+
+    def _recover(self) -> list[str]:
+        """Finish or remove the staging folders of dead jobs; return what was done."""
+        assert self.dfd is not None
+        done = []
+        for name in os.listdir(self.dfd):
+            m = _STAGE_RE.match(name)
+            if m is not None:
+                if self._recover_stage(name, int(m.group(1))):
+                    done.append(name)
+                continue
+        return done
+
+    def _recover_stage(self, name: str, pid: int) -> bool:
+        assert self.dfd is not None
+        st = _lstat(name, self.dfd)
+        if st is None or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            return False
+        try:
+            sfd = os.open(name, _DIR_FLAGS, dir_fd=self.dfd)
+        except OSError:
+            return False
+        try:
+            try:
+                fd = os.open(MARKER_NAME, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=sfd)
+                with os.fdopen(fd, "rb") as fh:
+                    marker = json.loads(fh.read(4096))
+            except (OSError, ValueError):
+                return False  # no marker: not provably ours
+            if (not isinstance(marker, dict) or marker.get("pid") != pid
+                    or marker.get("stage") != name or marker.get("host") != _host()
+                    or _pid_alive(pid)):
+                return False
+            journal = None
+            try:
+                fd = os.open(JOURNAL_NAME, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=sfd)
+                with os.fdopen(fd, "rb") as fh:
+                    journal = json.loads(fh.read())
+            except (OSError, ValueError):
+                journal = None
+            with writing(self.out / name):
+                if isinstance(journal, dict):
+                    _apply_journal(self.dfd, sfd, journal)  # roll the interrupted commit forward
+        finally:
+            os.close(sfd)
+        with writing(self.out / name):
+            _rmtree_at(name, self.dfd)
+        return True
+
+
+def _apply_journal(dfd: int, sfd: int, journal: dict[str, Any]) -> None:
+    """Swap the staged entries in (index last); idempotent, so a later job can finish it."""
+    try:
+        os.mkdir(TRASH_NAME, 0o700, dir_fd=sfd)
+    except FileExistsError:
+        pass
+    tfd = os.open(TRASH_NAME, _DIR_FLAGS, dir_fd=sfd)
+    try:
+        def aside(n: str) -> None:
+            if _lstat(n, dfd) is None:
+                return
+            if _lstat(n, tfd) is not None:
+                _rmtree_at(n, tfd)
+            os.rename(n, n, src_dir_fd=dfd, dst_dir_fd=tfd)
+
+        index = journal.get("index")
+        if index and _lstat(index, sfd) is not None:
+            aside(index)  # no index describes a half-swapped folder
+        for n in journal.get("names", []):
+            new = _lstat(n, sfd)
+            if new is None:
+                continue  # already moved in (an earlier, interrupted attempt)
+            old = _lstat(n, dfd)
+            if old is not None and (stat.S_ISDIR(old.st_mode) or stat.S_ISDIR(new.st_mode)):
+                aside(n)
+            os.rename(n, n, src_dir_fd=sfd, dst_dir_fd=dfd)  # replaces a file or symlink
+        for n in journal.get("stale", []):
+            aside(n)
+        if index and _lstat(index, sfd) is not None:
+            os.rename(index, index, src_dir_fd=sfd, dst_dir_fd=dfd)
+        _fsync_dir(dfd)
+    finally:
+        os.close(tfd)
+
+
+# --- one file ------------------------------------------------------------------------------------
+
+
+def write_file_atomic(path: str | os.PathLike[str], write: Callable[[Path], None],
+                      option: str = "--out") -> Path:
+    """Write one file: ``write(tmp)`` fills a private staging folder beside ``path``, which
+    is then renamed over ``path`` (a symlink there is replaced, not followed).
+
+    The staging folder is created exclusively inside the destination folder under the
+    folder's lock; OSErrors become OutputError naming ``path``.
+    """
+    p = check_out_file(path, option)
+    rs = ResultSet(p.parent if str(p.parent) else Path("."), option=option)
+    with rs:
+        tmp = rs.stage_path / p.name
+        with writing(p):
+            write(tmp)
+            if not tmp.is_file() or tmp.is_symlink():
+                raise OutputError(f"{p}: the writer produced no file")
+        rs.names.append(p.name)
+        rs.commit()
+    return p
+
+
+def owned_by_patterns(patterns: Iterable[str]) -> Callable[[str], bool]:
+    """``owned`` predicate from regular expressions matched against whole names."""
+    regs = [re.compile(p) for p in patterns]
+    return lambda name: any(r.fullmatch(name) for r in regs)
