@@ -298,7 +298,8 @@ class ResultSet:
 
     def __init__(self, out_dir: str | os.PathLike[str], index: str | None = None,
                  owned: Callable[[str], bool] | None = None, option: str = "--out") -> None:
-        self.out = Path(os.fspath(out_dir)) if os.fspath(out_dir) else Path("")
+        self.raw = os.fspath(out_dir)
+        self.out = Path(self.raw)
         self.index = index
         self.owned = owned or (lambda name: False)
         self.option = option
@@ -314,7 +315,7 @@ class ResultSet:
     # -- life cycle
 
     def open(self) -> ResultSet:
-        out = check_out_dir(self.out, self.option)
+        out = check_out_dir(self.raw, self.option)
         missing = []
         cur = out.absolute()
         while not os.path.lexists(cur):
