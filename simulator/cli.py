@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Bit-accurate, cycle-level hardware simulator for int8 VPRTempo.",
     )
     p.add_argument("--version", action="version", version=f"tempo-hwsim {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a model on a hardware config")
     run.add_argument("--config", required=True, help="preset name or TOML file")
@@ -372,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     cfg = sub.add_parser("config", help="check configs, list keys and presets")
-    csub = cfg.add_subparsers(dest="config_command", required=True)
+    csub = cfg.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
     chk = csub.add_parser("check", help="validate a config (and its fit to a model)")
     chk.add_argument("file")
     chk.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

@@ -42,6 +42,20 @@ _SERIES = (
 )
 
 
+def check_plottable(report: dict[str, Any]) -> None:
+    """Raise PlotError (before anything is printed or written) if a plot cannot be drawn."""
+    _pyplot()
+    ov = report.get("overflow", {})
+    if not ov:
+        raise PlotError("the report has no 'overflow' section to plot")
+    missing = [k for k, v in ov.items() if "per_neuron" not in v]
+    if missing:
+        raise PlotError(
+            f"the report has no per-neuron counts for {', '.join(missing)} (written by an "
+            "older hwsim); run it again to plot events per neuron"
+        )
+
+
 def plot_events_per_neuron(report: dict[str, Any], path: Path | IO[bytes]) -> Path | IO[bytes]:
     """One panel per layer: event counts against output neuron index."""
     plt = _pyplot()
@@ -139,7 +153,7 @@ def plot_acc_range(report: dict[str, Any], path: Path | IO[bytes]) -> Path | IO[
 def plot_report(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
     """Write both PNGs into ``out_dir`` together (staged, then published; a symlink planted
     at either name is replaced, never followed); return their paths."""
-    _pyplot()  # fail before touching the folder when matplotlib is missing
+    check_plottable(report)  # fail before touching the folder
     with ResultSet(out_dir, owned=owned_by_patterns([]), option="--plot-dir") as rs:
         for name, plot in ((EVENTS_PNG, plot_events_per_neuron), (RANGE_PNG, plot_acc_range)):
             with rs.open_file(name) as fh:

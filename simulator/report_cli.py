@@ -355,11 +355,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Print DIR/report.json as tables; with --plot also write PNGs into DIR."""
     try:
         rep, folder = load_report(args.dir)
-        if args.plot and args.plot_dir is not None:
+        if args.plot:
             from .outputs import check_out_dir
+            from .plots import check_plottable
 
-            check_out_dir(args.plot_dir, "--plot-dir")
-    except (ReportError, ValueError) as exc:
+            check_plottable(rep)
+            check_out_dir(args.plot_dir if args.plot_dir is not None else folder,
+                          "--plot-dir")
+    except (ReportError, ValueError, RuntimeError) as exc:
         print(f"hwsim: error: {exc}", file=sys.stderr)
         return 2
     if args.json:

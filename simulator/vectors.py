@@ -559,6 +559,8 @@ def generate(
     overrides: list[str] | tuple[str, ...] = (),
 ) -> VectorsJob:
     """Simulate and write the vectors folder ``out_dir`` atomically; return the manifest."""
+    if not str(out_dir).strip():
+        raise VectorsError("--out '': an empty path; give a vectors folder, e.g. vectors/run1")
     out = Path(out_dir)
     check_out_dir(out)
     fmts = list(dict.fromkeys(formats))
