@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import __version__
 from .config import ConfigError, load_config, preset_names, schema_rows
@@ -400,8 +402,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version (0) or a one-line option error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
+    previous = _terminate_as_exception()
     try:
         return int(args.func(args))
+    except _Terminated:
+        print("hwsim: terminated (nothing was published)", file=sys.stderr)
+        return 143
     except (
         ConfigError, ModelError, InputError, RegisterOverflowError, DatasetError, TraceError,
         OutputError,
@@ -411,6 +417,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hwsim: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised so that staging folders are removed and locks released on the way out."""
+
+
+def _terminate_as_exception() -> Any:
+    """Turn SIGTERM into _Terminated while a command runs; return the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: object) -> None:
+        raise _Terminated()
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":

@@ -138,6 +138,10 @@ def load_report(path: str | Path) -> tuple[dict[str, Any], Path]:
     f = p / REPORT_NAME if p.is_dir() else p
     if not f.is_file():
         where = f"{p}: no {REPORT_NAME} here" if p.is_dir() else f"{f}: no such file"
+        if p.is_dir() and any(c.name.startswith(".hwsim-stage-") for c in p.iterdir()):
+            raise ReportError(f"{where}: a run is publishing into it, or one was killed while "
+                              "publishing (the next run into this folder completes or removes "
+                              "it); try again")
         raise ReportError(f"{where}; give the --out folder of an 'hwsim run'")
     try:
         if f.stat().st_size > MAX_REPORT_BYTES:

@@ -444,3 +444,45 @@ def test_output_error_is_a_value_error() -> None:
     assert issubclass(OutputError, ValueError)
     with pytest.raises(OutputError, match="empty path"):
         ResultSet("").open()
+
+
+_CLI_KILLED = textwrap.dedent("""
+    import os, signal, sys
+    from simulator.cli import main
+    from simulator.outputs import ResultSet
+    real = ResultSet.save_npy
+    calls = {"n": 0}
+    def dying(self, rel, arr):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+        return real(self, rel, arr)
+    ResultSet.save_npy = dying
+    sys.exit(main(sys.argv[2:]))
+""")
+
+
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
+def test_signal_during_a_run_keeps_previous_set(work: Path, sig: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A real `hwsim run` process killed while staging: the old set stays; SIGTERM cleans up
+    at once, SIGKILL leaves a stray that the next run proves dead and removes."""
+    out = work / "out"
+    assert _run(work, out, "--trace", "neuron") == 0
+    before = _tree(out)
+    args = ["run", "--config", "pytorch_fbgemm", "--model", str(work / "m.npz"), "--input",
+            str(work / "x.npy"), "--out", str(out), "--quiet", "--trace", "layer"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", _CLI_KILLED, sig, *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+    if sig == "SIGKILL":
+        assert proc.returncode == -9
+        assert [p.name for p in out.iterdir() if p.name.startswith(STAGE_PREFIX)]
+    else:
+        assert proc.returncode == 143, proc.stderr
+        assert proc.stderr.strip() == "hwsim: terminated (nothing was published)"
+        assert _tree(out) == before
+    assert {k: v for k, v in _tree(out).items() if not k.startswith(".hwsim")} == before
+    assert _run(work, out) == 0  # the next run removes the stray and publishes its own set
+    _no_stage_left(out)
+    assert set(_set_is_consistent(out)["files"]) == RUN_SET - {"report.json"}

@@ -12,11 +12,12 @@ A :class:`ResultSet` owns one output folder for the length of a job:
    mount point), created with ``mkdir`` (exclusive, mode 0700) and holding a marker file.
    Every file is created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` relative to the staging
    folder's descriptor: nothing planted in the output folder can redirect a write.
-3. ``commit()`` writes a journal (the new names and the stale names of the previous set) into
-   the staging folder, then under the lock: moves the previous index (``report.json``,
-   ``manifest.json``) aside, renames each new entry over the old one (a symlink at a final
-   name is replaced, never followed), moves stale entries of the previous set aside, and
-   renames the new index in *last*. The index lists the files that belong to it.
+3. ``commit()`` writes a journal into the staging folder (the new names, and the stale
+   entries of earlier sets: names the writer owns, e.g. an old ``trace_op.parquet``), then,
+   under the lock, moves the previous index (``report.json``, ``manifest.json``) aside,
+   renames each new entry over the old one (a symlink at a final name is replaced, never
+   followed), moves the stale entries aside, and renames the new index in *last*. The index
+   lists the files that belong to it.
    A crash before the journal leaves the previous set untouched; a crash after it leaves a
    journal the next job completes (roll forward) before doing anything else. Readers never
    see an index that describes files of another set.
@@ -457,26 +458,14 @@ class ResultSet:
     # -- publishing
 
     def _old_set(self) -> list[str]:
-        """Names of the previous set this writer owns (from its index, else by pattern)."""
+        """Entries of earlier sets this writer owns (its ``owned`` names that are present).
+
+        Only names matching ``owned`` are ever removed - never a name merely listed in an
+        earlier index (a crafted report.json cannot make hwsim delete a user's file).
+        """
         assert self.dfd is not None
-        listed: list[str] | None = None
-        if self.index is not None:
-            st = _lstat(self.index, self.dfd)
-            if st is not None and stat.S_ISREG(st.st_mode) and st.st_size < (64 << 20):
-                try:
-                    fd = os.open(self.index, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=self.dfd)
-                    with os.fdopen(fd, "rb") as fh:
-                        doc = json.loads(fh.read())
-                    files = doc.get("files") if isinstance(doc, dict) else None
-                    if isinstance(files, list):
-                        listed = sorted({_top(f["path"] if isinstance(f, dict) else f)
-                                         for f in files if isinstance(f, str | dict)})
-                except (OSError, ValueError, KeyError, TypeError):
-                    listed = None
-        present = os.listdir(self.dfd)
-        names = set(listed or []) | {n for n in present if self.owned(n)}
-        return sorted(n for n in names if n in present and n != self.index
-                      and not n.startswith(".hwsim"))
+        return sorted(n for n in os.listdir(self.dfd)
+                      if self.owned(n) and n != self.index and not n.startswith(".hwsim"))
 
     def commit(self, index_doc: dict[str, Any] | None = None,
                files_entry: Callable[[list[str]], Any] | None = None) -> list[Path]:
