@@ -21,7 +21,7 @@ import numpy as np
 from .config import load_config
 from .loaders import load_npz
 from .network import QuantizedNetwork
-from .trace import TraceRequest, check_filter
+from .trace import TraceRequest
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "default_model.npz"
 DEFAULT_CONFIG = "int8_fixed_point"
@@ -99,7 +99,7 @@ def run_demo(
         codes = codes[: net.places]
         spikes = (codes.astype(np.float32) / np.float32(255.0)).astype(np.float32)
         if sets.trace is not None:
-            check_filter(req.check(), net, int(spikes.shape[0]), req.level)
+            req.check_before_run(net, cfg, int(spikes.shape[0]))
         prov = {
             "model_sha256": sha256_file(model),
             "input_source": f"{route_dir} traversal {query!r}",

@@ -23,7 +23,7 @@ from .loaders import load_model
 from .network import QuantizedNetwork
 from .outputs import ResultSet, owned_by_patterns
 from .report import build_report, compare_outputs
-from .trace import TRACE_OWNED, TraceError, TraceRequest, TraceSummary, check_filter, write_trace
+from .trace import TRACE_OWNED, TraceError, TraceRequest, TraceSummary, write_trace
 
 REPORT_NAME = "report.json"
 RESULT_ARRAYS = ("outputs.npy", "predictions.npy", "scores.npy")
@@ -235,7 +235,7 @@ def run_job(
         inputs, source = load_input(input_path), str(input_path)
         digest = sha256_file(input_path)
     if trace is not None and trace.level != "off":
-        check_filter(trace.check(), net, int(inputs.shape[0]), trace.level)
+        trace.check_before_run(net, cfg, int(inputs.shape[0]))
     prov = {
         "model_sha256": sha256_file(model),
         "input_source": source,

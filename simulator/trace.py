@@ -398,6 +398,45 @@ def estimate_rows(result: SimResult, cfg: HwConfig, level: str, flt: TraceFilter
     return total
 
 
+def estimate_rows_before_run(net: QuantizedNetwork, cfg: HwConfig, queries: int, level: str,
+                             flt: TraceFilter) -> tuple[int, bool] | None:
+    """Rows of the trace from the schedule alone, before simulating: (rows, exact).
+
+    With every layer ``dense`` the count is exact (every input is active); with
+    ``event_driven`` layers and no cycle window it is an upper bound (fewer active inputs
+    only remove steps); with event-driven layers and a cycle window it cannot be known
+    before the run (None).
+    """
+    from types import SimpleNamespace
+
+    from .engine.fast import _schedule
+    from .units.weight_memory import WeightMemory
+
+    if level == "off" or queries < 1:
+        return 0, True
+    event = any(cfg.for_layer(lay.name).schedule.mode != "dense"
+                for m in net.modules for lay in m.layers)
+    if event and flt.cycles is not None:
+        return None
+    wmem = WeightMemory(cfg.weights)
+    layers = []
+    for mi, mod in enumerate(net.modules):
+        for lay in mod.layers:
+            sched = _schedule(cfg.for_layer(lay.name), lay, wmem)
+            k = np.full(queries, lay.in_features, np.int64)
+            cycles, _ = sched.cycles(k)
+            layers.append(SimpleNamespace(
+                module=mi, layer=lay.name, schedule=sched, k_active=k, cycles=cycles,
+                codes=np.empty((0, lay.out_features), np.int64),
+                mac={p.name: None for p in lay.paths},
+            ))
+    stub = SimpleNamespace(
+        layers=layers, outputs=np.empty((queries, 0), np.int64),
+        cycles_per_query=np.sum([lr.cycles for lr in layers], axis=0).astype(np.int64),
+    )
+    return estimate_rows(stub, cfg, level, flt), not event  # type: ignore[arg-type]
+
+
 def _tile_ranges(geo: _LayerGeo, lo: int, hi: int) -> Iterator[tuple[int, int, int, int]]:
     """(tile, first neuron, busy lanes, lanes inside [lo, hi]) for tiles touching [lo, hi]."""
     if lo > hi:
@@ -729,6 +768,25 @@ class TraceRequest:
             raise TraceError(f"--max-trace-rows {self.max_rows}: must be >= 1")
         return flt
 
+    def check_before_run(self, net: QuantizedNetwork, cfg: HwConfig, queries: int) -> None:
+        """Check the filter against the model and, where the schedule alone decides it (see
+        :func:`estimate_rows_before_run`), the row limit - before anything is simulated."""
+        flt = self.check()
+        if self.level == "off":
+            return
+        check_filter(flt, net, queries, self.level)
+        est = estimate_rows_before_run(net, cfg, queries, self.level, flt)
+        if est is not None and est[1] and est[0] > self.max_rows:
+            raise self._limit_error(est[0])
+
+    def _limit_error(self, est: int) -> TraceLimitError:
+        return TraceLimitError(
+            f"--trace {self.level}: the trace would have {est:,} rows, more than "
+            f"--max-trace-rows {self.max_rows:,}; narrow it with --trace-filter (e.g. "
+            "'query=0:0,layer=feature,neuron=0:63,cycle=0:5000') or raise "
+            "--max-trace-rows; nothing was written"
+        )
+
     def check_size(self, result: SimResult, net: QuantizedNetwork, cfg: HwConfig) -> int:
         """Raise TraceLimitError if the trace would pass ``max_rows`` (nothing written)."""
         flt = self.check()
@@ -737,12 +795,7 @@ class TraceRequest:
         check_filter(flt, net, int(result.outputs.shape[0]), self.level)
         est = estimate_rows(result, cfg, self.level, flt)
         if est > self.max_rows:
-            raise TraceLimitError(
-                f"--trace {self.level}: the trace would have {est:,} rows, more than "
-                f"--max-trace-rows {self.max_rows:,}; narrow it with --trace-filter (e.g. "
-                "'query=0:0,layer=feature,neuron=0:63,cycle=0:5000') or raise "
-                "--max-trace-rows; nothing was written"
-            )
+            raise self._limit_error(est)
         return est
 
 
@@ -964,6 +1017,7 @@ def handle_trace(args: argparse.Namespace, run_output: Any) -> TraceSummary | No
 __all__ = [
     "COLUMNS", "LEVELS", "SCHEMA", "TRACE_SCHEMA_VERSION", "TraceError",
     "TraceFilter", "TraceLimitError", "TraceSummary", "add_trace_arguments",
-    "TraceRequest", "check_trace_arguments", "estimate_rows", "handle_trace", "parse_filter",
+    "TraceRequest", "check_trace_arguments", "estimate_rows", "estimate_rows_before_run",
+    "handle_trace", "parse_filter",
     "read_trace", "trace_request", "write_trace",
 ]
