@@ -486,3 +486,35 @@ def test_signal_during_a_run_keeps_previous_set(work: Path, sig: str,
     assert _run(work, out) == 0  # the next run removes the stray and publishes its own set
     _no_stage_left(out)
     assert set(_set_is_consistent(out)["files"]) == RUN_SET - {"report.json"}
+
+
+def test_crafted_journal_cannot_reach_outside(work: Path) -> None:
+    """A planted 'stray' whose journal names ../ paths is removed, never applied."""
+    out = work / "out"
+    out.mkdir()
+    stray = out / f"{STAGE_PREFIX}999999999-{'2' * 16}"
+    stray.mkdir()
+    (stray / rsmod.MARKER_NAME).write_text(json.dumps(
+        {"pid": 999999999, "host": rsmod._host(), "stage": stray.name}))
+    (stray / rsmod.JOURNAL_NAME).write_text(json.dumps(
+        {"names": ["../outside/victim.txt"], "index": None,
+         "stale": ["../outside/victim.txt", "../outside"]}))
+    with ResultSet(out) as rs:
+        assert rs.recovered == [stray.name]
+    assert (work / "outside" / "victim.txt").read_text() == "precious"
+    _no_stage_left(out)
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_trace_dir_same_or_separate(work: Path, same: bool) -> None:
+    out = work / "out"
+    tdir = Path(str(out) + "/") if same else work / "traces"
+    assert _run(work, out, "--trace", "layer", "--trace-dir", str(tdir)) == 0
+    rep = _set_is_consistent(out)
+    if same:
+        assert {"trace_layer.parquet", "trace_layer.json"} <= set(rep["files"])
+    else:
+        assert not (set(rep["files"]) & {"trace_layer.parquet", "trace_layer.json"})
+        assert read_trace(tdir / "trace_layer.parquet") is not None
+        _no_stage_left(tdir)
+    _no_stage_left(out)

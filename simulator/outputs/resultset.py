@@ -543,8 +543,8 @@ class ResultSet:
             except (OSError, ValueError):
                 journal = None
             with writing(self.out / name):
-                if isinstance(journal, dict):
-                    _apply_journal(self.dfd, sfd, journal)  # roll the interrupted commit forward
+                if _valid_journal(journal):  # roll the interrupted commit forward
+                    _apply_journal(self.dfd, sfd, journal)  # type: ignore[arg-type]
         finally:
             os.close(sfd)
         with writing(self.out / name):
@@ -552,8 +552,28 @@ class ResultSet:
         return True
 
 
+def _plain_name(n: Any) -> bool:
+    """A single entry name of the output folder (no path separator, not ., .., .hwsim*)."""
+    return (isinstance(n, str) and n not in ("", ".", "..") and "/" not in n and "\0" not in n
+            and not n.startswith(".hwsim"))
+
+
+def _valid_journal(journal: Any) -> bool:
+    if not isinstance(journal, dict):
+        return False
+    names = journal.get("names", [])
+    stale = journal.get("stale", [])
+    index = journal.get("index")
+    return (isinstance(names, list) and isinstance(stale, list)
+            and all(_plain_name(n) for n in [*names, *stale])
+            and (index is None or _plain_name(index)))
+
+
 def _apply_journal(dfd: int, sfd: int, journal: dict[str, Any]) -> None:
     """Swap the staged entries in (index last); idempotent, so a later job can finish it."""
+    if not _valid_journal(journal):
+        raise OutputError("a staging journal names entries outside the output folder; "
+                          "refusing to apply it")
     try:
         os.mkdir(TRASH_NAME, 0o700, dir_fd=sfd)
     except FileExistsError:
