@@ -353,7 +353,7 @@ def test_strays_not_provably_ours_are_kept(work: Path) -> None:
     alive = out / f"{STAGE_PREFIX}1-{'0' * 16}"  # pid 1 is alive
     alive.mkdir()
     (alive / rsmod.MARKER_NAME).write_text(json.dumps(
-        {"pid": 1, "host": rsmod._host(), "stage": alive.name}))
+        {"pid": 1, "host": rsmod.host(), "stage": alive.name}))
     unmarked = out / f"{STAGE_PREFIX}999999999-{'1' * 16}"
     unmarked.mkdir()
     with ResultSet(out) as rs:
@@ -495,7 +495,7 @@ def test_crafted_journal_cannot_reach_outside(work: Path) -> None:
     stray = out / f"{STAGE_PREFIX}999999999-{'2' * 16}"
     stray.mkdir()
     (stray / rsmod.MARKER_NAME).write_text(json.dumps(
-        {"pid": 999999999, "host": rsmod._host(), "stage": stray.name}))
+        {"pid": 999999999, "host": rsmod.host(), "stage": stray.name}))
     (stray / rsmod.JOURNAL_NAME).write_text(json.dumps(
         {"names": ["../outside/victim.txt"], "index": None,
          "stale": ["../outside/victim.txt", "../outside"]}))

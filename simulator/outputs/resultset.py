@@ -28,14 +28,11 @@ fix (one line, exit 2 on the command line). The design and its proofs: docs/secu
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import io
 import json
 import os
 import re
 import secrets
-import socket
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -44,239 +41,27 @@ from typing import IO, Any
 
 import numpy as np
 
-LOCK_NAME = ".hwsim.lock"
+from .checks import OutputError, check_out_dir, check_out_file, os_error, writing
+from .lock import (
+    DIR_FLAGS,
+    LOCK_NAME,
+    FolderLock,
+    fsync_dir,
+    host,
+    lstat,
+    pid_alive,
+    rmtree_at,
+)
+
+__all__ = ["LOCK_NAME", "STAGE_PREFIX", "OutputError", "ResultSet", "check_out_dir",
+           "check_out_file", "os_error", "owned_by_patterns", "write_file_atomic", "writing"]
+
 STAGE_PREFIX = ".hwsim-stage-"
 MARKER_NAME = ".hwsim-stage.json"
 JOURNAL_NAME = ".hwsim-commit.json"
 TRASH_NAME = ".hwsim-old"
 _STAGE_RE = re.compile(r"^\.hwsim-stage-(\d+)-([0-9a-f]{16})$")
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class OutputError(ValueError):
-    """An output path that cannot be written (one line: path, problem and fix)."""
-
-
-class OutputBusyError(OutputError):
-    """Another hwsim job holds the output folder's lock."""
-
-
-def _why(exc: OSError) -> str:
-    code = exc.errno
-    if code == errno.EROFS:
-        return "read-only file system; choose a writable --out"
-    if code in (errno.EACCES, errno.EPERM):
-        return "permission denied; choose a folder you can write to"
-    if code in (errno.ENOSPC, errno.EDQUOT):
-        return "no space left on the device (or quota exceeded); free space or choose another --out"
-    if code == errno.ENOTDIR:
-        return "a part of the path is a file, not a folder; choose another --out"
-    if code == errno.EISDIR:
-        return "is a folder where a file is needed; choose another path"
-    if code == errno.ELOOP:
-        return "is a symbolic link where hwsim creates its own entry; remove it"
-    if code == errno.ENAMETOOLONG:
-        return "path too long; choose a shorter --out"
-    return f"{exc.strerror or exc}; check the output folder"
-
-
-def os_error(path: str | os.PathLike[str], exc: OSError) -> OutputError:
-    """An OutputError naming ``path`` for an OSError raised while writing it."""
-    return OutputError(f"{path}: cannot write ({_why(exc)})")
-
-
-@contextmanager
-def writing(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Re-raise any OSError inside the block as an OutputError naming ``path``."""
-    try:
-        yield
-    except OutputError:
-        raise
-    except OSError as exc:
-        raise os_error(path, exc) from None
-
-
-# --- checks that run before any computing ------------------------------------------------------
-
-
-def _nearest_existing(p: Path) -> Path:
-    cur = p
-    while not os.path.lexists(cur):
-        if cur.parent == cur:
-            break
-        cur = cur.parent
-    return cur
-
-
-def check_out_dir(out: str | os.PathLike[str], option: str = "--out") -> Path:
-    """Raise OutputError unless ``out`` is (or can be created as) a writable folder.
-
-    Refuses ``""``, an existing file, a path below a file, a read-only file system and a
-    folder without write permission; creates nothing.
-    """
-    text = os.fspath(out)
-    if not text.strip():
-        raise OutputError(f"{option} '': an empty path; give an output folder, e.g. traces/run1")
-    if "\0" in text:
-        raise OutputError(f"{option} {text!r}: contains a NUL byte; give a plain folder path")
-    p = Path(text)
-    if os.path.lexists(p) and not p.is_dir():
-        kind = "a broken symbolic link" if p.is_symlink() else "a file"
-        raise OutputError(f"{p}: exists and is {kind}, not a folder; choose another {option}")
-    base = _nearest_existing(p.absolute())
-    if not base.is_dir():
-        raise OutputError(
-            f"{p}: {base} is a file, not a folder, so {option} cannot be created below it; "
-            f"choose another {option}"
-        )
-    try:
-        ro = bool(os.statvfs(base).f_flag & os.ST_RDONLY)
-    except OSError:
-        ro = False
-    if ro:
-        raise OutputError(f"{p}: read-only file system; choose a writable {option}")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise OutputError(f"{p}: permission denied on {base}; choose a folder you can write to")
-    return p
-
-
-def check_out_file(path: str | os.PathLike[str], option: str = "--out") -> Path:
-    """Raise OutputError unless ``path`` can be written as a file (its folder is checked)."""
-    text = os.fspath(path)
-    if not text.strip():
-        raise OutputError(f"{option} '': an empty path; give a file name, e.g. model.npz")
-    p = Path(text)
-    if p.is_dir():
-        raise OutputError(f"{p}: is a folder; {option} needs a file name, e.g. {p}/model.npz")
-    if p.name in ("", ".", ".."):
-        raise OutputError(f"{option} {text!r}: give a file name, e.g. model.npz")
-    check_out_dir(p.parent if str(p.parent) else Path("."), option)
-    return p
-
-
-# --- small dir_fd helpers ----------------------------------------------------------------------
-
-
-def _lstat(name: str, dfd: int) -> os.stat_result | None:
-    try:
-        return os.stat(name, dir_fd=dfd, follow_symlinks=False)
-    except FileNotFoundError:
-        return None
-
-
-def _rmtree_at(name: str, dfd: int) -> None:
-    """Remove the entry ``name`` of the folder ``dfd`` (never following a symlink)."""
-    st = _lstat(name, dfd)
-    if st is None:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)
-        try:
-            for child in os.listdir(sub):
-                _rmtree_at(child, sub)
-        finally:
-            os.close(sub)
-        os.rmdir(name, dir_fd=dfd)
-    else:
-        os.unlink(name, dir_fd=dfd)
-
-
-def _fsync_dir(dfd: int) -> None:
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _host() -> str:
-    return socket.gethostname()
-
-
-# --- the lock ------------------------------------------------------------------------------------
-
-
-class FolderLock:
-    """An exclusive ``flock`` on ``.hwsim.lock`` inside a folder (given as a descriptor).
-
-    The lock file is opened with O_NOFOLLOW (a planted symlink is removed, never followed),
-    taken without waiting (a busy folder fails at once) and removed on release while still
-    held; a job that locked a file which was unlinked meanwhile retries on the new one.
-    """
-
-    def __init__(self, dfd: int, where: Path) -> None:
-        self.dfd = dfd
-        self.where = where
-        self.fd: int | None = None
-
-    def acquire(self) -> None:
-        for _ in range(20):
-            try:
-                fd = os.open(LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                             0o600, dir_fd=self.dfd)
-            except OSError as exc:
-                if exc.errno == errno.ELOOP:  # a symlink planted at the lock's name
-                    os.unlink(LOCK_NAME, dir_fd=self.dfd)
-                    continue
-                raise os_error(self.where / LOCK_NAME, exc) from None
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                os.close(fd)
-                raise OutputError(f"{self.where / LOCK_NAME}: is not a regular file; remove it")
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = ""
-                try:
-                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
-                except OSError:
-                    pass
-                os.close(fd)
-                raise OutputBusyError(
-                    f"{self.where}: another hwsim job is writing here"
-                    f"{f' ({holder})' if holder else ''}; wait for it or choose another --out"
-                ) from None
-            except OSError as exc:
-                os.close(fd)
-                raise os_error(self.where / LOCK_NAME, exc) from None
-            cur = _lstat(LOCK_NAME, self.dfd)
-            mine = os.fstat(fd)
-            if cur is None or (cur.st_ino, cur.st_dev) != (mine.st_ino, mine.st_dev):
-                os.close(fd)  # unlinked by its previous holder meanwhile: lock the new one
-                continue
-            try:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"pid {os.getpid()} on {_host()}\n".encode(), 0)
-            except OSError:
-                pass
-            self.fd = fd
-            return
-        raise OutputError(f"{self.where / LOCK_NAME}: cannot take the lock; try again")
-
-    def release(self) -> None:
-        if self.fd is None:
-            return
-        try:
-            cur = _lstat(LOCK_NAME, self.dfd)
-            mine = os.fstat(self.fd)
-            if cur is not None and (cur.st_ino, cur.st_dev) == (mine.st_ino, mine.st_dev):
-                os.unlink(LOCK_NAME, dir_fd=self.dfd)
-        except OSError:
-            pass
-        finally:
-            os.close(self.fd)  # closing releases the flock
-            self.fd = None
 
 
 # --- the result set ------------------------------------------------------------------------------
@@ -354,7 +139,7 @@ class ResultSet:
                     if self.sfd is not None:
                         os.close(self.sfd)
                         self.sfd = None
-                    _rmtree_at(self.stage_name, self.dfd)
+                    rmtree_at(self.stage_name, self.dfd)
                 except OSError:
                     pass
                 self.stage_name = None
@@ -386,8 +171,8 @@ class ResultSet:
             raise OutputError(f"{self.out}: cannot create a staging folder; try again")
         self.stage_name = name
         with writing(self.out / name):
-            self.sfd = os.open(name, _DIR_FLAGS, dir_fd=self.dfd)
-            marker = {"tool": "tempo-hwsim", "pid": os.getpid(), "host": _host(),
+            self.sfd = os.open(name, DIR_FLAGS, dir_fd=self.dfd)
+            marker = {"tool": "tempo-hwsim", "pid": os.getpid(), "host": host(),
                       "stage": name}
             fd = os.open(MARKER_NAME, _NEW_FILE, 0o600, dir_fd=self.sfd)
             with os.fdopen(fd, "w") as fh:
@@ -413,7 +198,7 @@ class ResultSet:
                 os.mkdir(part, 0o755, dir_fd=fd)
             except FileExistsError:
                 pass
-            nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            nfd = os.open(part, DIR_FLAGS, dir_fd=fd)
             os.close(fd)
             fd = nfd
         return fd
@@ -492,7 +277,7 @@ class ResultSet:
                 os.fsync(fh.fileno())
             os.rename(JOURNAL_NAME + ".tmp", JOURNAL_NAME, src_dir_fd=self.sfd,
                       dst_dir_fd=self.sfd)
-            _fsync_dir(self.sfd)
+            fsync_dir(self.sfd)
         with writing(self.out):
             _apply_journal(self.dfd, self.sfd, journal)
         self.committed = True
@@ -517,11 +302,11 @@ class ResultSet:
 
     def _recover_stage(self, name: str, pid: int) -> bool:
         assert self.dfd is not None
-        st = _lstat(name, self.dfd)
+        st = lstat(name, self.dfd)
         if st is None or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
             return False
         try:
-            sfd = os.open(name, _DIR_FLAGS, dir_fd=self.dfd)
+            sfd = os.open(name, DIR_FLAGS, dir_fd=self.dfd)
         except OSError:
             return False
         try:
@@ -532,8 +317,8 @@ class ResultSet:
             except (OSError, ValueError):
                 return False  # no marker: not provably ours
             if (not isinstance(marker, dict) or marker.get("pid") != pid
-                    or marker.get("stage") != name or marker.get("host") != _host()
-                    or _pid_alive(pid)):
+                    or marker.get("stage") != name or marker.get("host") != host()
+                    or pid_alive(pid)):
                 return False
             journal = None
             try:
@@ -548,7 +333,7 @@ class ResultSet:
         finally:
             os.close(sfd)
         with writing(self.out / name):
-            _rmtree_at(name, self.dfd)
+            rmtree_at(name, self.dfd)
         return True
 
 
@@ -578,31 +363,31 @@ def _apply_journal(dfd: int, sfd: int, journal: dict[str, Any]) -> None:
         os.mkdir(TRASH_NAME, 0o700, dir_fd=sfd)
     except FileExistsError:
         pass
-    tfd = os.open(TRASH_NAME, _DIR_FLAGS, dir_fd=sfd)
+    tfd = os.open(TRASH_NAME, DIR_FLAGS, dir_fd=sfd)
     try:
         def aside(n: str) -> None:
-            if _lstat(n, dfd) is None:
+            if lstat(n, dfd) is None:
                 return
-            if _lstat(n, tfd) is not None:
-                _rmtree_at(n, tfd)
+            if lstat(n, tfd) is not None:
+                rmtree_at(n, tfd)
             os.rename(n, n, src_dir_fd=dfd, dst_dir_fd=tfd)
 
         index = journal.get("index")
-        if index and _lstat(index, sfd) is not None:
+        if index and lstat(index, sfd) is not None:
             aside(index)  # no index describes a half-swapped folder
         for n in journal.get("names", []):
-            new = _lstat(n, sfd)
+            new = lstat(n, sfd)
             if new is None:
                 continue  # already moved in (an earlier, interrupted attempt)
-            old = _lstat(n, dfd)
+            old = lstat(n, dfd)
             if old is not None and (stat.S_ISDIR(old.st_mode) or stat.S_ISDIR(new.st_mode)):
                 aside(n)
             os.rename(n, n, src_dir_fd=sfd, dst_dir_fd=dfd)  # replaces a file or symlink
         for n in journal.get("stale", []):
             aside(n)
-        if index and _lstat(index, sfd) is not None:
+        if index and lstat(index, sfd) is not None:
             os.rename(index, index, src_dir_fd=sfd, dst_dir_fd=dfd)
-        _fsync_dir(dfd)
+        fsync_dir(dfd)
     finally:
         os.close(tfd)
 
