@@ -165,6 +165,11 @@ def test_vectors_replace_planted_symlinks(work: Path) -> None:
     (vec / "tb_layer.v").unlink()
     (vec / "tb_layer.v").symlink_to(victim)
     (vec / LOCK_NAME).symlink_to(victim)
+    outside_manifest = work / "outside" / "manifest.json"
+    outside_manifest.write_bytes((vec / "manifest.json").read_bytes())
+    (vec / "manifest.json").unlink()
+    (vec / "manifest.json").symlink_to(outside_manifest)
+    manifest_before = outside_manifest.read_bytes()
     layer_dir = vec / "m0_feature"
     for p in layer_dir.iterdir():
         p.unlink()
@@ -172,24 +177,35 @@ def test_vectors_replace_planted_symlinks(work: Path) -> None:
     layer_dir.symlink_to(work / "outside", target_is_directory=True)
     generate("pytorch_fbgemm", work / "m.npz", work / "x.npy", vec, layer="feature")
     assert victim.read_text() == "precious"
-    assert sorted(p.name for p in (work / "outside").iterdir()) == ["victim.txt"]
+    assert outside_manifest.read_bytes() == manifest_before
+    assert sorted(p.name for p in (work / "outside").iterdir()) == ["manifest.json",
+                                                                    "victim.txt"]
     assert not (vec / "tb_layer.v").is_symlink() and not layer_dir.is_symlink()
+    assert not (vec / "manifest.json").is_symlink()
     assert (layer_dir / "codes_out.hex").is_file() or any(layer_dir.iterdir())
     _no_stage_left(vec)
 
 
-def test_train_and_demo_outputs_replace_symlinks(work: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from simulator.outputs import write_file_atomic
+def test_train_model_replaces_a_planted_symlink(work: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """`hwsim train --out` (write_file_atomic) replaces a symlink at the model's name."""
+    from simulator.vpr.synthroute import generate_route
 
     victim = work / "outside" / "victim.txt"
-    model = work / "model.npz"
-    model.symlink_to(victim)
-    net_src = work / "m.npz"
-    write_file_atomic(model, lambda tmp: tmp.write_bytes(net_src.read_bytes()))
+    generate_route(work / "route", 4, ("spring",), seed=1)
+    models = work / "models"
+    models.mkdir()
+    (models / "t.npz").symlink_to(victim)
+    (models / LOCK_NAME).symlink_to(victim)
+    assert main(["train", "--data-dir", str(work / "route"), "--database", "spring",
+                 "--places", "4", "--dims", "4,8", "--patch", "3", "--epochs", "1", "--quiet",
+                 "--out", str(models / "t.npz")]) == 0
     assert victim.read_text() == "precious"
-    assert not model.is_symlink() and model.read_bytes() == net_src.read_bytes()
-    _no_stage_left(work)
+    assert not (models / "t.npz").is_symlink()
+    from simulator.loaders import load_npz
+
+    assert load_npz(models / "t.npz").places == 4
+    _no_stage_left(models)
 
 
 def test_staging_names_are_unpredictable_and_inside_out(work: Path) -> None:
@@ -518,3 +534,11 @@ def test_trace_dir_same_or_separate(work: Path, same: bool) -> None:
         assert read_trace(tdir / "trace_layer.parquet") is not None
         _no_stage_left(tdir)
     _no_stage_left(out)
+
+
+def test_report_names_an_interrupted_publish(work: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    out = work / "out"
+    (out / f"{STAGE_PREFIX}999999999-{'3' * 16}").mkdir(parents=True)
+    assert main(["report", str(out)]) == 2
+    _one_error(capsys, "no report.json here", "publishing", "next run")
