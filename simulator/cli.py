@@ -340,8 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fail-on-overflow", action="store_true",
                      help="exit 3 if any accumulator or pre-add overflow event happened")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
-    run.add_argument("--cross-check", type=_int_at_least(0, " (0 = off)"), default=0,
-                     metavar="N",
+    run.add_argument("--cross-check", type=_int_at_least(1, "; leave the option out for none"),
+                     default=None, metavar="N",
                      help="also step the first N queries cycle by cycle and compare every "
                           "register, count and cycle with the fast engine (exit 4 on a "
                           "difference)")

@@ -124,6 +124,7 @@ CASES: dict[str, list[str]] = {
     "run-dims-mismatch": [*RUN_IMG, "--dims", "5,5"],
     "run-cross-check-negative": [*RUN_X, "--cross-check", "-1"],
     "run-cross-check-text": [*RUN_X, "--cross-check", "x"],
+    "run-cross-check-zero": [*RUN_X, "--cross-check", "0"],
     "run-max-samples-zero": [*RUN_IMG, "--max-samples", "0"],
     "run-query-without-data-dir": [*RUN_X, "--query", "summer"],
     "run-patch-without-data-dir": [*RUN_X, "--patch", "5"],
