@@ -19,7 +19,7 @@ from typing import Any
 
 from .fixedpoint import MAX_BITS, OVERFLOW_POLICIES, ROUNDING_MODES
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "hwconfig"
+PRESET_DIR = Path(__file__).resolve().parent / "hwconfig"  # in the wheel; ./hwconfig links here
 LAYER_KEYS = ("feature", "output")
 
 

@@ -5,7 +5,7 @@
    places, trained by ``tools/train_default.py``; its metadata records the command and seed);
 3. run a query traversal the model never saw through the simulator on the default hwconfig;
 4. print Recall@1/5/10, cycles per query and the overflow summary, and write report.json,
-   outputs, predictions and a neuron-level trace under ``traces/demo``.
+   outputs, predictions and a neuron-level trace under ``traces/demo`` as one result set.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 from .config import load_config
 from .loaders import load_npz
 from .network import QuantizedNetwork
+from .trace import TraceRequest
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "default_model.npz"
 DEFAULT_CONFIG = "int8_fixed_point"
@@ -64,52 +65,55 @@ def run_demo(
     overrides: list[str] | tuple[str, ...] = (),
     trace_level: str = "neuron",
     quiet: bool = False,
+    trace: TraceRequest | None = None,
 ) -> DemoResult:
-    from .runner import execute, readout_block, sha256_file, write_outputs
+    """Run the demo and publish its result set (outputs, report, trace) in ``out_dir``.
+
+    ``trace`` (filter, format, row limit) overrides ``trace_level`` when given. The output
+    folder is checked and locked before the route is generated or anything is simulated.
+    """
+    from .runner import RunSets, execute, readout_block, sha256_file
     from .vpr.datasets import load_codes, load_traversal, require_places
     from .vpr.synthroute import cached_route
 
     t0 = time.perf_counter()
+    req = trace if trace is not None else TraceRequest(trace_level)
+    req.check()
     cfg = load_config(config, overrides)
     net = load_npz(model)
     rp = _route_params(net)
-    if query in rp["database"]:
-        print(
-            f"hwsim demo: note: query traversal {query!r} was also used for training",
-            file=sys.stderr,
+    with RunSets(out_dir, req) as sets:
+        if query in rp["database"]:
+            print(
+                f"hwsim demo: note: query traversal {query!r} was also used for training",
+                file=sys.stderr,
+            )
+        route_dir = cached_route(
+            **rp["route"], announce=None if quiet else lambda m: print(f"hwsim demo: {m}",
+                                                                       file=sys.stderr)
         )
-    route_dir = cached_route(
-        **rp["route"], announce=None if quiet else lambda m: print(f"hwsim demo: {m}",
-                                                                   file=sys.stderr)
-    )
-    trav = require_places(load_traversal(route_dir, query), net.places)
-    codes = load_codes(
-        trav, dims=rp["dims"], patch=rp["patch"], resize=rp["resize"], progress=not quiet
-    )
-    codes = codes[: net.places]
-    spikes = (codes.astype(np.float32) / np.float32(255.0)).astype(np.float32)
-    prov = {
-        "model_sha256": sha256_file(model),
-        "input_source": f"{route_dir} traversal {query!r}",
-        "input_sha256": None,
-        "input_dtype": "float32",
-    }
-    result, report = execute(cfg, net, spikes, prov, source=str(route_dir / query))
-    report["readout"] = {"query_traversal": query, **readout_block(result, rp["tolerance"])}
-    rec = {int(k[2:]): v for k, v in report["readout"]["recall"].items()}
-    out = Path(out_dir)
-    write_outputs(
-        out,
-        {
-            "outputs.npy": result.outputs.astype(np.int64),
-            "predictions.npy": result.predictions.astype(np.int64),
-            "scores.npy": result.scores.astype(np.int64),
-            "report.json": report,
-        },
-    )
-    trace = None
-    if trace_level != "off":
-        from .trace import write_trace
+        trav = require_places(load_traversal(route_dir, query), net.places)
+        codes = load_codes(
+            trav, dims=rp["dims"], patch=rp["patch"], resize=rp["resize"], progress=not quiet
+        )
+        codes = codes[: net.places]
+        spikes = (codes.astype(np.float32) / np.float32(255.0)).astype(np.float32)
+        if sets.trace is not None:
+            req.check_before_run(net, cfg, int(spikes.shape[0]))
+        prov = {
+            "model_sha256": sha256_file(model),
+            "input_source": f"{route_dir} traversal {query!r}",
+            "input_sha256": None,
+            "input_dtype": "float32",
+        }
 
-        trace = write_trace(result, net, cfg, None, out, trace_level)
-    return DemoResult(rec, report, out, time.perf_counter() - t0, trace)
+        def check(res: Any) -> None:
+            if sets.trace is not None:
+                req.check_size(res, net, cfg)
+
+        result, report = execute(cfg, net, spikes, prov, source=str(route_dir / query),
+                                 check=check)
+        report["readout"] = {"query_traversal": query, **readout_block(result, rp["tolerance"])}
+        rec = {int(k[2:]): v for k, v in report["readout"]["recall"].items()}
+        summary = sets.publish(result, report, net, cfg)
+    return DemoResult(rec, report, Path(out_dir), time.perf_counter() - t0, summary)

@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from .outputs import ResultSet, owned_by_patterns
 
 EVENTS_PNG = "events_per_neuron.png"
 RANGE_PNG = "acc_range.png"
@@ -40,7 +42,21 @@ _SERIES = (
 )
 
 
-def plot_events_per_neuron(report: dict[str, Any], path: Path) -> Path:
+def check_plottable(report: dict[str, Any]) -> None:
+    """Raise PlotError (before anything is printed or written) if a plot cannot be drawn."""
+    _pyplot()
+    ov = report.get("overflow", {})
+    if not ov:
+        raise PlotError("the report has no 'overflow' section to plot")
+    missing = [k for k, v in ov.items() if "per_neuron" not in v]
+    if missing:
+        raise PlotError(
+            f"the report has no per-neuron counts for {', '.join(missing)} (written by an "
+            "older hwsim); run it again to plot events per neuron"
+        )
+
+
+def plot_events_per_neuron(report: dict[str, Any], path: Path | IO[bytes]) -> Path | IO[bytes]:
     """One panel per layer: event counts against output neuron index."""
     plt = _pyplot()
     ov = report.get("overflow", {})
@@ -83,12 +99,12 @@ def plot_events_per_neuron(report: dict[str, Any], path: Path) -> Path:
     fig.suptitle(f"events per neuron - {report.get('config', {}).get('name', '')}, "
                  f"{report.get('queries', '?')} queries", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
     return path
 
 
-def plot_acc_range(report: dict[str, Any], path: Path) -> Path:
+def plot_acc_range(report: dict[str, Any], path: Path | IO[bytes]) -> Path | IO[bytes]:
     """Per layer: register range, partial-sum range and |acc| percentiles (symlog axis)."""
     plt = _pyplot()
     ov = report.get("overflow", {})
@@ -129,16 +145,17 @@ def plot_acc_range(report: dict[str, Any], path: Path) -> Path:
     name = report.get("config", {}).get("name", "")
     ax.set_title(f"accumulator range vs register range - {name}", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
     return path
 
 
 def plot_report(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """Write both PNGs into ``out_dir``; return their paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    return [
-        plot_events_per_neuron(report, out / EVENTS_PNG),
-        plot_acc_range(report, out / RANGE_PNG),
-    ]
+    """Write both PNGs into ``out_dir`` together (staged, then published; a symlink planted
+    at either name is replaced, never followed); return their paths."""
+    check_plottable(report)  # fail before touching the folder
+    with ResultSet(out_dir, owned=owned_by_patterns([]), option="--plot-dir") as rs:
+        for name, plot in ((EVENTS_PNG, plot_events_per_neuron), (RANGE_PNG, plot_acc_range)):
+            with rs.open_file(name) as fh:
+                plot(report, fh)
+        return rs.commit()

@@ -14,10 +14,122 @@ from pathlib import Path
 from typing import Any
 
 REPORT_NAME = "report.json"
+MAX_REPORT_BYTES = 256 << 20
 
 
 class ReportError(ValueError):
     """A report folder or file that cannot be read."""
+
+
+# --- schema check on read ------------------------------------------------------------------------
+# Every field the tables and plots use, with its type; a field may be missing (older reports
+# print "-") but never of another type. Checked before anything is printed or plotted.
+
+Spec = Any
+_INT = "int"
+_NUM = "number"
+_STR = "string"
+_BOOL = "bool"
+_PAIR = "pair"
+
+
+def _list(item: Spec) -> Spec:
+    return ("list", item)
+
+
+def _map(value: Spec) -> Spec:
+    return ("map", value)
+
+
+def _opt(inner: Spec) -> Spec:
+    return ("nullable", inner)
+
+
+_OVERFLOW: dict[str, Spec] = {
+    "acc_bits": _INT, "acc_wrap": _INT, "acc_saturate": _INT, "pre_add_overflow": _INT,
+    "requant_clamp_low": _INT, "requant_clamp_high": _INT, "max_abs_acc": _INT,
+    "min_safe_acc_bits": _INT, "min_safe_acc_bits_exact": _BOOL,
+    "min_safe_acc_bits_upper": _opt(_INT), "headroom_bits": _INT,
+    "neurons_with_acc_events": _INT, "partial_sum_range": _opt(_PAIR),
+    "acc_register_range": _opt(_PAIR), "acc_abs_percentiles": _opt(_map(_NUM)),
+    "first": _opt({"cycle": _opt(_INT), "query": _opt(_INT), "neuron": _opt(_INT),
+                   "step": _opt(_INT), "kind": _opt(_STR)}),
+    "per_neuron": _map(_list(_PAIR)),
+}
+REPORT_SPEC: dict[str, Spec] = {
+    "schema": {"name": _STR, "version": _INT},
+    "tool": {"name": _STR, "version": _STR},
+    "config": {"name": _STR, "source": _opt(_STR), "sha256": _opt(_STR)},
+    "model": {"source": _opt(_STR), "layout": _STR, "modules": _INT, "in_features": _INT,
+              "places": _INT},
+    "input": {"source": _opt(_STR), "dtype": _STR, "clamp_low": _INT, "clamp_high": _INT},
+    "queries": _INT,
+    "layers": _map({"in_features": _INT, "out_features": _INT, "paths": _list(_STR),
+                    "macs": _INT, "weight_bytes_read": _INT, "ordered_pairs": _INT,
+                    "output_code_range": _opt(_PAIR), "acc_bits": _INT}),
+    "overflow": _map(_OVERFLOW),
+    "cycles": {"total": _INT, "per_query": _list(_INT), "stall": _INT,
+               "clock_mhz": _opt(_NUM), "time_us": _opt(_NUM),
+               "per_layer": _map({"total": _INT, "per_query_mean": _NUM, "stall": _INT})},
+    "memory": {"weight_capacity_bytes": _INT, "weight_bytes_per_module": _list(_INT),
+               "weights_per_cycle": _INT, "weight_bytes_read": _INT},
+    "energy": {"macs": _INT, "requantizations": _INT, "total_uj": _NUM, "per_query_uj": _NUM},
+    "comparison": _opt(_map(_opt(("scalar",)))),
+    "notes": _list(_STR),
+    "files": _list(_STR),
+    "readout": _opt(dict),
+}
+
+
+def _type_error(where: str, want: str, v: Any) -> ReportError:
+    return ReportError(f"field {where!r} should be {want}, not {type(v).__name__} "
+                       f"{json.dumps(v)[:40]}; the report is damaged - run hwsim again")
+
+
+def check_schema(v: Any, spec: Spec, where: str) -> None:
+    """Raise ReportError naming the first field whose value has the wrong type."""
+    is_int = isinstance(v, int) and not isinstance(v, bool)
+    if spec is dict:
+        if not isinstance(v, dict):
+            raise _type_error(where, "an object", v)
+    elif isinstance(spec, dict):
+        if not isinstance(v, dict):
+            raise _type_error(where, "an object", v)
+        for key, sub in spec.items():
+            if key in v:
+                check_schema(v[key], sub, f"{where}.{key}" if where else key)
+    elif spec == _INT:
+        if not is_int:
+            raise _type_error(where, "an integer", v)
+    elif spec == _NUM:
+        if not (is_int or isinstance(v, float)):
+            raise _type_error(where, "a number", v)
+    elif spec == _STR:
+        if not isinstance(v, str):
+            raise _type_error(where, "a string", v)
+    elif spec == _BOOL:
+        if not isinstance(v, bool):
+            raise _type_error(where, "true or false", v)
+    elif spec == _PAIR:
+        if not (isinstance(v, list) and len(v) == 2
+                and all(isinstance(x, int) and not isinstance(x, bool) for x in v)):
+            raise _type_error(where, "a pair of integers [lo, hi]", v)
+    elif spec[0] == "nullable":
+        if v is not None:
+            check_schema(v, spec[1], where)
+    elif spec[0] == "list":
+        if not isinstance(v, list):
+            raise _type_error(where, "a list", v)
+        for i, x in enumerate(v):
+            check_schema(x, spec[1], f"{where}[{i}]")
+    elif spec[0] == "map":
+        if not isinstance(v, dict):
+            raise _type_error(where, "an object", v)
+        for key, x in v.items():
+            check_schema(x, spec[1], f"{where}.{key}")
+    elif spec[0] == "scalar":
+        if isinstance(v, dict | list):
+            raise _type_error(where, "a number or string", v)
 
 
 def load_report(path: str | Path) -> tuple[dict[str, Any], Path]:
@@ -26,13 +138,27 @@ def load_report(path: str | Path) -> tuple[dict[str, Any], Path]:
     f = p / REPORT_NAME if p.is_dir() else p
     if not f.is_file():
         where = f"{p}: no {REPORT_NAME} here" if p.is_dir() else f"{f}: no such file"
+        if p.is_dir() and any(c.name.startswith(".hwsim-stage-") for c in p.iterdir()):
+            raise ReportError(f"{where}: a run is publishing into it, or one was killed while "
+                              "publishing (the next run into this folder completes or removes "
+                              "it); try again")
         raise ReportError(f"{where}; give the --out folder of an 'hwsim run'")
     try:
+        if f.stat().st_size > MAX_REPORT_BYTES:
+            raise ReportError(f"{f}: larger than {MAX_REPORT_BYTES >> 20} MiB; not a report "
+                              "written by hwsim")
         rep = json.loads(f.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReportError(f"{f}: not a JSON report ({exc})") from None
-    if not isinstance(rep, dict) or rep.get("schema", {}).get("name") != "tempo-hwsim-report":
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ReportError(f"{f}: not a JSON report ({' '.join(str(exc).split())[:80]})") from None
+    except OSError as exc:
+        raise ReportError(f"{f}: cannot read ({exc.strerror or exc})") from None
+    sch = rep.get("schema") if isinstance(rep, dict) else None
+    if not isinstance(sch, dict) or sch.get("name") != "tempo-hwsim-report":
         raise ReportError(f"{f}: not a tempo-hwsim report (schema.name missing)")
+    try:
+        check_schema(rep, REPORT_SPEC, "")
+    except ReportError as exc:
+        raise ReportError(f"{f}: {exc}") from None
     return rep, f.parent
 
 
@@ -233,7 +359,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Print DIR/report.json as tables; with --plot also write PNGs into DIR."""
     try:
         rep, folder = load_report(args.dir)
-    except ReportError as exc:
+        if args.plot:
+            from .outputs import check_out_dir
+            from .plots import check_plottable
+
+            check_plottable(rep)
+            check_out_dir(args.plot_dir if args.plot_dir is not None else folder,
+                          "--plot-dir")
+    except (ReportError, ValueError, RuntimeError) as exc:
         print(f"hwsim: error: {exc}", file=sys.stderr)
         return 2
     if args.json:
@@ -241,11 +374,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         print(report_text(rep))
     if args.plot:
+        from .outputs import OutputError
         from .plots import PlotError, plot_report
 
         try:
             paths = plot_report(rep, Path(args.plot_dir) if args.plot_dir else folder)
-        except PlotError as exc:
+        except (PlotError, OutputError) as exc:
             print(f"hwsim: error: {exc}", file=sys.stderr)
             return 2
         for p in paths:

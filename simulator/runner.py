@@ -1,16 +1,14 @@
 """The ``run`` job: config + model + input -> outputs, predictions and report in a folder.
 
-Files are written to a temporary folder beside the destination and moved in only when the
-whole run succeeded, so a failed run leaves nothing half-written.
+The run's files (outputs, predictions, scores, its trace and report.json, which lists them)
+form one result set: they are staged inside the output folder and published together under
+the folder's lock, or not at all (see simulator.outputs and docs/security.md).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,17 @@ from .engine import InputError, SimResult, simulate
 from .loaders import ModelLimits, load_model
 from .loaders.safe_npy import MAX_INPUT_ELEMENTS, NpyHeader, load_npy, sniff
 from .network import QuantizedNetwork
+from .outputs import ResultSet, owned_by_patterns
 from .report import build_report, compare_outputs
+from .trace import TRACE_OWNED, TraceError, TraceRequest, TraceSummary, write_trace
+
+REPORT_NAME = "report.json"
+RESULT_ARRAYS = ("outputs.npy", "predictions.npy", "scores.npy")
+#: names of an earlier run's set that a new run into the same folder replaces or removes
+RUN_OWNED = owned_by_patterns(
+    [r"outputs\.npy", r"predictions\.npy", r"scores\.npy", TRACE_OWNED,
+     r"events_per_neuron\.png", r"acc_range\.png"]
+)
 
 
 @dataclass
@@ -33,6 +41,7 @@ class RunOutput:
     out_dir: Path | None
     net: QuantizedNetwork | None = None
     cfg: HwConfig | None = None
+    trace: TraceSummary | None = None
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -102,9 +111,16 @@ def execute(
     provenance: dict[str, Any],
     progress: Callable[[int], None] | None = None,
     source: str = "input",
+    check: Callable[[SimResult], None] | None = None,
 ) -> tuple[SimResult, dict[str, Any]]:
-    """Simulate and build the report, including the ``report.compare_with`` comparison."""
+    """Simulate and build the report, including the ``report.compare_with`` comparison.
+
+    ``check(result)`` runs right after the fast simulation, before the reference run and any
+    writing (e.g. the trace-row limit).
+    """
     result = simulate(net, cfg, inputs, progress=progress, source=source)
+    if check is not None:
+        check(result)
     report = build_report(result, net, cfg, provenance)
     if cfg.report.compare_with:
         ref_cfg = load_config(cfg.report.compare_with)
@@ -113,26 +129,93 @@ def execute(
     return result, report
 
 
-def write_outputs(out_dir: Path, files: dict[str, Any]) -> None:
-    """Write ``files`` (name -> ndarray | dict | bytes) into out_dir atomically per run."""
-    out_dir = Path(out_dir)
-    parent = out_dir.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
-    try:
+def open_run_set(out_dir: str | os.PathLike[str]) -> ResultSet:
+    """The (unopened) result set of a run in ``out_dir``: index report.json, RUN_OWNED names."""
+    return ResultSet(out_dir, index=REPORT_NAME, owned=RUN_OWNED)
+
+
+def _same_folder(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def stage_run(rs: ResultSet, result: SimResult) -> None:
+    """Stage outputs, predictions and scores (int64) into an open run set."""
+    rs.save_npy("outputs.npy", result.outputs.astype(np.int64))
+    rs.save_npy("predictions.npy", result.predictions.astype(np.int64))
+    rs.save_npy("scores.npy", result.scores.astype(np.int64))
+
+
+def write_outputs(out_dir: Path, files: dict[str, Any]) -> list[Path]:
+    """Publish ``files`` (name -> ndarray | dict | bytes) in out_dir as one set.
+
+    A ``report.json`` dict is the set's index: written last, it gains ``files``.
+    """
+    with open_run_set(out_dir) as rs:
         for name, value in files.items():
-            target = tmp / name
+            if name == REPORT_NAME:
+                continue
             if isinstance(value, np.ndarray):
-                np.save(target, value, allow_pickle=False)
+                rs.save_npy(name, value)
             elif isinstance(value, dict | list):
-                target.write_text(json.dumps(value, indent=2) + "\n")
+                rs.write_json(name, value)
             else:
-                target.write_bytes(value)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name in files:
-            os.replace(tmp / name, out_dir / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+                rs.write_bytes(name, value)
+        return rs.commit(files.get(REPORT_NAME))
+
+
+class RunSets:
+    """The run's result set, plus a second one when --trace-dir names another folder.
+
+    Opened (checked, locked) before any computing; ``publish`` stages everything and commits
+    the trace folder first, then the run folder (report.json last).
+    """
+
+    def __init__(self, out_dir: str | os.PathLike[str] | None,
+                 trace: TraceRequest | None) -> None:
+        self.trace = trace if trace is not None and trace.level != "off" else None
+        self.run: ResultSet | None = None
+        self.trace_set: ResultSet | None = None
+        if self.trace is not None and out_dir is None and self.trace.dir is None:
+            raise TraceError(f"--trace {self.trace.level}: a trace needs an output folder (--out)")
+        try:
+            if out_dir is not None:
+                self.run = open_run_set(out_dir).open()
+            if self.trace is not None and self.trace.dir is not None and (
+                out_dir is None or not _same_folder(self.trace.dir, out_dir)
+            ):
+                self.trace_set = ResultSet(self.trace.dir, option="--trace-dir").open()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for rs in (self.trace_set, self.run):
+            if rs is not None:
+                rs.close()
+
+    def __enter__(self) -> RunSets:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def publish(self, result: SimResult, report: dict[str, Any], net: QuantizedNetwork,
+                cfg: HwConfig) -> TraceSummary | None:
+        summary = None
+        if self.trace is not None:
+            target = self.trace_set or self.run
+            assert target is not None
+            t = self.trace
+            summary = write_trace(
+                result, net, cfg, None, target, t.level, t.filter, t.format, t.max_rows,
+                provenance={"run_out": str(self.run.out) if self.run else ""},
+            )
+        if self.trace_set is not None:
+            self.trace_set.commit()
+        if self.run is not None:
+            stage_run(self.run, result)
+            self.run.commit(report)
+        return summary
 
 
 def readout_block(result: SimResult, tolerance: int) -> dict[str, Any]:
@@ -158,12 +241,17 @@ def run_job(
     overrides: list[str] | tuple[str, ...] = (),
     progress: Callable[[int], None] | None = None,
     recall_tolerance: int | None = None,
+    trace: TraceRequest | None = None,
 ) -> RunOutput:
-    """Load everything, simulate, and write outputs, predictions, scores and report.json.
+    """Load everything, simulate, and publish outputs, predictions, scores, the trace and
+    report.json in ``out_dir`` as one result set.
 
     ``input_path`` is a .npy file or an in-memory array (e.g. spikes from images).
     ``recall_tolerance``: when given, the report gains ``readout.recall`` (Recall@1/5/10)
     with VPRTempo's aligned ground truth: query i matches place i +- tolerance.
+    ``trace``: a trace written into the same set (or its own folder, ``trace.dir``); its
+    filter and row limit are checked before anything is written.
+    The output folder is checked and locked before the simulation starts.
     """
     cfg = load_config(config, overrides)
     net = load_model(model, ModelLimits.for_config(cfg))
@@ -173,23 +261,25 @@ def run_job(
     else:
         inputs, source = load_input(input_path), str(input_path)
         digest = sha256_file(input_path)
+    if trace is not None and trace.level != "off":
+        trace.check_before_run(net, cfg, int(inputs.shape[0]))
     prov = {
         "model_sha256": sha256_file(model),
         "input_source": source,
         "input_sha256": digest,
         "input_dtype": str(inputs.dtype),
     }
-    result, report = execute(cfg, net, inputs, prov, progress, source=source)
-    if recall_tolerance is not None:
-        report["readout"] = readout_block(result, recall_tolerance)
-    if out_dir is not None:
-        write_outputs(
-            Path(out_dir),
-            {
-                "outputs.npy": result.outputs.astype(np.int64),
-                "predictions.npy": result.predictions.astype(np.int64),
-                "scores.npy": result.scores.astype(np.int64),
-                "report.json": report,
-            },
-        )
-    return RunOutput(result, report, None if out_dir is None else Path(out_dir), net, cfg)
+    with RunSets(out_dir, trace) as sets:
+        check = None
+        if sets.trace is not None:
+            req = sets.trace
+
+            def check(res: SimResult) -> None:
+                req.check_size(res, net, cfg)
+
+        result, report = execute(cfg, net, inputs, prov, progress, source=source, check=check)
+        if recall_tolerance is not None:
+            report["readout"] = readout_block(result, recall_tolerance)
+        summary = sets.publish(result, report, net, cfg)
+    return RunOutput(result, report, None if out_dir is None else Path(out_dir), net, cfg,
+                     summary)

@@ -17,7 +17,6 @@ syntax are documented in docs/traces.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import time
@@ -33,6 +32,7 @@ from .config import HwConfig
 from .engine.fast import LayerRun, SimResult
 from .engine.stepwise import DrainOp, FlushOp, MacOp, StepwiseRun, Window
 from .network import LAYER_NAMES, QuantizedNetwork
+from .outputs import ResultSet
 
 TRACE_SCHEMA_NAME = "tempo-hwsim-trace"
 TRACE_SCHEMA_VERSION = 1
@@ -398,6 +398,45 @@ def estimate_rows(result: SimResult, cfg: HwConfig, level: str, flt: TraceFilter
     return total
 
 
+def estimate_rows_before_run(net: QuantizedNetwork, cfg: HwConfig, queries: int, level: str,
+                             flt: TraceFilter) -> tuple[int, bool] | None:
+    """Rows of the trace from the schedule alone, before simulating: (rows, exact).
+
+    With every layer ``dense`` the count is exact (every input is active); with
+    ``event_driven`` layers and no cycle window it is an upper bound (fewer active inputs
+    only remove steps); with event-driven layers and a cycle window it cannot be known
+    before the run (None).
+    """
+    from types import SimpleNamespace
+
+    from .engine.fast import _schedule
+    from .units.weight_memory import WeightMemory
+
+    if level == "off" or queries < 1:
+        return 0, True
+    event = any(cfg.for_layer(lay.name).schedule.mode != "dense"
+                for m in net.modules for lay in m.layers)
+    if event and flt.cycles is not None:
+        return None
+    wmem = WeightMemory(cfg.weights)
+    layers = []
+    for mi, mod in enumerate(net.modules):
+        for lay in mod.layers:
+            sched = _schedule(cfg.for_layer(lay.name), lay, wmem)
+            k = np.full(queries, lay.in_features, np.int64)
+            cycles, _ = sched.cycles(k)
+            layers.append(SimpleNamespace(
+                module=mi, layer=lay.name, schedule=sched, k_active=k, cycles=cycles,
+                codes=np.empty((0, lay.out_features), np.int64),
+                mac={p.name: None for p in lay.paths},
+            ))
+    stub = SimpleNamespace(
+        layers=layers, outputs=np.empty((queries, 0), np.int64),
+        cycles_per_query=np.sum([lr.cycles for lr in layers], axis=0).astype(np.int64),
+    )
+    return estimate_rows(stub, cfg, level, flt), not event  # type: ignore[arg-type]
+
+
 def _tile_ranges(geo: _LayerGeo, lo: int, hi: int) -> Iterator[tuple[int, int, int, int]]:
     """(tile, first neuron, busy lanes, lanes inside [lo, hi]) for tiles touching [lo, hi]."""
     if lo > hi:
@@ -700,12 +739,80 @@ class TraceSummary:
                 f" in {self.seconds:.1f} s")
 
 
+@dataclass(frozen=True)
+class TraceRequest:
+    """What trace a run should write: level, filter, format, row limit, and where.
+
+    ``dir`` None = into the run's own result set (the --out folder).
+    """
+
+    level: str = "off"
+    filter: str = ""
+    format: str = "parquet"
+    max_rows: int = DEFAULT_MAX_ROWS
+    dir: Path | None = None
+
+    def check(self) -> TraceFilter:
+        """Validate level, format, filter syntax and limit (no model needed); raise TraceError."""
+        if self.level not in LEVELS:
+            raise TraceError(f"--trace {self.level!r}: choose one of {', '.join(LEVELS)}")
+        if self.format not in FORMATS:
+            raise TraceError(
+                f"--trace-format {self.format!r}: choose one of {', '.join(FORMATS)}")
+        flt = parse_filter(self.filter)
+        if self.level == "off":
+            if flt.text:
+                raise TraceError("--trace-filter needs --trace layer|neuron|op|cycle")
+            return flt
+        if self.max_rows < 1:
+            raise TraceError(f"--max-trace-rows {self.max_rows}: must be >= 1")
+        return flt
+
+    def check_before_run(self, net: QuantizedNetwork, cfg: HwConfig, queries: int) -> None:
+        """Check the filter against the model and, where the schedule alone decides it (see
+        :func:`estimate_rows_before_run`), the row limit - before anything is simulated."""
+        flt = self.check()
+        if self.level == "off":
+            return
+        check_filter(flt, net, queries, self.level)
+        est = estimate_rows_before_run(net, cfg, queries, self.level, flt)
+        if est is not None and est[1] and est[0] > self.max_rows:
+            raise self._limit_error(est[0])
+
+    def _limit_error(self, est: int) -> TraceLimitError:
+        return TraceLimitError(
+            f"--trace {self.level}: the trace would have {est:,} rows, more than "
+            f"--max-trace-rows {self.max_rows:,}; narrow it with --trace-filter (e.g. "
+            "'query=0:0,layer=feature,neuron=0:63,cycle=0:5000') or raise "
+            "--max-trace-rows; nothing was written"
+        )
+
+    def check_size(self, result: SimResult, net: QuantizedNetwork, cfg: HwConfig) -> int:
+        """Raise TraceLimitError if the trace would pass ``max_rows`` (nothing written)."""
+        flt = self.check()
+        if self.level == "off":
+            return 0
+        check_filter(flt, net, int(result.outputs.shape[0]), self.level)
+        est = estimate_rows(result, cfg, self.level, flt)
+        if est > self.max_rows:
+            raise self._limit_error(est)
+        return est
+
+
+def trace_names(level: str, fmt: str) -> tuple[str, str]:
+    """(data file, manifest) names of a trace."""
+    return f"trace_{level}.{fmt}", f"trace_{level}.json"
+
+
+TRACE_OWNED = r"trace_(layer|neuron|op|cycle)\.(parquet|csv|json)"
+
+
 def write_trace(
     result: SimResult,
     net: QuantizedNetwork,
     cfg: HwConfig,
     input_codes: list[np.ndarray] | None,
-    out_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | ResultSet,
     level: str,
     filter_expr: str = "",
     fmt: str = "parquet",
@@ -714,91 +821,82 @@ def write_trace(
 ) -> TraceSummary:
     """Write ``DIR/trace_<level>.<fmt>`` and ``DIR/trace_<level>.json`` for a finished run.
 
+    out_dir: a folder (the two files are published together, see simulator.outputs) or an
+    open :class:`ResultSet` (the files are staged into it and published by its commit).
     input_codes: per-module int64 (Q, K) input codes (default ``result.input_codes``).
     Raises TraceError for a bad level, format or filter and TraceLimitError (nothing written)
     if the trace would have more than ``max_rows`` rows.
     """
     t0 = time.perf_counter()
-    if level not in LEVELS:
-        raise TraceError(f"--trace {level!r}: choose one of {', '.join(LEVELS)}")
-    if fmt not in FORMATS:
-        raise TraceError(f"--trace-format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    flt = parse_filter(filter_expr)
+    req = TraceRequest(level, filter_expr, fmt, max_rows)
+    flt = req.check()
     if level == "off":
         return TraceSummary(level, fmt, 0, 0, None, None, flt.text, 0.0)
-    if max_rows < 1:
-        raise TraceError(f"--max-trace-rows {max_rows}: must be >= 1")
     q_total = int(result.outputs.shape[0])
-    check_filter(flt, net, q_total, level)
-    est = estimate_rows(result, cfg, level, flt)
-    if est > max_rows:
-        raise TraceLimitError(
-            f"--trace {level}: the trace would have {est:,} rows, more than --max-trace-rows "
-            f"{max_rows:,}; narrow it with --trace-filter (e.g. 'query=0:0,layer=feature,"
-            f"neuron=0:63,cycle=0:5000') or raise --max-trace-rows; nothing was written"
-        )
+    est = req.check_size(result, net, cfg)
     codes = input_codes if input_codes is not None else result.input_codes
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    final = out / f"trace_{level}.{fmt}"
-    tmp = out / f".trace_{level}.{fmt}.partial"
     if level == "layer":
         chunks = _layer_rows(result, cfg, flt)
     elif level == "neuron":
         chunks = _neuron_level(result, cfg, flt)
     else:
         chunks = _op_level(result, net, cfg, flt, level == "cycle", codes)
-    written = 0
+    own = not isinstance(out_dir, ResultSet)
+    rs = ResultSet(out_dir, option="--trace-dir").open() if own else out_dir
+    assert isinstance(rs, ResultSet)
     try:
-        writer = _open_writer(tmp, fmt)
-        try:
-            for table in chunks:
-                n = table.num_rows
-                if not n:
-                    continue
-                if written + n > max_rows:
-                    raise TraceLimitError(
-                        f"--trace {level}: more than --max-trace-rows {max_rows:,} rows; "
-                        "narrow it with --trace-filter; nothing was written"
-                    )
-                writer.write_table(table)
-                written += n
-        finally:
-            writer.close()
-        if written == 0:  # an empty trace still has the schema
-            _empty_file(tmp, fmt)
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    seconds = time.perf_counter() - t0
-    manifest = out / f"trace_{level}.json"
-    summary = TraceSummary(level, fmt, written, est, final, manifest, flt.text, seconds)
-    doc = {
-        "schema": {"name": TRACE_SCHEMA_NAME, "version": TRACE_SCHEMA_VERSION},
-        "level": level,
-        "format": fmt,
-        "file": final.name,
-        "rows": written,
-        "filter": flt.text,
-        "columns": [{"name": n, "type": str(t), "nullable": nb, "meaning": d}
-                    for n, t, nb, d in COLUMNS],
-        "config": {"name": cfg.name, "source": cfg.source, "sha256": cfg.sha256},
-        "model": {"source": net.source},
-        "queries": q_total,
-        "provenance": provenance or {},
-    }
-    tmpm = out / f".{manifest.name}.partial"
-    tmpm.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmpm, manifest)
+        data_name, man_name = trace_names(level, fmt)
+        final = rs.final_path(data_name)
+        written = 0
+        with rs.open_file(data_name) as fh:
+            writer = _open_writer(fh, fmt)
+            try:
+                for table in chunks:
+                    n = table.num_rows
+                    if not n:
+                        continue
+                    if written + n > max_rows:
+                        raise TraceLimitError(
+                            f"--trace {level}: more than --max-trace-rows {max_rows:,} rows; "
+                            "narrow it with --trace-filter; nothing was written"
+                        )
+                    writer.write_table(table)
+                    written += n
+                if written == 0:  # an empty trace still has the schema
+                    writer.write_table(SCHEMA.empty_table())
+            finally:
+                writer.close()
+        seconds = time.perf_counter() - t0
+        manifest = rs.final_path(man_name)
+        summary = TraceSummary(level, fmt, written, est, final, manifest, flt.text, seconds)
+        doc = {
+            "schema": {"name": TRACE_SCHEMA_NAME, "version": TRACE_SCHEMA_VERSION},
+            "level": level,
+            "format": fmt,
+            "file": final.name,
+            "rows": written,
+            "filter": flt.text,
+            "columns": [{"name": n, "type": str(t), "nullable": nb, "meaning": d}
+                        for n, t, nb, d in COLUMNS],
+            "config": {"name": cfg.name, "source": cfg.source, "sha256": cfg.sha256},
+            "model": {"source": net.source},
+            "queries": q_total,
+            "provenance": provenance or {},
+        }
+        rs.write_json(man_name, doc)
+        if own:
+            rs.commit()
+    finally:
+        if own:
+            rs.close()
     return summary
 
 
 class _CsvWriter:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, sink: Any) -> None:
         import pyarrow.csv as pacsv
 
-        self._w = pacsv.CSVWriter(str(path), SCHEMA)
+        self._w = pacsv.CSVWriter(sink, SCHEMA)
 
     def write_table(self, table: pa.Table) -> None:
         self._w.write_table(table)
@@ -807,18 +905,13 @@ class _CsvWriter:
         self._w.close()
 
 
-def _open_writer(path: Path, fmt: str) -> Any:
+def _open_writer(sink: Any, fmt: str) -> Any:
+    """A chunked writer on an open binary file (created by the result set)."""
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        return pq.ParquetWriter(str(path), SCHEMA, compression="zstd")
-    return _CsvWriter(path)
-
-
-def _empty_file(path: Path, fmt: str) -> None:
-    w = _open_writer(path, fmt)
-    w.write_table(SCHEMA.empty_table())
-    w.close()
+        return pq.ParquetWriter(sink, SCHEMA, compression="zstd")
+    return _CsvWriter(sink)
 
 
 def read_trace(path: str | os.PathLike[str]) -> Any:
@@ -847,30 +940,43 @@ def read_trace(path: str | os.PathLike[str]) -> Any:
 # --- command line ------------------------------------------------------------------------------
 
 
-def add_trace_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add --trace, --trace-filter, --trace-format, --max-trace-rows, --trace-dir to ``run``."""
+def add_trace_arguments(parser: argparse.ArgumentParser, default: str = "off",
+                        with_dir: bool = True) -> None:
+    """Add --trace, --trace-filter, --trace-format, --max-trace-rows (--trace-dir) options."""
     g = parser.add_argument_group("traces (docs/traces.md)")
-    g.add_argument("--trace", choices=LEVELS, default="off",
-                   help="trace level: layer/neuron from the fast path, op/cycle stepwise")
+    g.add_argument("--trace", choices=LEVELS, default=default,
+                   help="trace level: layer/neuron from the fast path, op/cycle stepwise "
+                        f"(default {default})")
     g.add_argument("--trace-filter", default="", metavar="EXPR",
                    help="e.g. module=0,layer=feature,neuron=0:63,query=0:9,cycle=0:5000 "
                         "(inclusive ranges)")
     g.add_argument("--trace-format", choices=FORMATS, default="parquet")
     g.add_argument("--max-trace-rows", type=int, default=DEFAULT_MAX_ROWS, metavar="N",
                    help=f"stop (writing nothing) above N rows (default {DEFAULT_MAX_ROWS:,})")
-    g.add_argument("--trace-dir", default=None, metavar="DIR",
-                   help="where traces go (default: the --out folder)")
+    if with_dir:
+        g.add_argument("--trace-dir", default=None, metavar="DIR",
+                       help="where traces go (default: the --out folder, published with the "
+                            "run's result set)")
+
+
+def trace_request(args: argparse.Namespace) -> TraceRequest:
+    """The TraceRequest of ``run``/``demo`` options (validated; raises TraceError)."""
+    tdir = getattr(args, "trace_dir", None)
+    if tdir is not None and not str(tdir).strip():
+        raise TraceError("--trace-dir '': an empty path; give a folder or drop the option")
+    req = TraceRequest(
+        getattr(args, "trace", "off"), getattr(args, "trace_filter", "") or "",
+        getattr(args, "trace_format", "parquet"),
+        getattr(args, "max_trace_rows", DEFAULT_MAX_ROWS),
+        Path(tdir) if tdir else None,
+    )
+    req.check()
+    return req
 
 
 def check_trace_arguments(args: argparse.Namespace) -> None:
     """Validate the trace options before a (long) run; raises TraceError."""
-    if getattr(args, "trace", "off") == "off":
-        if getattr(args, "trace_filter", ""):
-            raise TraceError("--trace-filter needs --trace layer|neuron|op|cycle")
-        return
-    parse_filter(args.trace_filter)
-    if args.max_trace_rows < 1:
-        raise TraceError(f"--max-trace-rows {args.max_trace_rows}: must be >= 1")
+    trace_request(args)
 
 
 def trace_dir(args: argparse.Namespace) -> Path:
@@ -911,6 +1017,7 @@ def handle_trace(args: argparse.Namespace, run_output: Any) -> TraceSummary | No
 __all__ = [
     "COLUMNS", "LEVELS", "SCHEMA", "TRACE_SCHEMA_VERSION", "TraceError",
     "TraceFilter", "TraceLimitError", "TraceSummary", "add_trace_arguments",
-    "check_trace_arguments", "estimate_rows", "handle_trace", "parse_filter", "read_trace",
-    "write_trace",
+    "TraceRequest", "check_trace_arguments", "estimate_rows", "estimate_rows_before_run",
+    "handle_trace", "parse_filter",
+    "read_trace", "trace_request", "write_trace",
 ]

@@ -22,8 +22,9 @@ ceil(bits/4) digits), Xilinx ``.coe``, Intel ``.mif`` and ``.npy`` (the values t
 the smallest numpy integer type of the register's width and signedness, natural shape), plus
 ``manifest.json`` (schema ``tempo-hwsim-vectors`` 1: provenance and, for every file, its
 width, signedness, depth, layout and sha256), the reference bench ``tb_layer.v`` and, per
-layer, a parameterised top ``tb_top.v``. Everything is written to a temporary folder and
-moved into place only when complete.
+layer, a parameterised top ``tb_top.v``. The folder is one result set (simulator.outputs):
+staged inside ``--out``, published under its lock with ``manifest.json`` last, replacing the
+entries of an earlier vectors set; nothing is followed through a planted symlink.
 """
 
 from __future__ import annotations
@@ -32,12 +33,10 @@ import argparse
 import hashlib
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
 import tempfile
-import uuid
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -50,6 +49,8 @@ from .config import HwConfig, LayerHw, load_config, requant_clamp
 from .engine import InputError, SimResult, simulate
 from .loaders import ModelLimits, load_model
 from .network import QuantizedNetwork
+from .outputs import ResultSet, owned_by_patterns
+from .outputs import check_out_dir as outputs_check_out_dir
 from .runner import load_input, sha256_file
 from .units.requantizer import fixed_point_multipliers, float_multiplier, requantize
 
@@ -458,18 +459,13 @@ def testbench_source() -> bytes:
         ) from None
 
 
-def _write(root: Path, rel: str, data: bytes) -> str:
-    target = root / rel
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-    except OSError as exc:
-        raise VectorsError(f"{target}: cannot write ({exc.strerror or exc}); check free space "
-                           "and permissions of the --out folder's parent") from None
+def _write(root: ResultSet, rel: str, data: bytes) -> str:
+    """Stage ``rel`` in the vectors set; return its sha256 (OSErrors name the final path)."""
+    root.write_bytes(rel, data)
     return hashlib.sha256(data).hexdigest()
 
 
-def write_layer(root: Path, lv: LayerVectors, formats: list[str]) -> list[dict[str, Any]]:
+def write_layer(root: ResultSet, lv: LayerVectors, formats: list[str]) -> list[dict[str, Any]]:
     """Write one layer's files under root/<dir>; return their manifest entries."""
     entries: list[dict[str, Any]] = []
     hexes: dict[str, str] = {}
@@ -519,29 +515,26 @@ def _is_vectors_folder(path: Path) -> bool:
 
 def check_out_dir(out: Path) -> None:
     """Refuse an --out that is a file or a non-empty folder not written by hwsim vectors."""
-    if out.exists() and not out.is_dir():
+    if not str(out).strip():
+        raise VectorsError("--out '': an empty path; give a vectors folder, e.g. vectors/run1")
+    if (out.exists() or out.is_symlink()) and not out.is_dir():
         raise VectorsError(f"{out}: exists and is not a folder; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not _is_vectors_folder(out):
-        raise VectorsError(
-            f"{out}: folder is not empty and holds no hwsim vectors {MANIFEST}; refusing to "
-            "replace it - choose a new or empty --out"
-        )
+    if out.is_dir():
+        try:
+            entries = [p for p in out.iterdir() if not p.name.startswith(".hwsim")]
+        except OSError as exc:
+            raise VectorsError(f"{out}: cannot list it ({exc.strerror or exc}); choose "
+                               "another --out") from None
+        if entries and not _is_vectors_folder(out):
+            raise VectorsError(
+                f"{out}: folder is not empty and holds no hwsim vectors {MANIFEST}; refusing "
+                "to replace it - choose a new or empty --out"
+            )
+    outputs_check_out_dir(out)
 
 
-def _publish(tmp: Path, out: Path) -> None:
-    """Move the finished temporary folder to ``out`` (replacing an earlier vectors folder)."""
-    check_out_dir(out)
-    if not out.exists():
-        os.rename(tmp, out)
-        return
-    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-    os.rename(out, old)
-    try:
-        os.rename(tmp, out)
-    except OSError:
-        os.rename(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+#: entries of an earlier vectors set that a new one replaces (besides those its manifest lists)
+VECTORS_OWNED = owned_by_patterns([r"m\d+_(feature|output)", re.escape(TB_FILE)])
 
 
 @dataclass
@@ -566,6 +559,8 @@ def generate(
     overrides: list[str] | tuple[str, ...] = (),
 ) -> VectorsJob:
     """Simulate and write the vectors folder ``out_dir`` atomically; return the manifest."""
+    if not str(out_dir).strip():
+        raise VectorsError("--out '': an empty path; give a vectors folder, e.g. vectors/run1")
     out = Path(out_dir)
     check_out_dir(out)
     fmts = list(dict.fromkeys(formats))
@@ -599,25 +594,18 @@ def generate(
         raise VectorsError(f"--queries {queries}: {input_path} has {x_all.shape[0]} queries "
                            f"(0..{x_all.shape[0] - 1}); choose a range inside it")
     nsel = parse_range(neurons, 1 << 62, "--neurons")
-    res = simulate(net, cfg, x_all[q0:q1], source=str(input_path))
-    names = ["feature", "output"] if layer == "all" else [layer]
-    lvs = [layer_vectors(net, cfg, res, m, name, nsel, q0) for m in mods for name in names]
 
-    parent = out.resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    except OSError as exc:
-        raise VectorsError(f"{parent}: cannot create the --out folder here "
-                           f"({exc.strerror or exc}); choose a writable location") from None
-    try:
+    with ResultSet(out, index=MANIFEST, owned=VECTORS_OWNED) as rs:
+        res = simulate(net, cfg, x_all[q0:q1], source=str(input_path))
+        names = ["feature", "output"] if layer == "all" else [layer]
+        lvs = [layer_vectors(net, cfg, res, m, name, nsel, q0) for m in mods for name in names]
         files: list[dict[str, Any]] = []
         tb = testbench_source()
-        tb_sha = _write(tmp, TB_FILE, tb)
+        tb_sha = _write(rs, TB_FILE, tb)
         files.append({"path": TB_FILE, "format": "verilog",
                       "description": "reference test bench (Verilog-2001)", "sha256": tb_sha})
         for lv in lvs:
-            files += write_layer(tmp, lv, fmts)
+            files += write_layer(rs, lv, fmts)
         manifest = {
             "schema": dict(VECTORS_SCHEMA),
             "tool": {"name": "tempo-hwsim", "version": __version__},
@@ -633,14 +621,7 @@ def generate(
             "layers": [_layer_entry(lv) for lv in lvs],
             "files": files,
         }
-        _write(tmp, MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
-        try:
-            _publish(tmp, out)
-        except OSError as exc:
-            raise VectorsError(f"{out}: cannot move the finished vectors into place "
-                               f"({exc.strerror or exc}); is it open elsewhere?") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        rs.commit(manifest)
     return VectorsJob(out, manifest, lvs)
 
 

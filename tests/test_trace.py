@@ -94,6 +94,51 @@ def test_schema_columns_dtypes_and_manifest(eventful: tuple, level: str, fmt: st
 
 
 @pytest.mark.parametrize("seed", [1, 3, 7, 11, 20, 33])
+def test_estimate_before_run_matches_the_schedule(seed: int) -> None:
+    """Dense: the pre-run count equals the post-run count; event-driven without a cycle
+    window: an upper bound; with one: unknown before the run (None)."""
+    net, cfg, x, sets = random_case(seed)
+    for mode in ("dense", "event_driven"):
+        keep = [v for v in sets if not v.startswith(("schedule.mode", "mac.operand"))]
+        c = load_config(cfg.source, [*keep, f"schedule.mode={mode}"])
+        res = simulate(net, c, x)
+        total = int(res.cycles_per_query.sum())
+        for flt_text in ("", "query=0:1,neuron=1:4", f"cycle={total // 4}:{total // 2}",
+                         "module=0,layer=output"):
+            flt = parse_filter(flt_text)
+            for level in LEVELS:
+                if level == "layer" and "neuron" in flt_text:
+                    continue
+                after = tr.estimate_rows(res, c, level, flt)
+                before = tr.estimate_rows_before_run(net, c, x.shape[0], level, flt)
+                if mode == "dense":
+                    assert before == (after, True), (level, flt_text)
+                elif flt.cycles is not None:
+                    assert before is None
+                else:
+                    assert before is not None and before[0] >= after and not before[1]
+
+
+def test_row_limit_refused_before_simulating(eventful: tuple, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import simulator.runner as runner
+
+    net, cfg, x, res = eventful
+    save_npz(net, tmp_path / "m.npz")
+    np.save(tmp_path / "x.npy", x)
+
+    def no_sim(*a: object, **k: object) -> None:
+        raise AssertionError("simulated before the row limit was checked")
+
+    monkeypatch.setattr(runner, "simulate", no_sim)
+    req = tr.TraceRequest("cycle", "", "parquet", 10)
+    with pytest.raises(TraceLimitError, match="more than --max-trace-rows 10"):
+        runner.run_job(cfg.source, tmp_path / "m.npz", tmp_path / "x.npy", tmp_path / "out",
+                       cfg_sets(), trace=req)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("seed", [1, 3, 7, 11, 20, 33])
 def test_estimate_equals_rows_written(seed: int, tmp_path: Path) -> None:
     net, cfg, x, _ = random_case(seed)
     res = simulate(net, cfg, x)
