@@ -579,6 +579,13 @@ def test_image_pixel_bomb_refused(tmp_path: Path) -> None:
     (tmp_path / "big.png").write_bytes(bytes(png))
     with pytest.raises(DatasetError, match="MAX_IMAGE_PIXELS"):
         load_image(tmp_path / "big.png")
+    bmp = bytearray(cv2.imencode(".bmp", np.zeros((4, 4, 3), np.uint8))[1].tobytes())
+    bmp[18:26] = struct.pack("<ii", 100_000, -100_000)
+    (tmp_path / "big.bmp").write_bytes(bytes(bmp))
+    (tmp_path / "big.ppm").write_bytes(b"P6\n# planted\n100000 100000\n255\n" + bytes(64))
+    for name in ("big.bmp", "big.ppm"):
+        with pytest.raises(DatasetError, match="MAX_IMAGE_PIXELS"):
+            load_image(tmp_path / name)
 
 
 # --- the reader reads what numpy writes --------------------------------------------------------

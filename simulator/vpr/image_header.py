@@ -10,11 +10,14 @@ only the simulator's one line. They also bound the decoded size from the header:
   not exceed ``MAX_IMAGE_PIXELS``; the file must end with an EOI marker (trailing padding
   allowed), else it is truncated.
 
-Other formats go to OpenCV as they are (bounded by OpenCV's own pixel limit).
+* BMP, PGM/PPM: width x height from the header against ``MAX_IMAGE_PIXELS``.
+
+Other formats (TIFF, WebP) go to OpenCV as they are (bounded by OpenCV's own pixel limit).
 """
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 
@@ -35,7 +38,25 @@ def image_problem(data: bytes) -> str | None:
         return _png_problem(data)
     if data.startswith(JPEG_SOI):
         return _jpeg_problem(data)
+    if data.startswith(b"BM"):
+        return _bmp_problem(data)
+    if data[:2] in (b"P2", b"P3", b"P5", b"P6"):
+        return _pnm_problem(data)
     return None
+
+
+def _bmp_problem(data: bytes) -> str | None:
+    if len(data) < 26:
+        return "truncated BMP header"
+    width, height = struct.unpack("<ii", data[18:26])
+    return _too_big(abs(width), abs(height))
+
+
+def _pnm_problem(data: bytes) -> str | None:
+    fields = re.sub(rb"#[^\n]*", b" ", data[2:256]).split()
+    if len(fields) < 2 or not fields[0].isdigit() or not fields[1].isdigit():
+        return "damaged PNM header"
+    return _too_big(int(fields[0]), int(fields[1]))
 
 
 def _too_big(width: int, height: int) -> str | None:
