@@ -42,7 +42,6 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO
 
 import numpy as np
@@ -442,7 +441,3 @@ def _human(nbytes: int) -> str:
             return f"{nbytes:,.0f} {unit}" if unit == "B" else f"{nbytes:,.1f} {unit}"
         nbytes /= 1024  # type: ignore[assignment]
     return f"{nbytes} B"  # pragma: no cover
-
-
-def file_size(path: str | os.PathLike[str]) -> int:
-    return Path(path).stat().st_size
