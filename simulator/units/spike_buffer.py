@@ -6,7 +6,14 @@ handed a float32 tensor) become quint8 codes with torch's QuantStub arithmetic:
     q = clamp(round(fmaf(x, f32(1 / scale), zero_point)), lo, hi)
 
 one float32 rounding for the fused multiply-add (``spikes.quantizer = "fma_f32"``), or plain
-float64 ``x / scale + zero_point`` (``float64``). Codes below/above the register are clamped
+float64 ``x / scale + zero_point`` (``float64``). The other engines round the scaled value to
+float32 first and add the zero point after rounding:
+
+    div_f32:      q = clamp(round(f32(x / f32(scale))) + zero_point)       (ONNX Runtime
+                  QuantizeLinear: half_even; TFLite reference / TFLite Micro QUANTIZE: half_away)
+    mul_inv_f32:  q = clamp(round(f32(x * f32(1 / f32(scale)))) + zero_point)  (LiteRT XNNPACK
+                  and optimized QUANTIZE, half_even)
+ Codes below/above the register are clamped
 and counted (that is what the quantizer does), never dropped.
 """
 
@@ -33,6 +40,11 @@ def quantize_spikes(
     if quantizer == "fma_f32":
         inv = np.float32(np.float32(1.0) / np.float32(scale))
         r = _round_fma(x32, inv, float(zero_point), rounding)
+    elif quantizer == "div_f32":
+        r = round_float(x32 / np.float32(scale), rounding) + np.float32(zero_point)
+    elif quantizer == "mul_inv_f32":
+        inv = np.float32(np.float32(1.0) / np.float32(scale))
+        r = round_float(x32 * inv, rounding) + np.float32(zero_point)
     else:
         v = x32.astype(np.float64) / np.float64(scale) + zero_point
         r = round_float(v, rounding)
