@@ -1,0 +1,232 @@
+"""ONNX export and import of VPRTempo-shaped networks (written with ``onnx.helper``).
+
+Graph: input ``spikes`` float32 (queries, K); per module m a ``QuantizeLinear`` (sx_m, zx_m,
+uint8) and two layers, then output ``places_m`` uint8 (one output per module, in order).
+A layer is, by ``form``:
+
+* ``qlinear``: ``QLinearMatMul`` (codes uint8, weights int8 (in, out), per-column scales,
+  zero points 0) -> uint8 (sy, zy);
+* ``matmulinteger``: ``MatMulInteger`` -> int32 -> ``Cast`` float -> ``Mul`` by the float32
+  per-column constant f32(f32(sx) * f32(sw_j)) -> ``QuantizeLinear`` (sy, zy) -> uint8
+  (dequantize-then-quantize: two float32 roundings; preset ``onnxruntime_matmulinteger``).
+
+ONNX stores MatMul weights as (in, out), the transpose of hwsim's (out, in) rows.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..network import Layer, ModelError, Module, QuantizedNetwork, WeightPath
+from . import FormatUnavailableError
+from .tflite import _check_exportable
+
+ONNX_FORMS: tuple[str, ...] = ("qlinear", "matmulinteger")
+OPSET = 21
+IR_VERSION = 10
+
+
+def _onnx() -> Any:
+    try:
+        import onnx
+
+        return onnx
+    except ImportError:
+        raise FormatUnavailableError(
+            "the ONNX format needs the 'onnx' package; pip install 'tempo-hwsim[engines]'"
+        ) from None
+
+
+def export_onnx(net: QuantizedNetwork, path: str | os.PathLike[str], form: str = "qlinear") -> Path:
+    """Write ``net`` as an ONNX graph of ``form`` (see module doc)."""
+    if form not in ONNX_FORMS:
+        raise ModelError(f"--form {form!r}: choose one of {', '.join(ONNX_FORMS)}")
+    _check_exportable(net)
+    onnx = _onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits: list[Any] = []
+    nodes: list[Any] = []
+
+    def const(name: str, arr: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(arr, name))
+        return name
+
+    k = net.in_features
+    outputs = []
+    for mi, mod in enumerate(net.modules):
+        pre = f"m{mi}"
+        sx = const(f"{pre}/input_scale", np.array(mod.input_scale, np.float32))
+        zx = const(f"{pre}/input_zero_point", np.array(mod.input_zero_point, np.uint8))
+        x = f"{pre}/input_codes"
+        nodes.append(helper.make_node("QuantizeLinear", ["spikes", sx, zx], [x],
+                                      name=f"{pre}/quantize"))
+        for lay in mod.layers:
+            p = lay.paths[0]
+            ln = f"{pre}/{lay.name}"
+            n = lay.out_features
+            w = const(f"{ln}/weight", np.ascontiguousarray(p.weight.T.astype(np.int8)))
+            sy = const(f"{ln}/output_scale", np.array(lay.output_scale, np.float32))
+            zy = const(f"{ln}/output_zero_point", np.array(lay.output_zero_point, np.uint8))
+            y = f"places_{mi}" if lay.name == "output" else f"{ln}/codes"
+            zw = const(f"{ln}/weight_zero_point", np.zeros(n, np.int8))
+            if form == "qlinear":
+                sw = const(f"{ln}/weight_scale", p.scale.astype(np.float32))
+                nodes.append(helper.make_node(
+                    "QLinearMatMul", [x, sx, zx, w, sw, zw, sy, zy], [y], name=ln))
+            else:
+                sxv = np.float32(
+                    mod.input_scale if lay.name == "feature" else mod.layer("feature").output_scale
+                )
+                scale = (sxv * p.scale.astype(np.float32)).astype(np.float32)
+                m = const(f"{ln}/dequant_scale", scale)
+                nodes += [
+                    helper.make_node("MatMulInteger", [x, w, zx, zw], [f"{ln}/acc"],
+                                     name=f"{ln}/matmul"),
+                    helper.make_node("Cast", [f"{ln}/acc"], [f"{ln}/acc_f"],
+                                     to=TensorProto.FLOAT, name=f"{ln}/cast"),
+                    helper.make_node("Mul", [f"{ln}/acc_f", m], [f"{ln}/real"], name=f"{ln}/mul"),
+                    helper.make_node("QuantizeLinear", [f"{ln}/real", sy, zy], [y],
+                                     name=f"{ln}/quantize"),
+                ]
+            x, sx, zx = y, sy, zy
+        outputs.append(helper.make_tensor_value_info(
+            f"places_{mi}", TensorProto.UINT8, ["queries", mod.places]))
+    graph = helper.make_graph(
+        nodes, "vprtempo",
+        [helper.make_tensor_value_info("spikes", TensorProto.FLOAT, ["queries", k])],
+        outputs, initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="tempo-hwsim")
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    out = Path(path)
+    onnx.save(model, str(out))
+    return out
+
+
+# --- import ------------------------------------------------------------------------------------
+
+
+def import_onnx(path: str | os.PathLike[str]) -> QuantizedNetwork:
+    """Read an ONNX graph of either exported form into a network (see module doc)."""
+    onnx = _onnx()
+    from onnx import numpy_helper
+
+    p = Path(path)
+    try:
+        model = onnx.load(str(p))
+    except Exception as exc:  # protobuf raises DecodeError and friends
+        raise ModelError(f"{p}: not a readable ONNX model ({type(exc).__name__}); "
+                         "re-export it") from None
+    g = model.graph
+    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    for node in g.node:  # Constant nodes are constants too
+        if node.op_type == "Constant":
+            consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    producer = {o: n for n in g.node for o in n.output}
+    supported = ("QuantizeLinear", "QLinearMatMul", "MatMulInteger", "Cast", "Mul", "Constant")
+    for node in g.node:
+        if node.op_type not in supported:
+            raise ModelError(
+                f"{p}: node {node.name or node.output[0]!r} is {node.op_type}; hwsim imports "
+                "QuantizeLinear + QLinearMatMul (or MatMulInteger -> Cast -> Mul -> "
+                "QuantizeLinear) layers, as hwsim export writes them"
+            )
+    graph_inputs = {i.name for i in g.input} - set(consts)
+    if len(graph_inputs) != 1:
+        raise ModelError(f"{p}: expected one float input (the spikes), found "
+                         f"{sorted(graph_inputs)}")
+
+    def const(name: str, what: str) -> np.ndarray:
+        if name not in consts:
+            raise ModelError(f"{p}: tensor {name!r} ({what}) must be a constant initializer")
+        return consts[name]
+
+    def scalar_q(scale: str, zp: str) -> tuple[float, int]:
+        s, z = const(scale, "scale"), const(zp, "zero point")
+        if s.size != 1 or z.size != 1:
+            raise ModelError(f"{p}: tensor {scale!r}: activations need one scale and zero "
+                             f"point (per tensor), found {s.size}; re-quantize per tensor")
+        if z.dtype != np.uint8:
+            raise ModelError(f"{p}: tensor {zp!r} is {z.dtype}; hwsim imports uint8 activations "
+                             "(for int8, add 128 to every activation zero point)")
+        return float(np.float32(s.ravel()[0])), int(z.ravel()[0])
+
+    def weights(name: str, zp: str, n_scales: int | None) -> np.ndarray:
+        w = const(name, "weights")
+        if w.dtype != np.int8 or w.ndim != 2:
+            raise ModelError(f"{p}: tensor {name!r}: weights must be a 2-D int8 (in, out) "
+                             f"matrix, found {w.dtype} {w.shape}")
+        if n_scales is not None and n_scales not in (1, w.shape[1]):
+            hint = (" (it looks transposed: ONNX MatMul weights are (in, out))"
+                    if n_scales == w.shape[0] else "")
+            raise ModelError(f"{p}: tensor {name!r} of shape {w.shape} has {n_scales} scales; "
+                             f"need 1 or one per output column ({w.shape[1]}){hint}")
+        z = const(zp, "weight zero point")
+        if np.any(z != 0):
+            raise ModelError(f"{p}: tensor {zp!r}: weight zero points must be 0 (symmetric)")
+        return w
+
+    def layer(y: str, lname: str) -> tuple[Layer, str, float]:
+        node = producer.get(y)
+        if node is None:
+            raise ModelError(f"{p}: tensor {y!r} has no producer; expected a quantized layer")
+        if node.op_type == "QLinearMatMul":
+            x, sxn, zxn, wn, swn, zwn, syn, zyn = node.input
+            sw = const(swn, "weight scale").astype(np.float32).ravel()
+            w = weights(wn, zwn, sw.size)
+            sy, zy = scalar_q(syn, zyn)
+            sx = float(np.float32(const(sxn, "input scale").ravel()[0]))
+            sw = np.broadcast_to(sw, (w.shape[1],)).astype(np.float64)
+        elif node.op_type == "QuantizeLinear" and producer.get(node.input[0]) is not None:
+            mul = producer[node.input[0]]
+            cast = producer.get(mul.input[0]) if mul.op_type == "Mul" else None
+            mm = producer.get(cast.input[0]) if cast is not None and cast.op_type == "Cast" else None
+            if mm is None or mm.op_type != "MatMulInteger":
+                raise ModelError(f"{p}: tensor {y!r}: expected MatMulInteger -> Cast -> Mul -> "
+                                 "QuantizeLinear before it")
+            x, wn = mm.input[0], mm.input[1]
+            m = const(mul.input[1], "dequantize scale").astype(np.float32).ravel()
+            w = weights(wn, mm.input[3], m.size)
+            sy, zy = scalar_q(node.input[1], node.input[2])
+            src = producer.get(x)
+            if src is None or len(src.input) < 3:
+                raise ModelError(f"{p}: tensor {x!r}: expected quantized codes")
+            sx = float(np.float32(const(src.input[1], "scale").ravel()[0]))
+            # hwsim's dequant_quant recomputes f32(f32(sx) * f32(sw)); recover sw exactly
+            sw = np.broadcast_to(m / np.float32(sx), (w.shape[1],)).astype(np.float64)
+            if not np.array_equal((np.float32(sx) * sw.astype(np.float32)).astype(np.float32),
+                                  np.broadcast_to(m, sw.shape)):
+                raise ModelError(f"{p}: tensor {mul.input[1]!r}: the dequantize scale is not "
+                                 "f32(input scale * weight scale); hwsim cannot represent it")
+        else:
+            raise ModelError(f"{p}: tensor {y!r} comes from {node.op_type}; expected a "
+                             "QLinearMatMul or a MatMulInteger chain")
+        wp = WeightPath("combined", np.ascontiguousarray(w.T), sw.copy(),
+                        np.zeros(w.shape[1], np.int64))
+        return Layer(lname, (wp,), sy, zy), x, sx
+
+    modules = []
+    forms = set()
+    for out in g.output:
+        lay2, h, _ = layer(out.name, "output")
+        lay1, xq, sx = layer(h, "feature")
+        forms.add(producer[out.name].op_type)
+        q = producer.get(xq)
+        if q is None or q.op_type != "QuantizeLinear" or q.input[0] not in graph_inputs:
+            raise ModelError(f"{p}: tensor {xq!r}: expected a QuantizeLinear of the float input")
+        sx, zx = scalar_q(q.input[1], q.input[2])
+        modules.append(Module(sx, zx, (lay1, lay2)))
+    if not modules:
+        raise ModelError(f"{p}: the graph has no outputs")
+    form = "qlinear" if forms == {"QLinearMatMul"} else "matmulinteger"
+    net = QuantizedNetwork("combined", tuple(modules), {"format": "onnx", "onnx_form": form},
+                           str(p))
+    net.validate()
+    return net
