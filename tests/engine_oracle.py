@@ -143,3 +143,54 @@ def run_onnxruntime(path: Path, x: np.ndarray) -> np.ndarray:
     name = sess.get_inputs()[0].name
     outs = sess.run(None, {name: x})
     return np.concatenate([as_hwsim_codes(o) for o in outs], axis=1)
+
+
+def cpu_flags() -> set[str]:
+    """The host's x86 ISA flags (/proc/cpuinfo), empty where unknown."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def ort_preset(form: str) -> tuple[str | None, str]:
+    """The onnxruntime preset for this host's MLAS u8s8 kernel, or (None, why not)."""
+    flags = cpu_flags()
+    base = "onnxruntime" if form == "qlinear" else "onnxruntime_matmulinteger"
+    if flags & {"avx512_vnni", "avx_vnni"}:
+        return base, "VNNI host: VPDPBUSD sums products exactly"
+    if "avx2" in flags and "avx512bw" not in flags:
+        return base + "_avx2", "AVX2 host: VPMADDUBSW saturates pairs to int16"
+    return None, (f"no onnxruntime preset measured for this host's ISA (flags "
+                  f"{sorted(flags & {'avx2', 'avx512bw', 'avx512_vnni', 'avx_vnni'})}); "
+                  "presets exist for AVX2 without AVX-512 and for VNNI hosts")
+
+
+def hwsim_run(tmp: Path, model: Path, x: np.ndarray, preset: str,
+              sets: tuple[str, ...] = ()) -> np.ndarray:
+    """``hwsim run --config preset --model model --input x.npy``; its outputs.npy (int64)."""
+    from simulator.cli import main
+
+    xin = tmp / f"x_{preset}.npy"
+    np.save(xin, x)
+    out = tmp / f"run_{preset}_{model.stem}"
+    argv = ["run", "--config", preset, "--model", str(model), "--input", str(xin),
+            "--out", str(out), "--quiet"]
+    for s in sets:
+        argv += ["--set", s]
+    rc = main(argv)
+    assert rc == 0, f"hwsim run {preset} on {model} exited {rc}"
+    return np.load(out / "outputs.npy").astype(np.int64)
+
+
+def mismatch_line(name: str, sim: np.ndarray, ref: np.ndarray) -> str:
+    """A short description of where hwsim and an engine disagree ('' when they do not)."""
+    diff = sim != ref
+    if not diff.any():
+        return ""
+    q, j = np.argwhere(diff)[0]
+    return (f"{name}: {int(diff.sum())} of {diff.size} codes differ; first at query {q} "
+            f"place {j}: hwsim {int(sim[q, j])}, engine {int(ref[q, j])}")
