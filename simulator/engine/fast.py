@@ -24,7 +24,7 @@ from ..units.requantizer import (
     requantize,
     seed_floor_divide,
 )
-from ..units.spike_buffer import quantize_spikes
+from ..units.spike_buffer import negative_codes_fix, quantize_spikes, signedness_notes
 from ..units.weight_memory import WeightMemory
 from .schedule import TileSchedule
 
@@ -202,7 +202,8 @@ def prepare_inputs(
         if not reg.contains(lo, hi):
             raise InputError(
                 f"{source}: input codes span {lo}..{hi} but the spike register "
-                f"('spikes.bits' = {hw.spikes.bits}) holds {reg.describe()}; widen spikes.bits"
+                f"('spikes.bits' = {hw.spikes.bits}) holds {reg.describe()}; "
+                + (negative_codes_fix() if lo < 0 <= reg.min else "widen spikes.bits")
             )
         zps = {m.input_zero_point for m in net.modules}
         scales = {m.input_scale for m in net.modules}
@@ -353,7 +354,8 @@ def simulate(
     )
     predictions = np.argmax(scores, axis=1).astype(np.int64)
     cycles = np.sum([lr.cycles for lr in layers], axis=0).astype(np.int64)
-    return SimResult(outputs, predictions, codes_per_module, clamps, layers, cycles, scores)
+    return SimResult(outputs, predictions, codes_per_module, clamps, layers, cycles, scores,
+                     signedness_notes(net, cfg))
 
 
 def _raise_earliest_error(runs: list[LayerRun], net: QuantizedNetwork, cfg: HwConfig) -> None:

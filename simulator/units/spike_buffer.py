@@ -20,10 +20,15 @@ and counted (that is what the quantizer does), never dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..fixedpoint import Register, f32_fma_round, round_float
+
+if TYPE_CHECKING:
+    from ..config import HwConfig
+    from ..network import QuantizedNetwork
 
 
 @dataclass
@@ -86,3 +91,37 @@ def _round_fma(x32: np.ndarray, inv: np.float32, zp: float, rounding: str) -> np
         exact = f32_fma_round(x32.ravel()[risky], inv, zp)
         r.ravel()[risky] = round_float(exact, rounding)
     return r
+
+
+def negative_codes_fix() -> str:
+    """The fix for negative integer input codes on an unsigned spike register."""
+    return (
+        "negative codes look like int8 engine codes (TFLite int8 = uint8 - 128): add 128 to "
+        "them, as hwsim holds activations in uint8 form (docs/engines.md), or set "
+        "spikes.signed = true if the register really is signed"
+    )
+
+
+def signedness_notes(net: QuantizedNetwork, cfg: HwConfig) -> list[str]:
+    """Warnings for signed spike/output registers that cannot hold the model's uint8 codes.
+
+    hwsim's networks hold activations in uint8 form (zero points 0..255; int8 engine graphs
+    are imported +128), so a signed 8-bit register clamps every code above 127.
+    """
+    notes = []
+    zps = sorted({m.input_zero_point for m in net.modules})
+    for lname in ("feature", "output"):
+        hw = cfg.for_layer(lname)
+        for key, signed, bits in (
+            ("spikes.signed", hw.spikes.signed, hw.spikes.bits),
+            ("requant.output_signed", hw.requant.output_signed, hw.requant.output_bits),
+        ):
+            reg = Register(bits, signed)
+            if signed and reg.max < 255:
+                notes.append(
+                    f"layer {lname!r}: {key} = true gives a {reg.describe()} register, but the "
+                    f"model's activations are uint8 codes (input zero points {zps[0]}.."
+                    f"{zps[-1]}; int8 graphs are imported +128): codes above {reg.max} clamp; "
+                    f"set {key} = false (or widen the register)"
+                )
+    return notes
