@@ -102,13 +102,24 @@ def compare_external(
     }
 
 
+# keys that change timing, capacity or the readout but not a single output code: a reference
+# run takes them from --set even where its own file sets them
+SHARED_KEYS: tuple[str, ...] = (
+    "schedule.", "clock.", "energy.", "readout.", "report.headroom", "weights.capacity_kib",
+    "weights.banks", "weights.word_bits", "weights.read_ports", "mac.lanes",
+    "requant.throughput", "requant.latency",
+)
+
+
 def reference_overrides(reference: str, overrides: list[str] | tuple[str, ...]) -> tuple[
     list[str], list[str]
 ]:
     """Split ``--set`` items into (applied to the reference run, skipped).
 
-    An item applies unless it is a ``report.*`` key or the reference config file sets that
-    key itself (the reference's own arithmetic is what is being compared against).
+    Applied: keys that do not change output codes (:data:`SHARED_KEYS`: schedule, clock,
+    energy, readout, memory organisation, lanes, requantizer timing) and keys the reference
+    config file does not set itself. Skipped: ``report.compare_with`` and any arithmetic key
+    the reference pins (its own arithmetic is what is being compared against).
     """
     path = resolve_config_path(reference)
     raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -123,7 +134,12 @@ def reference_overrides(reference: str, overrides: list[str] | tuple[str, ...]) 
                 pinned = False
                 break
             node = node[part]
-        (skipped if parts[0] == "report" or pinned else applied).append(item)
+        shared = key.startswith(SHARED_KEYS) or (
+            parts[0] == "layers" and ".".join(parts[2:]).startswith(SHARED_KEYS))
+        if key == "report.compare_with" or (pinned and not shared):
+            skipped.append(item)
+        else:
+            applied.append(item)
     return applied, skipped
 
 

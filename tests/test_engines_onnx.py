@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import engine_oracle as E
 import numpy as np
 import pytest
 
-import engine_oracle as E
 from simulator.formats import export_model, import_model
 
 pytest.importorskip("onnx", reason="onnx not installed (engines extra)")

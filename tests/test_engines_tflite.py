@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
+import engine_oracle as E
 import pytest
 
-import engine_oracle as E
 from simulator.formats import export_model
 
 pytest.importorskip("flatbuffers", reason="the TFLite format needs the engines extra")

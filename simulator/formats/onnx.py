@@ -187,7 +187,8 @@ def import_onnx(path: str | os.PathLike[str]) -> QuantizedNetwork:
         elif node.op_type == "QuantizeLinear" and producer.get(node.input[0]) is not None:
             mul = producer[node.input[0]]
             cast = producer.get(mul.input[0]) if mul.op_type == "Mul" else None
-            mm = producer.get(cast.input[0]) if cast is not None and cast.op_type == "Cast" else None
+            is_cast = cast is not None and cast.op_type == "Cast"
+            mm = producer.get(cast.input[0]) if is_cast else None
             if mm is None or mm.op_type != "MatMulInteger":
                 raise ModelError(f"{p}: tensor {y!r}: expected MatMulInteger -> Cast -> Mul -> "
                                  "QuantizeLinear before it")
