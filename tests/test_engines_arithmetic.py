@@ -118,3 +118,21 @@ def test_config_keys() -> None:
         load_config("tflm_reference", ["requant.multiplier_bits=32"])
     with pytest.raises(ConfigError, match="float64"):
         load_config("pytorch_fbgemm", ["requant.scheme='double'"])
+
+
+ENGINE_PRESETS = ("onnxruntime", "onnxruntime_avx2", "onnxruntime_matmulinteger",
+                  "onnxruntime_matmulinteger_avx2", "litert_xnnpack", "litert_optimized",
+                  "litert_reference", "tflm_reference")
+
+
+@pytest.mark.parametrize("preset", ENGINE_PRESETS)
+def test_engine_presets_stepwise_equals_fast(preset: str) -> None:
+    """The cycle-by-cycle engine gives the same bits, events and cycles on every new preset."""
+    import engine_oracle as E
+    from simulator.engine import simulate
+    from simulator.engine.stepwise import compare_with_fast, simulate_stepwise
+
+    net = E.random_network(9, k=12, places=6, modules=2)
+    x = E.make_inputs(9, 4, net)
+    cfg = load_config(preset)
+    assert compare_with_fast(simulate(net, cfg, x), simulate_stepwise(net, cfg, x)) == []
