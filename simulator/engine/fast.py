@@ -100,7 +100,7 @@ def check_fit(net: QuantizedNetwork, cfg: HwConfig) -> None:
                 f"{cfg.source}: 'requant.scheme' = {hw.requant.scheme!r} (layer {lname!r}) does "
                 f"not fit the model's {net.layout!r} layout ({net.source}); the split layout "
                 "needs 'seed_floor_divide', the combined layout one of fbgemm, qnnpack, "
-                "fixed_point"
+                "fixed_point, two_stage, float64, dequant_quant"
             )
         if hw.mac.operand == "raw" and hw.schedule.mode == "event_driven":
             raise ConfigError(
