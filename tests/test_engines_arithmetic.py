@@ -67,7 +67,7 @@ def test_two_stage_equals_gemmlowp_integer_routines(last: str) -> None:
     acc[1] = INT32_MIN // 4
     acc[2:6, :4] = np.array([[1, 2, 3, 12]]) * np.array([[1], [-1], [3], [-3]])  # exact ties
     codes, unclamped, _ = requantize(acc, "two_stage", sx, sw, sy, 0, last, WIDE)
-    want = np.array([[_tflm(int(a), sx * float(s) / sy, last) for a, s in zip(row, sw)]
+    want = np.array([[_tflm(int(a), sx * float(s) / sy, last) for a, s in zip(row, sw, strict=True)]
                      for row in acc])
     assert np.array_equal(unclamped, want)
     # the stages are really two roundings: a single rounding differs on some values
@@ -129,6 +129,7 @@ ENGINE_PRESETS = ("onnxruntime", "onnxruntime_avx2", "onnxruntime_matmulinteger"
 def test_engine_presets_stepwise_equals_fast(preset: str) -> None:
     """The cycle-by-cycle engine gives the same bits, events and cycles on every new preset."""
     import engine_oracle as E
+
     from simulator.engine import simulate
     from simulator.engine.stepwise import compare_with_fast, simulate_stepwise
 

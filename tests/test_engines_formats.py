@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import engine_oracle as E
 import numpy as np
 import pytest
 
-import engine_oracle as E
 from simulator.compare import compare_external, load_external_codes, reference_run
 from simulator.config import ConfigError, load_config
 from simulator.engine import InputError, simulate
