@@ -159,7 +159,7 @@ def cpu_flags() -> set[str]:
 def ort_preset(form: str) -> tuple[str | None, str]:
     """The onnxruntime preset for this host's MLAS u8s8 kernel, or (None, why not)."""
     flags = cpu_flags()
-    base = "onnxruntime" if form == "qlinear" else "onnxruntime_matmulinteger"
+    base = "onnxruntime_matmulinteger" if form == "matmulinteger" else "onnxruntime"
     if flags & {"avx512_vnni", "avx_vnni"}:
         return base, "VNNI host: VPDPBUSD sums products exactly"
     if "avx2" in flags and "avx512bw" not in flags:

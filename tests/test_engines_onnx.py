@@ -1,7 +1,8 @@
 """Proof: the onnxruntime presets equal ONNX Runtime on every output code.
 
 Random VPRTempo-shaped networks (one and several modules) are exported by hwsim's ONNX writer
-in both forms (QLinearMatMul; MatMulInteger -> Cast -> Mul -> QuantizeLinear), run by
+in each form (QLinearMatMul; MatMulInteger -> Cast -> Mul -> QuantizeLinear; QDQ MatMul,
+which onnxruntime fuses into QLinearMatMul), run by
 onnxruntime itself on float spikes (its QuantizeLinear quantizes them), imported back by
 ``hwsim run --model F.onnx`` with the preset for this host's ISA, and every output code is
 compared: >= 100,000 codes per preset, with exact rounding ties and clamps at both ends.
@@ -19,7 +20,7 @@ from simulator.formats import export_model, import_model
 
 pytest.importorskip("onnx", reason="onnx not installed (engines extra)")
 CASES = [(21, 48, 40, 2, 336), (22, 64, 100, 1, 336), (23, 32, 25, 3, 336), (24, 96, 60, 1, 336)]
-FORMS = ("qlinear", "matmulinteger")
+FORMS = ("qlinear", "matmulinteger", "qdq")
 
 
 @pytest.mark.slow
@@ -29,7 +30,7 @@ def test_onnxruntime_preset(form: str, tmp_path: Path) -> None:
     preset, why = E.ort_preset(form)
     if preset is None:
         pytest.skip(why)
-    other = E.ort_preset(FORMS[1 - FORMS.index(form)])[0]
+    other = E.ort_preset("qlinear" if form == "matmulinteger" else "matmulinteger")[0]
     total = wrong = 0
     for seed, k, places, modules, q in CASES:
         net = E.random_network(seed, k=k, places=places, modules=modules)
@@ -55,7 +56,7 @@ def test_onnx_round_trip_keeps_the_network(tmp_path: Path) -> None:
             for la, lb in zip(a.layers, b.layers, strict=True):
                 pa, pb = la.paths[0], lb.paths[0]
                 assert np.array_equal(pa.weight, pb.weight)
-                if form == "qlinear":
+                if form != "matmulinteger":
                     assert np.array_equal(pa.scale, pb.scale)
                 else:  # the graph stores f32(sx * sw): that product must survive
                     sx = np.float32(a.input_scale if la.name == "feature"

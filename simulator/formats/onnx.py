@@ -8,7 +8,11 @@ A layer is, by ``form``:
   zero points 0) -> uint8 (sy, zy);
 * ``matmulinteger``: ``MatMulInteger`` -> int32 -> ``Cast`` float -> ``Mul`` by the float32
   per-column constant f32(f32(sx) * f32(sw_j)) -> ``QuantizeLinear`` (sy, zy) -> uint8
-  (dequantize-then-quantize: two float32 roundings; preset ``onnxruntime_matmulinteger``).
+  (dequantize-then-quantize: two float32 roundings; preset ``onnxruntime_matmulinteger``);
+* ``qdq``: ``DequantizeLinear`` of the codes and of the int8 weights (axis 1, per column) ->
+  float ``MatMul`` -> ``QuantizeLinear`` (sy, zy). ONNX Runtime's default graph optimizations
+  fuse each such group into QLinearMatMul (measured: the same codes as ``qlinear``), so the
+  preset is ``onnxruntime``; with optimizations disabled it would compute in float.
 
 ONNX stores MatMul weights as (in, out), the transpose of hwsim's (out, in) rows.
 """
@@ -25,7 +29,7 @@ from ..network import Layer, ModelError, Module, QuantizedNetwork, WeightPath
 from . import FormatUnavailableError
 from .tflite import _check_exportable
 
-ONNX_FORMS: tuple[str, ...] = ("qlinear", "matmulinteger")
+ONNX_FORMS: tuple[str, ...] = ("qlinear", "matmulinteger", "qdq")
 OPSET = 21
 IR_VERSION = 10
 
@@ -78,6 +82,18 @@ def export_onnx(net: QuantizedNetwork, path: str | os.PathLike[str], form: str =
                 sw = const(f"{ln}/weight_scale", p.scale.astype(np.float32))
                 nodes.append(helper.make_node(
                     "QLinearMatMul", [x, sx, zx, w, sw, zw, sy, zy], [y], name=ln))
+            elif form == "qdq":
+                sw = const(f"{ln}/weight_scale", p.scale.astype(np.float32))
+                nodes += [
+                    helper.make_node("DequantizeLinear", [x, sx, zx], [f"{ln}/input_real"],
+                                     name=f"{ln}/dequantize_input"),
+                    helper.make_node("DequantizeLinear", [w, sw, zw], [f"{ln}/weight_real"],
+                                     axis=1, name=f"{ln}/dequantize_weight"),
+                    helper.make_node("MatMul", [f"{ln}/input_real", f"{ln}/weight_real"],
+                                     [f"{ln}/real"], name=f"{ln}/matmul"),
+                    helper.make_node("QuantizeLinear", [f"{ln}/real", sy, zy], [y],
+                                     name=f"{ln}/quantize"),
+                ]
             else:
                 sxv = np.float32(
                     mod.input_scale if lay.name == "feature" else mod.layer("feature").output_scale
@@ -130,13 +146,14 @@ def import_onnx(path: str | os.PathLike[str]) -> QuantizedNetwork:
         if node.op_type == "Constant":
             consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
     producer = {o: n for n in g.node for o in n.output}
-    supported = ("QuantizeLinear", "QLinearMatMul", "MatMulInteger", "Cast", "Mul", "Constant")
+    supported = ("QuantizeLinear", "QLinearMatMul", "MatMulInteger", "Cast", "Mul", "Constant",
+                 "DequantizeLinear", "MatMul")
     for node in g.node:
         if node.op_type not in supported:
             raise ModelError(
                 f"{p}: node {node.name or node.output[0]!r} is {node.op_type}; hwsim imports "
-                "QuantizeLinear + QLinearMatMul (or MatMulInteger -> Cast -> Mul -> "
-                "QuantizeLinear) layers, as hwsim export writes them"
+                "QuantizeLinear + QLinearMatMul layers, MatMulInteger -> Cast -> Mul -> "
+                "QuantizeLinear, or QDQ MatMul groups, as hwsim export writes them"
             )
     graph_inputs = {i.name for i in g.input} - set(consts)
     if len(graph_inputs) != 1:
@@ -168,7 +185,7 @@ def import_onnx(path: str | os.PathLike[str]) -> QuantizedNetwork:
                     if n_scales == w.shape[0] else "")
             raise ModelError(f"{p}: tensor {name!r} of shape {w.shape} has {n_scales} scales; "
                              f"need 1 or one per output column ({w.shape[1]}){hint}")
-        z = const(zp, "weight zero point")
+        z = const(zp, "weight zero point") if zp else np.zeros(1, np.int8)
         if np.any(z != 0):
             raise ModelError(f"{p}: tensor {zp!r}: weight zero points must be 0 (symmetric)")
         return w
@@ -184,6 +201,32 @@ def import_onnx(path: str | os.PathLike[str]) -> QuantizedNetwork:
             sy, zy = scalar_q(syn, zyn)
             sx = float(np.float32(const(sxn, "input scale").ravel()[0]))
             sw = np.broadcast_to(sw, (w.shape[1],)).astype(np.float64)
+        elif node.op_type == "QuantizeLinear" and getattr(
+            producer.get(node.input[0]), "op_type", ""
+        ) == "MatMul":
+            mm = producer[node.input[0]]
+            dq_x, dq_w = producer.get(mm.input[0]), producer.get(mm.input[1])
+            for t, dq in ((mm.input[0], dq_x), (mm.input[1], dq_w)):
+                if dq is None or dq.op_type != "DequantizeLinear":
+                    raise ModelError(f"{p}: tensor {t!r}: a QDQ MatMul needs DequantizeLinear "
+                                     "inputs (quantized codes and int8 weights)")
+            axis = next((a.i for a in dq_w.attribute if a.name == "axis"), 1)
+            sw = const(dq_w.input[1], "weight scale").astype(np.float32).ravel()
+            if sw.size > 1 and axis not in (1, -1):
+                raise ModelError(f"{p}: tensor {dq_w.input[1]!r}: per-channel weight scales "
+                                 f"must be on axis 1 (output columns), found axis {axis}")
+            w = weights(dq_w.input[0], dq_w.input[2] if len(dq_w.input) > 2 else "", sw.size)
+            sw = np.broadcast_to(sw, (w.shape[1],)).astype(np.float64)
+            sy, zy = scalar_q(node.input[1], node.input[2])
+            x = dq_x.input[0]
+            sx, zx_dq = scalar_q(dq_x.input[1], dq_x.input[2])
+            src = producer.get(x)
+            if src is not None and len(src.input) >= 3 and (
+                float(np.float32(const(src.input[1], "scale").ravel()[0])) != sx
+                or int(const(src.input[2], "zero point").ravel()[0]) != zx_dq
+            ):
+                raise ModelError(f"{p}: tensor {dq_x.input[1]!r}: the DequantizeLinear of "
+                                 f"{x!r} must use the scale and zero point that quantized it")
         elif node.op_type == "QuantizeLinear" and producer.get(node.input[0]) is not None:
             mul = producer[node.input[0]]
             cast = producer.get(mul.input[0]) if mul.op_type == "Mul" else None
@@ -218,7 +261,9 @@ def import_onnx(path: str | os.PathLike[str]) -> QuantizedNetwork:
     for out in g.output:
         lay2, h, _ = layer(out.name, "output")
         lay1, xq, sx = layer(h, "feature")
-        forms.add(producer[out.name].op_type)
+        last = producer[out.name]
+        forms.add(last.op_type if last.op_type == "QLinearMatMul"
+                  else getattr(producer.get(last.input[0]), "op_type", ""))
         q = producer.get(xq)
         if q is None or q.op_type != "QuantizeLinear" or q.input[0] not in graph_inputs:
             raise ModelError(f"{p}: tensor {xq!r}: expected a QuantizeLinear of the float input")
@@ -226,7 +271,8 @@ def import_onnx(path: str | os.PathLike[str]) -> QuantizedNetwork:
         modules.append(Module(sx, zx, (lay1, lay2)))
     if not modules:
         raise ModelError(f"{p}: the graph has no outputs")
-    form = "qlinear" if forms == {"QLinearMatMul"} else "matmulinteger"
+    names = {"QLinearMatMul": "qlinear", "Mul": "matmulinteger", "MatMul": "qdq"}
+    form = "+".join(sorted(names.get(f, f) for f in forms))
     net = QuantizedNetwork("combined", tuple(modules), {"format": "onnx", "onnx_form": form},
                            str(p))
     net.validate()
