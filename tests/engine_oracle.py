@@ -60,6 +60,9 @@ def _layer(rng: np.random.Generator, n_out: int, n_in: int, sx: float, in_span: 
             m[j] = 1.0 / rng.choice([6.0, 10.0, 12.0])
         else:  # any float
             m[j] = target * rng.uniform(0.5, 2.0)
+        if n_in >= 512 and j % 8 == 7:  # wide layers: rows of large weights, |acc| > 2^24
+            w[j] = rng.integers(100, 128, size=n_in) * rng.choice([-1, 1])
+            m[j] = 100.0 / (n_in * 255 * 113) * (1.5 if kinds[j] % 2 else rng.uniform(0.7, 1.4))
     sy = _f32(rng.choice([1.0, 3.0, 0.75, 1.2345678]) * 2.0 ** rng.integers(-6, 0))
     sw = np.array([_f32(mj * sy / sx) for mj in m])
     return {"weight": w, "scale": sw, "output_scale": sy, "output_zero_point": out_zp}

@@ -19,7 +19,10 @@ import pytest
 from simulator.formats import export_model, import_model
 
 pytest.importorskip("onnx", reason="onnx not installed (engines extra)")
-CASES = [(21, 48, 40, 2, 336), (22, 64, 100, 1, 336), (23, 32, 25, 3, 336), (24, 96, 60, 1, 336)]
+# 4 graphs, 101,760 output codes per form, and one 28x28-input graph (K = 784, rows of large
+# weights: accumulators above 2^24, int16 pair saturation on AVX2)
+CASES = [(21, 48, 40, 2, 336), (22, 64, 100, 1, 336), (23, 32, 25, 3, 336), (24, 96, 60, 1, 336),
+         (16, 784, 50, 1, 32)]
 FORMS = ("qlinear", "matmulinteger", "qdq")
 
 
@@ -42,6 +45,8 @@ def test_onnxruntime_preset(form: str, tmp_path: Path) -> None:
         assert not line, line
         assert (ref == 0).any() and (ref == 255).any(), "inputs must clamp at both ends"
         total += ref.size
+        if net.in_features > 256:
+            continue  # a slow graph: the small ones show the presets apart
         wrong += int((E.hwsim_run(tmp_path, path, x, str(other)) != ref).sum())
     assert total >= 100_000
     assert wrong > 0, f"the data does not tell {preset} apart from {other}"
