@@ -23,7 +23,7 @@ pytest.importorskip("onnx", reason="onnx not installed (engines extra)")
 # weights: accumulators above 2^24, int16 pair saturation on AVX2)
 CASES = [(21, 48, 40, 2, 336), (22, 64, 100, 1, 336), (23, 32, 25, 3, 336), (24, 96, 60, 1, 336),
          (16, 784, 50, 1, 32)]
-FORMS = ("qlinear", "matmulinteger", "qdq")
+FORMS = ("qlinear", "matmulinteger", "qdq", "qgemm")
 
 
 @pytest.mark.slow

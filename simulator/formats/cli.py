@@ -30,7 +30,7 @@ def add_export_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
     ex.add_argument("--model", required=True, help="model: .npz, VPRTempo .pth, .onnx, .tflite")
     ex.add_argument("--out", required=True, help="file to write (.onnx or .tflite)")
     ex.add_argument("--form", default="", choices=("",) + ONNX_FORMS,
-                    help="onnx only: qlinear (default), matmulinteger or qdq")
+                    help="onnx only: qlinear (default), matmulinteger, qdq or qgemm")
     ex.add_argument("--batch", type=int, default=1,
                     help="tflite only: the graph's fixed batch (queries per invoke; TFLite Micro "
                     "cannot resize), default 1")

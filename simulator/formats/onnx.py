@@ -12,7 +12,9 @@ A layer is, by ``form``:
 * ``qdq``: ``DequantizeLinear`` of the codes and of the int8 weights (axis 1, per column) ->
   float ``MatMul`` -> ``QuantizeLinear`` (sy, zy). ONNX Runtime's default graph optimizations
   fuse each such group into QLinearMatMul (measured: the same codes as ``qlinear``), so the
-  preset is ``onnxruntime``; with optimizations disabled it would compute in float.
+  preset is ``onnxruntime``; with optimizations disabled it would compute in float;
+* ``qgemm``: ONNX Runtime's contrib op ``com.microsoft.QGemm`` (transB = 1: weights stored
+  (out, in) as in hwsim, per-row scales, no bias) -> uint8 (sy, zy); preset ``onnxruntime``.
 
 ONNX stores MatMul weights as (in, out), the transpose of hwsim's (out, in) rows.
 """
@@ -29,7 +31,8 @@ from ..network import Layer, ModelError, Module, QuantizedNetwork, WeightPath
 from . import FormatUnavailableError
 from .tflite import _check_exportable
 
-ONNX_FORMS: tuple[str, ...] = ("qlinear", "matmulinteger", "qdq")
+ONNX_FORMS: tuple[str, ...] = ("qlinear", "matmulinteger", "qdq", "qgemm")
+MS_DOMAIN = "com.microsoft"
 OPSET = 21
 IR_VERSION = 10
 
@@ -73,7 +76,9 @@ def export_onnx(net: QuantizedNetwork, path: str | os.PathLike[str], form: str =
             p = lay.paths[0]
             ln = f"{pre}/{lay.name}"
             n = lay.out_features
-            w = const(f"{ln}/weight", np.ascontiguousarray(p.weight.T.astype(np.int8)))
+            # ONNX MatMul weights are (in, out); QGemm with transB = 1 takes hwsim's (out, in)
+            layout = p.weight if form == "qgemm" else p.weight.T
+            w = const(f"{ln}/weight", np.ascontiguousarray(layout.astype(np.int8)))
             sy = const(f"{ln}/output_scale", np.array(lay.output_scale, np.float32))
             zy = const(f"{ln}/output_zero_point", np.array(lay.output_zero_point, np.uint8))
             y = f"places_{mi}" if lay.name == "output" else f"{ln}/codes"
@@ -82,6 +87,11 @@ def export_onnx(net: QuantizedNetwork, path: str | os.PathLike[str], form: str =
                 sw = const(f"{ln}/weight_scale", p.scale.astype(np.float32))
                 nodes.append(helper.make_node(
                     "QLinearMatMul", [x, sx, zx, w, sw, zw, sy, zy], [y], name=ln))
+            elif form == "qgemm":
+                sw = const(f"{ln}/weight_scale", p.scale.astype(np.float32))
+                nodes.append(helper.make_node(
+                    "QGemm", [x, sx, zx, w, sw, zw, "", sy, zy], [y], name=ln,
+                    domain=MS_DOMAIN, transB=1))
             elif form == "qdq":
                 sw = const(f"{ln}/weight_scale", p.scale.astype(np.float32))
                 nodes += [
@@ -117,10 +127,12 @@ def export_onnx(net: QuantizedNetwork, path: str | os.PathLike[str], form: str =
         [helper.make_tensor_value_info("spikes", TensorProto.FLOAT, ["queries", k])],
         outputs, initializer=inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="tempo-hwsim")
+    opsets = [helper.make_opsetid("", OPSET)]
+    if form == "qgemm":
+        opsets.append(helper.make_opsetid(MS_DOMAIN, 1))
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="tempo-hwsim")
     model.ir_version = IR_VERSION
-    onnx.checker.check_model(model)
+    onnx.checker.check_model(model)  # contrib ops (QGemm) are checked for structure only
     out = Path(path)
     onnx.save(model, str(out))
     return out
@@ -147,13 +159,14 @@ def import_onnx(path: str | os.PathLike[str]) -> QuantizedNetwork:
             consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
     producer = {o: n for n in g.node for o in n.output}
     supported = ("QuantizeLinear", "QLinearMatMul", "MatMulInteger", "Cast", "Mul", "Constant",
-                 "DequantizeLinear", "MatMul")
+                 "DequantizeLinear", "MatMul", "QGemm")
     for node in g.node:
         if node.op_type not in supported:
             raise ModelError(
                 f"{p}: node {node.name or node.output[0]!r} is {node.op_type}; hwsim imports "
                 "QuantizeLinear + QLinearMatMul layers, MatMulInteger -> Cast -> Mul -> "
-                "QuantizeLinear, or QDQ MatMul groups, as hwsim export writes them"
+                "QuantizeLinear, QDQ MatMul groups or com.microsoft.QGemm, as hwsim export "
+                "writes them"
             )
     graph_inputs = {i.name for i in g.input} - set(consts)
     if len(graph_inputs) != 1:
@@ -190,6 +203,20 @@ def import_onnx(path: str | os.PathLike[str]) -> QuantizedNetwork:
             raise ModelError(f"{p}: tensor {zp!r}: weight zero points must be 0 (symmetric)")
         return w
 
+    def weights_t(name: str, zp: str, n_scales: int, w_out_in: np.ndarray) -> np.ndarray:
+        """QGemm transB = 1 weights (out, in), returned as (in, out)."""
+        if w_out_in.dtype != np.int8:
+            raise ModelError(f"{p}: tensor {name!r}: weights must be int8, not {w_out_in.dtype}")
+        if n_scales not in (1, w_out_in.shape[0]):
+            hint = (" (it looks transposed: with transB = 1 QGemm weights are (out, in))"
+                    if n_scales == w_out_in.shape[1] else "")
+            raise ModelError(f"{p}: tensor {name!r} of shape {w_out_in.shape} has {n_scales} "
+                             f"scales; need 1 or one per output row ({w_out_in.shape[0]}){hint}")
+        z = const(zp, "weight zero point") if zp else np.zeros(1, np.int8)
+        if np.any(z != 0):
+            raise ModelError(f"{p}: tensor {zp!r}: weight zero points must be 0 (symmetric)")
+        return np.ascontiguousarray(w_out_in.T)
+
     def layer(y: str, lname: str) -> tuple[Layer, str, float]:
         node = producer.get(y)
         if node is None:
@@ -198,6 +225,29 @@ def import_onnx(path: str | os.PathLike[str]) -> QuantizedNetwork:
             x, sxn, zxn, wn, swn, zwn, syn, zyn = node.input
             sw = const(swn, "weight scale").astype(np.float32).ravel()
             w = weights(wn, zwn, sw.size)
+            sy, zy = scalar_q(syn, zyn)
+            sx = float(np.float32(const(sxn, "input scale").ravel()[0]))
+            sw = np.broadcast_to(sw, (w.shape[1],)).astype(np.float64)
+        elif node.op_type == "QGemm":
+            attrs = {a.name: (a.i if a.type == a.INT else a.f) for a in node.attribute}
+            if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0:
+                raise ModelError(f"{p}: node {node.name or y!r}: QGemm with transA or alpha != 1 "
+                                 "is not a VPRTempo layer; export with transA = 0, alpha = 1")
+            ins = list(node.input) + [""] * (9 - len(node.input))
+            x, sxn, zxn, wn, swn, zwn, cn, syn, zyn = ins[:9]
+            if cn and np.any(const(cn, "bias") != 0):
+                raise ModelError(f"{p}: tensor {cn!r} is a non-zero bias; hwsim models "
+                                 "bias-free VPRTempo layers: export without a bias")
+            if not syn:
+                raise ModelError(f"{p}: node {node.name or y!r}: QGemm without y_scale gives "
+                                 "float output; hwsim needs quantized (uint8) outputs")
+            sw = const(swn, "weight scale").astype(np.float32).ravel()
+            trans_b = bool(attrs.get("transB", 0))
+            wraw = const(wn, "weights")
+            if trans_b and wraw.ndim == 2:  # (out, in): check against (in, out) after the flip
+                w = weights_t(wn, zwn, sw.size, wraw)
+            else:
+                w = weights(wn, zwn, sw.size)
             sy, zy = scalar_q(syn, zyn)
             sx = float(np.float32(const(sxn, "input scale").ravel()[0]))
             sw = np.broadcast_to(sw, (w.shape[1],)).astype(np.float64)
@@ -262,7 +312,7 @@ def import_onnx(path: str | os.PathLike[str]) -> QuantizedNetwork:
         lay2, h, _ = layer(out.name, "output")
         lay1, xq, sx = layer(h, "feature")
         last = producer[out.name]
-        forms.add(last.op_type if last.op_type == "QLinearMatMul"
+        forms.add(last.op_type if last.op_type in ("QLinearMatMul", "QGemm")
                   else getattr(producer.get(last.input[0]), "op_type", ""))
         q = producer.get(xq)
         if q is None or q.op_type != "QuantizeLinear" or q.input[0] not in graph_inputs:
@@ -271,7 +321,8 @@ def import_onnx(path: str | os.PathLike[str]) -> QuantizedNetwork:
         modules.append(Module(sx, zx, (lay1, lay2)))
     if not modules:
         raise ModelError(f"{p}: the graph has no outputs")
-    names = {"QLinearMatMul": "qlinear", "Mul": "matmulinteger", "MatMul": "qdq"}
+    names = {"QLinearMatMul": "qlinear", "Mul": "matmulinteger", "MatMul": "qdq",
+             "QGemm": "qgemm"}
     form = "+".join(sorted(names.get(f, f) for f in forms))
     net = QuantizedNetwork("combined", tuple(modules), {"format": "onnx", "onnx_form": form},
                            str(p))
