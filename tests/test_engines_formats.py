@@ -190,3 +190,19 @@ def test_hidden_reference_run_names_itself(net) -> None:
     with pytest.raises((ConfigError, ModelError)) as exc:
         reference_run(net, cfg, x, ["weights.capacity_kib=1", "mac.lanes=0"])
     assert "hidden reference run 'pytorch_fbgemm'" in _one_line(exc)
+
+
+def test_int8_codes_and_signed_registers_say_what_to_do(net) -> None:
+    cfg = load_config("litert_xnnpack")
+    with pytest.raises(InputError) as exc:
+        simulate(net, cfg, np.full((2, net.in_features), -5, dtype=np.int8))
+    msg = _one_line(exc)
+    assert "add 128" in msg and "widen" not in msg
+    with pytest.raises(InputError, match="widen spikes.bits"):  # too large: widen is right
+        simulate(net, load_config("litert_xnnpack", ["layers.feature.spikes.bits=4"]),
+                 np.full((2, net.in_features), 200, dtype=np.uint8))
+    x = E.make_inputs(1, 3, net)
+    assert simulate(net, cfg, x).notes == []
+    notes = simulate(net, load_config("litert_xnnpack", ["layers.feature.spikes.signed=true"]),
+                     x).notes
+    assert len(notes) == 1 and "spikes.signed = true" in notes[0] and "uint8" in notes[0]
