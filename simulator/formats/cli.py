@@ -29,7 +29,7 @@ def add_export_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
     ex.add_argument("--format", required=True, choices=FORMATS, help="graph format")
     ex.add_argument("--model", required=True, help="model: .npz, VPRTempo .pth, .onnx, .tflite")
     ex.add_argument("--out", required=True, help="file to write (.onnx or .tflite)")
-    ex.add_argument("--form", default="", choices=("",) + ONNX_FORMS,
+    ex.add_argument("--form", default="", choices=ONNX_FORMS,
                     help="onnx only: qlinear (default), matmulinteger, qdq or qgemm")
     ex.add_argument("--batch", type=int, default=1,
                     help="tflite only: the graph's fixed batch (queries per invoke; TFLite Micro "
@@ -70,6 +70,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     tmp = Path(tmp_name)
     try:
         export_model(net, tmp, args.format, form=args.form, batch=args.batch)
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o666 & ~umask)  # mkstemp's 0600 -> an ordinary file's permissions
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
