@@ -116,6 +116,12 @@ def test_onnx_refusals(net, tmp_path: Path) -> None:
     with pytest.raises(ModelError) as exc:
         import_model(tmp_path / "r.onnx")
     assert "'act' is Relu" in _one_line(exc)
+    m = onnx.load(str(src))
+    onnx.save(m, str(tmp_path / "ext.onnx"), save_as_external_data=True,
+              all_tensors_to_one_file=True, location="ext.data", size_threshold=0)
+    with pytest.raises(ModelError) as exc:
+        import_model(tmp_path / "ext.onnx")
+    assert "external file" in _one_line(exc)
     (tmp_path / "junk.onnx").write_bytes(b"\x08\x01garbage")
     with pytest.raises(ModelError):
         import_model(tmp_path / "junk.onnx")

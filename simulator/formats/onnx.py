@@ -148,15 +148,22 @@ def import_onnx(path: str | os.PathLike[str]) -> QuantizedNetwork:
 
     p = Path(path)
     try:
-        model = onnx.load(str(p))
+        model = onnx.load(str(p), load_external_data=False)  # never follow paths in a model
     except Exception as exc:  # protobuf raises DecodeError and friends
         raise ModelError(f"{p}: not a readable ONNX model ({type(exc).__name__}); "
                          "re-export it") from None
     g = model.graph
+    for t in g.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            raise ModelError(f"{p}: tensor {t.name!r} keeps its data in an external file; hwsim "
+                             "reads self-contained .onnx files: re-save with onnx.save(model, "
+                             "path, save_as_external_data=False)")
     consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
     for node in g.node:  # Constant nodes are constants too
-        if node.op_type == "Constant":
-            consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+        if node.op_type == "Constant" and node.attribute:
+            val = onnx.helper.get_attribute_value(node.attribute[0])
+            consts[node.output[0]] = (numpy_helper.to_array(val)
+                                      if isinstance(val, onnx.TensorProto) else np.asarray(val))
     producer = {o: n for n in g.node for o in n.output}
     supported = ("QuantizeLinear", "QLinearMatMul", "MatMulInteger", "Cast", "Mul", "Constant",
                  "DequantizeLinear", "MatMul", "QGemm")
