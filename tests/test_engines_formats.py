@@ -14,7 +14,11 @@ from simulator.compare import compare_external, load_external_codes, reference_r
 from simulator.config import ConfigError, load_config
 from simulator.engine import InputError, simulate
 from simulator.formats import export_model, import_model
-from simulator.formats.cli import add_compare_with_argument, add_export_parser
+from simulator.formats.cli import (
+    add_compare_with_argument,
+    add_export_parser,
+    non_float32_scales,
+)
 from simulator.loaders import load_model, save_npz
 from simulator.network import ModelError
 
@@ -148,6 +152,11 @@ def test_export_command(net, tmp_path: Path, capsys) -> None:
         with pytest.raises(ModelError) as exc:
             a.func(a)
         assert want in _one_line(exc)
+    assert non_float32_scales(net) == 0
+    import dataclasses
+
+    mod = dataclasses.replace(net.modules[0], input_scale=0.1)  # not a float32 number
+    assert non_float32_scales(dataclasses.replace(net, modules=(mod,) + net.modules[1:])) == 1
     link = tmp_path / "l.tflite"
     link.symlink_to(tmp_path / "elsewhere.tflite")
     a = parser.parse_args(["export", "--model", str(model), "--format", "tflite",

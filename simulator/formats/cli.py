@@ -11,7 +11,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..network import ModelError
+import numpy as np
+
+from ..network import ModelError, QuantizedNetwork
 from . import FORMATS, SUFFIXES, export_model
 from .onnx import ONNX_FORMS
 
@@ -79,7 +81,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     form = f" ({args.form or 'qlinear'})" if args.format == "onnx" else f" (batch {args.batch})"
     print(f"wrote {out}: {args.format}{form}, {len(net.modules)} module(s), "
           f"{net.in_features} inputs, {net.places} places")
+    n = non_float32_scales(net)
+    if n:
+        print(f"note: {n} scales of {args.model} are not float32 numbers; the graph holds them "
+              f"rounded to float32, as the engines read them: compare engine codes with "
+              f"hwsim run --model {out}")
     return 0
+
+
+def non_float32_scales(net: QuantizedNetwork) -> int:
+    """How many of the network's scales change when rounded to float32."""
+    vals = []
+    for mod in net.modules:
+        vals.append(np.array([mod.input_scale]))
+        for lay in mod.layers:
+            vals += [lay.paths[0].scale, np.array([lay.output_scale])]
+    allv = np.concatenate(vals).astype(np.float64)
+    return int(np.count_nonzero(allv.astype(np.float32).astype(np.float64) != allv))
 
 
 def add_compare_with_argument(run_parser: argparse.ArgumentParser) -> None:
