@@ -44,6 +44,8 @@ def _quantize_multiplier(m: float) -> tuple[int, int]:
     if q_fixed == 1 << 31:
         q_fixed //= 2
         shift += 1
+    if shift < -31:
+        return 0, 0
     return q_fixed, shift
 
 
@@ -61,7 +63,8 @@ def test_two_stage_equals_gemmlowp_integer_routines(last: str) -> None:
     rng = np.random.default_rng(7)
     sx, sy = float(np.float32(1 / 255)), float(np.float32(0.0371))
     sw = np.float32(rng.uniform(1e-4, 0.05, size=64)).astype(np.float64)
-    sw[:4] = [sy / sx * 0.5, sy / sx * 0.25, sy / sx / 6, sy / sx * 3.0]  # ties; one > 1
+    sw[:5] = [sy / sx * 0.5, sy / sx * 0.25, sy / sx / 6, sy / sx * 3.0,  # ties; one > 1
+              sy / sx * 2.0**-33]  # below 2^-32: TFLite uses a zero multiplier
     acc = rng.integers(-(1 << 20), 1 << 20, size=(200, 64))
     acc[0] = INT32_MAX // 4  # extremes: the left shift of the multiplier above 1 stays int32
     acc[1] = INT32_MIN // 4

@@ -150,6 +150,7 @@ def two_stage_requantize(
     stage 1: SaturatingRoundingDoublingHighMul(a * 2**left_j, M0_j * 2**(31 - bits)), i.e.
     round_half_up(a * 2**left_j * M0'_j / 2**31); its only saturating case (both operands
     -2**31) cannot occur with M0 > 0. Stage 2: round(hi / 2**right_j) by ``rounding``.
+    A multiplier below 2**-32 (exponent < -31) becomes 0, as TFLite's QuantizeMultiplier does.
     """
     if multiplier_bits > HIGH_MUL_BITS:
         raise ConfigError(
@@ -160,14 +161,11 @@ def two_stage_requantize(
     m0, shift = quantize_multiplier(real, multiplier_bits)
     m0 = m0 << (HIGH_MUL_BITS - multiplier_bits)
     exponent = HIGH_MUL_BITS - (shift + (HIGH_MUL_BITS - multiplier_bits))
+    tiny = exponent < -31  # TFLite's QuantizeMultiplier: below 2^-32 the multiplier is 0
+    m0 = np.where(tiny, 0, m0)
+    exponent = np.where(tiny, 0, exponent)
     left = np.maximum(exponent, 0)
     right = np.maximum(-exponent, 0)
-    if np.any(right > 62):
-        j = int(np.flatnonzero(right > 62)[0])
-        raise ConfigError(
-            f"two_stage requantizer: channel {j}'s multiplier {real[j]:.6g} needs a right shift "
-            f"of {int(right[j])} bits (at most 62); the scales are out of any int8 engine's range"
-        )
     a = acc if not np.any(left) else acc * (np.int64(1) << left)[None, :]
     hi = multiply_shift(a, m0[None, :], np.full((1, m0.size), HIGH_MUL_BITS), "half_up")
     return round_shift(hi, np.broadcast_to(right[None, :], hi.shape), rounding)
