@@ -181,6 +181,13 @@ def test_compare_with_codes(net, tmp_path: Path) -> None:
     codes = load_external_codes(f, imported, 20)
     block = compare_external(res, imported, cfg, codes, str(f))
     assert block["codes_differing"] == 1 and block["code_offset"] == 128
+    # int8 input codes of a TFLite model are taken as the engine's (+128), like its outputs
+    one = import_model(export_model(E.random_network(4, k=16, places=10), tmp_path / "o.tflite",
+                                    "tflite"))
+    ref = simulate(one, cfg, x)
+    int8_in = simulate(one, cfg, (ref.input_codes[0] - 128).astype(np.int8))
+    assert np.array_equal(int8_in.input_codes[0], ref.input_codes[0])
+    assert np.array_equal(int8_in.outputs, ref.outputs)
     assert block["first_difference"] == {"query": 3, "place": 4,
                                          "hwsim": int(res.outputs[3, 4]),
                                          "external": int(res.outputs[3, 4]) + 1}

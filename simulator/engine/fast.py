@@ -198,6 +198,8 @@ def prepare_inputs(
             clamps.append((ev.clamp_low, ev.clamp_high))
         return codes, clamps
     if x.dtype.kind in "ui" and x.dtype.kind != "b":
+        if x.dtype == np.int8 and net.metadata.get("activation_offset"):  # TFLite int8 codes
+            x = x.astype(np.int64) + int(net.metadata["activation_offset"])
         lo, hi = int(x.min()), int(x.max())
         if not reg.contains(lo, hi):
             raise InputError(
