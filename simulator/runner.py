@@ -23,6 +23,7 @@ from .config import HwConfig, load_config
 from .engine import InputError, SimResult, simulate
 from .loaders import load_model
 from .network import QuantizedNetwork
+from .compare import compare_external, load_external_codes, reference_run
 from .report import build_report, compare_outputs
 
 
@@ -75,14 +76,16 @@ def execute(
     provenance: dict[str, Any],
     progress: Callable[[int], None] | None = None,
     source: str = "input",
+    overrides: list[str] | tuple[str, ...] = (),
 ) -> tuple[SimResult, dict[str, Any]]:
     """Simulate and build the report, including the ``report.compare_with`` comparison."""
     result = simulate(net, cfg, inputs, progress=progress, source=source)
     report = build_report(result, net, cfg, provenance)
     if cfg.report.compare_with:
-        ref_cfg = load_config(cfg.report.compare_with)
-        ref = simulate(net, ref_cfg, inputs, source=source)
+        ref, ref_cfg, applied, skipped = reference_run(net, cfg, inputs, overrides, source)
         report["comparison"] = compare_outputs(result, ref, ref_cfg.name)
+        report["comparison"]["overrides_applied"] = applied
+        report["comparison"]["overrides_not_applied"] = skipped
     return result, report
 
 
@@ -131,6 +134,7 @@ def run_job(
     overrides: list[str] | tuple[str, ...] = (),
     progress: Callable[[int], None] | None = None,
     recall_tolerance: int | None = None,
+    compare_codes: str | Path | None = None,
 ) -> RunOutput:
     """Load everything, simulate, and write outputs, predictions, scores and report.json.
 
@@ -146,13 +150,19 @@ def run_job(
     else:
         inputs, source = load_input(input_path), str(input_path)
         digest = sha256_file(input_path)
+    codes = (None if compare_codes is None
+             else load_external_codes(compare_codes, net, int(inputs.shape[0])))
     prov = {
         "model_sha256": sha256_file(model),
         "input_source": source,
         "input_sha256": digest,
         "input_dtype": str(inputs.dtype),
     }
-    result, report = execute(cfg, net, inputs, prov, progress, source=source)
+    result, report = execute(cfg, net, inputs, prov, progress, source=source,
+                             overrides=overrides)
+    if codes is not None:
+        report["compare_with_codes"] = compare_external(result, net, cfg, codes,
+                                                        str(compare_codes))
     if recall_tolerance is not None:
         report["readout"] = readout_block(result, recall_tolerance)
     if out_dir is not None:
