@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from .compare import compare_external, load_external_codes, reference_run
 from .config import HwConfig, load_config
 from .engine import InputError, SimResult, simulate
 from .loaders import load_model
 from .network import QuantizedNetwork
-from .compare import compare_external, load_external_codes, reference_run
 from .report import build_report, compare_outputs
 
 
