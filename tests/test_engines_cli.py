@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import engine_oracle as E
 import numpy as np
 import pytest
 
-import engine_oracle as E
 from simulator.cli import main
 from simulator.loaders import save_npz
 
