@@ -34,6 +34,7 @@ def test_export_run_compare_with(tmp_path: Path, capsys) -> None:
     np.save(tmp_path / "c.npy", engine)
     assert main(base + ["--out", str(tmp_path / "run2"), "--compare-with",
                         str(tmp_path / "c.npy")]) == 0
+    assert "c.npy: 1 of 576 codes differ" in capsys.readouterr().out
     block = json.loads((tmp_path / "run2" / "report.json").read_text())["compare_with_codes"]
     assert block["codes_differing"] == 1 and block["first_difference"]["query"] == 2
     capsys.readouterr()
