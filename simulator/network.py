@@ -172,9 +172,12 @@ class QuantizedNetwork:
                     if p.weight.ndim != 2 or p.weight.shape != shape or 0 in shape:
                         raise ModelError(f"{pw}: shape {p.weight.shape} does not fit {shape}")
                     if p.scale.shape != (shape[0],) or p.zero_point.shape != (shape[0],):
+                        transposed = p.scale.shape == (shape[1],) != (shape[0],)
                         raise ModelError(
                             f"{pw}: needs {shape[0]} per-channel scales and zero points, "
                             f"found {p.scale.shape} and {p.zero_point.shape}"
+                            + (f"; the weight {shape} looks transposed (ONNX MatMul stores "
+                               "(in, out)): store it as (out, in)" if transposed else "")
                         )
                     if self.layout == "combined":
                         _check_scale(p.scale, f"{pw} scales")
