@@ -168,11 +168,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     tol = (args.tolerance or 0) if args.data_dir is not None else None
     with _progress_bar(n, "hwsim run", args.quiet) as bar:
         out = run_job(args.config, args.model, inputs, args.out, args.set, bar.update, tol,
-                      trace=treq)
+                      trace=treq, compare_codes=args.compare_with)
     for line in input_warning_lines(out.report):
         print(line, file=sys.stderr)
     for line in summary_lines(out.report):
         print(line)
+    for note in out.report.get("notes", []):
+        print(f"hwsim: warning: {note}", file=sys.stderr)
     if "readout" in out.report:
         r = out.report["readout"]["recall"]
         print(f"Recall@1 {r['R@1']:.3f}  Recall@5 {r['R@5']:.3f}  Recall@10 {r['R@10']:.3f}"
@@ -395,6 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_parser(sub)
     add_bench_parser(sub)
     add_vectors_parser(sub)
+    from .formats.cli import add_compare_with_argument, add_export_parser
+
+    add_export_parser(sub)
+    add_compare_with_argument(run)
     return p
 
 

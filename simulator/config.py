@@ -92,8 +92,11 @@ class SpikesConfig:
     quantizer: str = _f(
         "fma_f32",
         "how float spikes become codes: fma_f32 = torch QuantStub, "
-        "clamp(rint(fmaf(x, f32(1/scale), zp))) with a single float32 rounding",
-        choices=("fma_f32", "float64"),
+        "clamp(round(fmaf(x, f32(1/scale), zp))) with a single float32 rounding; "
+        "div_f32 = clamp(round(f32(x / scale)) + zp) (ONNX Runtime QuantizeLinear, TFLite "
+        "reference QUANTIZE); mul_inv_f32 = clamp(round(f32(x * f32(1/scale))) + zp) (LiteRT "
+        "XNNPACK / optimized QUANTIZE); float64 = round(x / scale + zp) in float64",
+        choices=("fma_f32", "div_f32", "mul_inv_f32", "float64"),
     )
     rounding: str = _f("half_even", "rounding of the float quantizer", choices=ROUNDING_MODES)
 
@@ -158,12 +161,23 @@ class RequantConfig:
     scheme: str = _f(
         "fbgemm",
         "fbgemm: float32 m=f32(f32(sx*sw)/sy), v=f32(acc)*m; qnnpack: m=f32(f32(sw*sx)*f32(1/sy)); "
-        "fixed_point: acc*M0 >> shift with an integer M0; seed_floor_divide: the seed's "
-        "floor divisions by scale factors (split layout)",
-        choices=("fbgemm", "qnnpack", "fixed_point", "seed_floor_divide"),
+        "fixed_point: acc*M0 >> shift with an integer M0, one rounding; two_stage: gemmlowp/"
+        "TFLite SaturatingRoundingDoublingHighMul (half up) then a rounding right shift "
+        "(requant.rounding); float64: v=acc*(sx*sw/sy) in float64; dequant_quant: "
+        "v=f32(f32(acc)*f32(sx*sw)), q=round(f32(v/sy))+zy (two float32 roundings); "
+        "seed_floor_divide: the seed's floor divisions by scale factors (split layout)",
+        choices=("fbgemm", "qnnpack", "fixed_point", "two_stage", "float64", "dequant_quant",
+                 "seed_floor_divide"),
     )
-    rounding: str = _f("half_even", "rounding of the scaled value", choices=ROUNDING_MODES)
-    multiplier_bits: int = _f(31, "fixed_point: width of the multiplier M0 (bits)", range=(2, 32))
+    rounding: str = _f(
+        "half_even",
+        "rounding of the scaled value (two_stage: of the final right shift; the high multiply "
+        "always rounds half up)",
+        choices=ROUNDING_MODES,
+    )
+    multiplier_bits: int = _f(
+        31, "fixed_point, two_stage (<= 31): width of the multiplier M0 (bits)", range=(2, 32)
+    )
     shift: int | str = _f(
         "auto",
         "fixed_point: right shift after the multiply; 'auto' = per channel, M0 normalised to "
@@ -721,6 +735,12 @@ def _check_cross(cfg: HwConfig, hw: LayerHw, layer: str, src: str) -> None:
         raise ConfigError(
             f"{where} requant clamp [{lo}, {hi}] must lie inside the output register "
             f"{out.describe()}; fix 'requant.clamp_low'/'requant.clamp_high'"
+        )
+    if hw.requant.scheme == "two_stage" and hw.requant.multiplier_bits > 31:
+        raise ConfigError(
+            f"{where} 'requant.multiplier_bits' = {hw.requant.multiplier_bits}: the two_stage "
+            "requantizer's high multiply (SaturatingRoundingDoublingHighMul) takes at most a "
+            "31-bit M0; set requant.multiplier_bits = 31"
         )
     if hw.mac.pre_add_width > 1 and hw.mac.operand != "raw":
         pass  # a pre-add stage on offset operands is allowed (a generic design choice)

@@ -172,9 +172,12 @@ class QuantizedNetwork:
                         raise ModelError(f"{pw}: dtype must be int8, not {p.weight.dtype}")
                     _check_weight_shape(p.weight.shape, shape, lay.paths[0].name, pw)
                     if p.scale.shape != (shape[0],) or p.zero_point.shape != (shape[0],):
+                        transposed = p.scale.shape == (shape[1],) != (shape[0],)
                         raise ModelError(
                             f"{pw}: needs {shape[0]} per-channel scales and zero points, "
                             f"found {p.scale.shape} and {p.zero_point.shape}"
+                            + (f"; the weight {shape} looks transposed (ONNX MatMul stores "
+                               "(in, out)): store it as (out, in)" if transposed else "")
                         )
                     if self.layout == "combined":
                         check_scales(p.scale, f"{pw} scales", f"{key}.scale")

@@ -312,5 +312,12 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"(max |diff| {c['max_abs_code_difference']}), argmax differs on "
             f"{c['argmax_differing']} of {c['queries']} queries"
         )
+    if "compare_with_codes" in report:
+        c = report["compare_with_codes"]
+        lines.append(
+            f"vs {c['source']}: {c['codes_differing']:,} of {c['codes_total']:,} codes differ "
+            f"(max |diff| {c['max_abs_code_difference']}), argmax differs on "
+            f"{c['argmax_differing']} of {c['queries']} queries"
+        )
     return lines
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .compare import compare_external, load_external_codes, reference_run
 from .config import HwConfig, load_config
 from .engine import InputError, SimResult, simulate
 from .loaders import ModelLimits, load_model
@@ -112,6 +113,7 @@ def execute(
     progress: Callable[[int], None] | None = None,
     source: str = "input",
     check: Callable[[SimResult], None] | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
 ) -> tuple[SimResult, dict[str, Any]]:
     """Simulate and build the report, including the ``report.compare_with`` comparison.
 
@@ -123,9 +125,10 @@ def execute(
         check(result)
     report = build_report(result, net, cfg, provenance)
     if cfg.report.compare_with:
-        ref_cfg = load_config(cfg.report.compare_with)
-        ref = simulate(net, ref_cfg, inputs, source=source)
+        ref, ref_cfg, applied, skipped = reference_run(net, cfg, inputs, overrides, source)
         report["comparison"] = compare_outputs(result, ref, ref_cfg.name)
+        report["comparison"]["overrides_applied"] = applied
+        report["comparison"]["overrides_not_applied"] = skipped
     return result, report
 
 
@@ -242,6 +245,7 @@ def run_job(
     progress: Callable[[int], None] | None = None,
     recall_tolerance: int | None = None,
     trace: TraceRequest | None = None,
+    compare_codes: str | Path | None = None,
 ) -> RunOutput:
     """Load everything, simulate, and publish outputs, predictions, scores, the trace and
     report.json in ``out_dir`` as one result set.
@@ -263,6 +267,8 @@ def run_job(
         digest = sha256_file(input_path)
     if trace is not None and trace.level != "off":
         trace.check_before_run(net, cfg, int(inputs.shape[0]))
+    codes = (None if compare_codes is None
+             else load_external_codes(compare_codes, net, int(inputs.shape[0])))
     prov = {
         "model_sha256": sha256_file(model),
         "input_source": source,
@@ -277,7 +283,11 @@ def run_job(
             def check(res: SimResult) -> None:
                 req.check_size(res, net, cfg)
 
-        result, report = execute(cfg, net, inputs, prov, progress, source=source, check=check)
+        result, report = execute(cfg, net, inputs, prov, progress, source=source, check=check,
+                                 overrides=overrides)
+        if codes is not None:
+            report["compare_with_codes"] = compare_external(result, net, cfg, codes,
+                                                            str(compare_codes))
         if recall_tolerance is not None:
             report["readout"] = readout_block(result, recall_tolerance)
         summary = sets.publish(result, report, net, cfg)

@@ -296,9 +296,11 @@ BAD_FILES = [
                                           "wrap, saturate, error")),
     ("[mac]\npre_add_overflow = 'Wrap'", ("did you mean 'wrap'", "wrap, saturate, error")),
     ("[requant]\nscheme = 'fixedpoint'", ("'requant.scheme'", "did you mean 'fixed_point'",
-                                          "fbgemm, qnnpack, fixed_point, seed_floor_divide")),
+                                          "fbgemm, qnnpack, fixed_point, two_stage, float64, "
+                                          "dequant_quant, seed_floor_divide")),
     ("[schedule]\nmode = 'sparse'", ("'schedule.mode' = 'sparse'", "dense, event_driven")),
-    ("[spikes]\nquantizer = 'fma'", ("'spikes.quantizer'", "fma_f32, float64")),
+    ("[spikes]\nquantizer = 'fma'",
+     ("'spikes.quantizer'", "fma_f32, div_f32, mul_inv_f32, float64")),
     ("[report]\ncompare_with = 'pytorch_fbgem'",
      ("'report.compare_with' = 'pytorch_fbgem'", "pytorch_fbgemm", "int8_fixed_point")),
     # clamp outside the output register

@@ -24,7 +24,7 @@ from ..units.requantizer import (
     requantize,
     seed_floor_divide,
 )
-from ..units.spike_buffer import quantize_spikes
+from ..units.spike_buffer import negative_codes_fix, quantize_spikes, signedness_notes
 from ..units.weight_memory import WeightMemory
 from .schedule import TileSchedule
 
@@ -100,7 +100,7 @@ def check_fit(net: QuantizedNetwork, cfg: HwConfig) -> None:
                 f"{cfg.source}: 'requant.scheme' = {hw.requant.scheme!r} (layer {lname!r}) does "
                 f"not fit the model's {net.layout!r} layout ({net.source}); the split layout "
                 "needs 'seed_floor_divide', the combined layout one of fbgemm, qnnpack, "
-                "fixed_point"
+                "fixed_point, two_stage, float64, dequant_quant"
             )
         if hw.mac.operand == "raw" and hw.schedule.mode == "event_driven":
             raise ConfigError(
@@ -198,11 +198,14 @@ def prepare_inputs(
             clamps.append((ev.clamp_low, ev.clamp_high))
         return codes, clamps
     if x.dtype.kind in "ui" and x.dtype.kind != "b":
+        if x.dtype == np.int8 and net.metadata.get("activation_offset"):  # TFLite int8 codes
+            x = x.astype(np.int64) + int(net.metadata["activation_offset"])
         lo, hi = int(x.min()), int(x.max())
         if not reg.contains(lo, hi):
             raise InputError(
                 f"{source}: input codes span {lo}..{hi} but the spike register "
-                f"('spikes.bits' = {hw.spikes.bits}) holds {reg.describe()}; widen spikes.bits"
+                f"('spikes.bits' = {hw.spikes.bits}) holds {reg.describe()}; "
+                + (negative_codes_fix() if lo < 0 <= reg.min else "widen spikes.bits")
             )
         zps = {m.input_zero_point for m in net.modules}
         scales = {m.input_scale for m in net.modules}
@@ -353,7 +356,8 @@ def simulate(
     )
     predictions = np.argmax(scores, axis=1).astype(np.int64)
     cycles = np.sum([lr.cycles for lr in layers], axis=0).astype(np.int64)
-    return SimResult(outputs, predictions, codes_per_module, clamps, layers, cycles, scores)
+    return SimResult(outputs, predictions, codes_per_module, clamps, layers, cycles, scores,
+                     signedness_notes(net, cfg))
 
 
 def _raise_earliest_error(runs: list[LayerRun], net: QuantizedNetwork, cfg: HwConfig) -> None:

@@ -31,11 +31,15 @@ def load_model(
     suffix = p.suffix.lower()
     if suffix == ".npz":
         return load_npz(p, limits)
+    if suffix in (".onnx", ".tflite"):  # engine graphs: simulator/formats (engines extra)
+        from ..formats import import_model
+
+        return import_model(p)
     if suffix in (".pth", ".pt"):
         from .vprtempo_pth import load_vprtempo_pth
 
         return load_vprtempo_pth(p, limits=limits)
     raise ModelError(
-        f"{p}: unknown model form {suffix!r}; give a .npz (native), a .pth (VPRTempoQuant) "
-        "or a folder with the seed's mats (if_exc.npy ...)"
+        f"{p}: unknown model form {suffix!r}; give a .npz (native), a .pth (VPRTempoQuant), "
+        "a folder with the seed's mats (if_exc.npy ...), or an engine graph (.onnx, .tflite)"
     )

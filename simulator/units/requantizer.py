@@ -10,6 +10,18 @@ scale sw_j, output scale sy and output zero point zy; f32() rounds to float32 (h
   sx*sw_j/sy (float64) becomes M0_j * 2**-shift_j with a ``requant.multiplier_bits``-bit M0
   (per-channel shifts, or one ``requant.shift`` for all channels);
   q = clamp(round(a * M0_j / 2**shift_j) + zy), the product held exactly (64-bit or wider).
+* ``two_stage`` (gemmlowp / TFLite Micro / CMSIS-NN, LiteRT's optimized kernels): the same
+  (M0_j, shift_j) with a 31-bit M0 (``requant.multiplier_bits``), applied in two narrowings:
+  hi = SaturatingRoundingDoublingHighMul(a * 2**left_j, M0_j) = round_half_up(a * M0_j / 2**31)
+  (the product is exact; ties toward +inf for both signs, as the nudge 2**30 / 1 - 2**30 with a
+  division toward zero gives), then q = round(hi / 2**right_j) by ``requant.rounding``
+  (RoundingDivideByPOT: half_away; LiteRT optimized: half_up). left_j = max(exponent_j, 0),
+  right_j = max(-exponent_j, 0) where m_j = M0_j * 2**(exponent_j - 31).
+* ``float64`` (LiteRT reference kernels): v = a * m_j in float64 with m_j = sx*sw_j/sy (float64
+  of the float32 scales), q = clamp(round(v) + zy).
+* ``dequant_quant`` (ONNX Runtime MatMulInteger -> Cast -> Mul -> QuantizeLinear):
+  v = f32(f32(a) * f32(f32(sx) * f32(sw_j))), q = clamp(round(f32(v / f32(sy))) + zy): two
+  float32 roundings (dequantize, then quantize with a float32 division).
 * ``seed_floor_divide`` (the seed tutorial, split layout): floor divisions by products of the
   layer's scale factors (see :func:`seed_floor_divide`).
 
@@ -24,7 +36,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import ConfigError
-from ..fixedpoint import multiply_shift, quantize_multiplier, round_float
+from ..fixedpoint import multiply_shift, quantize_multiplier, round_float, round_shift
+
+HIGH_MUL_BITS = 31  # SaturatingRoundingDoublingHighMul keeps the high 32 bits of 2*a*M0
 
 
 @dataclass
@@ -108,11 +122,53 @@ def requantize(
     elif scheme == "fixed_point":
         m0, shifts = fixed_point_multipliers(sx, sw, sy, multiplier_bits, shift)
         r = multiply_shift(acc, m0[None, :], shifts[None, :], rounding)
+    elif scheme == "two_stage":
+        r = two_stage_requantize(acc, sx, sw, sy, rounding, multiplier_bits)
+    elif scheme == "float64":
+        real = np.float64(sx) * np.asarray(sw, dtype=np.float64) / np.float64(sy)
+        r = round_float(acc.astype(np.float64) * real[None, :], rounding).astype(np.int64)
+    elif scheme == "dequant_quant":
+        f32 = np.float32
+        m = (f32(sx) * np.asarray(sw, dtype=np.float64).astype(f32)).astype(f32)
+        v = acc.astype(f32) * m[None, :]  # dequantize: one float32 rounding
+        v = v / f32(sy)  # quantize: a float32 division, a second rounding
+        r = round_float(v, rounding).astype(np.int64)
     else:
         raise ValueError(f"requantize does not handle scheme {scheme!r}")
     unclamped = r + zy
     codes, events = clamp_codes(unclamped, clamp)
     return codes, unclamped, events
+
+
+def two_stage_requantize(
+    acc: np.ndarray, sx: float, sw: np.ndarray, sy: float, rounding: str, multiplier_bits: int = 31
+) -> np.ndarray:
+    """gemmlowp's MultiplyByQuantizedMultiplier on int64 (Q, N) accumulators (no zero point).
+
+    M0_j (``multiplier_bits`` <= 31 bits, normalised, rounded half away as TFLite's
+    QuantizeMultiplier) and exponent_j with m_j = M0_j * 2**(exponent_j - bits);
+    stage 1: SaturatingRoundingDoublingHighMul(a * 2**left_j, M0_j * 2**(31 - bits)), i.e.
+    round_half_up(a * 2**left_j * M0'_j / 2**31); its only saturating case (both operands
+    -2**31) cannot occur with M0 > 0. Stage 2: round(hi / 2**right_j) by ``rounding``.
+    A multiplier below 2**-32 (exponent < -31) becomes 0, as TFLite's QuantizeMultiplier does.
+    """
+    if multiplier_bits > HIGH_MUL_BITS:
+        raise ConfigError(
+            f"'requant.multiplier_bits' = {multiplier_bits}: the two_stage requantizer's "
+            f"high multiply takes at most a {HIGH_MUL_BITS}-bit M0; lower it"
+        )
+    real = np.float64(sx) * np.asarray(sw, dtype=np.float64) / np.float64(sy)
+    m0, shift = quantize_multiplier(real, multiplier_bits)
+    m0 = m0 << (HIGH_MUL_BITS - multiplier_bits)
+    exponent = HIGH_MUL_BITS - (shift + (HIGH_MUL_BITS - multiplier_bits))
+    tiny = exponent < -31  # TFLite's QuantizeMultiplier: below 2^-32 the multiplier is 0
+    m0 = np.where(tiny, 0, m0)
+    exponent = np.where(tiny, 0, exponent)
+    left = np.maximum(exponent, 0)
+    right = np.maximum(-exponent, 0)
+    a = acc if not np.any(left) else acc * (np.int64(1) << left)[None, :]
+    hi = multiply_shift(a, m0[None, :], np.full((1, m0.size), HIGH_MUL_BITS), "half_up")
+    return round_shift(hi, np.broadcast_to(right[None, :], hi.shape), rounding)
 
 
 def clamp_codes(values: np.ndarray, clamp: tuple[int, int]) -> tuple[np.ndarray, ClampEvents]:

@@ -6,17 +6,29 @@ handed a float32 tensor) become quint8 codes with torch's QuantStub arithmetic:
     q = clamp(round(fmaf(x, f32(1 / scale), zero_point)), lo, hi)
 
 one float32 rounding for the fused multiply-add (``spikes.quantizer = "fma_f32"``), or plain
-float64 ``x / scale + zero_point`` (``float64``). Codes below/above the register are clamped
+float64 ``x / scale + zero_point`` (``float64``). The other engines round the scaled value to
+float32 first and add the zero point after rounding:
+
+    div_f32:      q = clamp(round(f32(x / f32(scale))) + zero_point)       (ONNX Runtime
+                  QuantizeLinear: half_even; TFLite reference / TFLite Micro QUANTIZE: half_away)
+    mul_inv_f32:  q = clamp(round(f32(x * f32(1 / f32(scale)))) + zero_point)  (LiteRT XNNPACK
+                  and optimized QUANTIZE, half_even)
+ Codes below/above the register are clamped
 and counted (that is what the quantizer does), never dropped.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..fixedpoint import Register, f32_fma_round, round_float
+
+if TYPE_CHECKING:
+    from ..config import HwConfig
+    from ..network import QuantizedNetwork
 
 
 @dataclass
@@ -33,6 +45,11 @@ def quantize_spikes(
     if quantizer == "fma_f32":
         inv = np.float32(np.float32(1.0) / np.float32(scale))
         r = _round_fma(x32, inv, float(zero_point), rounding)
+    elif quantizer == "div_f32":
+        r = round_float(x32 / np.float32(scale), rounding) + np.float32(zero_point)
+    elif quantizer == "mul_inv_f32":
+        inv = np.float32(np.float32(1.0) / np.float32(scale))
+        r = round_float(x32 * inv, rounding) + np.float32(zero_point)
     else:
         v = x32.astype(np.float64) / np.float64(scale) + zero_point
         r = round_float(v, rounding)
@@ -74,3 +91,37 @@ def _round_fma(x32: np.ndarray, inv: np.float32, zp: float, rounding: str) -> np
         exact = f32_fma_round(x32.ravel()[risky], inv, zp)
         r.ravel()[risky] = round_float(exact, rounding)
     return r
+
+
+def negative_codes_fix() -> str:
+    """The fix for negative integer input codes on an unsigned spike register."""
+    return (
+        "negative codes look like int8 engine codes (TFLite int8 = uint8 - 128): add 128 to "
+        "them, as hwsim holds activations in uint8 form (docs/engines.md), or set "
+        "spikes.signed = true if the register really is signed"
+    )
+
+
+def signedness_notes(net: QuantizedNetwork, cfg: HwConfig) -> list[str]:
+    """Warnings for signed spike/output registers that cannot hold the model's uint8 codes.
+
+    hwsim's networks hold activations in uint8 form (zero points 0..255; int8 engine graphs
+    are imported +128), so a signed 8-bit register clamps every code above 127.
+    """
+    notes = []
+    zps = sorted({m.input_zero_point for m in net.modules})
+    for lname in ("feature", "output"):
+        hw = cfg.for_layer(lname)
+        for key, signed, bits in (
+            ("spikes.signed", hw.spikes.signed, hw.spikes.bits),
+            ("requant.output_signed", hw.requant.output_signed, hw.requant.output_bits),
+        ):
+            reg = Register(bits, signed)
+            if signed and reg.max < 255:
+                notes.append(
+                    f"layer {lname!r}: {key} = true gives a {reg.describe()} register, but the "
+                    f"model's activations are uint8 codes (input zero points {zps[0]}.."
+                    f"{zps[-1]}; int8 graphs are imported +128): codes above {reg.max} clamp; "
+                    f"set {key} = false (or widen the register)"
+                )
+    return notes
