@@ -154,7 +154,7 @@ def _check_run_options(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .report import summary_lines
+    from .report import input_warning_lines, summary_lines
     from .runner import load_input, run_job
 
     treq = trace_request(args)
@@ -169,6 +169,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _progress_bar(n, "hwsim run", args.quiet) as bar:
         out = run_job(args.config, args.model, inputs, args.out, args.set, bar.update, tol,
                       trace=treq, compare_codes=args.compare_with)
+    for line in input_warning_lines(out.report):
+        print(line, file=sys.stderr)
     for line in summary_lines(out.report):
         print(line)
     for note in out.report.get("notes", []):
@@ -286,9 +288,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     cfg = load_config(args.file, args.set)
     if args.model:
         from .engine import check_fit
-        from .loaders import load_model
+        from .loaders import ModelLimits, load_model
 
-        net = load_model(args.model)
+        net = load_model(args.model, ModelLimits.for_config(cfg))
         check_fit(net, cfg)
         print(f"{cfg.source}: ok for model {args.model}")
     else:

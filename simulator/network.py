@@ -147,7 +147,7 @@ class QuantizedNetwork:
         k0 = self.modules[0].in_features
         for mi, mod in enumerate(self.modules):
             where = f"{src}: module {mi}"
-            _check_scale(mod.input_scale, f"{where} input scale")
+            check_scales(mod.input_scale, f"{where} input scale", f"m{mi}.input.scale")
             _check_zero_point(mod.input_zero_point, f"{where} input zero point", 0, 255)
             names = tuple(lay.name for lay in mod.layers)
             if names != LAYER_NAMES:
@@ -167,10 +167,10 @@ class QuantizedNetwork:
                 shape = lay.paths[0].weight.shape
                 for p in lay.paths:
                     pw = f"{lwhere} {p.name} weight"
+                    key = f"m{mi}.{lay.name}.{p.name}"
                     if p.weight.dtype != np.int8:
                         raise ModelError(f"{pw}: dtype must be int8, not {p.weight.dtype}")
-                    if p.weight.ndim != 2 or p.weight.shape != shape or 0 in shape:
-                        raise ModelError(f"{pw}: shape {p.weight.shape} does not fit {shape}")
+                    _check_weight_shape(p.weight.shape, shape, lay.paths[0].name, pw)
                     if p.scale.shape != (shape[0],) or p.zero_point.shape != (shape[0],):
                         transposed = p.scale.shape == (shape[1],) != (shape[0],)
                         raise ModelError(
@@ -180,7 +180,7 @@ class QuantizedNetwork:
                                "(in, out)): store it as (out, in)" if transposed else "")
                         )
                     if self.layout == "combined":
-                        _check_scale(p.scale, f"{pw} scales")
+                        check_scales(p.scale, f"{pw} scales", f"{key}.scale")
                         _check_zero_point(p.zero_point, f"{pw} zero points", -128, 127)
                     if p.bias is not None and p.bias.shape != (shape[0],):
                         raise ModelError(f"{pw}: bias shape {p.bias.shape}, expected ({shape[0]},)")
@@ -192,13 +192,22 @@ class QuantizedNetwork:
                         f"gives {prev_out}"
                     )
                 prev_out = lay.out_features
+                lkey = f"m{mi}.{lay.name}"
                 if self.layout == "combined":
-                    _check_scale(lay.output_scale, f"{lwhere} output scale")
+                    check_scales(lay.output_scale, f"{lwhere} output scale", f"{lkey}.output.scale")
                     _check_zero_point(lay.output_zero_point, f"{lwhere} output zero point", 0, 255)
                 else:
                     if lay.factors is None or lay.factors.shape != (4,):
                         raise ModelError(f"{lwhere}: split layout needs 4 scale factors")
-                    _check_scale(lay.factors, f"{lwhere} scale factors")
+                    check_scales(lay.factors, f"{lwhere} scale factors", f"{lkey}.factors")
+                    _check_factor_products(lay.factors, f"{lwhere} scale factors",
+                                           f"{lkey}.factors")
+            if self.layout == "combined":
+                sx = mod.input_scale
+                for lay in mod.layers:
+                    check_multipliers(sx, lay.paths[0].scale, lay.output_scale,
+                                      f"{src}: m{mi}.{lay.name}.{lay.paths[0].name}")
+                    sx = lay.output_scale
         self._freeze()
 
     def _freeze(self) -> None:
@@ -211,12 +220,95 @@ class QuantizedNetwork:
                         arr.flags.writeable = False
 
 
-def _check_scale(value: float | np.ndarray, what: str) -> None:
+F32_MIN_NORMAL = float(np.finfo(np.float32).tiny)  # 2**-126
+F32_MAX = float(np.finfo(np.float32).max)
+MIN_REQUANT_MULTIPLIER = F32_MIN_NORMAL
+"""The smallest normal float32 (torch's fbgemm forms the multiplier in float32; torch gives an
+all-zero channel the scale eps = 2**-23, so multipliers near 1e-10 occur in real models)."""
+MAX_REQUANT_MULTIPLIER = 2.0**24
+"""Above it a float32 product f32(acc) * m (or acc * M0 >> shift) leaves int64 for int32 acc."""
+
+
+def check_scales(value: float | np.ndarray, where: str, key: str = "") -> None:
+    """Each scale must be a finite, normal float32 number > 0, as must its reciprocal.
+
+    ``where`` says where (``file: module 0 layer 'feature' combined weight scales``), ``key``
+    names the value (``m0.feature.combined.scale``); an array element is named with its index,
+    e.g. ``m0.feature.combined.scale[17]``.
+    """
     arr = np.asarray(value, dtype=np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ModelError(f"{what}: NaN or infinite value; scales must be finite and > 0")
-    if np.any(arr <= 0):
-        raise ModelError(f"{what}: scales must be > 0, found {float(arr.min())!r}")
+    flat = arr.ravel()
+    with np.errstate(all="ignore"):
+        ok = np.isfinite(flat) & (flat >= F32_MIN_NORMAL) & (flat <= F32_MAX)
+        inv = np.float32(1.0) / flat.astype(np.float32)
+        ok &= np.isfinite(inv) & (inv >= F32_MIN_NORMAL)
+    if ok.all():
+        return
+    j = int(np.flatnonzero(~ok)[0])
+    name = f"{where}: {key}" if key else where
+    name = f"{name}[{j}]" if arr.ndim else name
+    v = float(flat[j])
+    raise ModelError(
+        f"{name} = {v!r}: {'' if np.isfinite(v) else 'NaN or infinite value; '}"
+        "scales must be finite and > 0, normal float32 numbers with normal float32 "
+        "reciprocals (1.2e-38 .. 8.5e37)"
+    )
+
+
+def check_multipliers(sx: float, sw: np.ndarray, sy: float, key: str) -> None:
+    """Requantizer multipliers sx * sw_j / sy (float32 as fbgemm forms them, and float64) must
+    lie in [MIN_REQUANT_MULTIPLIER, MAX_REQUANT_MULTIPLIER] so that every requantizer scheme
+    represents them (a normal float32 that keeps f32(acc) * m, or acc * M0 >> shift, inside the
+    int64 range for 32-bit accumulators)."""
+    f32 = np.float32
+    sw64 = np.asarray(sw, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        m32 = (f32(sx) * sw64.astype(f32)) / f32(sy)
+        m64 = np.float64(sx) * sw64 / np.float64(sy)
+    ok = np.ones(sw64.shape, dtype=bool)
+    for m in (m32.astype(np.float64), m64):
+        ok &= np.isfinite(m) & (m >= MIN_REQUANT_MULTIPLIER) & (m <= MAX_REQUANT_MULTIPLIER)
+    if ok.all():
+        return
+    j = int(np.flatnonzero(~ok)[0])
+    raise ModelError(
+        f"{key}.scale[{j}]: the requantizer multiplier input scale {sx!r} x weight scale "
+        f"{float(sw64[j])!r} / output scale {sy!r} = {float(m64[j]):.6g} lies outside "
+        f"[2^-126, 2^24]; no requantizer represents it (check the model's scales)"
+    )
+
+
+def _check_factor_products(factors: np.ndarray, where: str, key: str) -> None:
+    """The seed divides by products of two scale factors, formed in the factors' float type."""
+    f = np.asarray(factors)
+    t = f.dtype.type if f.dtype.kind == "f" else np.float64
+    with np.errstate(all="ignore"):
+        for i in range(f.size):
+            for k in range(i, f.size):
+                prod = float(t(f[i]) * t(f[k]))
+                if not (np.isfinite(prod) and F32_MIN_NORMAL <= prod <= F32_MAX):
+                    raise ModelError(
+                        f"{where}: {key}[{i}] x {key}[{k}] = {prod!r}: the seed divides by "
+                        "products of scale factors; this one is not a normal float32 number"
+                    )
+
+
+def _check_weight_shape(
+    got: tuple[int, ...], first: tuple[int, ...], first_name: str, what: str
+) -> None:
+    """A weight memory image is a non-empty (out, in) matrix; both paths share one shape."""
+    if len(got) != 2:
+        raise ModelError(f"{what}: shape {got}; expected a 2-D (out_features, in_features) matrix")
+    if 0 in got:
+        raise ModelError(
+            f"{what}: shape {got} has an empty dimension; expected (out_features, in_features) "
+            "with at least one output neuron and one input"
+        )
+    if got != first:
+        raise ModelError(
+            f"{what}: shape {got} differs from the {first_name} weight's {first}; both paths "
+            "of a layer have the same (out_features, in_features) shape"
+        )
 
 
 def _check_zero_point(value: int | np.ndarray, what: str, lo: int, hi: int) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 from . import __version__
 from .config import HwConfig
 from .engine.fast import LayerRun, SimResult
+from .fixedpoint import Register
 from .network import QuantizedNetwork
 from .units.weight_memory import WeightMemory
 
@@ -197,6 +198,7 @@ def build_report(
             "dtype": provenance.get("input_dtype"),
             "clamp_low": int(sum(c[0] for c in in_clamp)),
             "clamp_high": int(sum(c[1] for c in in_clamp)),
+            **input_clamp_block(result, net, cfg),
         },
         "queries": q,
         "layers": layers,
@@ -225,6 +227,38 @@ def build_report(
         },
         "notes": list(result.notes),
     }
+
+
+def input_clamp_block(result: SimResult, net: QuantizedNetwork, cfg: HwConfig) -> dict[str, Any]:
+    """Input values the spike quantizer clamped (module 0's quantizer: every module shares it
+    in VPRTempoQuant), out of all values, and the float range it represents."""
+    codes = result.input_codes[0]
+    spikes = cfg.for_layer("feature").spikes
+    reg = Register(spikes.bits, spikes.signed)
+    m0 = net.modules[0]
+    low, high = result.input_clamp[0] if result.input_clamp else (0, 0)
+    return {
+        "values": int(codes.size),
+        "clamped_low": int(low),
+        "clamped_high": int(high),
+        "quantizer_range": [(reg.min - m0.input_zero_point) * m0.input_scale,
+                            (reg.max - m0.input_zero_point) * m0.input_scale],
+    }
+
+
+def input_warning_lines(report: dict[str, Any]) -> list[str]:
+    """``hwsim: warning:`` lines for a legal run that is almost surely a mistake."""
+    inp = report.get("input", {})
+    n = int(inp.get("clamped_low", 0)) + int(inp.get("clamped_high", 0))
+    if not n:
+        return []
+    lo, hi = inp.get("quantizer_range", [0.0, 1.0])
+    return [
+        f"hwsim: warning: {inp.get('source')}: {n:,} of {int(inp.get('values', 0)):,} input "
+        f"values outside [{lo:.3g}, {hi:.3g}] were clamped by the input quantizer "
+        f"({int(inp.get('clamped_low', 0)):,} low, {int(inp.get('clamped_high', 0)):,} high); "
+        "scale images to [0, 1] (e.g. divide 0..255 pixels by 255)"
+    ]
 
 
 def compare_outputs(a: SimResult, b: SimResult, name_b: str) -> dict[str, Any]:

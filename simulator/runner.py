@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,8 @@ import numpy as np
 from .compare import compare_external, load_external_codes, reference_run
 from .config import HwConfig, load_config
 from .engine import InputError, SimResult, simulate
-from .loaders import load_model
+from .loaders import ModelLimits, load_model
+from .loaders.safe_npy import MAX_INPUT_ELEMENTS, NpyHeader, load_npy, sniff
 from .network import QuantizedNetwork
 from .outputs import ResultSet, owned_by_patterns
 from .report import build_report, compare_outputs
@@ -60,22 +60,49 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 
 def load_input(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an input ``.npy`` (queries, inputs); raise InputError naming the file."""
+    """Read an input ``.npy`` (queries, inputs); raise InputError naming the file.
+
+    The header is checked first (a 2-D float or integer array of at most
+    ``MAX_INPUT_ELEMENTS`` values) and only then the data is read; nothing is unpickled.
+    """
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: no such input file")
     try:
-        arr = np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{p}: not a readable .npy array ({exc}); is it truncated?") from None
-    if isinstance(arr, np.lib.npyio.NpzFile):
-        arr.close()
+        form = sniff(p)
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    if form == "zip":
         raise InputError(f"{p}: is an .npz archive; give one .npy array (queries, inputs)")
-    if arr.ndim == 1:
+    if form == "empty":
+        raise InputError(f"{p}: is empty; give a 2-D (queries, inputs) .npy array")
+    if form != "npy":
         raise InputError(
-            f"{p}: is 1-D {arr.shape}; give a 2-D (queries, inputs) array, e.g. x[None, :]"
+            f"{p}: not a readable .npy array (no NUMPY magic string); is it truncated?"
         )
-    return arr
+
+    def check(hdr: NpyHeader) -> None:
+        if len(hdr.shape) == 0:
+            raise InputError(
+                f"{p}: holds a single number (a 0-D array); give a 2-D (queries, inputs) array"
+            )
+        if len(hdr.shape) == 1:
+            raise InputError(
+                f"{p}: is 1-D {hdr.shape}; give a 2-D (queries, inputs) array, e.g. x[None, :]"
+            )
+        if len(hdr.shape) != 2:
+            raise InputError(
+                f"{p}: is {len(hdr.shape)}-D {hdr.shape}; give a 2-D (queries, inputs) array, "
+                "e.g. x.reshape(len(x), -1)"
+            )
+        if hdr.dtype.kind == "b":
+            raise InputError(
+                f"{p}: dtype bool is not supported; give float spikes in [0, 1] or uint8 codes"
+            )
+
+    return load_npy(p, InputError, MAX_INPUT_ELEMENTS, "the input limit MAX_INPUT_ELEMENTS",
+                    kinds="biuf", check=check,
+                    hint="; give float spikes in [0, 1] or uint8 codes")
 
 
 def execute(
@@ -231,7 +258,7 @@ def run_job(
     The output folder is checked and locked before the simulation starts.
     """
     cfg = load_config(config, overrides)
-    net = load_model(model)
+    net = load_model(model, ModelLimits.for_config(cfg))
     if isinstance(input_path, np.ndarray):
         inputs, source = input_path, "<images>"
         digest = hashlib.sha256(np.ascontiguousarray(inputs).tobytes()).hexdigest()

@@ -47,7 +47,7 @@ import numpy as np
 from . import __version__
 from .config import HwConfig, LayerHw, load_config, requant_clamp
 from .engine import InputError, SimResult, simulate
-from .loaders import load_model
+from .loaders import ModelLimits, load_model
 from .network import QuantizedNetwork
 from .outputs import ResultSet, owned_by_patterns
 from .outputs import check_out_dir as outputs_check_out_dir
@@ -572,7 +572,7 @@ def generate(
     if layer not in ("feature", "output", "all"):
         raise VectorsError(f"--layer {layer!r}: choose feature, output or all")
     cfg = load_config(config, list(overrides))
-    net = load_model(model)
+    net = load_model(model, ModelLimits.for_config(cfg))
     if net.layout != "combined":
         raise VectorsError(
             f"{model}: the {net.layout!r} (seed) layout has two weight paths and a float "

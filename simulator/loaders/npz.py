@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +40,8 @@ from ..network import (
     QuantizedNetwork,
     WeightPath,
 )
+from .limits import ModelLimits
+from .safe_npy import MAX_ARRAY_BYTES, NpyHeader, open_npz
 
 FORMAT = "tempo-hwsim-model/1"
 
@@ -82,86 +83,115 @@ def save_npz(net: QuantizedNetwork, path: str | os.PathLike[str], compress: bool
         raise
 
 
-def load_npz(path: str | os.PathLike[str]) -> QuantizedNetwork:
-    """Read a native model; raise ModelError naming the file and the missing/bad key."""
+def load_npz(
+    path: str | os.PathLike[str], limits: ModelLimits | None = None
+) -> QuantizedNetwork:
+    """Read a native model; raise ModelError naming the file and the missing/bad key.
+
+    Every array's header is checked (dtype, shape, and each module's weight count against
+    ``limits``, by default :data:`~simulator.loaders.safe_npy.MAX_MODEL_WEIGHTS`) before any
+    array data is decompressed; nothing is unpickled.
+    """
     path = Path(path)
     src = str(path)
-    try:
-        data = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise ModelError(f"{src}: no such model file") from None
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise ModelError(f"{src}: not a readable .npz model ({exc}); is it truncated?") from None
-    try:
-        with data:
-            files = set(data.files)
+    if not path.is_file():
+        raise ModelError(f"{src}: no such model file")
+    limits = limits or ModelLimits()
+    with open_npz(path, ModelError) as data:
+        files = set(data.files)
+        heads = data.headers
 
-            def get(key: str) -> np.ndarray:
-                if key not in files:
-                    raise ModelError(f"{src}: missing key {key!r} (format {FORMAT})")
-                try:
-                    return data[key]
-                except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-                    raise ModelError(f"{src}: key {key!r} is unreadable ({exc})") from None
+        def head(key: str) -> NpyHeader:
+            if key not in files:
+                raise ModelError(f"{src}: missing key {key!r} (format {FORMAT})")
+            return heads[key]
 
-            fmt = str(get("format"))
-            if fmt != FORMAT:
-                raise ModelError(f"{src}: format is {fmt!r}, this version reads {FORMAT!r}")
-            layout = str(get("layout"))
-            if layout not in PATHS_BY_LAYOUT:
-                raise ModelError(f"{src}: layout must be 'combined' or 'split', not {layout!r}")
-            try:
-                metadata = json.loads(str(get("metadata")))
-            except json.JSONDecodeError as exc:
-                raise ModelError(f"{src}: key 'metadata' is not valid JSON ({exc})") from None
-            n_mod = int(get("modules"))
-            if n_mod < 1:
-                raise ModelError(f"{src}: 'modules' must be >= 1, found {n_mod}")
-            mods = []
-            for i in range(n_mod):
-                layers = []
-                for lname in LAYER_NAMES:
-                    pre = f"m{i}.{lname}"
-                    paths = []
-                    for pname in PATHS_BY_LAYOUT[layout]:
-                        w = get(f"{pre}.{pname}.weight")
-                        if w.dtype != np.int8:
-                            raise ModelError(
-                                f"{src}: {pre}.{pname}.weight has dtype {w.dtype}; "
-                                "weights must be stored as int8"
-                            )
-                        bias_key = f"{pre}.{pname}.bias"
-                        paths.append(
-                            WeightPath(
-                                pname,
-                                w,
-                                get(f"{pre}.{pname}.scale").astype(np.float64),
-                                get(f"{pre}.{pname}.zero_point").astype(np.int64),
-                                get(bias_key).astype(np.float32) if bias_key in files else None,
-                            )
+        def get(key: str, kinds: str, ndim: int | None = 0) -> np.ndarray:
+            h = head(key)
+            if h.dtype.kind not in kinds:
+                raise ModelError(f"{src}: key {key!r} has dtype {h.dtype}; expected "
+                                 f"{_KIND_NAMES.get(kinds, kinds)}")
+            if ndim is not None and len(h.shape) != ndim:
+                want = "a single value (shape ())" if ndim == 0 else f"a {ndim}-D array"
+                raise ModelError(f"{src}: key {key!r} has shape {h.shape}; expected {want}")
+            if h.nbytes > MAX_ARRAY_BYTES and not key.endswith(".weight"):
+                raise ModelError(f"{src}: key {key!r} declares {h.nbytes:,} bytes, more than "
+                                 f"MAX_ARRAY_BYTES ({MAX_ARRAY_BYTES:,})")
+            return data.read(key)
+
+        fmt = str(get("format", "US"))
+        if fmt != FORMAT:
+            raise ModelError(f"{src}: format is {fmt!r}, this version reads {FORMAT!r}")
+        layout = str(get("layout", "US"))
+        if layout not in PATHS_BY_LAYOUT:
+            raise ModelError(f"{src}: layout must be 'combined' or 'split', not {layout!r}")
+        try:
+            metadata = json.loads(str(get("metadata", "US")))
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise ModelError(f"{src}: key 'metadata' is not valid JSON ({exc})") from None
+        if not isinstance(metadata, dict):
+            raise ModelError(f"{src}: key 'metadata' must be a JSON object")
+        n_mod = int(get("modules", "iu"))
+        if n_mod < 1:
+            raise ModelError(f"{src}: 'modules' must be >= 1, found {n_mod}")
+        # headers first: every module's weight count against the limit, before any weight data
+        for i in range(n_mod):
+            n_weights = 0
+            for lname in LAYER_NAMES:
+                for pname in PATHS_BY_LAYOUT[layout]:
+                    key = f"m{i}.{lname}.{pname}.weight"
+                    h = head(key)
+                    if h.dtype != np.int8:
+                        raise ModelError(
+                            f"{src}: {key} has dtype {h.dtype}; weights must be stored as int8"
                         )
-                    factors = get(f"{pre}.factors") if layout == "split" else None
-                    layers.append(
-                        Layer(
-                            lname,
-                            tuple(paths),
-                            float(get(f"{pre}.output.scale")),
-                            int(get(f"{pre}.output.zero_point")),
-                            None if factors is None else _float_factors(factors, src, pre),
+                    if len(h.shape) != 2:
+                        raise ModelError(f"{src}: {key} has shape {h.shape}; a weight memory "
+                                         "image is a 2-D (out_features, in_features) matrix")
+                    n_weights += h.size
+            limits.check_module(n_weights, f"{src}: module {i}", ModelError)
+        mods = []
+        for i in range(n_mod):
+            layers = []
+            for lname in LAYER_NAMES:
+                pre = f"m{i}.{lname}"
+                paths = []
+                for pname in PATHS_BY_LAYOUT[layout]:
+                    w = get(f"{pre}.{pname}.weight", "i", 2)
+                    bias_key = f"{pre}.{pname}.bias"
+                    paths.append(
+                        WeightPath(
+                            pname,
+                            w,
+                            get(f"{pre}.{pname}.scale", "fiu", None).astype(np.float64),
+                            get(f"{pre}.{pname}.zero_point", "iu", None).astype(np.int64),
+                            get(bias_key, "fiu", None).astype(np.float32)
+                            if bias_key in files else None,
                         )
                     )
-                mods.append(
-                    Module(
-                        float(get(f"m{i}.input.scale")),
-                        int(get(f"m{i}.input.zero_point")),
-                        tuple(layers),
+                factors = get(f"{pre}.factors", "f", None) if layout == "split" else None
+                layers.append(
+                    Layer(
+                        lname,
+                        tuple(paths),
+                        float(get(f"{pre}.output.scale", "fiu")),
+                        int(get(f"{pre}.output.zero_point", "iu")),
+                        None if factors is None else _float_factors(factors, src, pre),
                     )
                 )
-    except ModelError:
-        raise
+            mods.append(
+                Module(
+                    float(get(f"m{i}.input.scale", "fiu")),
+                    int(get(f"m{i}.input.zero_point", "iu")),
+                    tuple(layers),
+                )
+            )
     net = QuantizedNetwork(layout, tuple(mods), metadata, src)  # type: ignore[arg-type]
     net.validate()
     return net
+
+
+_KIND_NAMES = {"US": "a string", "iu": "an integer", "fiu": "a number", "f": "a float"}
 
 
 def _float_factors(factors: np.ndarray, src: str, pre: str) -> np.ndarray:

@@ -7,8 +7,9 @@ per-channel inh]). Weights must be integers within int8 (any integer dtype is ac
 converted losslessly); excitatory weights must be >= 0 and inhibitory weights <= 0.
 
 The seed saves its scale factors with ``allow_pickle=True``; such object arrays are read only
-if they hold exactly four finite numbers. The network input is the patch-normalised image as
-integer codes 0..255 (input scale 1/255, zero point 0 for float spikes).
+through a numbers-only unpickler (numpy's array reconstruction and plain numbers, no other
+global) and only if they hold exactly four finite numbers. The network input is the
+patch-normalised image as integer codes 0..255 (input scale 1/255, zero point 0 for float spikes).
 """
 
 from __future__ import annotations
@@ -18,32 +19,49 @@ from pathlib import Path
 import numpy as np
 
 from ..network import Layer, ModelError, Module, QuantizedNetwork, WeightPath
+from .limits import ModelLimits
+from .safe_npy import (
+    MAX_MODEL_WEIGHTS,
+    NpyHeader,
+    check_numeric,
+    load_npy,
+    load_npy_numbers,
+    read_npy_header,
+)
 
 SEED_FILES = ("if_exc.npy", "if_inh.npy", "if_scales.npy", "fo_exc.npy", "fo_inh.npy",
               "fo_scales.npy")
 
 
-def _load(folder: Path, name: str, allow_pickle: bool = False) -> np.ndarray:
+def _path(folder: Path, name: str) -> Path:
     path = folder / name
     if not path.is_file():
         raise ModelError(f"{path}: missing; a seed mats folder needs {', '.join(SEED_FILES)}")
+    return path
+
+
+def _weight_header(folder: Path, name: str) -> NpyHeader:
+    """The header of a weight file, checked (integer dtype, 2-D, non-empty) before its data."""
+    path = _path(folder, name)
     try:
-        return np.load(path, allow_pickle=allow_pickle)
-    except ValueError as exc:
-        if not allow_pickle and "allow_pickle" in str(exc):
-            return _load(folder, name, allow_pickle=True)
-        raise ModelError(f"{path}: not a readable .npy ({exc}); is it truncated?") from None
-    except (OSError, EOFError) as exc:
-        raise ModelError(f"{path}: not a readable .npy ({exc}); is it truncated?") from None
+        with open(path, "rb") as fh:
+            hdr = read_npy_header(fh, str(path), ModelError)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    check_numeric(hdr, str(path), ModelError, "iuf")
+    if hdr.dtype.kind not in "iu":
+        raise ModelError(f"{path}: dtype {hdr.dtype}; seed weights must be integers (int8)")
+    if len(hdr.shape) != 2 or 0 in hdr.shape:
+        raise ModelError(
+            f"{path}: must be a 2-D (out, in) matrix with no empty dimension, found shape "
+            f"{hdr.shape}"
+        )
+    return hdr
 
 
 def _weights(folder: Path, name: str, sign: int) -> np.ndarray:
-    w = _load(folder, name)
-    path = folder / name
-    if w.dtype.kind not in "iu":
-        raise ModelError(f"{path}: dtype {w.dtype}; seed weights must be integers (int8)")
-    if w.ndim != 2 or 0 in w.shape:
-        raise ModelError(f"{path}: must be a 2-D (out, in) matrix, found shape {w.shape}")
+    path = _path(folder, name)
+    w = load_npy(path, ModelError, MAX_MODEL_WEIGHTS, "MAX_MODEL_WEIGHTS", kinds="iu")
     lo, hi = int(w.min()), int(w.max())
     if lo < -128 or hi > 127:
         raise ModelError(f"{path}: weights span {lo}..{hi}, outside int8 (-128..127)")
@@ -58,35 +76,30 @@ def _factors(folder: Path, name: str) -> np.ndarray:
     """Four scale factors, kept in their stored float type (the seed multiplies them in it).
 
     float32 stays float32 (the seed's s0*s2 is then a float32 product); integers and Python
-    floats become float64, which represents them exactly.
+    floats become float64, which represents them exactly. The seed's object arrays are read
+    through a numbers-only unpickler (see :func:`~simulator.loaders.safe_npy.load_npy_numbers`).
     """
-    raw = np.asarray(_load(folder, name, allow_pickle=False))
-    path = folder / name
-    values = list(raw.ravel())
-    try:
-        if raw.dtype == object:
-            kinds = {np.asarray(v).dtype for v in values}
-            dtype = np.float32 if kinds == {np.dtype(np.float32)} else np.float64
-        else:
-            dtype = np.float32 if raw.dtype == np.float32 else np.float64
-        f = np.array([float(v) for v in values], dtype=dtype)
-    except (TypeError, ValueError):
-        raise ModelError(f"{path}: scale factors must be 4 numbers") from None
-    if f.shape != (4,):
-        raise ModelError(f"{path}: needs exactly 4 scale factors, found {f.size}")
-    return f
+    return load_npy_numbers(_path(folder, name), 4, ModelError)
 
 
-def load_seed_mats(folder: str | Path) -> QuantizedNetwork:
+def load_seed_mats(folder: str | Path, limits: ModelLimits | None = None) -> QuantizedNetwork:
+    """Read a seed mats folder; every file's header is checked before its data is read."""
     folder = Path(folder)
+    limits = limits or ModelLimits()
+    heads = {n: _weight_header(folder, n)
+             for n in ("if_exc.npy", "if_inh.npy", "fo_exc.npy", "fo_inh.npy")}
+    for prefix in ("if", "fo"):
+        a, b = heads[f"{prefix}_exc.npy"], heads[f"{prefix}_inh.npy"]
+        if a.shape != b.shape:
+            raise ModelError(
+                f"{folder}: {prefix}_exc.npy {a.shape} and {prefix}_inh.npy {b.shape} differ; "
+                "both paths of a layer have the same (out, in) shape"
+            )
+    limits.check_module(sum(h.size for h in heads.values()), str(folder), ModelError)
     layers = []
     for prefix, lname in (("if", "feature"), ("fo", "output")):
         exc = _weights(folder, f"{prefix}_exc.npy", +1)
         inh = _weights(folder, f"{prefix}_inh.npy", -1)
-        if exc.shape != inh.shape:
-            raise ModelError(
-                f"{folder}: {prefix}_exc.npy {exc.shape} and {prefix}_inh.npy {inh.shape} differ"
-            )
         n = exc.shape[0]
         ones = np.ones(n, dtype=np.float64)
         zeros = np.zeros(n, dtype=np.int64)

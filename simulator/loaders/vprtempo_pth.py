@@ -26,14 +26,24 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from ..network import LAYER_NAMES, ModelError, QuantizedNetwork, make_combined_network
+from ..network import (
+    LAYER_NAMES,
+    ModelError,
+    QuantizedNetwork,
+    check_scales,
+    make_combined_network,
+)
+from .limits import ModelLimits
+from .safe_npy import sniff
 
 TORCH_LAYERS: dict[str, str] = {"feature": "feature_layer", "output": "output_layer"}
 """Simulator layer name -> VPRTempoQuant attribute name."""
@@ -57,13 +67,74 @@ def _import_torch(src: str) -> Any:
     return torch
 
 
+REFUSED_PICKLE = re.compile(
+    r"Unsupported global: GLOBAL (\S+)"  # torch < 2.13 and allow-list misses in 2.13
+    r"|unsupported GLOBAL (\S+) whose module"  # torch 2.13: a blocked module (os, posix, ...)
+    r"|Can only (?:create new object|build) .*? but got (<[^>]*>|\S+)"  # instances
+    r"|(Unsupported operand \S+)"  # an opcode torch never writes
+)
+"""torch's ``weights_only`` refusals of a Python object, as worded by torch 2.x up to 2.13."""
+
+
+def _refusal(text: str) -> str | None:
+    """The refused object named in a torch ``weights_only`` error, or None if not a refusal."""
+    m = REFUSED_PICKLE.search(text)
+    if m is None:
+        return None
+    return next(g for g in m.groups() if g).rstrip(".")
+
+
+def _check_archive(p: Path, src: str) -> bool:
+    """Cheap structural checks before torch reads the file; True for a torch zip archive.
+
+    torch.save writes stored (uncompressed) zip members, so the data torch reads is at most the
+    file's size; compressed members (a zip bomb) are refused before torch sees them.
+    """
+    try:
+        form = sniff(p)
+    except OSError as exc:
+        raise ModelError(f"{src}: cannot read ({exc.strerror or exc})") from None
+    if form == "empty":
+        raise ModelError(f"{src}: not a readable torch file (it is empty); is it truncated?")
+    if form == "npy":
+        raise ModelError(f"{src}: not a readable torch file (it is a .npy array)")
+    if form == "zip":
+        try:
+            with zipfile.ZipFile(p) as zf:
+                for info in zf.infolist():
+                    if info.compress_type != zipfile.ZIP_STORED:
+                        raise ModelError(
+                            f"{src}: archive member {info.filename!r} is compressed; torch.save "
+                            "never compresses, so this is not a file torch wrote"
+                        )
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError,
+                RuntimeError, struct.error) as exc:
+            if isinstance(exc, ModelError):
+                raise
+            raise ModelError(
+                f"{src}: not a readable torch file (damaged zip archive: "
+                f"{' '.join(str(exc).split())[:160]}); is it truncated?"
+            ) from None
+        return True
+    with open(p, "rb") as fh:
+        if fh.read(1) != b"\x80":  # the legacy format starts with a pickle protocol opcode
+            raise ModelError(f"{src}: not a readable torch file (neither a torch zip archive "
+                             "nor a tensor pickle); is it truncated?")
+    return False
+
+
 def load_vprtempo_pth(
-    path: str | os.PathLike[str], input_quantizer: InputQuantizer = "shared"
+    path: str | os.PathLike[str],
+    input_quantizer: InputQuantizer = "shared",
+    limits: ModelLimits | None = None,
 ) -> QuantizedNetwork:
     """Read a VPRTempoQuant ``.pth`` into a combined-layout :class:`QuantizedNetwork`.
 
     ``input_quantizer="shared"`` reproduces VPRTempoQuant (module 0's ``quant`` for all
     modules); ``"per_module"`` gives each module its own ``quant.scale``/``zero_point``.
+    The file is read with torch's ``weights_only`` unpickler (tensors and state dicts only);
+    a file holding any other Python object is refused. ``limits`` bounds each module's weights
+    before they are copied out of the (memory-mapped) file.
     Raises :class:`ModelError` naming the file and the offending key.
     """
     p = Path(path)
@@ -72,17 +143,18 @@ def load_vprtempo_pth(
         raise ModelError(f"{src}: input_quantizer must be 'shared' or 'per_module'")
     if not p.is_file():
         raise ModelError(f"{src}: no such model file")
+    is_zip = _check_archive(p, src)
     torch = _import_torch(src)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            obj = torch.load(p, map_location="cpu", weights_only=True)
+            obj = torch.load(p, map_location="cpu", weights_only=True, mmap=is_zip)
     except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
         text = " ".join(str(exc).split())
-        glob = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-        if glob:
+        refused = _refusal(text)
+        if refused:
             raise ModelError(
-                f"{src}: holds a Python object ({glob.group(1)}) besides tensors and state "
+                f"{src}: holds a Python object ({refused}) besides tensors and state "
                 "dicts; refusing to unpickle it (VPRTempoQuant saves plain state dicts)"
             ) from None
         if "Weights only load failed" in text:
@@ -92,8 +164,22 @@ def load_vprtempo_pth(
             f"{src}: not a readable torch file ({type(exc).__name__}: {text}); is it truncated?"
         ) from None
     state_dicts = _module_state_dicts(obj, src)
+    _check_sizes(state_dicts, src, torch, limits or ModelLimits())
     torch_info = {"torch_version": str(torch.__version__)}
     return _build_network(state_dicts, src, torch, input_quantizer, torch_info)
+
+
+def _check_sizes(
+    state_dicts: list[tuple[str, Mapping[str, Any]]], src: str, torch: Any, limits: ModelLimits
+) -> None:
+    """Each module's weight count against ``limits`` before any weight is copied."""
+    for name, sd in state_dicts:
+        n = 0
+        for tl in TORCH_LAYERS.values():
+            packed = sd.get(f"{tl}.w._packed_params._packed_params")
+            if isinstance(packed, tuple | list) and packed and isinstance(packed[0], torch.Tensor):
+                n += int(packed[0].numel())
+        limits.check_module(n, f"{src}: {name}", ModelError)
 
 
 def _module_state_dicts(obj: Any, src: str) -> list[tuple[str, Mapping[str, Any]]]:
@@ -149,8 +235,7 @@ def _scalar(sd: Mapping[str, Any], key: str, where: str, torch: Any, integer: bo
             raise ModelError(f"{where}: key {key!r} must be an integer, found {num!r}")
         return int(num)
     num = float(num)
-    if not np.isfinite(num) or num <= 0:
-        raise ModelError(f"{where}: key {key!r} is a scale and must be finite and > 0, not {num}")
+    check_scales(num, f"{where}: key {key!r}")
     return num
 
 
@@ -222,8 +307,7 @@ def _layer(sd: Mapping[str, Any], tl: str, where: str, torch: Any) -> dict[str, 
         zp = w.q_per_channel_zero_points().to(torch.int64).numpy().copy()
     else:
         raise ModelError(f"{where}: key {pkey!r} weight has unsupported qscheme {qs}")
-    if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
-        raise ModelError(f"{where}: key {pkey!r} weight scales must be finite and > 0")
+    check_scales(scale, f"{where}: key {pkey!r} weight scales")
     weight = w.int_repr().numpy().astype(np.int8, copy=True)
     bias = None
     if b is not None:

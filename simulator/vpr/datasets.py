@@ -33,6 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .image_header import MAX_IMAGE_BYTES, image_problem
 from .preprocess import PreprocessConfig, ResizeMethod, process_image
 from .readout import ground_truth
 
@@ -87,12 +88,23 @@ class Traversal:
 def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an image file -> uint8 RGB (H, W, 3) or grey (H, W); alpha is dropped.
 
-    Raises DatasetError naming the file if it is missing, unreadable or not 8-bit.
+    Raises DatasetError naming the file if it is missing, unreadable, damaged (PNG and JPEG
+    structure checked first, see :mod:`simulator.vpr.image_header`), too large or not 8-bit.
     """
     p = Path(path)
     if not p.is_file():
         raise DatasetError(f"{p}: image file not found")
-    data = np.fromfile(str(p), dtype=np.uint8)
+    try:
+        with open(p, "rb") as fh:
+            raw = fh.read(MAX_IMAGE_BYTES + 1)
+    except OSError as exc:
+        raise DatasetError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_IMAGE_BYTES:
+        raise DatasetError(f"{p}: larger than MAX_IMAGE_BYTES ({MAX_IMAGE_BYTES:,} bytes)")
+    problem = image_problem(raw)
+    if problem:
+        raise DatasetError(f"{p}: not a readable image ({problem})")
+    data = np.frombuffer(raw, dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
         raise DatasetError(f"{p}: not a readable image (corrupt or unsupported format)")
