@@ -15,7 +15,7 @@ Every array file the simulator reads (models, seed mats, inputs) goes through th
   neither a zip bomb nor a lying central directory can make the reader allocate more than the
   checked shape.
 
-Limits (documented in docs/security-inputs.md):
+Limits (documented in docs/security.md (Inputs)):
 
 ``MAX_INPUT_ELEMENTS``        elements of one input array (queries x inputs), 2**27
 ``MAX_MODEL_WEIGHTS``         int8 weights of one model module when no hardware config is
