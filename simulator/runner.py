@@ -24,6 +24,7 @@ from .engine import InputError, SimResult, simulate
 from .loaders import load_model
 from .network import QuantizedNetwork
 from .report import build_report, compare_outputs
+from .units.weight_requant import narrow_network
 
 
 @dataclass
@@ -76,12 +77,19 @@ def execute(
     progress: Callable[[int], None] | None = None,
     source: str = "input",
 ) -> tuple[SimResult, dict[str, Any]]:
-    """Simulate and build the report, including the ``report.compare_with`` comparison."""
-    result = simulate(net, cfg, inputs, progress=progress, source=source)
-    report = build_report(result, net, cfg, provenance)
+    """Simulate and build the report, including the ``report.compare_with`` comparison.
+
+    A model wider than ``weights.bits`` / ``spikes.bits`` is re-quantized first
+    (units/weight_requant.py); the report's ``requantized`` block records it.
+    """
+    run_net, narrowed = narrow_network(net, cfg)
+    result = simulate(run_net, cfg, inputs, progress=progress, source=source)
+    report = build_report(result, run_net, cfg, provenance)
+    if narrowed is not None:
+        report["requantized"] = narrowed
     if cfg.report.compare_with:
         ref_cfg = load_config(cfg.report.compare_with)
-        ref = simulate(net, ref_cfg, inputs, source=source)
+        ref = simulate(narrow_network(net, ref_cfg)[0], ref_cfg, inputs, source=source)
         report["comparison"] = compare_outputs(result, ref, ref_cfg.name)
     return result, report
 
