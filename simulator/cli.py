@@ -281,12 +281,14 @@ def build_parser() -> argparse.ArgumentParser:
     pre.set_defaults(func=cmd_config_presets)
 
     from .bench import add_bench_parser
+    from .exploration.cli import add_sweep_parser
     from .report_cli import add_report_parser
     from .vectors import add_vectors_parser
 
     add_report_parser(sub)
     add_bench_parser(sub)
     add_vectors_parser(sub)
+    add_sweep_parser(sub)
     return p
 
 

@@ -49,7 +49,7 @@ def _div_round_half_even(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 def requantize_weight_matrix(
     w: np.ndarray, scale: np.ndarray, bits: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """int8 (N, K) codes and float64 (N,) scales -> narrower codes (int8), scales, channels changed."""
+    """int8 (N, K) codes, float64 (N,) scales -> narrower codes (int8), scales, channels changed."""
     m = (1 << (bits - 1)) - 1
     w64 = w.astype(np.int64)
     amax = np.abs(w64).max(axis=1)

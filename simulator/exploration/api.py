@@ -1,0 +1,253 @@
+"""``simulator.sweep(...)``: many (config, model, inputs) points -> one pandas table.
+
+Everything is checked before any point runs (grids, points file, config, model, inputs,
+baseline); then each point runs once (a finished point in ``out`` is not run again) and the
+table lands in ``out/sweep.parquet`` and ``out/sweep.csv``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import load_config
+from ..engine import InputError
+from .execute import (
+    Baseline,
+    SweepData,
+    point_key,
+    run_baseline,
+    run_dask,
+    run_local,
+)
+from .grid import GridError, Point, all_points, grid_points, parse_assignments, point_folder
+from .table import (
+    OutputError,
+    make_frame,
+    safe_dir,
+    table_bytes,
+    write_atomic,
+)
+
+SWEEP_PARQUET = "sweep.parquet"
+SWEEP_CSV = "sweep.csv"
+
+
+def _digest(arr: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+
+
+def load_sweep_data(
+    model: str | os.PathLike[str] | None,
+    inputs: str | os.PathLike[str] | np.ndarray | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    query: str | None = None,
+    tolerance: int | None = None,
+    demo: bool = False,
+    dims: tuple[int, int] | None = None,
+    patch: int | None = None,
+    max_samples: int | None = None,
+    quiet: bool = True,
+) -> SweepData:
+    """Load the model once and the inputs once (images preprocessed once)."""
+    from ..loaders import load_model
+    from ..runner import load_input, sha256_file
+
+    if demo:
+        from ..demo import DEFAULT_MODEL, DEFAULT_QUERY
+
+        model = model or DEFAULT_MODEL
+        query = query or DEFAULT_QUERY
+    if model is None:
+        raise InputError("--model: give a model file (or --demo for the bundled default)")
+    if sum(x is not None for x in (inputs, data_dir)) + int(demo) != 1:
+        raise InputError("give exactly one of --input FILE.npy, --data-dir DIR --query NAME, "
+                         "--demo")
+    net = load_model(model)
+    prov: dict[str, Any] = {"model_sha256": sha256_file(model)}
+    extra: dict[str, Any] = {}
+    if demo or data_dir is not None:
+        from ..vpr.datasets import load_codes, load_traversal, require_places
+
+        meta = net.metadata
+        if demo:
+            from ..demo import _route_params
+            from ..vpr.synthroute import cached_route
+
+            rp = _route_params(net)
+            root = cached_route(**rp["route"])
+            trav = require_places(load_traversal(root, query), net.places)
+            dims_, patch_, resize = rp["dims"], rp["patch"], rp["resize"]
+            tol = rp["tolerance"] if tolerance is None else tolerance
+            src = f"{root} traversal {query!r}"
+        else:
+            if not query:
+                raise InputError("--data-dir needs --query NAME (the traversal to run)")
+            trav = load_traversal(data_dir, query, max_samples=max_samples)
+            dims_ = tuple(dims or meta.get("dims", ())) or None
+            if dims_ is None or len(dims_) != 2:
+                side = int(round(net.in_features ** 0.5))
+                dims_ = (side, side)
+            if dims_[0] * dims_[1] != net.in_features:
+                raise InputError(
+                    f"--dims {dims_[0]},{dims_[1]} gives {dims_[0] * dims_[1]} inputs but the "
+                    f"model ({model}) takes {net.in_features}"
+                )
+            patch_ = patch or int(meta.get("patch", 15))
+            resize = str(meta.get("preprocess", {}).get("resize", "torch"))
+            tol = 0 if tolerance is None else tolerance
+            src = f"{data_dir} traversal {query!r}"
+        codes = load_codes(trav, dims=tuple(dims_), patch=patch_, resize=resize,  # type: ignore[arg-type]
+                           progress=not quiet)
+        if demo:
+            codes = codes[: net.places]
+        x = (codes.astype(np.float32) / np.float32(255.0)).astype(np.float32)
+        extra = {"query_traversal": query}
+        prov.update(input_source=src, input_sha256=_digest(codes), input_dtype="float32")
+        return SweepData(net, x, src, prov, tol, extra)
+    if isinstance(inputs, np.ndarray):
+        x, src = inputs, "<array>"
+    else:
+        assert inputs is not None
+        x, src = load_input(inputs), str(inputs)
+    prov.update(input_source=src, input_sha256=_digest(x), input_dtype=str(x.dtype))
+    return SweepData(net, x, src, prov, tolerance)
+
+
+def _grid_items(grid: Iterable[str] | Mapping[str, Iterable[Any]]) -> tuple[list[str], list[Point]]:
+    """CLI strings stay strings; a mapping {key: values} becomes points directly."""
+    if isinstance(grid, Mapping):
+        from .grid import check_key
+
+        for k in grid:
+            check_key(k, f"grid {k}")
+        return [], grid_points([(k, list(v)) for k, v in grid.items()])
+    return list(grid), []
+
+
+def sweep(
+    config: str | os.PathLike[str],
+    model: str | os.PathLike[str] | None = None,
+    inputs: str | os.PathLike[str] | np.ndarray | None = None,
+    *,
+    grid: Iterable[str] | Mapping[str, Iterable[Any]] = (),
+    points: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    baseline: str | Iterable[str] = (),
+    jobs: int = 1,
+    scheduler: str | None = None,
+    plot: bool = False,
+    data_dir: str | os.PathLike[str] | None = None,
+    query: str | None = None,
+    tolerance: int | None = None,
+    demo: bool = False,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> Any:
+    """Run every point of the grid (and ``points`` file) and return the table (DataFrame).
+
+    ``grid``: ``["accumulator.bits=16..32", "accumulator.overflow=wrap,saturate"]`` or
+    ``{"accumulator.bits": range(16, 33)}``. ``baseline``: ``"KEY=VALUE,..."`` (default: the
+    config as given). ``out``: folder for the table, per-point reports and plots; a finished
+    point found there is not run again. ``jobs`` > 1 or ``scheduler`` run points on Dask.
+    """
+    grid_strings, grid_pts = _grid_items(grid)
+    pts = grid_pts + (all_points(grid_strings, points) if grid_strings or points else [])
+    names = [p.name for p in pts]
+    if not pts:
+        raise GridError("grid/points: nothing to sweep; give --grid KEY=VALUES or --points")
+    if len(set(names)) != len(names):
+        raise GridError("--points: a point name is used twice (also among the grid's names)")
+    base_ov = (parse_assignments(baseline, "--baseline") if isinstance(baseline, str)
+               else list(baseline))
+    if jobs < 1:
+        raise GridError(f"--jobs {jobs}: must be at least 1")
+    base_cfg = load_config(config, base_ov)  # the config (and baseline) must load
+    swept = list(dict.fromkeys(k for p in pts for k in p.values))
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: exists and is not a folder")
+    data = load_sweep_data(model, inputs, data_dir, query, tolerance, demo, quiet=not progress)
+    baseline_pt = run_baseline(data, str(config), base_ov)
+    base_key = base_cfg.sha256
+    keys = [point_key(str(config), p, data, base_key) for p in pts]
+    rows: list[dict[str, Any] | None] = [None] * len(pts)
+    pdir = None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        safe_dir(out_dir)
+        pdir = safe_dir(out_dir / "points")
+        for i, p in enumerate(pts):
+            rows[i] = _finished_row(pdir / point_folder(p.name), keys[i])
+    todo = [i for i, r in enumerate(rows) if r is None]
+    if log is not None and len(todo) < len(pts):
+        log(f"resuming: {len(pts) - len(todo)} of {len(pts)} points already done in {out_dir}")
+    bar = _bar(len(pts), progress)
+    bar.update(len(pts) - len(todo))
+    try:
+        sub = [pts[i] for i in todo]
+        if scheduler or jobs > 1:
+            it = run_dask(data, str(config), sub, baseline_pt, jobs, scheduler,
+                          on_ready=None if log is None else
+                          (lambda a: log(f"dask scheduler {a}")))
+        else:
+            it = run_local(data, str(config), sub, baseline_pt)
+        for j, res in it:
+            i = todo[j]
+            rows[i] = res["row"]
+            if pdir is not None:
+                _save_point(pdir / point_folder(pts[i].name), keys[i], res)
+            bar.update(1)
+    finally:
+        bar.close()
+    df = make_frame([r for r in rows if r is not None], swept, data.tolerance is not None)
+    if out_dir is not None:
+        pq, csv = table_bytes(df)
+        write_atomic(out_dir, SWEEP_PARQUET, pq)
+        write_atomic(out_dir, SWEEP_CSV, csv)
+        if plot:
+            from .plots import write_plots
+
+            write_plots(df, swept, out_dir)
+    return df
+
+
+def _bar(total: int, show: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="hwsim sweep", unit="point", disable=not show,
+                leave=False, file=sys.stderr)
+
+
+def _finished_row(folder: Path, key: str) -> dict[str, Any] | None:
+    """The stored row of a point finished with the same key, else None."""
+    f = folder / "row.json"
+    if folder.is_symlink() or not f.is_file() or f.is_symlink():
+        return None
+    try:
+        saved = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("key") != key:
+        return None
+    row = saved.get("row")
+    return row if isinstance(row, dict) else None
+
+
+def _save_point(folder: Path, key: str, res: dict[str, Any]) -> None:
+    safe_dir(folder)
+    if res["report"] is not None:
+        write_atomic(folder, "report.json", (json.dumps(res["report"], indent=2) + "\n").encode())
+    # row.json last: its presence marks the point finished
+    write_atomic(folder, "row.json", (json.dumps({"key": key, "row": res["row"]}, indent=2)
+                                      + "\n").encode())
+
+
+__all__ = ["Baseline", "SweepData", "load_sweep_data", "sweep"]

@@ -1,0 +1,91 @@
+"""PNG plots of a sweep table (matplotlib, the ``plot`` extra).
+
+* ``sweep_<key>.png`` for every swept numeric key: Recall@1 (or, without ground truth, the
+  queries whose argmax differs from the baseline) and overflow events (accumulator + pre-add)
+  against the key, one line per combination of the other swept keys;
+* ``pareto_energy.png``: accuracy against energy per query, every ok point grey, the Pareto
+  front marked, joined and labelled with its points' values.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from ..plots import _pyplot
+from .table import pareto_front, write_atomic
+
+PARETO_PNG = "pareto_energy.png"
+
+
+def _is_numeric(df: Any, key: str) -> bool:
+    vals = df[key].dropna()
+    return bool(len(vals)) and all(isinstance(v, int | float) and not isinstance(v, bool)
+                                   for v in vals)
+
+
+def _save(fig: Any, out_dir: Path, name: str) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return write_atomic(out_dir, name, buf.getvalue())
+
+
+def _label(row: Any, swept: list[str]) -> str:
+    if not swept:
+        return str(row["point"])
+    return ", ".join(f"{k.split('.')[-1]}={row[k]}" for k in swept)
+
+
+def write_plots(df: Any, swept: list[str], out_dir: Path) -> list[Path]:
+    """Write the PNGs into ``out_dir``; returns their paths."""
+    plt = _pyplot()
+    ok = df[df["status"] == "ok"].copy()
+    ok["events"] = (ok["acc_events"].astype("float64")
+                    + ok["pre_add_overflow"].astype("float64"))
+    acc_col, acc_label = (("recall@1", "Recall@1") if "recall@1" in ok.columns
+                          else ("argmax_differ", "argmax differs from baseline (queries)"))
+    written = []
+    for key in swept:
+        if not _is_numeric(ok, key):
+            continue
+        others = [k for k in swept if k != key]
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+        groups = ok.groupby(others, dropna=False, sort=True) if others else [((), ok)]
+        for gkey, grp in groups:
+            gkey = gkey if isinstance(gkey, tuple) else (gkey,)
+            lab = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(others, gkey,
+                                                                        strict=True)) or "all"
+            grp = grp.sort_values(key)
+            axes[0].plot(grp[key], grp[acc_col], marker="o", ms=3, label=lab)
+            axes[1].plot(grp[key], grp["events"], marker="o", ms=3, label=lab)
+        axes[0].set_ylabel(acc_label)
+        axes[1].set_ylabel("overflow events (accumulator + pre-add)")
+        if (ok["events"] > 0).any():
+            axes[1].set_yscale("symlog", linthresh=1)
+        for ax in axes:
+            ax.set_xlabel(key)
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=7)
+        fig.suptitle(f"sweep over {key}")
+        fig.tight_layout()
+        written.append(_save(fig, out_dir, f"sweep_{key}.png"))
+        plt.close(fig)
+    if acc_col == "recall@1" and len(ok):
+        fig, ax = plt.subplots(figsize=(8, 5))
+        ax.scatter(ok["energy_uj_per_query"], ok[acc_col], c="0.7", s=18, label="points")
+        front = pareto_front(ok, "energy_uj_per_query", acc_col)
+        ax.plot(front["energy_uj_per_query"], front[acc_col], "-o", c="tab:red", ms=6,
+                label="Pareto front")
+        for _, row in front.iterrows():
+            ax.annotate(_label(row, swept), (row["energy_uj_per_query"], row[acc_col]),
+                        textcoords="offset points", xytext=(4, -10), fontsize=7)
+        ax.set_xlabel("energy per query (uJ)")
+        ax.set_ylabel(acc_label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+        ax.set_title("accuracy against energy")
+        fig.tight_layout()
+        written.append(_save(fig, out_dir, PARETO_PNG))
+        plt.close(fig)
+    return written
