@@ -113,11 +113,11 @@ def load_sweep_data(
         prov.update(input_source=src, input_sha256=_digest(codes), input_dtype="float32")
         return SweepData(net, x, src, prov, tol, extra)
     if isinstance(inputs, np.ndarray):
-        x, src = inputs, "<array>"
+        x, src, digest = inputs, "<images>", _digest(inputs)
     else:
         assert inputs is not None
-        x, src = load_input(inputs), str(inputs)
-    prov.update(input_source=src, input_sha256=_digest(x), input_dtype=str(x.dtype))
+        x, src, digest = load_input(inputs), str(inputs), sha256_file(inputs)
+    prov.update(input_source=src, input_sha256=digest, input_dtype=str(x.dtype))
     return SweepData(net, x, src, prov, tolerance)
 
 
