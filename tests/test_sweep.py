@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -231,7 +232,8 @@ def test_cli_sweep_prints_pareto_and_plots(files, tmp_path: Path, capsys) -> Non
     out = tmp_path / "c"
     rc = main(["sweep", "--model", str(model), "--input", str(x), "--out", str(out),
                "--tolerance", "1", "--grid", "accumulator.bits=12..16:2",
-               "--grid", "accumulator.overflow=wrap,saturate", "--plot", "--quiet"])
+               "--grid", "accumulator.overflow=wrap,saturate", "--plot", "--quiet",
+               "--jobs", "1"])
     text = capsys.readouterr().out
     assert rc == 0
     assert "Pareto points: recall@1 against energy_uj_per_query" in text
@@ -240,3 +242,30 @@ def test_cli_sweep_prints_pareto_and_plots(files, tmp_path: Path, capsys) -> Non
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     assert not list(out.glob(".*.tmp"))
+
+
+def test_planted_link_is_refused_before_running(files, tmp_path: Path, capsys) -> None:
+    model, x = files
+    out = tmp_path / "o"
+    (out / "points").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (out / "points" / "accumulator.bits=13").symlink_to(elsewhere)
+    rc = main(["sweep", "--model", str(model), "--input", str(x), "--out", str(out),
+               "--grid", "accumulator.bits=12..13", "--jobs", "1", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "accumulator.bits=13: exists and is not a folder" in err
+    assert err.count("\n") == 1
+    assert not list(elsewhere.iterdir())
+    assert not (out / "points" / "accumulator.bits=12").exists()  # nothing ran
+    assert not (out / "sweep.csv").exists()
+
+
+def test_output_files_are_readable(files, tmp_path: Path) -> None:
+    model, x = files
+    out = tmp_path / "m"
+    simulator.sweep("int8_fixed_point", model, x, grid=["accumulator.bits=20"], out=out)
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in (out / "sweep.csv", out / "points" / "accumulator.bits=20" / "report.json"):
+        assert f.stat().st_mode & 0o777 == 0o666 & ~umask

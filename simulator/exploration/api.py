@@ -185,7 +185,11 @@ def sweep(
         safe_dir(out_dir)
         pdir = safe_dir(out_dir / "points")
         for i, p in enumerate(pts):
-            rows[i] = _finished_row(pdir / point_folder(p.name), keys[i])
+            folder = pdir / point_folder(p.name)
+            if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+                raise OutputError(f"{folder}: exists and is not a folder (a link or a file); "
+                                  "remove it")
+            rows[i] = _finished_row(folder, keys[i])
     todo = [i for i, r in enumerate(rows) if r is None]
     if log is not None and len(todo) < len(pts):
         log(f"resuming: {len(pts) - len(todo)} of {len(pts)} points already done in {out_dir}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -43,8 +44,9 @@ def add_sweep_parser(sub: Any) -> argparse.ArgumentParser:
     sw.add_argument("--baseline", metavar="KEY=VALUE,...",
                     help="overrides of the baseline point for codes_differ/argmax_differ "
                          "(default: the config as given)")
-    sw.add_argument("--jobs", type=int, default=1,
-                    help="worker processes of a local Dask cluster (1 = run in this process)")
+    sw.add_argument("--jobs", type=int, default=None,
+                    help="worker processes of a local Dask cluster (default: one per CPU; "
+                         "1 = run in this process)")
     sw.add_argument("--scheduler", metavar="ADDRESS",
                     help="run on an existing Dask cluster, e.g. tcp://10.0.0.5:8786")
     sw.add_argument("--plot", action="store_true", help="also write PNG plots into DIR")
@@ -88,6 +90,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from ..plots import PlotError, _pyplot
     from .api import sweep
 
+    if args.jobs is None:
+        args.jobs = os.cpu_count() or 1
     if args.jobs < 1:
         print(f"hwsim: error: --jobs {args.jobs}: must be at least 1", file=sys.stderr)
         return EXIT_USER_ERROR

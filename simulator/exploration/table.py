@@ -135,12 +135,24 @@ def safe_dir(path: Path) -> Path:
     return path
 
 
+def _umask() -> int:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
 def write_atomic(directory: Path, name: str, data: bytes) -> Path:
     """Write ``directory/name`` through an unpredictable temp file in ``directory`` and
     os.replace it over the final name (a link planted at the name is replaced, never
     followed). The one place sweep files are written (the lead swaps in the shared writer)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary files
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, directory / name)
