@@ -110,6 +110,7 @@ def run_demo(
     trace = None
     if trace_level != "off":
         from .trace import write_trace
+        from .units.weight_requant import narrow_network
 
-        trace = write_trace(result, net, cfg, None, out, trace_level)
+        trace = write_trace(result, narrow_network(net, cfg)[0], cfg, None, out, trace_level)
     return DemoResult(rec, report, out, time.perf_counter() - t0, trace)

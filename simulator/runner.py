@@ -173,4 +173,5 @@ def run_job(
                 "report.json": report,
             },
         )
-    return RunOutput(result, report, None if out_dir is None else Path(out_dir), net, cfg)
+    run_net = narrow_network(net, cfg)[0]  # the network the run used (traces, cross-checks)
+    return RunOutput(result, report, None if out_dir is None else Path(out_dir), run_net, cfg)
