@@ -156,3 +156,21 @@ def test_narrow_spikes() -> None:
     with pytest.raises(ConfigError, match="spike register"):
         execute(load_config("int8_fixed_point", ["layers.output.spikes.bits=6"]), net, x,
                 _prov())
+
+
+def test_run_job_narrows_and_records(tmp_path) -> None:
+    from simulator.loaders.npz import save_npz
+    from simulator.runner import run_job
+
+    net, x = _net(), _x()
+    save_npz(net, tmp_path / "m.npz")
+    np.save(tmp_path / "x.npy", x)
+    out = run_job("int8_fixed_point", tmp_path / "m.npz", tmp_path / "x.npy", tmp_path / "run",
+                  ["weights.bits=5"])
+    assert out.report["requantized"]["weights"]["bits"] == 5
+    assert int(np.abs(out.net.modules[0].layer("feature").paths[0].weight.astype(int)).max()) \
+        == 15
+    import json
+
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["requantized"][
+        "weights"]["from_bits"] == 8

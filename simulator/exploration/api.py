@@ -195,14 +195,13 @@ def sweep(
         log(f"resuming: {len(pts) - len(todo)} of {len(pts)} points already done in {out_dir}")
     bar = _bar(len(pts), progress)
     bar.update(len(pts) - len(todo))
+    sub = [pts[i] for i in todo]
+    if scheduler or jobs > 1:
+        it = run_dask(data, str(config), sub, baseline_pt, jobs, scheduler,
+                      on_ready=None if log is None else (lambda a: log(f"dask scheduler {a}")))
+    else:
+        it = run_local(data, str(config), sub, baseline_pt)
     try:
-        sub = [pts[i] for i in todo]
-        if scheduler or jobs > 1:
-            it = run_dask(data, str(config), sub, baseline_pt, jobs, scheduler,
-                          on_ready=None if log is None else
-                          (lambda a: log(f"dask scheduler {a}")))
-        else:
-            it = run_local(data, str(config), sub, baseline_pt)
         for j, res in it:
             i = todo[j]
             rows[i] = res["row"]
@@ -211,6 +210,7 @@ def sweep(
             bar.update(1)
     finally:
         bar.close()
+        it.close()  # stops a local Dask cluster at once, also on an error or Ctrl-C
     df = make_frame([r for r in rows if r is not None], swept, data.tolerance is not None)
     if out_dir is not None:
         pq, csv = table_bytes(df)
