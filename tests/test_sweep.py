@@ -269,3 +269,25 @@ def test_output_files_are_readable(files, tmp_path: Path) -> None:
     os.umask(umask)
     for f in (out / "sweep.csv", out / "points" / "accumulator.bits=20" / "report.json"):
         assert f.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_images_are_preprocessed_once_and_match_arrays(files, tmp_path: Path) -> None:
+    import cv2
+
+    from simulator.vpr.datasets import load_codes, load_traversal
+
+    model, _ = files
+    rng = np.random.default_rng(9)
+    (tmp_path / "d" / "night").mkdir(parents=True)
+    for i in range(PLACES):
+        img = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+        cv2.imwrite(str(tmp_path / "d" / "night" / f"img{i:03d}.png"), img)
+    grid = ["accumulator.bits=13,20"]
+    df = simulator.sweep("int8_fixed_point", model, data_dir=tmp_path / "d", query="night",
+                         dims=(6, 8), patch=3, grid=grid)
+    codes = load_codes(load_traversal(tmp_path / "d", "night"), dims=(6, 8), patch=3)
+    x = (codes.astype(np.float32) / np.float32(255.0)).astype(np.float32)
+    ref = simulator.sweep("int8_fixed_point", model, x, grid=grid, tolerance=0)
+    cols = [c for c in df.columns if c != "seconds"]
+    assert "recall@1" in cols
+    pd.testing.assert_frame_equal(df[cols], ref[cols])

@@ -148,6 +148,9 @@ def sweep(
     query: str | None = None,
     tolerance: int | None = None,
     demo: bool = False,
+    dims: tuple[int, int] | None = None,
+    patch: int | None = None,
+    max_samples: int | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> Any:
@@ -174,7 +177,8 @@ def sweep(
     out_dir = Path(out) if out is not None else None
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir}: exists and is not a folder")
-    data = load_sweep_data(model, inputs, data_dir, query, tolerance, demo, quiet=not progress)
+    data = load_sweep_data(model, inputs, data_dir, query, tolerance, demo, dims, patch,
+                           max_samples, quiet=not progress)
     baseline_pt = run_baseline(data, str(config), base_ov)
     base_key = base_cfg.sha256
     keys = [point_key(str(config), p, data, base_key) for p in pts]

@@ -103,6 +103,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             out=args.out, baseline=args.baseline or (), jobs=args.jobs,
             scheduler=args.scheduler, plot=args.plot, data_dir=args.data_dir,
             query=args.query, tolerance=args.tolerance, demo=args.demo,
+            dims=_dims(args.dims), patch=args.patch, max_samples=args.max_samples,
             progress=not args.quiet, log=lambda m: print(f"hwsim sweep: {m}", file=sys.stderr),
         )
     except (PlotError, OutputError) as exc:
