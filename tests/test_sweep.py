@@ -188,6 +188,8 @@ def test_resume_skips_finished_points(files, tmp_path: Path, monkeypatch) -> Non
     df1 = simulator.sweep("int8_fixed_point", model, x, grid=grid, out=out)
     assert len(calls) == 4
     calls.clear()
+    simulator.sweep("int8_fixed_point", model, x, grid=grid, out=out)
+    assert calls == []  # everything was done
     (out / "points" / "accumulator.bits=14" / "row.json").unlink()  # "interrupted" there
     df2 = simulator.sweep("int8_fixed_point", model, x, grid=grid, out=out)
     assert calls == ["accumulator.bits=14"]
@@ -291,3 +293,15 @@ def test_images_are_preprocessed_once_and_match_arrays(files, tmp_path: Path) ->
     cols = [c for c in df.columns if c != "seconds"]
     assert "recall@1" in cols
     pd.testing.assert_frame_equal(df[cols], ref[cols])
+
+
+def test_baseline_that_cannot_run_is_one_line(files, tmp_path: Path, capsys) -> None:
+    model, x = files
+    out = tmp_path / "b"
+    rc = main(["sweep", "--model", str(model), "--input", str(x), "--out", str(out),
+               "--grid", "accumulator.bits=20", "--baseline",
+               "accumulator.bits=12,accumulator.overflow=error", "--jobs", "1", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1
+    assert err.startswith("hwsim: error: --baseline accumulator.bits=12,accumulator.overflow=")
+    assert "baseline point cannot run" in err and "overflow" in err

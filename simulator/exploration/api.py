@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import numpy as np
 from ..config import load_config
 from ..engine import InputError
 from .execute import (
+    POINT_ERRORS,
     Baseline,
     SweepData,
     point_key,
@@ -175,11 +176,10 @@ def sweep(
     base_cfg = load_config(config, base_ov)  # the config (and baseline) must load
     swept = list(dict.fromkeys(k for p in pts for k in p.values))
     out_dir = Path(out) if out is not None else None
-    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"{out_dir}: exists and is not a folder")
+    if out_dir is not None:
+        _check_out(out_dir, pts)
     data = load_sweep_data(model, inputs, data_dir, query, tolerance, demo, dims, patch,
                            max_samples, quiet=not progress)
-    baseline_pt = run_baseline(data, str(config), base_ov)
     base_key = base_cfg.sha256
     keys = [point_key(str(config), p, data, base_key) for p in pts]
     rows: list[dict[str, Any] | None] = [None] * len(pts)
@@ -189,22 +189,22 @@ def sweep(
         safe_dir(out_dir)
         pdir = safe_dir(out_dir / "points")
         for i, p in enumerate(pts):
-            folder = pdir / point_folder(p.name)
-            if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
-                raise OutputError(f"{folder}: exists and is not a folder (a link or a file); "
-                                  "remove it")
-            rows[i] = _finished_row(folder, keys[i])
+            rows[i] = _finished_row(pdir / point_folder(p.name), keys[i])
     todo = [i for i, r in enumerate(rows) if r is None]
     if log is not None and len(todo) < len(pts):
         log(f"resuming: {len(pts) - len(todo)} of {len(pts)} points already done in {out_dir}")
     bar = _bar(len(pts), progress)
     bar.update(len(pts) - len(todo))
     sub = [pts[i] for i in todo]
-    if scheduler or jobs > 1:
-        it = run_dask(data, str(config), sub, baseline_pt, jobs, scheduler,
+    it: Generator[tuple[int, dict[str, Any]], None, None]
+    if not sub:
+        it = (r for r in ())
+    elif scheduler or jobs > 1:
+        it = run_dask(data, str(config), sub, _baseline(data, str(config), base_ov), jobs,
+                      scheduler,
                       on_ready=None if log is None else (lambda a: log(f"dask scheduler {a}")))
     else:
-        it = run_local(data, str(config), sub, baseline_pt)
+        it = run_local(data, str(config), sub, _baseline(data, str(config), base_ov))
     try:
         for j, res in it:
             i = todo[j]
@@ -225,6 +225,26 @@ def sweep(
 
             write_plots(df, swept, out_dir)
     return df
+
+
+def _check_out(out_dir: Path, pts: list[Point]) -> None:
+    """Refuse an output folder that is a file, or holds a link or file where a folder goes."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: exists and is not a folder")
+    for folder in [out_dir / "points", *(out_dir / "points" / point_folder(p.name)
+                                         for p in pts)]:
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise OutputError(f"{folder}: exists and is not a folder (a link or a file); "
+                              "remove it")
+
+
+def _baseline(data: SweepData, config: str, overrides: list[str]) -> Baseline:
+    """The baseline point's outputs; an error names --baseline."""
+    try:
+        return run_baseline(data, config, overrides)
+    except POINT_ERRORS as exc:
+        what = f"--baseline {','.join(overrides)}" if overrides else f"--config {config}"
+        raise GridError(f"{what}: the baseline point cannot run: {exc}") from None
 
 
 def _bar(total: int, show: bool) -> Any:

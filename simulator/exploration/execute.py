@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,7 +144,7 @@ def point_key(base_config: str, point: Point, data: SweepData, baseline_key: str
 
 def run_local(
     data: SweepData, base_config: str, points: list[Point], baseline: Baseline
-) -> Iterator[tuple[int, dict[str, Any]]]:
+) -> Generator[tuple[int, dict[str, Any]], None, None]:
     """(index, result) in point order, in this process."""
     for i, pt in enumerate(points):
         yield i, run_point(data, base_config, pt, baseline)
@@ -167,7 +167,7 @@ def run_dask(
     jobs: int,
     scheduler: str | None,
     on_ready: Callable[[str], None] | None = None,
-) -> Iterator[tuple[int, dict[str, Any]]]:
+) -> Generator[tuple[int, dict[str, Any]], None, None]:
     """(index, result) as points finish on a Dask cluster: a local one with ``jobs`` worker
     processes (one thread each, bound to 127.0.0.1), or the scheduler at ``scheduler``."""
     try:
