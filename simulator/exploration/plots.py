@@ -31,10 +31,25 @@ def _save(fig: Any, out_dir: Path, name: str) -> Path:
     return write_atomic(out_dir, name, buf.getvalue())
 
 
+def short_names(keys: list[str]) -> dict[str, str]:
+    """Each dotted key shortened to its fewest trailing parts that still tell it apart
+    (``accumulator.bits`` -> ``bits``; ``weights.bits`` / ``spikes.bits`` stay whole)."""
+    out = {}
+    for k in keys:
+        parts = k.split(".")
+        for n in range(1, len(parts) + 1):
+            tail = ".".join(parts[-n:])
+            if not any(o != k and (o == tail or o.endswith("." + tail)) for o in keys):
+                break
+        out[k] = tail
+    return out
+
+
 def _label(row: Any, swept: list[str]) -> str:
     if not swept:
         return str(row["point"])
-    return ", ".join(f"{k.split('.')[-1]}={row[k]}" for k in swept)
+    short = short_names(swept)
+    return ", ".join(f"{short[k]}={row[k]}" for k in swept)
 
 
 def write_plots(df: Any, swept: list[str], out_dir: Path) -> list[Path]:
@@ -54,8 +69,8 @@ def write_plots(df: Any, swept: list[str], out_dir: Path) -> list[Path]:
         groups = ok.groupby(others, dropna=False, sort=True) if others else [((), ok)]
         for gkey, grp in groups:
             gkey = gkey if isinstance(gkey, tuple) else (gkey,)
-            lab = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(others, gkey,
-                                                                        strict=True)) or "all"
+            short = short_names(swept)
+            lab = ", ".join(f"{short[k]}={v}" for k, v in zip(others, gkey, strict=True)) or "all"
             grp = grp.sort_values(key)
             axes[0].plot(grp[key], grp[acc_col], marker="o", ms=3, label=lab)
             axes[1].plot(grp[key], grp["events"], marker="o", ms=3, label=lab)
@@ -63,6 +78,8 @@ def write_plots(df: Any, swept: list[str], out_dir: Path) -> list[Path]:
         axes[1].set_ylabel("overflow events (accumulator + pre-add)")
         if (ok["events"] > 0).any():
             axes[1].set_yscale("symlog", linthresh=1)
+        else:
+            axes[1].set_ylim(-0.5, 10)  # no event anywhere: a flat line at 0
         for ax in axes:
             ax.set_xlabel(key)
             ax.grid(alpha=0.3)
