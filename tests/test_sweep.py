@@ -305,3 +305,46 @@ def test_baseline_that_cannot_run_is_one_line(files, tmp_path: Path, capsys) -> 
     assert rc == 2 and err.count("\n") == 1
     assert err.startswith("hwsim: error: --baseline accumulator.bits=12,accumulator.overflow=")
     assert "baseline point cannot run" in err and "overflow" in err
+
+
+def test_reuse_equals_simulate_across_query_batches() -> None:
+    """More queries than one engine batch (512): merged layers, event offsets, reports."""
+    from simulator.config import load_config
+    from simulator.exploration.reuse import LayerCache, simulate_reusing
+    from simulator.report import build_report
+    from simulator.runner import execute
+
+    net = toy_net()
+    x = np.random.default_rng(8).uniform(0, 1, (700, K0)).astype(np.float32)
+    cache = LayerCache()
+    prov = {"model_sha256": None, "input_source": "x", "input_sha256": None,
+            "input_dtype": "float32"}
+    for ov in (["accumulator.bits=12"], ["accumulator.bits=12", 'accumulator.overflow="wrap"'],
+               ["accumulator.bits=24", "report.compare_with=''"]):
+        cfg = load_config("int8_fixed_point", ov + ["report.compare_with=''"])
+        _, want = execute(cfg, net, x, prov)
+        got_res = simulate_reusing(net, cfg, x, cache)
+        got = build_report(got_res, net, cfg, prov)
+        assert got == want
+        assert got["overflow"]["0/feature"]["first"] is not None or ov[0].endswith("24")
+    assert cache.hits == 0
+    simulate_reusing(net, cfg, x, cache)
+    assert cache.hits == 2
+
+
+def test_reuse_raises_the_same_error_policy_stop() -> None:
+    from simulator.config import load_config
+    from simulator.engine import simulate
+    from simulator.exploration.reuse import LayerCache, simulate_reusing
+    from simulator.fixedpoint import RegisterOverflowError
+
+    net = toy_net()
+    x = np.random.default_rng(8).uniform(0, 1, (700, K0)).astype(np.float32)
+    x[:600] = 0.0  # the first batch stays quiet: the stop happens in the second
+    cfg = load_config("int8_fixed_point", ["accumulator.bits=13", 'accumulator.overflow="error"'])
+    with pytest.raises(RegisterOverflowError) as want:
+        simulate(net, cfg, x)
+    with pytest.raises(RegisterOverflowError) as got:
+        simulate_reusing(net, cfg, x, LayerCache())
+    assert str(got.value) == str(want.value)
+    assert "query 600," in str(want.value)
