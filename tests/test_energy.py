@@ -153,9 +153,17 @@ def test_narrow_spikes() -> None:
     assert res.layer(0, "feature").codes.max() <= 63
     q = rep["requantized"]["spikes"]["quantizers"][0]
     assert q["bits"] == 6 and q["zero_point"] == [round(100 * 63 / 255)]
-    with pytest.raises(ConfigError, match="spike register"):
-        execute(load_config("int8_fixed_point", ["layers.output.spikes.bits=6"]), net, x,
-                _prov())
+    for ov in ("layers.output.spikes.bits=6", "spikes.bits=6"):
+        with pytest.raises(ConfigError) as info:
+            execute(load_config("int8_fixed_point", [ov]), net, x, _prov())
+        msg = str(info.value)
+        for frag in ("'layers.output.spikes.bits' = 6", "0..63", "codes 0..255",
+                     "'layers.feature.requant.output_bits' = 6", "'layers.feature.spikes.bits'"):
+            assert frag in msg, msg
+    cfg = load_config("int8_fixed_point", ["spikes.bits=6", "requant.output_bits=6"])
+    res, rep = execute(cfg, net, x, _prov())  # both activations narrowed
+    assert len(rep["requantized"]["spikes"]["quantizers"]) == 2
+    assert res.input_codes[0].max() <= 63 and res.outputs.max() <= 63
 
 
 def test_run_job_narrows_and_records(tmp_path) -> None:

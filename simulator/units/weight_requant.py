@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ConfigError, HwConfig
+from ..config import ConfigError, HwConfig, requant_clamp
 from ..network import Layer, Module, QuantizedNetwork, WeightPath
 
 MODEL_ACTIVATION_BITS = 8
@@ -113,6 +113,17 @@ def narrow_network(
                 f"{cfg.source}: layer {layer!r}: 'spikes.bits' = {hw_s.bits} with spikes.signed"
                 f" = true: narrowing re-quantizes the model's unsigned activations; set "
                 "spikes.signed = false"
+            )
+    if need_hid:
+        lo, hi = requant_clamp(cfg.for_layer("feature").requant)
+        top = (1 << sb_hid.bits) - 1
+        if lo < 0 or hi > top:
+            raise ConfigError(
+                f"{cfg.source}: the output layer's spike register ('layers.output.spikes.bits' "
+                f"= {sb_hid.bits}, also set by 'spikes.bits') holds 0..{top} but the feature "
+                f"layer's requantizer gives codes {lo}..{hi}: set "
+                f"'layers.feature.requant.output_bits' = {sb_hid.bits} as well, or narrow only "
+                "the network input with 'layers.feature.spikes.bits'"
             )
     record: dict[str, Any] = {}
     wpaths: list[dict[str, Any]] = []
