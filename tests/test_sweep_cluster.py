@@ -73,7 +73,8 @@ def test_cluster_sweep_equals_local(tmp_path: Path) -> None:
             client.wait_for_workers(2, timeout=START_TIMEOUT)
             assert len(client.scheduler_info()["workers"]) == 2
         remote = simulator.sweep("int8_fixed_point", model, tmp_path / "x.npy", grid=grid,
-                                 tolerance=1, out=tmp_path / "remote", scheduler=address)
+                                 tolerance=1, out=tmp_path / "remote", scheduler=address,
+                                 cluster_timeout=300)
     finally:
         _stop(procs)
     assert all(p.poll() is not None for p in procs)

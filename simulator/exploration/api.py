@@ -154,13 +154,15 @@ def sweep(
     max_samples: int | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    cluster_timeout: float | None = None,
 ) -> Any:
     """Run every point of the grid (and ``points`` file) and return the table (DataFrame).
 
     ``grid``: ``["accumulator.bits=16..32", "accumulator.overflow=wrap,saturate"]`` or
     ``{"accumulator.bits": range(16, 33)}``. ``baseline``: ``"KEY=VALUE,..."`` (default: the
     config as given). ``out``: folder for the table, per-point reports and plots; a finished
-    point found there is not run again. ``jobs`` > 1 or ``scheduler`` run points on Dask.
+    point found there is not run again. ``jobs`` > 1 or ``scheduler`` run points on Dask
+    (``cluster_timeout``: seconds for all points there, then ClusterError).
     """
     grid_strings, grid_pts = _grid_items(grid)
     pts = grid_pts + (all_points(grid_strings, points) if grid_strings or points else [])
@@ -202,7 +204,8 @@ def sweep(
     elif scheduler or jobs > 1:
         it = run_dask(data, str(config), sub, _baseline(data, str(config), base_ov), jobs,
                       scheduler,
-                      on_ready=None if log is None else (lambda a: log(f"dask scheduler {a}")))
+                      on_ready=None if log is None else (lambda a: log(f"dask scheduler {a}")),
+                      timeout=cluster_timeout)
     else:
         it = run_local(data, str(config), sub, _baseline(data, str(config), base_ov))
     try:

@@ -167,9 +167,11 @@ def run_dask(
     jobs: int,
     scheduler: str | None,
     on_ready: Callable[[str], None] | None = None,
+    timeout: float | None = None,
 ) -> Generator[tuple[int, dict[str, Any]], None, None]:
     """(index, result) as points finish on a Dask cluster: a local one with ``jobs`` worker
-    processes (one thread each, bound to 127.0.0.1), or the scheduler at ``scheduler``."""
+    processes (one thread each, bound to 127.0.0.1), or the scheduler at ``scheduler``.
+    ``timeout``: seconds for all points, after which ClusterError is raised (None = none)."""
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
@@ -199,8 +201,14 @@ def run_dask(
             base = client.scatter(baseline, broadcast=True)
             futures = [client.submit(_task, shared, base_config, pt, base, i, pure=False)
                        for i, pt in enumerate(points)]
-            for fut in as_completed(futures):
-                yield fut.result()
+            try:
+                for fut in as_completed(futures, timeout=timeout):
+                    yield fut.result()
+            except TimeoutError:
+                raise ClusterError(
+                    f"dask: the points did not finish within {timeout} s; are the workers "
+                    "alive? (finished points are kept: run again to resume)"
+                ) from None
     finally:
         if cluster is not None:
             cluster.close()
