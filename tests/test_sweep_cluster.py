@@ -87,3 +87,17 @@ def test_cluster_sweep_equals_local(tmp_path: Path) -> None:
         a = json.loads((tmp_path / "local" / "points" / name / "report.json").read_text())
         b = json.loads((tmp_path / "remote" / "points" / name / "report.json").read_text())
         assert a == b
+
+
+@pytest.mark.slow
+def test_local_cluster_jobs_2_equals_in_process(tmp_path: Path) -> None:
+    model = tmp_path / "toy.npz"
+    save_npz(toy_net(), model)
+    x = np.random.default_rng(6).uniform(0, 1, (Q, K0)).astype(np.float32)
+    grid = {"accumulator.bits": [12, 20], "requant.rounding": ["half_even", "floor"]}
+    one = simulator.sweep("int8_fixed_point", model, x, grid=grid, tolerance=1)
+    two = simulator.sweep("int8_fixed_point", model, x, grid=grid, tolerance=1, jobs=2,
+                          out=tmp_path / "o", cluster_timeout=300)
+    cols = [c for c in one.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(one[cols], two[cols])
+    assert len(list((tmp_path / "o" / "points").iterdir())) == 4

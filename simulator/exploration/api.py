@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Generator, Iterable, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from .execute import (
     POINT_ERRORS,
     Baseline,
     SweepData,
+    dask_client,
     point_key,
     run_baseline,
     run_dask,
@@ -182,8 +184,41 @@ def sweep(
         _check_out(out_dir, pts)
     data = load_sweep_data(model, inputs, data_dir, query, tolerance, demo, dims, patch,
                            max_samples, quiet=not progress)
-    base_key = base_cfg.sha256
-    keys = [point_key(str(config), p, data, base_key) for p in pts]
+    with ExitStack() as stack:
+        client = None
+        if scheduler or jobs > 1:  # connect before anything is written
+            client = stack.enter_context(dask_client(jobs, scheduler))
+            if log is not None:
+                log(f"dask scheduler {client.scheduler.address}")
+        rows = _run_points(data, str(config), pts, base_ov, base_cfg.sha256, out_dir, client,
+                           cluster_timeout, progress, log)
+    df = make_frame(rows, swept, data.tolerance is not None)
+    if out_dir is not None:
+        pq, csv = table_bytes(df)
+        write_atomic(out_dir, SWEEP_PARQUET, pq)
+        write_atomic(out_dir, SWEEP_CSV, csv)
+        if plot:
+            from .plots import write_plots
+
+            write_plots(df, swept, out_dir)
+    return df
+
+
+def _run_points(
+    data: SweepData,
+    config: str,
+    pts: list[Point],
+    base_ov: list[str],
+    base_key: str,
+    out_dir: Path | None,
+    client: Any,
+    timeout: float | None,
+    progress: bool,
+    log: Callable[[str], None] | None,
+) -> list[dict[str, Any]]:
+    """Rows of every point: finished ones read back from ``out_dir``, the others run (in
+    this process, or on ``client``'s cluster) and saved as they finish."""
+    keys = [point_key(config, p, data, base_key) for p in pts]
     rows: list[dict[str, Any] | None] = [None] * len(pts)
     pdir = None
     if out_dir is not None:
@@ -201,13 +236,10 @@ def sweep(
     it: Generator[tuple[int, dict[str, Any]], None, None]
     if not sub:
         it = (r for r in ())
-    elif scheduler or jobs > 1:
-        it = run_dask(data, str(config), sub, _baseline(data, str(config), base_ov), jobs,
-                      scheduler,
-                      on_ready=None if log is None else (lambda a: log(f"dask scheduler {a}")),
-                      timeout=cluster_timeout)
+    elif client is not None:
+        it = run_dask(client, data, config, sub, _baseline(data, config, base_ov), timeout)
     else:
-        it = run_local(data, str(config), sub, _baseline(data, str(config), base_ov))
+        it = run_local(data, config, sub, _baseline(data, config, base_ov))
     try:
         for j, res in it:
             i = todo[j]
@@ -217,17 +249,8 @@ def sweep(
             bar.update(1)
     finally:
         bar.close()
-        it.close()  # stops a local Dask cluster at once, also on an error or Ctrl-C
-    df = make_frame([r for r in rows if r is not None], swept, data.tolerance is not None)
-    if out_dir is not None:
-        pq, csv = table_bytes(df)
-        write_atomic(out_dir, SWEEP_PARQUET, pq)
-        write_atomic(out_dir, SWEEP_CSV, csv)
-        if plot:
-            from .plots import write_plots
-
-            write_plots(df, swept, out_dir)
-    return df
+        it.close()
+    return [r for r in rows if r is not None]
 
 
 def _check_out(out_dir: Path, pts: list[Point]) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,56 +160,59 @@ class ClusterError(ConfigError):
     """The Dask cluster cannot be reached or started."""
 
 
-def run_dask(
-    data: SweepData,
-    base_config: str,
-    points: list[Point],
-    baseline: Baseline,
-    jobs: int,
-    scheduler: str | None,
-    on_ready: Callable[[str], None] | None = None,
-    timeout: float | None = None,
-) -> Generator[tuple[int, dict[str, Any]], None, None]:
-    """(index, result) as points finish on a Dask cluster: a local one with ``jobs`` worker
-    processes (one thread each, bound to 127.0.0.1), or the scheduler at ``scheduler``.
-    ``timeout``: seconds for all points, after which ClusterError is raised (None = none)."""
+@contextmanager
+def dask_client(jobs: int, scheduler: str | None) -> Iterator[Any]:
+    """A connected ``distributed.Client``: to the scheduler at ``scheduler``, or to a local
+    cluster of ``jobs`` single-threaded worker processes bound to 127.0.0.1 (closed on exit).
+    Raises ClusterError (one line) when dask is missing or the scheduler cannot be reached."""
     try:
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import Client, LocalCluster
     except ImportError:
         raise ClusterError(
             "--jobs/--scheduler: dask.distributed is not installed: pip install "
             "'dask[distributed]' (or --jobs 1 to run in this process)"
         ) from None
-    cluster = None
-    try:
-        if scheduler:
-            try:
-                client = Client(scheduler, timeout=20)
-            except (OSError, TimeoutError) as exc:
-                raise ClusterError(
-                    f"--scheduler {scheduler}: cannot reach a Dask scheduler ({exc}); start "
-                    "one with `dask scheduler` or drop --scheduler for a local cluster"
-                ) from None
-        else:
-            one = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-            cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
-                                   host="127.0.0.1", dashboard_address=None, env=one)
-            client = Client(cluster)
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout=20)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise ClusterError(
+                f"--scheduler {scheduler}: cannot reach a Dask scheduler ({exc}); start one "
+                "with `dask scheduler` or drop --scheduler for a local cluster"
+            ) from None
         with client:
-            if on_ready is not None:
-                on_ready(str(client.scheduler.address))
-            shared = client.scatter(data, broadcast=True)
-            base = client.scatter(baseline, broadcast=True)
-            futures = [client.submit(_task, shared, base_config, pt, base, i, pure=False)
-                       for i, pt in enumerate(points)]
-            try:
-                for fut in as_completed(futures, timeout=timeout):
-                    yield fut.result()
-            except TimeoutError:
-                raise ClusterError(
-                    f"dask: the points did not finish within {timeout} s; are the workers "
-                    "alive? (finished points are kept: run again to resume)"
-                ) from None
+            yield client
+        return
+    one = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    with LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, env=one) as cluster, Client(cluster) as client:
+        yield client
+
+
+def run_dask(
+    client: Any,
+    data: SweepData,
+    base_config: str,
+    points: list[Point],
+    baseline: Baseline,
+    timeout: float | None = None,
+) -> Generator[tuple[int, dict[str, Any]], None, None]:
+    """(index, result) as points finish on the cluster of ``client`` (see dask_client); the
+    model and inputs are scattered to every worker once. ``timeout``: seconds for all points,
+    after which ClusterError is raised (None = no limit)."""
+    from distributed import as_completed
+
+    shared = client.scatter(data, broadcast=True)
+    base = client.scatter(baseline, broadcast=True)
+    futures = [client.submit(_task, shared, base_config, pt, base, i, pure=False)
+               for i, pt in enumerate(points)]
+    try:
+        for fut in as_completed(futures, timeout=timeout):
+            yield fut.result()
+    except TimeoutError:
+        raise ClusterError(
+            f"dask: the points did not finish within {timeout} s; are the workers alive? "
+            "(finished points are kept: run again to resume)"
+        ) from None
     finally:
-        if cluster is not None:
-            cluster.close()
+        client.cancel(futures)
