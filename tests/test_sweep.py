@@ -238,8 +238,16 @@ def test_cli_sweep_prints_pareto_and_plots(files, tmp_path: Path, capsys) -> Non
                "--jobs", "1"])
     text = capsys.readouterr().out
     assert rc == 0
-    assert "Pareto points: recall@1 against energy_uj_per_query" in text
-    assert "Pareto points: recall@1 against weight_memory_bits" in text
+    df = pd.read_parquet(out / "sweep.parquet")
+    front = pareto_front(df, "energy_uj_per_query", "recall@1")
+    head = (f"Pareto points: recall@1 (higher is better) against energy_uj_per_query "
+            f"({len(front)} of 6 ok points)")
+    assert head in text
+    section = text.split(head)[1].split("\n\n")[0].splitlines()[3:]  # title rest, header, rule
+    assert len(section) == len(front)
+    for line, (_, row) in zip(section, front.iterrows(), strict=True):
+        assert line.split()[:2] == [str(row["accumulator.bits"]), row["accumulator.overflow"]]
+    assert "Pareto points: recall@1 (higher is better) against weight_memory_bits" in text
     for png in ("sweep_accumulator.bits.png", "pareto_energy.png"):
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
@@ -348,3 +356,29 @@ def test_reuse_raises_the_same_error_policy_stop() -> None:
         simulate_reusing(net, cfg, x, LayerCache())
     assert str(got.value) == str(want.value)
     assert "query 600," in str(want.value)
+
+
+def test_grid_and_named_points_mixed_columns(files, tmp_path: Path, capsys) -> None:
+    model, x = files
+    pts = tmp_path / "p.toml"
+    pts.write_text('[points.acc12_floor]\naccumulator.bits = 12\nrequant.rounding = "floor"\n'
+                   '[points.fbgemm]\nconfig = "pytorch_fbgemm"\n'
+                   "[points.w4]\nweights.bits = 4\n")
+    out = tmp_path / "mix"
+    rc = main(["sweep", "--model", str(model), "--input", str(x), "--out", str(out),
+               "--grid", "accumulator.bits=12,14", "--points", str(pts), "--jobs", "1",
+               "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "argmax_differ (lower is better)" in text
+    df = pd.read_parquet(out / "sweep.parquet")
+    assert df["point"].tolist() == ["accumulator.bits=12", "accumulator.bits=14", "acc12_floor",
+                                    "fbgemm", "w4"]
+    assert str(df["accumulator.bits"].dtype) == "Int64"
+    assert df["accumulator.bits"].isna().tolist() == [False, False, False, True, True]
+    assert df["requant.rounding"].isna().tolist() == [True, True, False, True, True]
+    assert df["weights.bits"].tolist()[-1] == 4 and df["weight_memory_bits"].iloc[-1] * 2 == \
+        df["weight_memory_bits"].iloc[0]
+    fb = json.loads((out / "points" / "fbgemm" / "report.json").read_text())
+    assert fb["config"]["name"] == "pytorch_fbgemm" and fb["sweep"]["config"] == "pytorch_fbgemm"
+    csv = (out / "sweep.csv").read_text().splitlines()
+    assert csv[4].startswith(",,,fbgemm,ok,")

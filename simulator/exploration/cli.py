@@ -69,20 +69,16 @@ def _dims(text: str | None) -> tuple[int, int] | None:
 
 def pareto_text(df: Any) -> str:
     """The Pareto points as tables: accuracy against energy and against weight memory."""
-    acc, values = accuracy_column(df)
-    view = df.assign(**{acc: values}) if acc not in df.columns else df
+    acc, direction, gain = accuracy_column(df)
+    view = df.assign(_gain=gain)
+    swept = list(df.columns[: list(df.columns).index("point")])
     out = []
-    swept = [c for c in df.columns[: list(df.columns).index("point")]]
     for cost in ("energy_uj_per_query", "weight_memory_bits"):
-        front = pareto_front(view, cost, acc)
-        cols = [*swept, "point", acc, cost]
-        if acc == "argmax_agree":
-            front = front.assign(argmax_agree=-front[acc])
-            cols[-2] = "argmax_agree"
-        title = (f"Pareto points: {acc} against {cost} ({len(front)} of "
-                 f"{int((df['status'] == 'ok').sum())} ok points)")
-        out.append(title + "\n" + format_table(front, [c for c in cols if c != "point"]
-                                                if swept else cols))
+        front = pareto_front(view, cost, "_gain")
+        cols = [*(swept or ["point"]), acc, cost]
+        title = (f"Pareto points: {acc} ({direction} is better) against {cost} ({len(front)} "
+                 f"of {int((df['status'] == 'ok').sum())} ok points)")
+        out.append(title + "\n" + format_table(front, cols))
     return "\n\n".join(out)
 
 

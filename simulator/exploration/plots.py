@@ -3,8 +3,9 @@
 * ``sweep_<key>.png`` for every swept numeric key: Recall@1 (or, without ground truth, the
   queries whose argmax differs from the baseline) and overflow events (accumulator + pre-add)
   against the key, one line per combination of the other swept keys;
-* ``pareto_energy.png``: accuracy against energy per query, every ok point grey, the Pareto
-  front marked, joined and labelled with its points' values.
+* ``pareto_energy.png``: accuracy (Recall@1, or without ground truth the argmax differences
+  from the baseline) against energy per query, every ok point grey, the Pareto front marked,
+  joined and labelled with its points' values.
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from ..plots import _pyplot
-from .table import pareto_front, write_atomic
+from .table import accuracy_column, pareto_front, write_atomic
 
 PARETO_PNG = "pareto_energy.png"
 
 
 def _is_numeric(df: Any, key: str) -> bool:
-    vals = df[key].dropna()
-    return bool(len(vals)) and all(isinstance(v, int | float) and not isinstance(v, bool)
-                                   for v in vals)
+    import pandas as pd
+
+    col = df[key]
+    return bool(col.notna().any()) and pd.api.types.is_numeric_dtype(col) and not (
+        pd.api.types.is_bool_dtype(col))
 
 
 def _save(fig: Any, out_dir: Path, name: str) -> Path:
@@ -72,8 +75,9 @@ def write_plots(df: Any, swept: list[str], out_dir: Path) -> list[Path]:
             short = short_names(swept)
             lab = ", ".join(f"{short[k]}={v}" for k, v in zip(others, gkey, strict=True)) or "all"
             grp = grp.sort_values(key)
-            axes[0].plot(grp[key], grp[acc_col], marker="o", ms=3, label=lab)
-            axes[1].plot(grp[key], grp["events"], marker="o", ms=3, label=lab)
+            xs = grp[key].astype("float64")
+            axes[0].plot(xs, grp[acc_col].astype("float64"), marker="o", ms=3, label=lab)
+            axes[1].plot(xs, grp["events"], marker="o", ms=3, label=lab)
         axes[0].set_ylabel(acc_label)
         axes[1].set_ylabel("overflow events (accumulator + pre-add)")
         if (ok["events"] > 0).any():
@@ -88,19 +92,22 @@ def write_plots(df: Any, swept: list[str], out_dir: Path) -> list[Path]:
         fig.tight_layout()
         written.append(_save(fig, out_dir, f"sweep_{key}.png"))
         plt.close(fig)
-    if acc_col == "recall@1" and len(ok):
+    if len(ok):
+        _, direction, gain = accuracy_column(ok)
+        ok["_gain"] = gain
+        ys = ok[acc_col].astype("float64")
         fig, ax = plt.subplots(figsize=(8, 5))
-        ax.scatter(ok["energy_uj_per_query"], ok[acc_col], c="0.7", s=18, label="points")
-        front = pareto_front(ok, "energy_uj_per_query", acc_col)
-        ax.plot(front["energy_uj_per_query"], front[acc_col], "-o", c="tab:red", ms=6,
-                label="Pareto front")
-        for _, row in front.iterrows():
-            ax.annotate(_label(row, swept), (row["energy_uj_per_query"], row[acc_col]),
+        ax.scatter(ok["energy_uj_per_query"], ys, c="0.7", s=18, label="points")
+        front = pareto_front(ok, "energy_uj_per_query", "_gain")
+        fy = front[acc_col].astype("float64")
+        ax.plot(front["energy_uj_per_query"], fy, "-o", c="tab:red", ms=6, label="Pareto front")
+        for (_, row), y in zip(front.iterrows(), fy, strict=True):
+            ax.annotate(_label(row, swept), (row["energy_uj_per_query"], y),
                         textcoords="offset points", xytext=(4, -10), fontsize=7)
         ax.set_xlabel("energy per query (uJ)")
-        ax.set_ylabel(acc_label)
+        ax.set_ylabel(f"{acc_label} ({direction} is better)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
         ax.set_title("accuracy against energy")
         fig.tight_layout()
         written.append(_save(fig, out_dir, PARETO_PNG))

@@ -67,10 +67,17 @@ def make_frame(rows: list[dict[str, Any]], swept: list[str], with_recall: bool) 
     for c in (*FLOAT_COLUMNS, *(RECALL_COLUMNS if with_recall else ())):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
     df["error"] = df["error"].fillna("").astype(str)
-    for c in swept:  # one type per column for Parquet: numbers stay numbers, else text
-        vals = [v for v in df[c] if v is not None and v == v]
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in vals):
-            df[c] = [None if v is None else str(v) for v in df[c]]
+    for c in swept:  # one type per column for Parquet; points without the key: missing
+        raw = [r.get(c) for r in rows]
+        vals = [v for v in raw if v is not None]
+        if vals and all(isinstance(v, bool) for v in vals):
+            df[c] = pd.array(raw, dtype="boolean")
+        elif vals and all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+            df[c] = pd.array(raw, dtype="Int64")
+        elif vals and all(isinstance(v, int | float) and not isinstance(v, bool) for v in vals):
+            df[c] = pd.array([None if v is None else float(v) for v in raw], dtype="Float64")
+        else:
+            df[c] = pd.array([None if v is None else str(v) for v in raw], dtype="string")
     return df
 
 
@@ -90,18 +97,20 @@ def pareto_front(df: Any, cost: str, gain: str) -> Any:
     return ok.loc[keep]
 
 
-def accuracy_column(df: Any) -> tuple[str, Any]:
-    """(name, values) of the accuracy axis: Recall@1, or without ground truth the queries whose
-    argmax agrees with the baseline."""
+def accuracy_column(df: Any) -> tuple[str, str, Any]:
+    """(column shown, direction, gain values) of the accuracy axis: Recall@1 (higher is
+    better), or without ground truth ``argmax_differ`` against the baseline (lower is better)."""
     if "recall@1" in df.columns:
-        return "recall@1", df["recall@1"]
-    return "argmax_agree", -df["argmax_differ"].astype("float64")
+        return "recall@1", "higher", df["recall@1"].astype("float64")
+    return "argmax_differ", "lower", -df["argmax_differ"].astype("float64")
 
 
 def format_table(df: Any, cols: list[str]) -> str:
     """Plain aligned text table (numbers right-aligned, floats to 4 significant digits)."""
+    import pandas as pd
+
     def cell(v: Any) -> str:
-        if v is None or (isinstance(v, float) and v != v):
+        if v is None or v is pd.NA or (isinstance(v, float) and v != v):
             return "-"
         if isinstance(v, float):
             return f"{v:.4g}"
