@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import __version__
 from ..config import ConfigError, HwConfig, load_config
 from ..engine import InputError
 from ..fixedpoint import RegisterOverflowError
@@ -124,7 +125,8 @@ def run_point(
 
 
 def point_key(base_config: str, point: Point, data: SweepData, baseline_key: str) -> str:
-    """Resume key: hashes of the config (file bytes + overrides), model and input."""
+    """Resume key: hashes of the config (file bytes + overrides), model and input, with the
+    ground truth, the baseline and the simulator's version."""
     from ..config import resolve_config_path
 
     h = hashlib.sha256()
@@ -133,7 +135,8 @@ def point_key(base_config: str, point: Point, data: SweepData, baseline_key: str
     except (ConfigError, OSError):
         h.update(str(point.config).encode())
     h.update(json.dumps({
-        "format": SWEEP_FORMAT, "overrides": list(point.overrides), "name": point.name,
+        "format": SWEEP_FORMAT, "tool": __version__, "overrides": list(point.overrides),
+        "name": point.name,
         "model": data.provenance.get("model_sha256"), "input": data.provenance.get(
             "input_sha256"), "tolerance": data.tolerance, "baseline": baseline_key,
     }, sort_keys=True).encode())
