@@ -382,3 +382,28 @@ def test_grid_and_named_points_mixed_columns(files, tmp_path: Path, capsys) -> N
     assert fb["config"]["name"] == "pytorch_fbgemm" and fb["sweep"]["config"] == "pytorch_fbgemm"
     csv = (out / "sweep.csv").read_text().splitlines()
     assert csv[4].startswith(",,,fbgemm,ok,")
+
+
+def test_interrupted_sweep_resumes(files, tmp_path: Path, monkeypatch) -> None:
+    model, x = files
+    real = ex.run_point
+    calls: list[str] = []
+
+    def interrupted(data, base, point, baseline):
+        if point.name == "accumulator.bits=14":
+            raise KeyboardInterrupt
+        calls.append(point.name)
+        return real(data, base, point, baseline)
+
+    monkeypatch.setattr(ex, "run_point", interrupted)
+    out = tmp_path / "i"
+    grid = ["accumulator.bits=12..15"]
+    with pytest.raises(KeyboardInterrupt):
+        simulator.sweep("int8_fixed_point", model, x, grid=grid, out=out)
+    assert calls == ["accumulator.bits=12", "accumulator.bits=13"]
+    assert not (out / "sweep.csv").exists()  # the table lands only when every point is done
+    monkeypatch.setattr(ex, "run_point", lambda *a: (calls.append(a[2].name), real(*a))[1])
+    calls.clear()
+    df = simulator.sweep("int8_fixed_point", model, x, grid=grid, out=out)
+    assert calls == ["accumulator.bits=14", "accumulator.bits=15"]
+    assert (df["status"] == "ok").all() and len(df) == 4
