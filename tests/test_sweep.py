@@ -367,7 +367,7 @@ def test_grid_and_named_points_mixed_columns(files, tmp_path: Path, capsys) -> N
     out = tmp_path / "mix"
     rc = main(["sweep", "--model", str(model), "--input", str(x), "--out", str(out),
                "--grid", "accumulator.bits=12,14", "--points", str(pts), "--jobs", "1",
-               "--quiet"])
+               "--quiet", "--plot"])
     text = capsys.readouterr().out
     assert rc == 0 and "argmax_differ (lower is better)" in text
     df = pd.read_parquet(out / "sweep.parquet")
@@ -382,6 +382,9 @@ def test_grid_and_named_points_mixed_columns(files, tmp_path: Path, capsys) -> N
     assert fb["config"]["name"] == "pytorch_fbgemm" and fb["sweep"]["config"] == "pytorch_fbgemm"
     csv = (out / "sweep.csv").read_text().splitlines()
     assert csv[4].startswith(",,,fbgemm,ok,")
+    for png in ("pareto_energy.png", "sweep_accumulator.bits.png", "sweep_weights.bits.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    assert not (out / "sweep_requant.rounding.png").exists()  # not a numeric key
 
 
 def test_interrupted_sweep_resumes(files, tmp_path: Path, monkeypatch) -> None:
