@@ -52,41 +52,56 @@ def _label(row: Any, swept: list[str]) -> str:
     if not swept:
         return str(row["point"])
     short = short_names(swept)
-    return ", ".join(f"{short[k]}={row[k]}" for k in swept)
+    parts = [f"{short[k]}={row[k]}" for k in swept if not _missing(row[k])]
+    return ", ".join(parts) or str(row["point"])
+
+
+def _missing(v: Any) -> bool:
+    import pandas as pd
+
+    return v is None or v is pd.NA or (isinstance(v, float) and v != v)
 
 
 def write_plots(df: Any, swept: list[str], out_dir: Path) -> list[Path]:
     """Write the PNGs into ``out_dir``; returns their paths."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     ok = df[df["status"] == "ok"].copy()
     ok["events"] = (ok["acc_events"].astype("float64")
                     + ok["pre_add_overflow"].astype("float64"))
     acc_col, acc_label = (("recall@1", "Recall@1") if "recall@1" in ok.columns
-                          else ("argmax_differ", "argmax differs from baseline (queries)"))
+                          else ("argmax_differ", "queries whose argmax differs from baseline"))
     written = []
+    short = short_names(swept)
     for key in swept:
         if not _is_numeric(ok, key):
             continue
+        have = ok[ok[key].notna()]  # points that set this key (named points may not)
         others = [k for k in swept if k != key]
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-        groups = ok.groupby(others, dropna=False, sort=True) if others else [((), ok)]
+        groups = have.groupby(others, dropna=False, sort=True) if others else [((), have)]
         for gkey, grp in groups:
             gkey = gkey if isinstance(gkey, tuple) else (gkey,)
-            short = short_names(swept)
-            lab = ", ".join(f"{short[k]}={v}" for k, v in zip(others, gkey, strict=True)) or "all"
+            lab = ", ".join(f"{short[k]}={v}" for k, v in zip(others, gkey, strict=True)
+                            if not _missing(v)) or "as configured"
             grp = grp.sort_values(key)
             xs = grp[key].astype("float64")
             axes[0].plot(xs, grp[acc_col].astype("float64"), marker="o", ms=3, label=lab)
             axes[1].plot(xs, grp["events"], marker="o", ms=3, label=lab)
         axes[0].set_ylabel(acc_label)
         axes[1].set_ylabel("overflow events (accumulator + pre-add)")
-        if (ok["events"] > 0).any():
-            axes[1].set_yscale("symlog", linthresh=1)
-        else:
+        ev = have["events"]
+        if (ev > 0).any() and (ev.min() == 0 or ev.max() / max(ev.min(), 1) > 100):
+            axes[1].set_yscale("symlog", linthresh=1)  # zeros and orders of magnitude
+        elif not (ev > 0).any():
             axes[1].set_ylim(-0.5, 10)  # no event anywhere: a flat line at 0
+        integer_x = str(have[key].dtype) == "Int64"
         for ax in axes:
             ax.set_xlabel(key)
             ax.grid(alpha=0.3)
+            if integer_x:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes[0].legend(fontsize=7)
         fig.suptitle(f"sweep over {key}")
         fig.tight_layout()
