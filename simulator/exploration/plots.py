@@ -116,9 +116,14 @@ def write_plots(df: Any, swept: list[str], out_dir: Path) -> list[Path]:
         front = pareto_front(ok, "energy_uj_per_query", "_gain")
         fy = front[acc_col].astype("float64")
         ax.plot(front["energy_uj_per_query"], fy, "-o", c="tab:red", ms=6, label="Pareto front")
-        for (_, row), y in zip(front.iterrows(), fy, strict=True):
+        for n, ((_, row), y) in enumerate(zip(front.iterrows(), fy, strict=True)):
+            below = n % 2 == 0  # alternate sides so neighbouring labels do not collide
             ax.annotate(_label(row, swept), (row["energy_uj_per_query"], y),
-                        textcoords="offset points", xytext=(4, -10), fontsize=7)
+                        textcoords="offset points", xytext=(6, -12) if below else (-6, 7),
+                        ha="left" if below else "right", fontsize=7,
+                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.8,
+                              "lw": 0})
+        ax.margins(x=0.15, y=0.1)  # room for the labels inside the axes
         ax.set_xlabel("energy per query (uJ)")
         ax.set_ylabel(f"{acc_label} ({direction} is better)")
         ax.grid(alpha=0.3)
