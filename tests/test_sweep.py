@@ -54,6 +54,9 @@ def test_parse_grid_forms() -> None:
     assert parse_grid("requant.rounding=half_even,floor") == (
         "requant.rounding", ["half_even", "floor"])
     assert parse_grid("clock.mhz=100.0, 250") == ("clock.mhz", [100.0, 250])
+    assert parse_grid("requant.exc_divisors=[[0, 2], [2]],[[2]]") == (
+        "requant.exc_divisors", [[[0, 2], [2]], [[2]]])
+    assert parse_grid('report.compare_with="a,b",""') == ("report.compare_with", ["a,b", ""])
     assert parse_grid("layers.output.accumulator.bits=20") == (
         "layers.output.accumulator.bits", [20])
     pts = grid_points([parse_grid("accumulator.bits=16,17"),

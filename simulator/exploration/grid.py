@@ -82,6 +82,28 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def split_items(text: str) -> list[str]:
+    """Split a comma list at top-level commas (not inside [...] or quotes), so TOML arrays
+    such as ``[[0, 2], [2]]`` stay one item."""
+    items, depth, quote, cur = [], 0, "", []
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            items.append("".join(cur))
+            cur = []
+            continue
+        cur.append(ch)
+    items.append("".join(cur))
+    return items
+
+
 def parse_grid(item: str) -> tuple[str, list[Any]]:
     """``KEY=VALUES`` -> (key, values); raise GridError naming the option and the fix."""
     where = f"--grid {item}"
@@ -107,7 +129,7 @@ def parse_grid(item: str) -> tuple[str, list[Any]]:
             f"{where}: {text!r} is not a range; write integers low..high or low..high:step"
         )
     else:
-        items = [t for t in text.split(",")]
+        items = split_items(text)
         if any(not t.strip() for t in items):
             raise GridError(f"{where}: empty item in {text!r}; write a,b,c without empty items")
         values = [parse_value(t) for t in items]
