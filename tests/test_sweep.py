@@ -413,3 +413,20 @@ def test_interrupted_sweep_resumes(files, tmp_path: Path, monkeypatch) -> None:
     df = simulator.sweep("int8_fixed_point", model, x, grid=grid, out=out)
     assert calls == ["accumulator.bits=14", "accumulator.bits=15"]
     assert (df["status"] == "ok").all() and len(df) == 4
+
+
+def test_seed_layout_sweep(tmp_path: Path) -> None:
+    """The split (seed) layout: energy of its float divisions; narrowing is an error row."""
+    from test_seed_oracle import MODELS, make_mats, make_queries
+
+    rng = np.random.default_rng(5)
+    places, ifs, fos = MODELS["int_scales"]
+    folder = make_mats(tmp_path / "mats", rng, places, ifs, fos)
+    np.save(tmp_path / "q.npy", make_queries(rng, 6))
+    df = simulator.sweep("seed_tutorial", folder, tmp_path / "q.npy",
+                         grid={"weights.bits": [4, 8], "clock.mhz": [100.0, 200.0]})
+    assert df["status"].tolist() == ["error", "error", "ok", "ok"]
+    assert "combined layout only" in df["error"].iloc[0]
+    ok = df[df["status"] == "ok"]
+    assert ok["codes_differ"].tolist() == [0, 0] and (ok["energy_uj_per_query"] > 0).all()
+    assert ok["energy_uj_per_query"].nunique() == 1  # the clock does not change the energy
