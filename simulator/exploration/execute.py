@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import __version__
 from ..config import ConfigError, HwConfig, load_config
-from ..engine import InputError
+from ..engine import InputError, SimResult
 from ..fixedpoint import RegisterOverflowError
 from ..network import ModelError, QuantizedNetwork
 from ..report import build_report, compare_outputs
@@ -70,7 +70,9 @@ def weight_memory_bits(net: QuantizedNetwork, cfg: HwConfig) -> int:
     return int(n) * cfg.weights.bits
 
 
-def simulate_point(data: SweepData, cfg: HwConfig) -> tuple[Any, dict[str, Any], Any]:
+def simulate_point(
+    data: SweepData, cfg: HwConfig
+) -> tuple[SimResult, dict[str, Any], QuantizedNetwork]:
     """(result, report, narrowed net) of one config, as ``runner.execute`` would give them."""
     from ..runner import readout_block
 
