@@ -391,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.set_defaults(func=cmd_config_presets)
 
     from .bench import add_bench_parser
+    from .exploration.cli import add_sweep_parser
     from .report_cli import add_report_parser
     from .vectors import add_vectors_parser
 
@@ -401,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_export_parser(sub)
     add_compare_with_argument(run)
+    add_sweep_parser(sub)
     return p
 
 

@@ -26,6 +26,7 @@ from .engine import InputError, SimResult, simulate
 from .fixedpoint import RegisterOverflowError
 from .network import ModelError, QuantizedNetwork
 from .units.readout import join_modules
+from .units.weight_requant import narrow_network
 
 
 def load_external_codes(path: str | Path, net: QuantizedNetwork, queries: int) -> np.ndarray:
@@ -111,6 +112,15 @@ SHARED_KEYS: tuple[str, ...] = (
 )
 
 
+def _sets_key(raw: dict[str, Any], parts: list[str]) -> bool:
+    node: Any = raw
+    for part in parts:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return bool(parts)
+
+
 def reference_overrides(reference: str, overrides: list[str] | tuple[str, ...]) -> tuple[
     list[str], list[str]
 ]:
@@ -127,13 +137,9 @@ def reference_overrides(reference: str, overrides: list[str] | tuple[str, ...]) 
     for item in overrides:
         key = item.partition("=")[0].strip()
         parts = key.split(".")
-        node: Any = raw
-        pinned = True
-        for part in parts:
-            if not isinstance(node, dict) or part not in node:
-                pinned = False
-                break
-            node = node[part]
+        # a per-layer key (layers.output.requant.rounding) is pinned where the reference sets
+        # it for that layer or for every layer (requant.rounding)
+        pinned = _sets_key(raw, parts) or (parts[0] == "layers" and _sets_key(raw, parts[2:]))
         shared = key.startswith(SHARED_KEYS) or (
             parts[0] == "layers" and ".".join(parts[2:]).startswith(SHARED_KEYS))
         if key == "report.compare_with" or (pinned and not shared):
@@ -161,7 +167,7 @@ def reference_run(
     try:
         applied, skipped = reference_overrides(ref, overrides)
         ref_cfg = load_config(ref, applied)
-        result = simulate(net, ref_cfg, inputs, source=source)
+        result = simulate(narrow_network(net, ref_cfg)[0], ref_cfg, inputs, source=source)
     except RegisterOverflowError as exc:
         raise RegisterOverflowError(f"{note}: {exc}; set report.compare_with = '' to skip it",
                                     exc.flat_index, exc.value) from None

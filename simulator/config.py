@@ -87,7 +87,12 @@ def _f(default: Any, doc: str, **meta: Any) -> Any:
 class SpikesConfig:
     """Input spike register and the host-side quantizer of float spikes."""
 
-    bits: int = _f(8, "width of the input spike register (bits)", range=(1, MAX_BITS))
+    bits: int = _f(
+        8,
+        "width of the input spike register (bits); narrower than the model's 8-bit "
+        "activations re-quantizes the activation quantizer feeding it (docs/hwconfig.md)",
+        range=(1, MAX_BITS),
+    )
     signed: bool = _f(False, "input codes are signed (two's complement)")
     quantizer: str = _f(
         "fma_f32",
@@ -105,7 +110,12 @@ class SpikesConfig:
 class WeightsConfig:
     """Weight memory: word organisation, banks and capacity."""
 
-    bits: int = _f(8, "width of one stored weight (bits)", range=(1, MAX_BITS))
+    bits: int = _f(
+        8,
+        "width of one stored weight (bits); narrower than the model's weights re-quantizes "
+        "them per channel (docs/hwconfig.md)",
+        range=(1, MAX_BITS),
+    )
     signed: bool = _f(True, "weights are two's complement")
     capacity_kib: int = _f(
         32768, "capacity in KiB; must hold all layers of the largest module", range=(1, 1 << 40)
@@ -239,11 +249,32 @@ class ClockConfig:
 
 @dataclass(frozen=True)
 class EnergyConfig:
-    """Energy per operation (pJ) for the energy estimate in the report."""
+    """Energy per operation, scaled by the configured widths (formula in docs/hwconfig.md).
 
-    mac_pj: float = _f(0.2, "one multiply-accumulate (pJ)", range=(0, 1e9))
-    weight_read_pj_per_byte: float = _f(1.0, "weight memory read (pJ per byte)", range=(0, 1e9))
-    requant_pj: float = _f(1.0, "one requantization (pJ)", range=(0, 1e9))
+    Defaults: Horowitz, ISSCC 2014, 45 nm at 0.9 V (32-bit add 0.1 pJ, 32-bit multiply 3.1 pJ,
+    float32 multiply 3.7 pJ, 64-bit read of an 8 KB SRAM 10 pJ).
+    """
+
+    mult_pj_per_bit2: float = _f(
+        0.003027,
+        "integer multiplier: pJ per product of its operand widths (a x b bits costs "
+        "a*b times this); default 3.1 pJ / (32*32)",
+        range=(0, 1e9),
+    )
+    add_pj_per_bit: float = _f(
+        0.003125,
+        "integer adder and the register it writes: pJ per bit of width; default 0.1 pJ / 32",
+        range=(0, 1e9),
+    )
+    sram_read_pj_per_bit: float = _f(
+        0.15625,
+        "weight memory read: pJ per bit read (whole words); default 10 pJ / 64 bits",
+        range=(0, 1e9),
+    )
+    float32_mult_pj: float = _f(
+        3.7, "one float32 multiply (requant.scheme fbgemm, qnnpack, seed_floor_divide) (pJ)",
+        range=(0, 1e9),
+    )
 
 
 @dataclass(frozen=True)
@@ -332,9 +363,10 @@ UNITS: dict[str, str] = {
     "combiner.clip_high": "code",
     "schedule.mode": "-",
     "clock.mhz": "MHz",
-    "energy.mac_pj": "pJ",
-    "energy.weight_read_pj_per_byte": "pJ/byte",
-    "energy.requant_pj": "pJ",
+    "energy.mult_pj_per_bit2": "pJ/bit^2",
+    "energy.add_pj_per_bit": "pJ/bit",
+    "energy.sram_read_pj_per_bit": "pJ/bit",
+    "energy.float32_mult_pj": "pJ",
     "readout.concat": "-",
     "report.compare_with": "preset or path",
     "report.headroom": "-",

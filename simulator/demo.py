@@ -73,6 +73,7 @@ def run_demo(
     folder is checked and locked before the route is generated or anything is simulated.
     """
     from .runner import RunSets, execute, readout_block, sha256_file
+    from .units.weight_requant import narrow_network
     from .vpr.datasets import load_codes, load_traversal, require_places
     from .vpr.synthroute import cached_route
 
@@ -98,8 +99,9 @@ def run_demo(
         )
         codes = codes[: net.places]
         spikes = (codes.astype(np.float32) / np.float32(255.0)).astype(np.float32)
+        run_net = narrow_network(net, cfg)[0]  # the network the run uses (for the trace)
         if sets.trace is not None:
-            req.check_before_run(net, cfg, int(spikes.shape[0]))
+            req.check_before_run(run_net, cfg, int(spikes.shape[0]))
         prov = {
             "model_sha256": sha256_file(model),
             "input_source": f"{route_dir} traversal {query!r}",
@@ -109,11 +111,11 @@ def run_demo(
 
         def check(res: Any) -> None:
             if sets.trace is not None:
-                req.check_size(res, net, cfg)
+                req.check_size(res, run_net, cfg)
 
         result, report = execute(cfg, net, spikes, prov, source=str(route_dir / query),
                                  check=check)
         report["readout"] = {"query_traversal": query, **readout_block(result, rp["tolerance"])}
         rec = {int(k[2:]): v for k, v in report["readout"]["recall"].items()}
-        summary = sets.publish(result, report, net, cfg)
+        summary = sets.publish(result, report, run_net, cfg)
     return DemoResult(rec, report, Path(out_dir), time.perf_counter() - t0, summary)

@@ -11,6 +11,7 @@ import numpy as np
 
 from . import __version__
 from .config import HwConfig
+from .energy import energy_block
 from .engine.fast import LayerRun, SimResult
 from .fixedpoint import Register
 from .network import QuantizedNetwork
@@ -113,9 +114,7 @@ def build_report(
     layers: dict[str, Any] = {}
     overflow: dict[str, Any] = {}
     cyc_layers: dict[str, Any] = {}
-    macs_total = 0
     bytes_total = 0
-    requants_total = 0
     for lr in result.layers:
         st_all = list(lr.mac.values())
         wraps = int(sum(int(s.acc_wrap.sum()) for s in st_all))
@@ -152,9 +151,7 @@ def build_report(
         }
         macs = int(sum(n_out * lr.k_active.sum() for _ in lr.mac))
         nbytes = int(sum(int(wmem.bytes_read(n_out * lr.k_active).sum()) for _ in lr.mac))
-        macs_total += macs
         bytes_total += nbytes
-        requants_total += n_out * q
         layers[lr.key] = {
             "in_features": int(lr.k_active.size and result.input_codes[0].shape[1])
             if lr.layer == "feature"
@@ -175,10 +172,6 @@ def build_report(
         layer_base = layer_base + lr.cycles
     total_cycles = int(per_query.sum())
     mhz = cfg.clock.mhz
-    en = cfg.energy
-    energy_pj = macs_total * en.mac_pj + bytes_total * en.weight_read_pj_per_byte + (
-        requants_total * en.requant_pj
-    )
     in_clamp = result.input_clamp
     return {
         "schema": dict(REPORT_SCHEMA),
@@ -219,12 +212,7 @@ def build_report(
             "weights_per_cycle": wmem.weights_per_cycle,
             "weight_bytes_read": bytes_total,
         },
-        "energy": {
-            "macs": macs_total,
-            "requantizations": requants_total,
-            "total_uj": energy_pj * 1e-6,
-            "per_query_uj": energy_pj * 1e-6 / max(q, 1),
-        },
+        "energy": energy_block(result, cfg),
         "notes": list(result.notes),
     }
 

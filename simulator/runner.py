@@ -25,6 +25,7 @@ from .network import QuantizedNetwork
 from .outputs import ResultSet, owned_by_patterns
 from .report import build_report, compare_outputs
 from .trace import TRACE_OWNED, TraceError, TraceRequest, TraceSummary, write_trace
+from .units.weight_requant import narrow_network
 
 REPORT_NAME = "report.json"
 RESULT_ARRAYS = ("outputs.npy", "predictions.npy", "scores.npy")
@@ -118,12 +119,17 @@ def execute(
     """Simulate and build the report, including the ``report.compare_with`` comparison.
 
     ``check(result)`` runs right after the fast simulation, before the reference run and any
-    writing (e.g. the trace-row limit).
+    writing (e.g. the trace-row limit). A model wider than ``weights.bits`` / ``spikes.bits``
+    is re-quantized first (units/weight_requant.py); the report's ``requantized`` block
+    records it.
     """
-    result = simulate(net, cfg, inputs, progress=progress, source=source)
+    run_net, narrowed = narrow_network(net, cfg)
+    result = simulate(run_net, cfg, inputs, progress=progress, source=source)
     if check is not None:
         check(result)
-    report = build_report(result, net, cfg, provenance)
+    report = build_report(result, run_net, cfg, provenance)
+    if narrowed is not None:
+        report["requantized"] = narrowed
     if cfg.report.compare_with:
         ref, ref_cfg, applied, skipped = reference_run(net, cfg, inputs, overrides, source)
         report["comparison"] = compare_outputs(result, ref, ref_cfg.name)
@@ -275,21 +281,22 @@ def run_job(
         "input_sha256": digest,
         "input_dtype": str(inputs.dtype),
     }
+    run_net = narrow_network(net, cfg)[0]  # the network the run uses (traces, cross-checks)
     with RunSets(out_dir, trace) as sets:
         check = None
         if sets.trace is not None:
             req = sets.trace
 
             def check(res: SimResult) -> None:
-                req.check_size(res, net, cfg)
+                req.check_size(res, run_net, cfg)
 
         result, report = execute(cfg, net, inputs, prov, progress, source=source, check=check,
                                  overrides=overrides)
         if codes is not None:
-            report["compare_with_codes"] = compare_external(result, net, cfg, codes,
+            report["compare_with_codes"] = compare_external(result, run_net, cfg, codes,
                                                             str(compare_codes))
         if recall_tolerance is not None:
             report["readout"] = readout_block(result, recall_tolerance)
-        summary = sets.publish(result, report, net, cfg)
-    return RunOutput(result, report, None if out_dir is None else Path(out_dir), net, cfg,
+        summary = sets.publish(result, report, run_net, cfg)
+    return RunOutput(result, report, None if out_dir is None else Path(out_dir), run_net, cfg,
                      summary)

@@ -281,7 +281,7 @@ BAD_FILES = [
     ("[mac]\nlanes = 0", ("'mac.lanes' = 0", "allowed 1..")),
     ("[clock]\nmhz = nan", ("'clock.mhz' = nan", "allowed 1e-06..")),
     ("[clock]\nmhz = inf", ("'clock.mhz' = inf", "allowed 1e-06..")),
-    ("[energy]\nmac_pj = -1", ("'energy.mac_pj' = -1", "allowed 0..")),
+    ("[energy]\nadd_pj_per_bit = -1", ("'energy.add_pj_per_bit' = -1", "allowed 0..")),
     # names that do not exist
     ("[requant]\nrounding = 'trunc'", ("'requant.rounding' = 'trunc'",
                                        "did you mean 'toward_zero'", ROUNDING_LIST)),

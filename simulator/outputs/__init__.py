@@ -14,11 +14,12 @@ from .checks import (
     os_error,
     writing,
 )
-from .lock import LOCK_NAME, FolderLock
+from .lock import LOCK_NAME, FolderLock, HeldFolder
 from .resultset import STAGE_PREFIX, ResultSet, owned_by_patterns, write_file_atomic
 
 __all__ = [
-    "LOCK_NAME", "STAGE_PREFIX", "FolderLock", "OutputBusyError", "OutputError", "ResultSet",
+    "LOCK_NAME", "STAGE_PREFIX", "FolderLock", "HeldFolder", "OutputBusyError", "OutputError",
+    "ResultSet",
     "check_out_dir", "check_out_file", "os_error", "owned_by_patterns", "write_file_atomic",
     "writing",
 ]

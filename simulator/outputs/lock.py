@@ -138,3 +138,41 @@ class FolderLock:
         finally:
             os.close(self.fd)  # closing releases the flock
             self.fd = None
+
+
+class HeldFolder:
+    """Hold a folder's ``.hwsim.lock`` for a long job that writes many files over time (a
+    sweep): a second job into the same folder fails at once instead of mixing files.
+
+    The folder is created if missing (parents included); use as a context manager.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], option: str = "--out") -> None:
+        self.path = Path(path)
+        self.option = option
+        self.dfd: int | None = None
+        self.lock: FolderLock | None = None
+
+    def __enter__(self) -> HeldFolder:
+        from .checks import check_out_dir, writing
+
+        out = check_out_dir(self.path, self.option)
+        with writing(out):
+            out.mkdir(parents=True, exist_ok=True)
+            self.dfd = os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            self.lock = FolderLock(self.dfd, out)
+            self.lock.acquire()
+        except BaseException:
+            os.close(self.dfd)
+            self.dfd = None
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+        if self.dfd is not None:
+            os.close(self.dfd)
+            self.dfd = None
