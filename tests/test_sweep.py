@@ -430,3 +430,16 @@ def test_seed_layout_sweep(tmp_path: Path) -> None:
     ok = df[df["status"] == "ok"]
     assert ok["codes_differ"].tolist() == [0, 0] and (ok["energy_uj_per_query"] > 0).all()
     assert ok["energy_uj_per_query"].nunique() == 1  # the clock does not change the energy
+
+
+def test_second_sweep_into_a_busy_folder_fails_at_once(files, tmp_path) -> None:
+    """A sweep holds its folder's lock: another job writing there makes it stop at once."""
+    from simulator.outputs import HeldFolder, OutputBusyError
+
+    model, x = files
+    out = tmp_path / "busy"
+    with HeldFolder(out), pytest.raises(OutputBusyError, match="another hwsim job"):
+        simulator.sweep("int8_fixed_point", model, x, grid=["accumulator.bits=20,24"], out=out)
+    assert not (out / "points").exists() and not (out / "sweep.csv").exists()
+    simulator.sweep("int8_fixed_point", model, x, grid=["accumulator.bits=20,24"], out=out)
+    assert (out / "sweep.csv").is_file()  # the lock is released with the other job
