@@ -149,6 +149,10 @@ def build_report(
             "acc_abs_percentiles": acc_abs_percentiles(lr),
             "per_neuron": per_neuron_events(lr),
         }
+        neuro = getattr(lr, "neuromorphic_report", None)  # engine/neuromorphic.py layers
+        if neuro is not None:
+            overflow[lr.key]["neuromorphic"] = neuro()
+            overflow[lr.key]["first"] = overflow[lr.key]["neuromorphic"]["first"]
         macs = int(sum(n_out * lr.k_active.sum() for _ in lr.mac))
         nbytes = int(sum(int(wmem.bytes_read(n_out * lr.k_active).sum()) for _ in lr.mac))
         macs_total += macs
@@ -255,6 +259,10 @@ def overflow_lines(report: dict[str, Any]) -> list[str]:
                else f"..{ov['min_safe_acc_bits_upper']} (report.headroom=bound)")
             + f" (headroom {ov['headroom_bits']:+d})"
         )
+        if "neuromorphic" in ov:
+            evs = ov["neuromorphic"]["events"]
+            lines.append(f"{'':>12}  neuromorphic events: " + ", ".join(
+                f"{k} {v['count']:,}" for k, v in evs.items()))
     return lines
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..config import HwConfig, LayerHw, requant_clamp
+from ..config import ConfigError, HwConfig, LayerHw, requant_clamp
 from ..fixedpoint import Register, RegisterOverflowError
 from ..network import Layer, QuantizedNetwork
 from ..units.combiner import combine
@@ -612,6 +612,10 @@ def simulate_stepwise(
     source: str = "input",
 ) -> StepwiseResult:
     """Run ``inputs`` (as for engine.simulate) cycle by cycle; returns the collected result."""
+    if cfg.neuromorphic.datapath != "off":
+        raise ConfigError(f"{cfg.source}: the stepwise (MAC-array) engine does not run "
+                          f"'neuromorphic.datapath' = {cfg.neuromorphic.datapath!r}; its "
+                          "reference is Lava (tests/golden/lava, docs/neuromorphic.md)")
     net.validate()
     check_fit(net, cfg)
     codes, _ = prepare_inputs(net, cfg, inputs, source)

@@ -22,6 +22,7 @@ Every wrap is an event (``dense_dot_wrap``, ``dense_shift_wrap``); Lava reports 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -44,6 +45,15 @@ class DenseWeights:
     sign_mode: str
     clipped: np.ndarray
     truncated: np.ndarray
+
+    @cached_property
+    def as_f64_t(self) -> np.ndarray:
+        """float64 (K, N) copy for exact BLAS products (see exact_dot)."""
+        return np.ascontiguousarray(self.weights.T.astype(np.float64))
+
+    @cached_property
+    def max_abs_row_sum(self) -> int:
+        return int(np.abs(self.weights).sum(axis=1).max(initial=0))
 
 
 def sign_mode_of(w: np.ndarray) -> str:
@@ -73,14 +83,15 @@ def load_weights(w: np.ndarray, num_weight_bits: int = 8, sign_mode: str = "auto
     return DenseWeights(out.astype(np.int64), mode, clipped, truncated)
 
 
-def exact_dot(s: np.ndarray, w: np.ndarray) -> np.ndarray:
+def exact_dot(s: np.ndarray, w: DenseWeights | np.ndarray) -> np.ndarray:
     """Exact int64 (Q, N) = s (Q, K) . w (N, K)^T; float64 BLAS when every sum < 2^53."""
     s = np.asarray(s, dtype=np.int64)
-    w = np.asarray(w, dtype=np.int64)
-    bound = float(np.abs(s).max(initial=0)) * float(np.abs(w).sum(axis=1).max(initial=0))
-    if bound < EXACT_F64:
-        return (s.astype(np.float64) @ w.T.astype(np.float64)).astype(np.int64)
-    return s @ w.T
+    if not isinstance(w, DenseWeights):
+        w = DenseWeights(np.asarray(w, dtype=np.int64), "", np.zeros(0), np.zeros(0))
+    bound = float(np.abs(s).max(initial=0)) * float(w.max_abs_row_sum)
+    if bound < EXACT_F64:  # every partial sum of integers below 2^53 is exact in float64
+        return (s.astype(np.float64) @ w.as_f64_t).astype(np.int64)
+    return s @ w.weights.T
 
 
 @dataclass
@@ -94,7 +105,7 @@ class DenseStep:
 
 
 def dense_forward(
-    s: np.ndarray, w: np.ndarray, weight_exp: int, graded: bool = True
+    s: np.ndarray, w: DenseWeights | np.ndarray, weight_exp: int, graded: bool = True
 ) -> DenseStep:
     """The value a Dense sends one step after receiving spikes ``s`` (int64 (Q, K))."""
     x = np.asarray(s, dtype=np.int64)
