@@ -40,9 +40,14 @@ PROD_CASES = {
                          weight_exp=(-1, -1), weight_bits=(8, 8), x_lo=0, x_hi=255, zx=0,
                          m0_bits=(8, 8), shift=(16, 12), vth=(0, 0)),
     # odd weights given as they are (floor-to-even), 6-bit weights, a threshold, zx > 0
-    "prod_rules": dict(seed=2, q=16, k=64, n1=128, n2=10, w_lo=-200, w_hi=255, double=False,
+    "prod_rules": dict(seed=2, q=16, k=64, n1=128, n2=10, w_lo=-300, w_hi=300, double=False,
                        weight_exp=(0, 1), weight_bits=(8, 6), x_lo=0, x_hi=255, zx=37,
                        m0_bits=(12, 12), shift=(18, 16), vth=(3, 0)),
+    # excitatory-only then inhibitory-only weights (clip to [0, 255] / [-255, 0], truncation
+    # toward zero for inhibitory weights) at 7 and 5 weight bits
+    "prod_signs": dict(seed=4, q=16, k=64, n1=128, n2=10, w_lo=0, w_hi=300, w2_lo=-300,
+                       w2_hi=0, double=False, weight_exp=(0, 0), weight_bits=(7, 5), x_lo=0,
+                       x_hi=255, zx=0, m0_bits=(10, 10), shift=(18, 16), vth=(0, 0)),
     # wide multipliers and graded inputs large enough for dot, shift and product wraps
     "prod_wrap": dict(seed=3, q=16, k=64, n1=128, n2=10, w_lo=-256, w_hi=255, double=False,
                       weight_exp=(2, 3), weight_bits=(8, 8), x_lo=-(1 << 20), x_hi=1 << 20,
@@ -61,23 +66,79 @@ LIF_CASES = {
                          vth=(131071, 100000), bias_mant=(4095, -4096), bias_exp=(7, 7)),
 }
 
+# whole quantized networks (per-channel weight scales, zero points) for engine-level tests:
+# the test builds a QuantizedNetwork from the file and runs the loihi2_* preset on it
+NET_CASES = {
+    "net_prod": dict(seed=21, q=12, k=64, n1=128, n2=10, m0_bits=8, shift=(15, 14)),
+    "net_lif": dict(seed=22, q=3, t=20, k=64, n1=128, n2=10, weight_exp=(-5, 0), du=4095,
+                    dv=0, vth=(40, 30), bias_mant=(0, 0), bias_exp=(0, 0)),
+}
+
+
+def _net(p: dict) -> dict[str, np.ndarray]:
+    """Random int8 layers with float scales shaped like a trained VPRTempoQuant module."""
+    rng = _rng_case(p["seed"])
+    k, n1, n2 = p["k"], p["n1"], p["n2"]
+    return {
+        "w1": rng.integers(-128, 128, size=(n1, k)).astype(np.int64),
+        "w2": rng.integers(-128, 128, size=(n2, n1)).astype(np.int64),
+        "sw1": rng.uniform(0.002, 0.01, size=n1), "sw2": rng.uniform(0.002, 0.01, size=n2),
+        "sx": np.float64(1 / 255), "zx": np.int64(0),
+        "sy1": np.float64(rng.uniform(0.02, 0.05)), "zy1": np.int64(rng.integers(60, 140)),
+        "sy2": np.float64(rng.uniform(0.05, 0.2)), "zy2": np.int64(rng.integers(60, 140)),
+        "x": rng.integers(0, 256, size=(p.get("q", 1), k)).astype(np.int64),
+    }
+
+
+def _m0(sx: float, sw: np.ndarray, sy: float, shift: int) -> np.ndarray:
+    """M0_j = floor(m_j 2^shift + 1/2) with m_j = sx * sw_j / sy in float64."""
+    real = np.float64(sx) * np.asarray(sw, dtype=np.float64) / np.float64(sy)
+    return np.floor(np.ldexp(real, shift) + 0.5).astype(np.int64)
+
+
+def run_net_prod(p: dict) -> dict[str, np.ndarray]:
+    net = _net(p)
+    s1, s2 = p["shift"]
+    m1 = _m0(net["sx"], net["sw1"], net["sy1"], s1)
+    m2 = _m0(net["sy1"], net["sw2"], net["sy2"], s2)
+    assert m1.max() < 1 << p["m0_bits"] and m2.max() < 1 << p["m0_bits"], "shift too large"
+    q = dict(q=p["q"], double=True, weight_exp=(-1, -1), weight_bits=(8, 8), zx=int(net["zx"]),
+             shift=p["shift"], vth=(0, 0))
+    out = _prod_pipeline(q, net["w1"], net["w2"], net["x"], m1, m2)
+    out.update({"m0_1": m1, "m0_2": m2})
+    out.update({k: v for k, v in net.items() if k not in out})
+    return out
+
+
+def run_net_lif(p: dict) -> dict[str, np.ndarray]:
+    """Each query alone (fresh state) for t steps, its offset codes presented every step."""
+    net = _net(p)
+    per_q = []
+    for qi in range(p["q"]):
+        xq = np.repeat((net["x"][qi] - net["zx"])[None, :], p["t"], axis=0)
+        c = dict(p, x_fixed=xq, w1=2 * net["w1"], w2=2 * net["w2"])
+        per_q.append(run_lif(c))
+    out = {k: v for k, v in net.items()}
+    out.update({"weight_exp": np.asarray(p["weight_exp"], np.int64), "t": np.int64(p["t"]),
+                "du": np.int64(p["du"]), "dv": np.int64(p["dv"]),
+                "vth": np.asarray(p["vth"], np.int64),
+                "bias_mant": np.asarray(p["bias_mant"], np.int64),
+                "bias_exp": np.asarray(p["bias_exp"], np.int64)})
+    for key in ("spikes1", "u1", "v1", "spikes2", "u2", "v2", "dense1", "dense2"):
+        out[f"lava_{key}"] = np.stack([r[f"lava_{key}"] for r in per_q])  # (q, steps, n)
+    return out
+
 
 def _rng_case(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
 def run_prod(p: dict) -> dict[str, np.ndarray]:
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.dense.process import Dense
-    from lava.proc.io.sink import RingBuffer as Sink
-    from lava.proc.io.source import RingBuffer as Source
-    from lava.proc.prodneuron.process import ProdNeuron
-
     rng = _rng_case(p["seed"])
     q, k, n1, n2 = p["q"], p["k"], p["n1"], p["n2"]
     w1 = rng.integers(p["w_lo"], p["w_hi"] + 1, size=(n1, k)).astype(np.int64)
-    w2 = rng.integers(p["w_lo"], p["w_hi"] + 1, size=(n2, n1)).astype(np.int64)
+    w2 = rng.integers(p.get("w2_lo", p["w_lo"]), p.get("w2_hi", p["w_hi"]) + 1,
+                      size=(n2, n1)).astype(np.int64)
     if p["double"]:
         w1 = np.clip(w1, -128, 127)
         w2 = np.clip(w2, -128, 127)
@@ -85,6 +146,23 @@ def run_prod(p: dict) -> dict[str, np.ndarray]:
     b1, b2 = p["m0_bits"]
     m1 = rng.integers(1 << (b1 - 1), 1 << b1, size=n1).astype(np.int64)
     m2 = rng.integers(1 << (b2 - 1), 1 << b2, size=n2).astype(np.int64)
+    out = _prod_pipeline(p, w1, w2, x, m1, m2)
+    out.update({"w1": w1, "w2": w2, "x": x, "m0_1": m1, "m0_2": m2,
+                "weight_bits": np.asarray(p["weight_bits"], np.int64)})
+    return out
+
+
+def _prod_pipeline(p: dict, w1: np.ndarray, w2: np.ndarray, x: np.ndarray, m1: np.ndarray,
+                   m2: np.ndarray) -> dict[str, np.ndarray]:
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.dense.process import Dense
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+    from lava.proc.prodneuron.process import ProdNeuron
+
+    q, k = x.shape
+    n1, n2 = w1.shape[0], w2.shape[0]
     steps = q + 2
     stim = np.zeros((k, steps), dtype=np.int64)
     stim[:, :q] = (x - p["zx"]).T
@@ -115,10 +193,8 @@ def run_prod(p: dict) -> dict[str, np.ndarray]:
     rec = {name: np.asarray(s.data.get()).T.astype(np.int64) for name, s in sinks.items()}
     src.stop()
     out = {
-        "w1": w1, "w2": w2, "x": x, "zx": np.int64(p["zx"]), "m0_1": m1, "m0_2": m2,
-        "dense_weights_doubled": np.bool_(p["double"]),
+        "zx": np.int64(p["zx"]), "dense_weights_doubled": np.bool_(p["double"]),
         "weight_exp": np.asarray(p["weight_exp"], np.int64),
-        "weight_bits": np.asarray(p["weight_bits"], np.int64),
         "shift": np.asarray(p["shift"], np.int64), "vth": np.asarray(p["vth"], np.int64),
     }
     out.update({f"lava_{name}": v for name, v in rec.items()})  # (steps, neurons)
@@ -135,9 +211,12 @@ def run_lif(p: dict) -> dict[str, np.ndarray]:
 
     rng = _rng_case(p["seed"])
     t, k, n1, n2 = p["t"], p["k"], p["n1"], p["n2"]
-    w1 = rng.integers(p["w_lo"], p["w_hi"] + 1, size=(n1, k)).astype(np.int64)
-    w2 = rng.integers(p["w_lo"], p["w_hi"] + 1, size=(n2, n1)).astype(np.int64)
-    x = rng.integers(p["x_lo"], p["x_hi"] + 1, size=(t, k)).astype(np.int64)
+    if "x_fixed" in p:  # a whole network's case (run_net_lif)
+        w1, w2, x = p["w1"], p["w2"], p["x_fixed"]
+    else:
+        w1 = rng.integers(p["w_lo"], p["w_hi"] + 1, size=(n1, k)).astype(np.int64)
+        w2 = rng.integers(p["w_lo"], p["w_hi"] + 1, size=(n2, n1)).astype(np.int64)
+        x = rng.integers(p["x_lo"], p["x_hi"] + 1, size=(t, k)).astype(np.int64)
     bm1 = rng.integers(min(0, p["bias_mant"][0]), max(0, p["bias_mant"][0]) + 1, size=n1)
     bm2 = rng.integers(min(0, p["bias_mant"][1]), max(0, p["bias_mant"][1]) + 1, size=n2)
     src = Source(data=x.T.copy())
@@ -191,6 +270,11 @@ def generate(out_dir: Path) -> list[Path]:
     for name, p in LIF_CASES.items():
         path = out_dir / f"{name}.npz"
         np.savez_compressed(path, **run_lif(p))
+        written.append(path)
+    for name, p in NET_CASES.items():
+        path = out_dir / f"{name}.npz"
+        run = run_net_prod if name.startswith("net_prod") else run_net_lif
+        np.savez_compressed(path, **run(p))
         written.append(path)
     return written
 

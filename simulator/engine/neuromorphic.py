@@ -65,6 +65,7 @@ class NeuroLayerRun(LayerRun):
     events: EventCounter | None = None
     plan: LayerPlan | None = None
     time_steps: int = 1
+    state: dict[str, np.ndarray] = field(default_factory=dict)  # lif: final u, v (Q, N)
 
     def neuromorphic_report(self) -> dict[str, Any]:
         assert self.events is not None and self.plan is not None
@@ -272,6 +273,7 @@ def _run_lif_module(mi: int, plans: list[LayerPlan], net: QuantizedNetwork, cfg:
                          ClampEvents(none, none.copy(), None), x.shape, t_steps, 0)
         run.mac["combined"] = _lane_stats(exact_lo[li], exact_hi[li], wraps[li],
                                           max(abs(exact_lo[li]), abs(exact_hi[li])))
+        run.state = {"u": u[li], "v": v[li]}
         runs.append(run)
     return runs
 
@@ -324,6 +326,7 @@ def _merge(parts: list[NeuroLayerRun]) -> NeuroLayerRun:
         cat([p.k_active for p in parts]), first.schedule, first.acc_bits,
         (min(p.out_range[0] for p in parts), max(p.out_range[1] for p in parts)),
         events=ev, plan=first.plan, time_steps=first.time_steps,
+        state={k: cat([p.state[k] for p in parts]) for k in first.state},
     )
 
 
