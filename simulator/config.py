@@ -259,7 +259,8 @@ class ReportConfig:
     )
 
 
-# --- neuromorphic datapath (Loihi-2 class, as Lava 0.10's bit-accurate models; docs/neuromorphic.md)
+# --- neuromorphic datapath (Loihi-2 class, as Lava 0.10's bit-accurate models; see
+# docs/neuromorphic.md)
 
 
 @dataclass(frozen=True)
