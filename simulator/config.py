@@ -276,6 +276,12 @@ class NeuromorphicConfig:
     )
     timesteps: int = _f(32, "lif: time steps per query (u, v and Dense buffers reset between "
                         "queries)", range=(1, 1 << 20))
+    readout: str = _f(
+        "spike_count",
+        "lif: scores = output spike counts (spike_count) or counts with ties broken by the "
+        "final v (spike_count_then_v: count * 2^24 + v)",
+        choices=("spike_count", "spike_count_then_v"),
+    )
     emit: str = _f(
         "offset",
         "prodneuron: what a layer sends to the next Dense: offset = ProdNeuron's unclamped v "
@@ -294,6 +300,11 @@ class DenseConfig:
                         choices=("auto", "mixed", "excitatory", "inhibitory"))
     double_weights: bool = _f(
         False, "store 2w and add -1 to weight_exp: odd int8 weights stay exact at 8 bits"
+    )
+    fold_scales: bool = _f(
+        False,
+        "lif: fold the per-channel requantization multipliers into the weights, "
+        "w' = rint(w * m_j / max(m) * g) with g putting max |w'| at 127 (lossy)",
     )
     weight_exp: int | str = _f(
         "auto",
@@ -326,10 +337,22 @@ class NeuronConfig:
 
     du: int = _f(4095, "current decay (4095 = u holds only this step's input)", range=(0, 4095))
     dv: int = _f(0, "voltage decay (0 = no leak)", range=(0, 4095))
-    vth: int = _f(64, "threshold mantissa (spike when v > vth << 6)", range=(0, (1 << 17) - 1))
+    vth: int | str = _f(
+        "auto",
+        "threshold mantissa (spike when v > vth << 6); 'auto' = one spike per spike_code "
+        "output-code units (needs the model's scales)",
+    )
+    spike_code: float = _f(255.0, "vth = 'auto': output-code units per spike (255 = a neuron at "
+                           "code 255 spikes every step)", range=(1e-3, 1e9))
+    bias: str = _f(
+        "fixed",
+        "fixed: bias_mant << bias_exp for every neuron; zero_point: per neuron from the model "
+        "(a hidden layer's output zero point, minus the previous layer's zero point times the "
+        "weight row sum at its spike rate)",
+        choices=("fixed", "zero_point"),
+    )
     bias_mant: int = _f(0, "bias mantissa (signed 13-bit)", range=(-4096, 4095))
     bias_exp: int = _f(0, "bias exponent (bias = bias_mant << bias_exp)", range=(0, 7))
-
 
 SECTIONS: dict[str, type] = {
     "spikes": SpikesConfig,
@@ -404,6 +427,10 @@ UNITS: dict[str, str] = {
     "neuromorphic.datapath": "-",
     "neuromorphic.timesteps": "time steps",
     "neuromorphic.emit": "-",
+    "neuromorphic.readout": "-",
+    "dense.fold_scales": "-",
+    "neuron.spike_code": "output codes per spike",
+    "neuron.bias": "-",
     "dense.weight_bits": "bits",
     "dense.sign_mode": "-",
     "dense.double_weights": "-",
@@ -676,6 +703,12 @@ def _check_value(f: dataclasses.Field, val: Any, key: str, src: str) -> Any:
         if val == "register" or (isinstance(val, int) and not isinstance(val, bool)):
             return val
         raise ConfigError(f"{src}: '{key}' must be an integer or 'register', not {val!r}")
+    if key.endswith("neuron.vth") and key.split(".")[-2] == "neuron":
+        if val == "auto" or (isinstance(val, int) and not isinstance(val, bool)
+                             and 0 <= val < 1 << 17):
+            return val
+        raise ConfigError(f"{src}: '{key}' must be 'auto' or an integer in 0..131071, "
+                          f"not {val!r}")
     if key.endswith(("dense.weight_exp", "prodneuron.shift")):
         lo, hi = (-24, 24) if key.endswith("weight_exp") else (0, 62)
         if val == "auto" or (isinstance(val, int) and not isinstance(val, bool)
@@ -769,6 +802,7 @@ FREE_FORM_ALLOWED: dict[str, str] = {
     "report.compare_with": "'' | preset name | config file path",
     "dense.weight_exp": "'auto' | integer -24..24",
     "prodneuron.shift": "'auto' | integer 0..62",
+    "neuron.vth": "'auto' | integer 0..131071",
 }
 
 

@@ -151,7 +151,7 @@ def test_loihi2_lif_preset_equals_lava_on_a_network() -> None:
         f"neuromorphic.timesteps={int(g['t'])}", f"neuron.du={int(g['du'])}",
         f"neuron.dv={int(g['dv'])}", f"layers.feature.dense.weight_exp={e1}",
         f"layers.output.dense.weight_exp={e2}", f"layers.feature.neuron.vth={v1}",
-        f"layers.output.neuron.vth={v2}"])
+        f"layers.output.neuron.vth={v2}", "dense.fold_scales=false", "neuron.bias=\"fixed\""])
     res = simulate(net, cfg, g["x"].astype(np.uint8))
     for li, lr in enumerate(res.layers):
         n = li + 1
@@ -232,7 +232,8 @@ def test_product_register_saturate_and_error_policies() -> None:
 
 def test_lif_events_reach_report_json_per_neuron_with_first_event() -> None:
     net, x = _random_net(7)
-    cfg = load_config("loihi2_lif", ["layers.feature.dense.weight_exp=2", "neuron.vth=10"])
+    cfg = load_config("loihi2_lif", ["layers.feature.dense.weight_exp=2", "neuron.vth=10",
+                                     "neuron.bias=\"fixed\""])
     res = simulate(net, cfg, x[:6])
     rep = build_report(res, net, cfg, {})
     block = rep["overflow"]["0/feature"]["neuromorphic"]
@@ -250,7 +251,7 @@ def test_lif_events_reach_report_json_per_neuron_with_first_event() -> None:
 def test_batches_merge_to_the_same_result() -> None:
     net, x = _random_net(8)
     cfg = load_config("loihi2_lif", ["layers.feature.dense.weight_exp=1", "neuron.vth=10",
-                                     "neuromorphic.timesteps=8"])
+                                     "neuromorphic.timesteps=8", "neuron.bias=\"fixed\""])
     one = simulate(net, cfg, x)
     many = simulate(net, cfg, x, batch=7)
     assert np.array_equal(one.outputs, many.outputs)
@@ -268,3 +269,15 @@ def test_config_errors_name_the_key() -> None:
         load_config("loihi2_lif", ["neuromorphic.datapath=\"loihi\""])
     with pytest.raises(ConfigError, match="neuron.du"):
         load_config("loihi2_lif", ["neuron.du=4096"])
+
+
+def test_lif_auto_mapping_spikes_on_a_network() -> None:
+    """Folded scales, automatic thresholds and zero-point biases give a working rate code."""
+    net, x = _random_net(9)
+    res = simulate(net, load_config("loihi2_lif"), x)
+    feat, out = res.layers
+    assert 0 < feat.codes.mean() < 32 and out.codes.max() > 0
+    info = feat.plan.info["neuron"]
+    assert info["vth"] >= 1 and info["bias"] == "zero_point"
+    with pytest.raises(ConfigError, match="dense.fold_scales"):
+        simulate(net, load_config("loihi2_lif", ["dense.fold_scales=false"]), x)

@@ -106,6 +106,18 @@ def _auto_shift(sx: float, sw: np.ndarray, sy: float, bits: int) -> int:
     raise ConfigError(f"no shift in 0..62 gives {bits}-bit multipliers M0_j >= 1")
 
 
+@dataclass(frozen=True)
+class _Input:
+    """What a layer needs to know about its input: scale, largest |value|, kind, and (after a
+    LIF layer) the zero point and code units per spike of the layer before."""
+
+    scale: float
+    max_abs: int
+    graded: bool
+    zero_point: int = 0
+    spike_code: float = 1.0
+
+
 def plan_layers(net: QuantizedNetwork, cfg: HwConfig) -> list[list[LayerPlan]]:
     """Check the model fits the datapath and build every module's layer plans."""
     mode = cfg.neuromorphic.datapath
@@ -116,23 +128,46 @@ def plan_layers(net: QuantizedNetwork, cfg: HwConfig) -> list[list[LayerPlan]]:
         )
     plans = []
     for mi, mod in enumerate(net.modules):
-        sx, zx = mod.input_scale, mod.input_zero_point
+        zx = mod.input_zero_point
         in_reg = cfg.for_layer("feature").spikes
         lo, hi = (-(1 << (in_reg.bits - 1)), (1 << (in_reg.bits - 1)) - 1) if in_reg.signed \
             else (0, (1 << in_reg.bits) - 1)
-        max_in = max(abs(lo - zx), abs(hi - zx))
+        inp = _Input(mod.input_scale, max(abs(lo - zx), abs(hi - zx)), True, zx)
         mplans = []
         for li, lay in enumerate(mod.layers):
             hw = cfg.for_layer(lay.name)
-            mplans.append(_plan_layer(mi, lay, hw, cfg, net, mode, sx, max_in, li == 0))
-            sx = lay.output_scale
-            max_in = max_in if mode == "prodneuron" else 1
+            last = li == len(mod.layers) - 1
+            mplans.append(_plan_layer(mi, lay, hw, cfg, net, mode, inp, last))
+            if mode == "prodneuron":
+                inp = _Input(lay.output_scale, inp.max_abs, True)
+            else:
+                inp = _Input(lay.output_scale, 1, False, lay.output_zero_point,
+                             hw.neuron.spike_code)
         plans.append(mplans)
     return plans
 
 
+def _fold_scales(w: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, float]:
+    """w' = rint(w * m_j / max(m) * g), max |w'| = 127; returns (w', g / max(m)): stored
+    weight units per output-code unit."""
+    r = w * (m / m.max())[:, None]
+    peak = float(np.abs(r).max(initial=0))
+    g = 127.0 / peak if peak > 0 else 1.0
+    return np.rint(r * g).astype(np.int64), g / float(m.max())
+
+
+def _encode_bias(b: np.ndarray, where: str) -> tuple[np.ndarray, int]:
+    """(mantissa int64 (N,), shared exponent 0..7) with mant << exp = rint(b / 2^exp) << exp."""
+    for e in range(8):
+        mant = np.rint(np.asarray(b, dtype=np.float64) / (1 << e)).astype(np.int64)
+        if mant.size == 0 or (mant.min() >= -4096 and mant.max() <= 4095):
+            return mant, e
+    raise ConfigError(f"{where}: the zero-point bias {float(np.abs(b).max()):.4g} needs more than "
+                      "13-bit mantissa << 7; lower 'dense.weight_exp' or use neuron.bias = 'fixed'")
+
+
 def _plan_layer(mi: int, lay: Layer, hw: LayerHw, cfg: HwConfig, net: QuantizedNetwork,
-                mode: str, sx: float, max_in: int, first: bool) -> LayerPlan:
+                mode: str, inp: _Input, last: bool) -> LayerPlan:
     where = f"{cfg.source}: module {mi} layer {lay.name!r} of {net.source}"
     p = lay.paths[0]
     if np.any(p.zero_point != 0):
@@ -141,30 +176,36 @@ def _plan_layer(mi: int, lay: Layer, hw: LayerHw, cfg: HwConfig, net: QuantizedN
     if p.bias is not None and np.any(p.bias != 0):
         raise ModelError(f"{where}: has a non-zero bias; the Dense mapping has none")
     d = hw.dense
-    w = p.weight.astype(np.int64) * (2 if d.double_weights else 1)
-    lw = load_weights(w, d.weight_bits, d.sign_mode)
-    graded = mode == "prodneuron" or first
+    w = p.weight.astype(np.int64)
+    real = np.float64(inp.scale) * np.asarray(p.scale, np.float64) / np.float64(lay.output_scale)
+    per_code = 0.0  # stored weight units per output-code unit (fold_scales)
+    if d.fold_scales:
+        w, per_code = _fold_scales(w, real)
+    dbl = 2 if d.double_weights else 1
+    lw = load_weights(w * dbl, d.weight_bits, d.sign_mode)
+    graded = inp.graded
     if d.weight_exp != "auto":
         exp = int(d.weight_exp)
     elif mode == "prodneuron":
         exp = -1 if d.double_weights else 0
     else:
-        exp = _auto_lif_exp(lw.weights, max_in)
+        exp = _auto_lif_exp(lw.weights, inp.max_abs)
     info: dict[str, Any] = {
         "datapath": mode,
         "weights": {"sign_mode": lw.sign_mode, "bits": d.weight_bits,
-                    "doubled": d.double_weights, "weight_exp": exp,
-                    "clipped": int(lw.clipped.sum()), "truncated": int(lw.truncated.sum())},
+                    "doubled": d.double_weights, "folded_scales": d.fold_scales,
+                    "weight_exp": exp, "clipped": int(lw.clipped.sum()),
+                    "truncated": int(lw.truncated.sum())},
         "message": "graded" if graded else "binary",
     }
     plan = LayerPlan(lay.name, lw, exp, graded, info=info)
     if mode == "prodneuron":
         pn = hw.prodneuron
         try:
-            shift = (_auto_shift(sx, p.scale, lay.output_scale, pn.multiplier_bits)
+            shift = (_auto_shift(inp.scale, p.scale, lay.output_scale, pn.multiplier_bits)
                      if pn.shift == "auto" else int(pn.shift))
-            m0, _ = fixed_point_multipliers(sx, p.scale, lay.output_scale, pn.multiplier_bits,
-                                            shift)
+            m0, _ = fixed_point_multipliers(inp.scale, p.scale, lay.output_scale,
+                                            pn.multiplier_bits, shift)
         except ConfigError as exc:
             raise ConfigError(f"{where}: 'prodneuron.shift': {exc}") from None
         plan.m0, plan.shift = m0, shift
@@ -172,12 +213,36 @@ def _plan_layer(mi: int, lay: Layer, hw: LayerHw, cfg: HwConfig, net: QuantizedN
                               "product_bits": pn.product_bits,
                               "product_overflow": pn.product_overflow, "vth": pn.vth,
                               "m0_range": [int(m0.min()), int(m0.max())]}
+        return plan
+    nc = hw.neuron
+    n = lay.out_features
+    if (nc.vth == "auto" or nc.bias == "zero_point") and not d.fold_scales:
+        raise ConfigError(f"{where}: neuron.vth = 'auto' and neuron.bias = 'zero_point' need "
+                          "dense.fold_scales = true (one code scale per layer); or give "
+                          "neuron.vth as an integer with neuron.bias = 'fixed'")
+    # v units added per output-code unit per step (binary input: at the input's spike rate)
+    unit = dbl * per_code * 2.0**exp * (1 << ACT_SHIFT)
+    if not graded:
+        unit /= inp.spike_code
+    if nc.vth == "auto":
+        vth = int(round(nc.spike_code * unit / (1 << ACT_SHIFT)))
+        if not 1 <= vth < 1 << 17:
+            raise ConfigError(f"{where}: neuron.vth = 'auto' gives {vth}, outside 1..131071; "
+                              "change neuron.spike_code or dense.weight_exp")
     else:
-        nc = hw.neuron
-        plan.lif = LifParams(nc.du, nc.dv, nc.vth,
-                             np.full(lay.out_features, nc.bias_mant, np.int64), nc.bias_exp)
-        info["neuron"] = {"du": nc.du, "dv": nc.dv, "vth": nc.vth, "bias_mant": nc.bias_mant,
-                          "bias_exp": nc.bias_exp}
+        vth = int(nc.vth)
+    if nc.bias == "zero_point":
+        b = np.zeros(n) if last else np.full(n, lay.output_zero_point * unit)
+        if not graded:  # the previous layer's zero point, at its spike rate
+            b = b - inp.zero_point / inp.spike_code * lw.weights.sum(axis=1) * 2.0**exp * (
+                1 << ACT_SHIFT)
+        mant, bexp = _encode_bias(b, where)
+    else:
+        mant, bexp = np.full(n, nc.bias_mant, np.int64), nc.bias_exp
+    plan.lif = LifParams(nc.du, nc.dv, vth, mant, bexp)
+    info["neuron"] = {"du": nc.du, "dv": nc.dv, "vth": vth, "bias": nc.bias,
+                      "bias_mant_range": [int(mant.min(initial=0)), int(mant.max(initial=0))],
+                      "bias_exp": bexp, "spike_code": nc.spike_code}
     return plan
 
 
@@ -360,6 +425,9 @@ def simulate_neuromorphic(
     final = [lr.codes for lr in layers if lr.layer == "output"]
     outputs = np.concatenate(final, axis=1)
     concat = cfg.readout.concat if cfg.neuromorphic.datapath == "prodneuron" else "codes"
+    if cfg.neuromorphic.datapath == "lif" and cfg.neuromorphic.readout == "spike_count_then_v":
+        # counts first, ties by the final v (|v| < 2^23, so count * 2^24 + v keeps the order)
+        final = [lr.codes * (1 << 24) + lr.state["v"] for lr in layers if lr.layer == "output"]
     scores = join_modules(
         final,
         [m.layer("output").output_scale for m in net.modules],
