@@ -215,13 +215,33 @@ def _plan_layer(mi: int, lay: Layer, hw: LayerHw, cfg: HwConfig, net: QuantizedN
                               "m0_range": [int(m0.min()), int(m0.max())]}
         return plan
     nc = hw.neuron
-    n = lay.out_features
     if (nc.vth == "auto" or nc.bias == "zero_point") and not d.fold_scales:
         raise ConfigError(f"{where}: neuron.vth = 'auto' and neuron.bias = 'zero_point' need "
                           "dense.fold_scales = true (one code scale per layer); or give "
                           "neuron.vth as an integer with neuron.bias = 'fixed'")
+    tries = [exp] if d.weight_exp != "auto" else list(range(exp, -25, -1))
+    for i, e in enumerate(tries):  # auto: shift further right until vth and bias fit
+        try:
+            vth, mant, bexp = _lif_constants(nc, lw, e, dbl * per_code, inp, graded, last,
+                                             lay.output_zero_point, where)
+            break
+        except ConfigError:
+            if i == len(tries) - 1:
+                raise
+    plan.weight_exp = info["weights"]["weight_exp"] = e
+    plan.lif = LifParams(nc.du, nc.dv, vth, mant, bexp)
+    info["neuron"] = {"du": nc.du, "dv": nc.dv, "vth": vth, "bias": nc.bias,
+                      "bias_mant_range": [int(mant.min(initial=0)), int(mant.max(initial=0))],
+                      "bias_exp": bexp, "spike_code": nc.spike_code}
+    return plan
+
+
+def _lif_constants(nc: Any, lw: DenseWeights, exp: int, per_code: float, inp: _Input,
+                   graded: bool, last: bool, zy: int, where: str) -> tuple[int, np.ndarray, int]:
+    """(vth, bias mantissas, bias exponent) of a LIF layer at weight exponent ``exp``."""
+    n = lw.weights.shape[0]
     # v units added per output-code unit per step (binary input: at the input's spike rate)
-    unit = dbl * per_code * 2.0**exp * (1 << ACT_SHIFT)
+    unit = per_code * 2.0**exp * (1 << ACT_SHIFT)
     if not graded:
         unit /= inp.spike_code
     if nc.vth == "auto":
@@ -231,19 +251,14 @@ def _plan_layer(mi: int, lay: Layer, hw: LayerHw, cfg: HwConfig, net: QuantizedN
                               "change neuron.spike_code or dense.weight_exp")
     else:
         vth = int(nc.vth)
-    if nc.bias == "zero_point":
-        b = np.zeros(n) if last else np.full(n, lay.output_zero_point * unit)
-        if not graded:  # the previous layer's zero point, at its spike rate
-            b = b - inp.zero_point / inp.spike_code * lw.weights.sum(axis=1) * 2.0**exp * (
-                1 << ACT_SHIFT)
-        mant, bexp = _encode_bias(b, where)
-    else:
-        mant, bexp = np.full(n, nc.bias_mant, np.int64), nc.bias_exp
-    plan.lif = LifParams(nc.du, nc.dv, vth, mant, bexp)
-    info["neuron"] = {"du": nc.du, "dv": nc.dv, "vth": vth, "bias": nc.bias,
-                      "bias_mant_range": [int(mant.min(initial=0)), int(mant.max(initial=0))],
-                      "bias_exp": bexp, "spike_code": nc.spike_code}
-    return plan
+    if nc.bias != "zero_point":
+        return vth, np.full(n, nc.bias_mant, np.int64), nc.bias_exp
+    b = np.zeros(n) if last else np.full(n, zy * unit)
+    if not graded:  # the previous layer's zero point, at its spike rate
+        b = b - inp.zero_point / inp.spike_code * lw.weights.sum(axis=1) * 2.0**exp * (
+            1 << ACT_SHIFT)
+    mant, bexp = _encode_bias(b, where)
+    return vth, mant, bexp
 
 
 def _schedule(n: int, k: int) -> TileSchedule:
