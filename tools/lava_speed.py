@@ -93,7 +93,7 @@ def lava_lif(w1: np.ndarray, w2: np.ndarray, x: np.ndarray, t_steps: int) -> flo
     stim = np.repeat(x.T, t_steps, axis=1)  # each query for t_steps steps
     src = Source(data=stim)
     d1 = Dense(weights=2 * w1, weight_exp=-7, num_message_bits=24)
-    l1 = LIF(shape=(w1.shape[0],), du=4095, dv=0, vth=4940, bias_mant=2528, bias_exp=7)
+    l1 = LIF(shape=(w1.shape[0],), du=4095, dv=0, vth=4940, bias_mant=0, bias_exp=0)
     d2 = Dense(weights=2 * w2, weight_exp=0)
     l2 = LIF(shape=(w2.shape[0],), du=4095, dv=0, vth=5209, bias_mant=0, bias_exp=0)
     sink = Sink(shape=(w2.shape[0],), buffer=q * t_steps)
