@@ -274,10 +274,12 @@ def test_config_errors_name_the_key() -> None:
 def test_lif_auto_mapping_spikes_on_a_network() -> None:
     """Folded scales, automatic thresholds and zero-point biases give a working rate code."""
     net, x = _random_net(9)
-    res = simulate(net, load_config("loihi2_lif"), x)
-    feat, out = res.layers
-    assert 0 < feat.codes.mean() < 32 and out.codes.max() > 0
-    info = feat.plan.info["neuron"]
-    assert info["vth"] >= 1 and info["bias"] == "zero_point"
+    for bias in ("fixed", "zero_point"):
+        res = simulate(net, load_config("loihi2_lif", [f"neuron.bias=\"{bias}\""]), x)
+        feat, out = res.layers
+        assert 0 < feat.codes.mean() < 32 and out.codes.max() > 0
+        info = feat.plan.info["neuron"]
+        assert info["vth"] >= 1 and info["bias"] == bias
+        assert (info["bias_mant_range"][1] > 0) == (bias == "zero_point")
     with pytest.raises(ConfigError, match="dense.fold_scales"):
         simulate(net, load_config("loihi2_lif", ["dense.fold_scales=false"]), x)
