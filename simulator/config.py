@@ -216,6 +216,15 @@ class ScheduleConfig:
         "skipped (cycles depend on activity)",
         choices=("dense", "event_driven"),
     )
+    order: str = _f(
+        "index",
+        "accumulation order: index (ascending input); time (per query larger code first, "
+        "ties by index: spike time); time_bin (time_bins bins of the code range, each summed "
+        "exactly, one accumulator addition per bin)",
+        choices=("index", "time", "time_bin"),
+    )
+    time_bins: int = _f(8, "order = time_bin: equal bins of the input code range",
+                        range=(1, 1 << 16))
 
 
 @dataclass(frozen=True)
@@ -417,6 +426,8 @@ UNITS: dict[str, str] = {
     "combiner.clip_low": "code",
     "combiner.clip_high": "code",
     "schedule.mode": "-",
+    "schedule.order": "-",
+    "schedule.time_bins": "bins",
     "clock.mhz": "MHz",
     "energy.mac_pj": "pJ",
     "energy.weight_read_pj_per_byte": "pJ/byte",
@@ -771,6 +782,12 @@ def _check_cross(cfg: HwConfig, hw: LayerHw, layer: str, src: str) -> None:
         raise ConfigError(
             f"{where} requant clamp [{lo}, {hi}] must lie inside the output register "
             f"{out.describe()}; fix 'requant.clamp_low'/'requant.clamp_high'"
+        )
+    if hw.schedule.order == "time_bin" and (hw.mac.operand != "offset"
+                                             or hw.mac.pre_add_width != 1):
+        raise ConfigError(
+            f"{where} 'schedule.order' = 'time_bin' sums each bin exactly in one addition; it "
+            "needs mac.operand = 'offset' and mac.pre_add_width = 1"
         )
     if hw.mac.pre_add_width > 1 and hw.mac.operand != "raw":
         pass  # a pre-add stage on offset operands is allowed (a generic design choice)

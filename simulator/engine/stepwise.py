@@ -616,6 +616,11 @@ def simulate_stepwise(
         raise ConfigError(f"{cfg.source}: the stepwise (MAC-array) engine does not run "
                           f"'neuromorphic.datapath' = {cfg.neuromorphic.datapath!r}; its "
                           "reference is Lava (tests/golden/lava, docs/neuromorphic.md)")
+    orders = {cfg.for_layer(n).schedule.order for n in ("feature", "output")}
+    if orders != {"index"}:
+        raise ConfigError(f"{cfg.source}: the stepwise engine steps inputs in index order only; "
+                          "'schedule.order' = time | time_bin runs in the fast engine "
+                          "(units/spike_order.py, checked against a Python loop)")
     net.validate()
     check_fit(net, cfg)
     codes, _ = prepare_inputs(net, cfg, inputs, source)
