@@ -283,3 +283,15 @@ def test_lif_auto_mapping_spikes_on_a_network() -> None:
         assert (info["bias_mant_range"][1] > 0) == (bias == "zero_point")
     with pytest.raises(ConfigError, match="dense.fold_scales"):
         simulate(net, load_config("loihi2_lif", ["dense.fold_scales=false"]), x)
+
+
+def test_vectors_refuse_the_neuromorphic_datapath(tmp_path: Path) -> None:
+    from simulator.demo import DEFAULT_MODEL
+    from simulator.vectors import VectorsError, generate
+
+    np.save(tmp_path / "x.npy", np.zeros((1, 784), np.uint8))
+    for cfg, ov in (("loihi2_prodneuron", ()), ("int8_fixed_point", ('schedule.order="time"',))):
+        with pytest.raises(VectorsError, match="MAC-array datapath"):
+            generate(cfg, DEFAULT_MODEL, tmp_path / "x.npy",
+                     tmp_path / "out", overrides=ov)
+    assert not (tmp_path / "out").exists()
