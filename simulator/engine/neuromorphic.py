@@ -166,6 +166,33 @@ def _encode_bias(b: np.ndarray, where: str) -> tuple[np.ndarray, int]:
                       "13-bit mantissa << 7; lower 'dense.weight_exp' or use neuron.bias = 'fixed'")
 
 
+# Loaded synapses per weight array, as the fast path caches its weight facts: a run of many
+# batches or repeated runs on one model prepare each matrix once (entries die with the array).
+_SYNAPSES: dict[tuple, tuple[Any, tuple[DenseWeights, float]]] = {}
+
+
+def _synapses(weight: np.ndarray, sw: np.ndarray, s_in: float, s_out: float,
+              d: Any) -> tuple[DenseWeights, float]:
+    """Lava-loaded weights (folded and doubled as configured) and the stored weight units per
+    output-code unit (0 unless fold_scales)."""
+    import weakref
+
+    key = (id(weight), id(sw), float(s_in), float(s_out), d.weight_bits, d.sign_mode,
+           d.double_weights, d.fold_scales)
+    hit = _SYNAPSES.get(key)
+    if hit is not None and hit[0]() is weight:
+        return hit[1]
+    w = weight.astype(np.int64)
+    per_code = 0.0
+    if d.fold_scales:
+        real = np.float64(s_in) * np.asarray(sw, np.float64) / np.float64(s_out)
+        w, per_code = _fold_scales(w, real)
+    out = (load_weights(w * (2 if d.double_weights else 1), d.weight_bits, d.sign_mode),
+           per_code)
+    _SYNAPSES[key] = (weakref.ref(weight, lambda _r, k=key: _SYNAPSES.pop(k, None)), out)
+    return out
+
+
 def _plan_layer(mi: int, lay: Layer, hw: LayerHw, cfg: HwConfig, net: QuantizedNetwork,
                 mode: str, inp: _Input, last: bool) -> LayerPlan:
     where = f"{cfg.source}: module {mi} layer {lay.name!r} of {net.source}"
@@ -176,13 +203,8 @@ def _plan_layer(mi: int, lay: Layer, hw: LayerHw, cfg: HwConfig, net: QuantizedN
     if p.bias is not None and np.any(p.bias != 0):
         raise ModelError(f"{where}: has a non-zero bias; the Dense mapping has none")
     d = hw.dense
-    w = p.weight.astype(np.int64)
-    real = np.float64(inp.scale) * np.asarray(p.scale, np.float64) / np.float64(lay.output_scale)
-    per_code = 0.0  # stored weight units per output-code unit (fold_scales)
-    if d.fold_scales:
-        w, per_code = _fold_scales(w, real)
     dbl = 2 if d.double_weights else 1
-    lw = load_weights(w * dbl, d.weight_bits, d.sign_mode)
+    lw, per_code = _synapses(p.weight, p.scale, inp.scale, lay.output_scale, d)
     graded = inp.graded
     if d.weight_exp != "auto":
         exp = int(d.weight_exp)
