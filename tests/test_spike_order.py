@@ -103,4 +103,32 @@ def test_order_config_errors() -> None:
 
     net, x = _net(5)
     with pytest.raises(ConfigError, match="stepwise"):
-        simulate_stepwise(net, load_config("int8_fixed_point", ["schedule.order=\"time\""]), x)
+        simulate_stepwise(net, load_config("int8_fixed_point",
+                                           ["schedule.order=\"time_bin\""]), x)
+
+
+@pytest.mark.parametrize("seed,tree,pre,policy,mode", [
+    (11, 1, 1, "saturate", "dense"), (12, 4, 2, "saturate", "event_driven"),
+    (13, 3, 1, "wrap", "dense"), (14, 2, 2, "error", "dense")])
+def test_time_order_stepwise_equals_fast(seed: int, tree: int, pre: int, policy: str,
+                                         mode: str) -> None:
+    """Both engines in time order: outputs, events per neuron and pair, first events, cycles."""
+    from simulator.engine.stepwise import compare_with_fast, simulate_stepwise
+    from simulator.fixedpoint import RegisterOverflowError
+
+    net, x = _net(seed)
+    ov = ["schedule.order=\"time\"", f"accumulator.adder_tree_width={tree}",
+          f"mac.pre_add_width={pre}", "mac.pre_add_bits=15", f"accumulator.overflow=\"{policy}\"",
+          f"schedule.mode=\"{mode}\"", "mac.lanes=5", "layers.feature.accumulator.bits=16"]
+    cfg = load_config("int8_fixed_point", ov)
+    if policy == "error":
+        with pytest.raises(RegisterOverflowError) as fast_err:
+            simulate(net, cfg, x)
+        with pytest.raises(RegisterOverflowError) as step_err:
+            simulate_stepwise(net, cfg, x)
+        assert str(fast_err.value) == str(step_err.value)
+        return
+    fast = simulate(net, cfg, x)
+    st = fast.layer(0, "feature").mac["combined"]
+    assert int((st.acc_wrap + st.acc_saturate).sum()) > 0
+    assert compare_with_fast(fast, simulate_stepwise(net, cfg, x)) == []
