@@ -295,3 +295,14 @@ def test_vectors_refuse_the_neuromorphic_datapath(tmp_path: Path) -> None:
             generate(cfg, DEFAULT_MODEL, tmp_path / "x.npy",
                      tmp_path / "out", overrides=ov)
     assert not (tmp_path / "out").exists()
+
+
+def test_stepwise_engine_and_op_traces_refuse_the_neuromorphic_datapath() -> None:
+    from simulator.engine.stepwise import StepwiseRun, simulate_stepwise
+
+    net, x = _random_net(11)
+    cfg = load_config("loihi2_lif")
+    with pytest.raises(ConfigError, match="stepwise"):
+        simulate_stepwise(net, cfg, x)
+    with pytest.raises(ConfigError, match="stepwise"):  # what op/cycle traces are built on
+        StepwiseRun(net, cfg, [x.astype(np.int64)])

@@ -225,6 +225,18 @@ class _LayerOutcome:
     stalls: int
 
 
+def check_steppable(cfg: HwConfig) -> None:
+    """Raise ConfigError for configs this engine does not step (and so cannot trace)."""
+    if cfg.neuromorphic.datapath != "off":
+        raise ConfigError(f"{cfg.source}: the stepwise (MAC-array) engine does not run "
+                          f"'neuromorphic.datapath' = {cfg.neuromorphic.datapath!r}; its "
+                          "reference is Lava (tests/golden/lava, docs/neuromorphic.md)")
+    if any(cfg.for_layer(n).schedule.order == "time_bin" for n in ("feature", "output")):
+        raise ConfigError(f"{cfg.source}: the stepwise engine steps index or time order; "
+                          "'schedule.order' = 'time_bin' runs in the fast engine only "
+                          "(units/spike_order.py, checked against a Python loop)")
+
+
 class StepwiseRun:
     """Cycle-by-cycle run of ``net`` on ``cfg`` for the input codes of each module.
 
@@ -244,6 +256,7 @@ class StepwiseRun:
         window: Window | None = None,
         reference: SimResult | None = None,
     ) -> None:
+        check_steppable(cfg)
         self.net = net
         self.cfg = cfg
         self.codes = codes_per_module
@@ -614,15 +627,7 @@ def simulate_stepwise(
     source: str = "input",
 ) -> StepwiseResult:
     """Run ``inputs`` (as for engine.simulate) cycle by cycle; returns the collected result."""
-    if cfg.neuromorphic.datapath != "off":
-        raise ConfigError(f"{cfg.source}: the stepwise (MAC-array) engine does not run "
-                          f"'neuromorphic.datapath' = {cfg.neuromorphic.datapath!r}; its "
-                          "reference is Lava (tests/golden/lava, docs/neuromorphic.md)")
-    orders = {cfg.for_layer(n).schedule.order for n in ("feature", "output")}
-    if "time_bin" in orders:
-        raise ConfigError(f"{cfg.source}: the stepwise engine steps index or time order; "
-                          "'schedule.order' = 'time_bin' runs in the fast engine only "
-                          "(units/spike_order.py, checked against a Python loop)")
+    check_steppable(cfg)
     net.validate()
     check_fit(net, cfg)
     codes, _ = prepare_inputs(net, cfg, inputs, source)
