@@ -245,6 +245,23 @@ def compare_outputs(a: SimResult, b: SimResult, name_b: str) -> dict[str, Any]:
     }
 
 
+# neuromorphic event kinds not added by overflow_event_total: the Dense wraps are already the
+# layer's acc_wrap; below_vth is a threshold loss, not an overflow
+_NEURO_NOT_OVERFLOW = ("dense_dot_wrap", "dense_shift_wrap", "below_vth")
+
+
+def overflow_event_total(report: dict[str, Any]) -> int:
+    """Every register overflow of a run: accumulator and pre-add events, plus the
+    neuromorphic datapath's product, u and v events (for --fail-on-overflow)."""
+    total = 0
+    for ov in report["overflow"].values():
+        total += ov["acc_wrap"] + ov["acc_saturate"] + ov["pre_add_overflow"]
+        for kind, ev in ov.get("neuromorphic", {}).get("events", {}).items():
+            if kind not in _NEURO_NOT_OVERFLOW:
+                total += ev["count"]
+    return total
+
+
 def overflow_lines(report: dict[str, Any]) -> list[str]:
     """One line per layer: accumulator events, clamps, register width and width needed."""
     lines = []

@@ -306,3 +306,17 @@ def test_stepwise_engine_and_op_traces_refuse_the_neuromorphic_datapath() -> Non
         simulate_stepwise(net, cfg, x)
     with pytest.raises(ConfigError, match="stepwise"):  # what op/cycle traces are built on
         StepwiseRun(net, cfg, [x.astype(np.int64)])
+
+
+def test_overflow_event_total_counts_neuromorphic_events_once() -> None:
+    from simulator.report import overflow_event_total
+
+    net, x = _random_net(12)
+    cfg = load_config("loihi2_prodneuron", ["prodneuron.multiplier_bits=20",
+                                            "layers.output.dense.weight_exp=20"])
+    res = simulate(net, cfg, x)
+    rep = build_report(res, net, cfg, {})
+    prod = sum(lr.events.total("product_overflow") for lr in res.layers)
+    dense = sum(int(lr.mac["combined"].acc_wrap.sum()) for lr in res.layers)
+    assert prod > 0 and dense > 0
+    assert overflow_event_total(rep) == prod + dense
