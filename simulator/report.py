@@ -152,7 +152,8 @@ def build_report(
         neuro = getattr(lr, "neuromorphic_report", None)  # engine/neuromorphic.py layers
         if neuro is not None:
             overflow[lr.key]["neuromorphic"] = neuro()
-            overflow[lr.key]["first"] = overflow[lr.key]["neuromorphic"]["first"]
+            if overflow[lr.key]["neuromorphic"]["first"] is not None:
+                overflow[lr.key]["first"] = overflow[lr.key]["neuromorphic"]["first"]
         macs = int(sum(n_out * lr.k_active.sum() for _ in lr.mac))
         nbytes = int(sum(int(wmem.bytes_read(n_out * lr.k_active).sum()) for _ in lr.mac))
         macs_total += macs
@@ -246,8 +247,9 @@ def compare_outputs(a: SimResult, b: SimResult, name_b: str) -> dict[str, Any]:
 
 
 # neuromorphic event kinds not added by overflow_event_total: the Dense wraps are already the
-# layer's acc_wrap; below_vth is a threshold loss, not an overflow
-_NEURO_NOT_OVERFLOW = ("dense_dot_wrap", "dense_shift_wrap", "below_vth")
+# layer's acc_wrap; below_vth is a threshold loss and code clamps are the requantizer clamps
+_NEURO_NOT_OVERFLOW = ("dense_dot_wrap", "dense_shift_wrap", "below_vth", "code_clamp_low",
+                       "code_clamp_high")
 
 
 def overflow_event_total(report: dict[str, Any]) -> int:

@@ -41,7 +41,7 @@ from .fast import LayerRun, SimResult, prepare_inputs
 from .schedule import TileSchedule
 
 DENSE_EVENTS = ("dense_dot_wrap", "dense_shift_wrap")
-PROD_EVENTS = ("product_overflow", "below_vth")
+PROD_EVENTS = ("product_overflow", "below_vth", "code_clamp_low", "code_clamp_high")
 
 
 @dataclass
@@ -319,7 +319,10 @@ def _run_prod_module(mi: int, plans: list[LayerPlan], net: QuantizedNetwork, cfg
         ev.add("below_vth", pr.below_vth, steps_q + li + 1, q0)
         zy = lay.output_zero_point
         unclamped = pr.out + zy
-        codes, clamp = clamp_codes(unclamped, requant_clamp(hw.requant))
+        lo, hi = requant_clamp(hw.requant)
+        codes, clamp = clamp_codes(unclamped, (lo, hi))
+        ev.add("code_clamp_low", unclamped < lo, steps_q + li + 1, q0)
+        ev.add("code_clamp_high", unclamped > hi, steps_q + li + 1, q0)
         s = pr.out if cfg.neuromorphic.emit == "offset" else codes - zy
         runs.append(_layer_run(mi, lay, plan, ev, d, codes, unclamped, clamp, x.shape, 1,
                                hw.requant.output_bits))
