@@ -320,3 +320,35 @@ def test_overflow_event_total_counts_neuromorphic_events_once() -> None:
     dense = sum(int(lr.mac["combined"].acc_wrap.sum()) for lr in res.layers)
     assert prod > 0 and dense > 0
     assert overflow_event_total(rep) == prod + dense
+
+
+def _preset_case(preset: str):
+    from simulator.engine.neuromorphic import lava_constants
+
+    inp = _load(f"preset_{preset}_in")
+    net = _golden_net(inp)
+    # the mapping still hands Lava exactly the constants the goldens were made with
+    for key, val in lava_constants(net, load_config(preset)).items():
+        assert np.array_equal(val, inp[key]), f"{preset}: mapping changed {key}"
+    return net, inp, _load(f"preset_{preset}")
+
+
+def test_loihi2_prodneuron_preset_as_mapped_equals_lava() -> None:
+    net, inp, lava = _preset_case("loihi2_prodneuron")
+    res = simulate(net, load_config("loihi2_prodneuron"), inp["x"])
+    q = inp["x"].shape[0]
+    for li, lr in enumerate(res.layers):
+        zy = int(inp[f"zy{li + 1}"])
+        assert np.array_equal(lr.acc["combined"], lava[f"lava_dense{li + 1}"][li + 1 : li + 1 + q])
+        assert np.array_equal(lr.unclamped - zy, lava[f"lava_prod{li + 1}"][li + 1 : li + 1 + q])
+
+
+def test_loihi2_lif_preset_as_mapped_equals_lava() -> None:
+    net, inp, lava = _preset_case("loihi2_lif")
+    res = simulate(net, load_config("loihi2_lif"), inp["x"])
+    for li, lr in enumerate(res.layers):
+        n = li + 1
+        assert np.array_equal(lr.codes, lava[f"lava_spikes{n}"].sum(axis=1))
+        assert np.array_equal(lr.state["u"], lava[f"lava_u{n}"][:, -1])
+        assert np.array_equal(lr.state["v"], lava[f"lava_v{n}"][:, -1])
+    assert lava["lava_spikes1"].sum() > 0 and lava["lava_spikes2"].sum() > 0

@@ -15,6 +15,9 @@ Lava's own bit-accurate CPU process models (Loihi2SimCfg, select_tag="fixed_pt")
   ProdNeuron outputs of every step are recorded.
 * ``lif_*``: RingBuffer(graded input per step) -> Dense -> LIF -> Dense(binary spikes) -> LIF;
   the Dense outputs, spikes, u and v of both LIF populations are recorded after every step.
+* ``net_*``: whole quantized networks; ``preset_*``: Lava on exactly the constants the
+  loihi2_* presets' mapping produced (inputs ``preset_*_in.npz`` from
+  tools/lava_preset_inputs.py, which needs the simulator and so Python >= 3.11).
 
 Cases with large values drive Lava's silent corners: int32 dot wraps, weight-exponent shift
 wraps, ProdNeuron int32 product wraps, u's one-sided 24-bit correction, the int32 wrap of
@@ -258,6 +261,68 @@ def run_lif(p: dict) -> dict[str, np.ndarray]:
     return out
 
 
+def _lif_net_run(w1, w2, e1, e2, lif1: dict, lif2: dict, stim: np.ndarray) -> dict:
+    """Dense(graded) -> LIF -> Dense(binary) -> LIF on ``stim`` (steps, K); per-step records."""
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.dense.process import Dense
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+    from lava.proc.lif.process import LIF
+
+    t = stim.shape[0]
+    n1, n2 = w1.shape[0], w2.shape[0]
+    src = Source(data=stim.T.copy())
+    d1 = Dense(weights=w1, weight_exp=int(e1), num_message_bits=24)
+    l1 = LIF(shape=(n1,), **lif1)
+    d2 = Dense(weights=w2, weight_exp=int(e2))
+    l2 = LIF(shape=(n2,), **lif2)
+    sinks = {name: Sink(shape=(n,), buffer=t) for name, n in
+             (("dense1", n1), ("spikes1", n1), ("dense2", n2), ("spikes2", n2))}
+    src.s_out.connect(d1.s_in)
+    d1.a_out.connect(l1.a_in)
+    l1.s_out.connect(d2.s_in)
+    d2.a_out.connect(l2.a_in)
+    d1.a_out.connect(sinks["dense1"].a_in)
+    l1.s_out.connect(sinks["spikes1"].a_in)
+    d2.a_out.connect(sinks["dense2"].a_in)
+    l2.s_out.connect(sinks["spikes2"].a_in)
+    cfg = Loihi2SimCfg(select_tag="fixed_pt")
+    rec: dict[str, list] = {"u1": [], "v1": [], "u2": [], "v2": []}
+    for _ in range(t):
+        src.run(condition=RunSteps(num_steps=1), run_cfg=cfg)
+        rec["u1"].append(np.asarray(l1.u.get()))
+        rec["v1"].append(np.asarray(l1.v.get()))
+        rec["u2"].append(np.asarray(l2.u.get()))
+        rec["v2"].append(np.asarray(l2.v.get()))
+    out = {name: np.asarray(sk.data.get()).T.astype(np.int64) for name, sk in sinks.items()}
+    src.stop()
+    out.update({k: np.stack(v).astype(np.int64) for k, v in rec.items()})
+    return out
+
+
+def run_preset(inp: Path) -> dict[str, np.ndarray]:
+    """Lava on the constants a loihi2_* preset's mapping produced (tools/lava_preset_inputs.py)."""
+    with np.load(inp, allow_pickle=False) as f:
+        a = {k: f[k] for k in f.files}
+    x = a["x"].astype(np.int64)
+    if "map_m0_1" in a:
+        p = dict(double=False, weight_exp=(int(a["map_weight_exp1"]), int(a["map_weight_exp2"])),
+                 weight_bits=(8, 8), zx=int(a["zx"]),
+                 shift=(int(a["map_shift1"]), int(a["map_shift2"])),
+                 vth=(int(a["map_vth1"]), int(a["map_vth2"])))
+        out = _prod_pipeline(p, a["map_w1"], a["map_w2"], x, a["map_m0_1"], a["map_m0_2"])
+        return {k: v for k, v in out.items() if k.startswith("lava_")}
+    t = int(a["timesteps"])
+    lifs = [dict(du=int(a[f"map_du{i}"]), dv=int(a[f"map_dv{i}"]), vth=int(a[f"map_vth{i}"]),
+                 bias_mant=a[f"map_bias_mant{i}"], bias_exp=int(a[f"map_bias_exp{i}"]))
+            for i in (1, 2)]
+    runs = [_lif_net_run(a["map_w1"], a["map_w2"], a["map_weight_exp1"], a["map_weight_exp2"],
+                         lifs[0], lifs[1], np.repeat((xq - int(a["zx"]))[None, :], t, axis=0))
+            for xq in x]
+    return {f"lava_{k}": np.stack([r[k] for r in runs]) for k in runs[0]}  # (q, steps, n)
+
+
 def generate(out_dir: Path) -> list[Path]:
     import lava  # noqa: F401  (fail early with a clear message when lava-nc is missing)
 
@@ -275,6 +340,10 @@ def generate(out_dir: Path) -> list[Path]:
         path = out_dir / f"{name}.npz"
         run = run_net_prod if name.startswith("net_prod") else run_net_lif
         np.savez_compressed(path, **run(p))
+        written.append(path)
+    for inp in sorted(OUT.glob("preset_*_in.npz")):  # inputs from tools/lava_preset_inputs.py
+        path = out_dir / inp.name.replace("_in.npz", ".npz")
+        np.savez_compressed(path, **run_preset(inp))
         written.append(path)
     return written
 

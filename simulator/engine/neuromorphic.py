@@ -480,3 +480,28 @@ def simulate_neuromorphic(
              "step (see docs/neuromorphic.md)"]
     return SimResult(outputs, predictions, codes_per_module, clamps, list(layers), cycles,
                      scores, notes)
+
+
+def lava_constants(net: QuantizedNetwork, cfg: HwConfig, module: int = 0) -> dict[str, Any]:
+    """The constants this mapping hands Lava for one module, per layer i (1 = feature,
+    2 = output): ``map_w{i}`` Dense weights (after the load rules), ``map_weight_exp{i}``,
+    ``map_graded{i}``; ProdNeuron ``map_m0_{i}``, ``map_shift{i}``, ``map_vth{i}``; LIF
+    ``map_du{i}``, ``map_dv{i}``, ``map_vth{i}``, ``map_bias_mant{i}``, ``map_bias_exp{i}``;
+    and ``timesteps``. tools/lava_preset_inputs.py writes them for tools/lava_golden.py."""
+    plans = plan_layers(net, cfg)[module]
+    out: dict[str, Any] = {"timesteps": np.int64(cfg.neuromorphic.timesteps)}
+    for i, pl in enumerate(plans, start=1):
+        out[f"map_w{i}"] = pl.weights.weights
+        out[f"map_weight_exp{i}"] = np.int64(pl.weight_exp)
+        out[f"map_graded{i}"] = np.bool_(pl.graded)
+        if pl.m0 is not None:
+            out[f"map_m0_{i}"] = pl.m0
+            out[f"map_shift{i}"] = np.int64(pl.shift)
+            out[f"map_vth{i}"] = np.int64(cfg.for_layer(pl.name).prodneuron.vth)
+        if pl.lif is not None:
+            out[f"map_du{i}"] = np.int64(pl.lif.du)
+            out[f"map_dv{i}"] = np.int64(pl.lif.dv)
+            out[f"map_vth{i}"] = np.int64(pl.lif.vth)
+            out[f"map_bias_mant{i}"] = np.asarray(pl.lif.bias_mant, np.int64)
+            out[f"map_bias_exp{i}"] = np.int64(pl.lif.bias_exp)
+    return out
