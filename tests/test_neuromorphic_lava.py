@@ -225,7 +225,8 @@ def test_product_register_saturate_and_error_policies() -> None:
     assert sum(lr.events.total("product_overflow") for lr in sat.layers) > 0
     from simulator.fixedpoint import RegisterOverflowError
 
-    with pytest.raises(RegisterOverflowError, match="ProdNeuron product"):
+    with pytest.raises(RegisterOverflowError, match=r"ProdNeuron product overflow at query \d+, "
+                       r"neuron \d+, time step \d+.*prodneuron.product_bits"):
         simulate(net, load_config("loihi2_prodneuron", [
             "prodneuron.multiplier_bits=20", "prodneuron.product_overflow=\"error\""]), x)
 

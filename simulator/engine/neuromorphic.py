@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..config import ConfigError, HwConfig, LayerHw, requant_clamp
+from ..fixedpoint import RegisterOverflowError
 from ..network import Layer, ModelError, QuantizedNetwork
 from ..units.lif import ACT_SHIFT, LIF_EVENTS, UV_MAX, LifParams, lif_step
 from ..units.loihi_dense import DenseWeights, dense_forward, load_weights
@@ -313,8 +314,18 @@ def _run_prod_module(mi: int, plans: list[LayerPlan], net: QuantizedNetwork, cfg
         ev.add("dense_dot_wrap", d.dot_wrap, steps_q + li, q0)
         ev.add("dense_shift_wrap", d.shift_wrap, steps_q + li, q0)
         assert plan.m0 is not None
-        pr = prod_neuron(d.out, plan.m0[None, :], plan.shift, pn.vth, pn.product_bits,
-                         pn.product_overflow)
+        try:
+            pr = prod_neuron(d.out, plan.m0[None, :], plan.shift, pn.vth, pn.product_bits,
+                             pn.product_overflow)
+        except RegisterOverflowError as exc:
+            qi, j = divmod(exc.flat_index, n)
+            raise RegisterOverflowError(
+                f"{net.source}: module {mi} layer {lay.name!r} on {cfg.source}: ProdNeuron "
+                f"product overflow at query {q0 + qi}, neuron {j}, time step {q0 + qi + li + 1}"
+                f": {exc.value} does not fit {pn.product_bits} bits; widen "
+                "'prodneuron.product_bits', narrow 'prodneuron.multiplier_bits' or set "
+                "'prodneuron.product_overflow' to wrap or saturate", exc.flat_index, exc.value,
+            ) from None
         ev.add("product_overflow", pr.product_overflow, steps_q + li + 1, q0)
         ev.add("below_vth", pr.below_vth, steps_q + li + 1, q0)
         zy = lay.output_zero_point
@@ -324,8 +335,7 @@ def _run_prod_module(mi: int, plans: list[LayerPlan], net: QuantizedNetwork, cfg
         ev.add("code_clamp_low", unclamped < lo, steps_q + li + 1, q0)
         ev.add("code_clamp_high", unclamped > hi, steps_q + li + 1, q0)
         s = pr.out if cfg.neuromorphic.emit == "offset" else codes - zy
-        runs.append(_layer_run(mi, lay, plan, ev, d, codes, unclamped, clamp, x.shape, 1,
-                               hw.requant.output_bits))
+        runs.append(_layer_run(mi, lay, plan, ev, d, codes, unclamped, clamp, x.shape, 1))
     return runs
 
 
@@ -375,7 +385,7 @@ def _run_lif_module(mi: int, plans: list[LayerPlan], net: QuantizedNetwork, cfg:
         n = lay.out_features
         none = np.zeros(n, np.int64)
         run = _layer_run(mi, lay, plan, evs[li], last_dense[li], counts[li], counts[li],
-                         ClampEvents(none, none.copy(), None), x.shape, t_steps, 0)
+                         ClampEvents(none, none.copy(), None), x.shape, t_steps)
         run.mac["combined"] = _lane_stats(exact_lo[li], exact_hi[li], wraps[li],
                                           max(abs(exact_lo[li]), abs(exact_hi[li])))
         run.state = {"u": u[li], "v": v[li]}
@@ -385,7 +395,7 @@ def _run_lif_module(mi: int, plans: list[LayerPlan], net: QuantizedNetwork, cfg:
 
 def _layer_run(mi: int, lay: Layer, plan: LayerPlan, ev: EventCounter, d: Any,
                codes: np.ndarray, unclamped: np.ndarray, clamp: ClampEvents,
-               xshape: tuple[int, ...], t_steps: int, out_bits: int) -> NeuroLayerRun:
+               xshape: tuple[int, ...], t_steps: int) -> NeuroLayerRun:
     q = xshape[0]
     k = lay.in_features
     lo = int(d.exact.min(initial=0))
