@@ -99,10 +99,9 @@ def _progress_bar(total: int, desc: str, quiet: bool):
 
 
 def _total_events(report: dict) -> int:
-    return sum(
-        ov["acc_wrap"] + ov["acc_saturate"] + ov["pre_add_overflow"]
-        for ov in report["overflow"].values()
-    )
+    from .report import overflow_event_total
+
+    return overflow_event_total(report)
 
 
 def _images_input(args: argparse.Namespace, model_path: str) -> tuple[object, str]:
@@ -188,7 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return rc
     if args.fail_on_overflow and _total_events(out.report):
         print(
-            f"hwsim: overflow: {_total_events(out.report)} accumulator events "
+            f"hwsim: overflow: {_total_events(out.report)} overflow events "
             "(--fail-on-overflow)",
             file=sys.stderr,
         )

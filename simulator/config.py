@@ -240,6 +240,15 @@ class ScheduleConfig:
         "skipped (cycles depend on activity)",
         choices=("dense", "event_driven"),
     )
+    order: str = _f(
+        "index",
+        "accumulation order: index (ascending input); time (per query larger code first, "
+        "ties by index: spike time); time_bin (time_bins bins of the code range, each summed "
+        "exactly, one accumulator addition per bin)",
+        choices=("index", "time", "time_bin"),
+    )
+    time_bins: int = _f(8, "order = time_bin: equal bins of the input code range",
+                        range=(1, 1 << 16))
 
 
 @dataclass(frozen=True)
@@ -304,6 +313,101 @@ class ReportConfig:
     )
 
 
+# --- neuromorphic datapath (Loihi-2 class, as Lava 0.10's bit-accurate models; see
+# docs/neuromorphic.md)
+
+
+@dataclass(frozen=True)
+class NeuromorphicConfig:
+    """Which datapath runs: the MAC array (off) or a Loihi-class time-stepped pipeline."""
+
+    datapath: str = _f(
+        "off",
+        "off: the MAC-array datapath; prodneuron: graded spikes, Dense -> ProdNeuron "
+        "(x M0_j >> shift) per layer, one query per time step; lif: Dense -> LIF per layer, "
+        "spiking, timesteps steps per query, readout = output spike counts",
+        choices=("off", "prodneuron", "lif"),
+    )
+    timesteps: int = _f(32, "lif: time steps per query (u, v and Dense buffers reset between "
+                        "queries)", range=(1, 1 << 20))
+    readout: str = _f(
+        "spike_count",
+        "lif: scores = output spike counts (spike_count) or counts with ties broken by the "
+        "final v (spike_count_then_v: count * 2^24 + v)",
+        choices=("spike_count", "spike_count_then_v"),
+    )
+    emit: str = _f(
+        "offset",
+        "prodneuron: what a layer sends to the next Dense: offset = ProdNeuron's unclamped v "
+        "(as Lava does); code = clamp(v + zy) - zy (the output register's clamp applied)",
+        choices=("offset", "code"),
+    )
+
+
+@dataclass(frozen=True)
+class DenseConfig:
+    """Loihi-class Dense synapses: Lava's weight rules and int32 sums."""
+
+    weight_bits: int = _f(8, "num_weight_bits: weights floored to this many bits (+ sign)",
+                          range=(1, 8))
+    sign_mode: str = _f("auto", "weight sign mode (auto = from the weights' signs, as Lava)",
+                        choices=("auto", "mixed", "excitatory", "inhibitory"))
+    double_weights: bool = _f(
+        False, "store 2w and add -1 to weight_exp: odd int8 weights stay exact at 8 bits"
+    )
+    fold_scales: bool = _f(
+        False,
+        "lif: fold the per-channel requantization multipliers into the weights, "
+        "w' = rint(w * m_j / max(m) * g) with g putting max |w'| at 127 (lossy)",
+    )
+    weight_exp: int | str = _f(
+        "auto",
+        "shared weight exponent: sum << e (e > 0) or >> -e (floor); 'auto' = -1 with "
+        "double_weights for prodneuron, else the smallest right shift for which no input can "
+        "take a_in << 6 past 24 bits",
+    )
+
+
+@dataclass(frozen=True)
+class ProdNeuronConfig:
+    """ProdNeuron as requantizer: v = (a * M0_j) >> shift, |v| <= vth sent as 0."""
+
+    multiplier_bits: int = _f(8, "width of the per-neuron multiplier M0_j (bits, unsigned)",
+                              range=(1, 31))
+    shift: int | str = _f(
+        "auto", "one right shift per layer (floor); 'auto' = the largest with every M0_j "
+        "within multiplier_bits"
+    )
+    product_bits: int = _f(32, "product register width (bits, signed; Lava: int32)",
+                           range=(2, 64))
+    product_overflow: str = _f("wrap", "product register overflow policy (Lava wraps)",
+                               choices=OVERFLOW_POLICIES)
+    vth: int = _f(0, "graded output threshold: |v| <= vth is sent as 0", range=(0, 1 << 31))
+
+
+@dataclass(frozen=True)
+class NeuronConfig:
+    """LIF neuron (Lava PyLifModelBitAcc): 24-bit u and v, 12-bit decays."""
+
+    du: int = _f(4095, "current decay (4095 = u holds only this step's input)", range=(0, 4095))
+    dv: int = _f(0, "voltage decay (0 = no leak)", range=(0, 4095))
+    vth: int | str = _f(
+        "auto",
+        "threshold mantissa (spike when v > vth << 6); 'auto' = one spike per spike_code "
+        "output-code units (needs the model's scales)",
+    )
+    spike_code: float = _f(255.0, "vth = 'auto': output-code units per spike (255 = a neuron at "
+                           "code 255 spikes every step)", range=(1e-3, 1e9))
+    bias: str = _f(
+        "fixed",
+        "fixed: bias_mant << bias_exp for every neuron; zero_point: per neuron from the model "
+        "(a hidden layer's output zero point, minus the previous layer's zero point times the "
+        "weight row sum at its spike rate)",
+        choices=("fixed", "zero_point"),
+    )
+    bias_mant: int = _f(0, "bias mantissa (signed 13-bit)", range=(-4096, 4095))
+    bias_exp: int = _f(0, "bias exponent (bias = bias_mant << bias_exp)", range=(0, 7))
+
 SECTIONS: dict[str, type] = {
     "spikes": SpikesConfig,
     "weights": WeightsConfig,
@@ -316,8 +420,13 @@ SECTIONS: dict[str, type] = {
     "energy": EnergyConfig,
     "readout": ReadoutConfig,
     "report": ReportConfig,
+    "neuromorphic": NeuromorphicConfig,
+    "dense": DenseConfig,
+    "prodneuron": ProdNeuronConfig,
+    "neuron": NeuronConfig,
 }
-LAYER_SECTIONS = ("spikes", "accumulator", "mac", "requant", "combiner", "schedule")
+LAYER_SECTIONS = ("spikes", "accumulator", "mac", "requant", "combiner", "schedule", "dense",
+                  "prodneuron", "neuron")
 
 # Unit of every key, for docs/hwconfig.md ("-" = a name or flag without a unit).
 UNITS: dict[str, str] = {
@@ -362,6 +471,8 @@ UNITS: dict[str, str] = {
     "combiner.clip_low": "code",
     "combiner.clip_high": "code",
     "schedule.mode": "-",
+    "schedule.order": "-",
+    "schedule.time_bins": "bins",
     "clock.mhz": "MHz",
     "energy.mult_pj_per_bit2": "pJ/bit^2",
     "energy.add_pj_per_bit": "pJ/bit",
@@ -370,6 +481,27 @@ UNITS: dict[str, str] = {
     "readout.concat": "-",
     "report.compare_with": "preset or path",
     "report.headroom": "-",
+    "neuromorphic.datapath": "-",
+    "neuromorphic.timesteps": "time steps",
+    "neuromorphic.emit": "-",
+    "neuromorphic.readout": "-",
+    "dense.fold_scales": "-",
+    "neuron.spike_code": "output codes per spike",
+    "neuron.bias": "-",
+    "dense.weight_bits": "bits",
+    "dense.sign_mode": "-",
+    "dense.double_weights": "-",
+    "dense.weight_exp": "shift (bits)",
+    "prodneuron.multiplier_bits": "bits",
+    "prodneuron.shift": "bits",
+    "prodneuron.product_bits": "bits",
+    "prodneuron.product_overflow": "-",
+    "prodneuron.vth": "value",
+    "neuron.du": "1/4096 per step",
+    "neuron.dv": "1/4096 per step",
+    "neuron.vth": "value / 2^6",
+    "neuron.bias_mant": "value",
+    "neuron.bias_exp": "shift (bits)",
 }
 TOP_KEYS = {"name": str, "description": str}
 
@@ -384,6 +516,9 @@ class LayerHw:
     requant: RequantConfig
     combiner: CombinerConfig
     schedule: ScheduleConfig
+    dense: DenseConfig = DenseConfig()
+    prodneuron: ProdNeuronConfig = ProdNeuronConfig()
+    neuron: NeuronConfig = NeuronConfig()
 
 
 @dataclass(frozen=True)
@@ -407,6 +542,10 @@ class HwConfig:
     report: ReportConfig
     layer_overrides: dict[str, dict[str, dict[str, Any]]]
     raw: dict[str, Any]
+    neuromorphic: NeuromorphicConfig = NeuromorphicConfig()
+    dense: DenseConfig = DenseConfig()
+    prodneuron: ProdNeuronConfig = ProdNeuronConfig()
+    neuron: NeuronConfig = NeuronConfig()
 
     def for_layer(self, layer: str) -> LayerHw:
         ov = self.layer_overrides.get(layer, {})
@@ -712,6 +851,19 @@ def _check_value(f: dataclasses.Field, val: Any, key: str, src: str) -> Any:
         if val == "register" or (isinstance(val, int) and not isinstance(val, bool)):
             return val
         raise ConfigError(f"{src}: '{key}' must be an integer or 'register', not {val!r}")
+    if key.endswith("neuron.vth") and key.split(".")[-2] == "neuron":
+        if val == "auto" or (isinstance(val, int) and not isinstance(val, bool)
+                             and 0 <= val < 1 << 17):
+            return val
+        raise ConfigError(f"{src}: '{key}' must be 'auto' or an integer in 0..131071, "
+                          f"not {val!r}")
+    if key.endswith(("dense.weight_exp", "prodneuron.shift")):
+        lo, hi = (-24, 24) if key.endswith("weight_exp") else (0, 62)
+        if val == "auto" or (isinstance(val, int) and not isinstance(val, bool)
+                             and lo <= val <= hi):
+            return val
+        raise ConfigError(f"{src}: '{key}' must be 'auto' or an integer in {lo}..{hi}, "
+                          f"not {val!r}")
     if key.endswith("requant.shift"):
         if val == "auto" or (isinstance(val, int) and not isinstance(val, bool) and 0 <= val <= 62):
             return val
@@ -774,6 +926,12 @@ def _check_cross(cfg: HwConfig, hw: LayerHw, layer: str, src: str) -> None:
             "requantizer's high multiply (SaturatingRoundingDoublingHighMul) takes at most a "
             "31-bit M0; set requant.multiplier_bits = 31"
         )
+    if hw.schedule.order == "time_bin" and (hw.mac.operand != "offset"
+                                             or hw.mac.pre_add_width != 1):
+        raise ConfigError(
+            f"{where} 'schedule.order' = 'time_bin' sums each bin exactly in one addition; it "
+            "needs mac.operand = 'offset' and mac.pre_add_width = 1"
+        )
     if hw.mac.pre_add_width > 1 and hw.mac.operand != "raw":
         pass  # a pre-add stage on offset operands is allowed (a generic design choice)
     if cfg.weights.signed and cfg.weights.bits < 2:
@@ -802,6 +960,9 @@ FREE_FORM_ALLOWED: dict[str, str] = {
     "requant.inh_divisors": "list of non-empty lists of indices 0..3",
     "combiner.clip_high": "integer | 'input_max' | 'register'",
     "report.compare_with": "'' | preset name | config file path",
+    "dense.weight_exp": "'auto' | integer -24..24",
+    "prodneuron.shift": "'auto' | integer 0..62",
+    "neuron.vth": "'auto' | integer 0..131071",
 }
 
 

@@ -149,6 +149,11 @@ def build_report(
             "acc_abs_percentiles": acc_abs_percentiles(lr),
             "per_neuron": per_neuron_events(lr),
         }
+        neuro = getattr(lr, "neuromorphic_report", None)  # engine/neuromorphic.py layers
+        if neuro is not None:
+            overflow[lr.key]["neuromorphic"] = neuro()
+            if overflow[lr.key]["neuromorphic"]["first"] is not None:
+                overflow[lr.key]["first"] = overflow[lr.key]["neuromorphic"]["first"]
         macs = int(sum(n_out * lr.k_active.sum() for _ in lr.mac))
         nbytes = int(sum(int(wmem.bytes_read(n_out * lr.k_active).sum()) for _ in lr.mac))
         bytes_total += nbytes
@@ -263,6 +268,24 @@ def compare_outputs(a: SimResult, b: SimResult, name_b: str) -> dict[str, Any]:
     }
 
 
+# neuromorphic event kinds not added by overflow_event_total: the Dense wraps are already the
+# layer's acc_wrap; below_vth is a threshold loss and code clamps are the requantizer clamps
+_NEURO_NOT_OVERFLOW = ("dense_dot_wrap", "dense_shift_wrap", "below_vth", "code_clamp_low",
+                       "code_clamp_high")
+
+
+def overflow_event_total(report: dict[str, Any]) -> int:
+    """Every register overflow of a run: accumulator and pre-add events, plus the
+    neuromorphic datapath's product, u and v events (for --fail-on-overflow)."""
+    total = 0
+    for ov in report["overflow"].values():
+        total += ov["acc_wrap"] + ov["acc_saturate"] + ov["pre_add_overflow"]
+        for kind, ev in ov.get("neuromorphic", {}).get("events", {}).items():
+            if kind not in _NEURO_NOT_OVERFLOW:
+                total += ev["count"]
+    return total
+
+
 def overflow_lines(report: dict[str, Any]) -> list[str]:
     """One line per layer: accumulator events, clamps, register width and width needed."""
     lines = []
@@ -277,6 +300,10 @@ def overflow_lines(report: dict[str, Any]) -> list[str]:
                else f"..{ov['min_safe_acc_bits_upper']} (report.headroom=bound)")
             + f" (headroom {ov['headroom_bits']:+d})"
         )
+        if "neuromorphic" in ov:
+            evs = ov["neuromorphic"]["events"]
+            lines.append(f"{'':>12}  neuromorphic events: " + ", ".join(
+                f"{k} {v['count']:,}" for k, v in evs.items()))
     return lines
 
 

@@ -572,6 +572,13 @@ def generate(
     if layer not in ("feature", "output", "all"):
         raise VectorsError(f"--layer {layer!r}: choose feature, output or all")
     cfg = load_config(config, list(overrides))
+    if cfg.neuromorphic.datapath != "off" or any(
+            cfg.for_layer(n).schedule.order != "index" for n in ("feature", "output")):
+        raise VectorsError(
+            f"{config}: vectors describe the MAC-array datapath in index order; "
+            "neuromorphic.datapath must be 'off' and schedule.order 'index' (the neuromorphic "
+            "presets are proven against Lava instead: docs/neuromorphic.md)"
+        )
     net = load_model(model, ModelLimits.for_config(cfg))
     if net.layout != "combined":
         raise VectorsError(

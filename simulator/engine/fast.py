@@ -16,7 +16,7 @@ from ..config import ConfigError, HwConfig, LayerHw, requant_clamp
 from ..fixedpoint import Register, RegisterOverflowError
 from ..network import Layer, ModelError, Module, QuantizedNetwork
 from ..units.combiner import combine
-from ..units.mac_array import LaneStats, MacSpec, accumulate
+from ..units.mac_array import LaneStats, MacSpec
 from ..units.readout import join_modules
 from ..units.requantizer import (
     ClampEvents,
@@ -25,6 +25,7 @@ from ..units.requantizer import (
     seed_floor_divide,
 )
 from ..units.spike_buffer import negative_codes_fix, quantize_spikes, signedness_notes
+from ..units.spike_order import accumulate_in_order
 from ..units.weight_memory import WeightMemory
 from .schedule import TileSchedule
 
@@ -268,8 +269,9 @@ def run_layer(
     acc: dict[str, np.ndarray] = {}
     stats: dict[str, LaneStats] = {}
     for p in lay.paths:
-        acc[p.name], stats[p.name] = accumulate(
-            x, zx, p.weight, p.zero_point, spec, query_offset=query_offset, defer_errors=True,
+        acc[p.name], stats[p.name] = accumulate_in_order(  # schedule.order: units/spike_order
+            x, zx, p.weight, p.zero_point, spec, hw.schedule.order, hw.schedule.time_bins,
+            _spike_register(hw), query_offset=query_offset, defer_errors=True,
             exact_headroom=exact_headroom,
         )
     k_active = (x != zx).sum(axis=1) if event else np.full(x.shape[0], x.shape[1], np.int64)

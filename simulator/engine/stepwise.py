@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..config import HwConfig, LayerHw, requant_clamp
+from ..config import ConfigError, HwConfig, LayerHw, requant_clamp
 from ..fixedpoint import Register, RegisterOverflowError
 from ..network import Layer, QuantizedNetwork
 from ..units.combiner import combine
@@ -225,6 +225,18 @@ class _LayerOutcome:
     stalls: int
 
 
+def check_steppable(cfg: HwConfig) -> None:
+    """Raise ConfigError for configs this engine does not step (and so cannot trace)."""
+    if cfg.neuromorphic.datapath != "off":
+        raise ConfigError(f"{cfg.source}: the stepwise (MAC-array) engine does not run "
+                          f"'neuromorphic.datapath' = {cfg.neuromorphic.datapath!r}; its "
+                          "reference is Lava (tests/golden/lava, docs/neuromorphic.md)")
+    if any(cfg.for_layer(n).schedule.order == "time_bin" for n in ("feature", "output")):
+        raise ConfigError(f"{cfg.source}: the stepwise engine steps index or time order; "
+                          "'schedule.order' = 'time_bin' runs in the fast engine only "
+                          "(units/spike_order.py, checked against a Python loop)")
+
+
 class StepwiseRun:
     """Cycle-by-cycle run of ``net`` on ``cfg`` for the input codes of each module.
 
@@ -244,6 +256,7 @@ class StepwiseRun:
         window: Window | None = None,
         reference: SimResult | None = None,
     ) -> None:
+        check_steppable(cfg)
         self.net = net
         self.cfg = cfg
         self.codes = codes_per_module
@@ -409,6 +422,8 @@ class StepwiseRun:
         k = x.size
         n_out = lay.out_features
         idx = np.flatnonzero(x != zx) if event else np.arange(k)
+        if hw.schedule.order == "time":  # spike time: larger code first, ties by index
+            idx = idx[np.argsort(-x[idx], kind="stable")]
         x_op = x if raw else x - zx
         steps_mac = -(-idx.size // g_width)
         n_steps = steps_mac + (1 if raw else 0)
@@ -612,6 +627,7 @@ def simulate_stepwise(
     source: str = "input",
 ) -> StepwiseResult:
     """Run ``inputs`` (as for engine.simulate) cycle by cycle; returns the collected result."""
+    check_steppable(cfg)
     net.validate()
     check_fit(net, cfg)
     codes, _ = prepare_inputs(net, cfg, inputs, source)
