@@ -308,7 +308,7 @@ def test_failure_while_writing_keeps_previous_folder(work: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     _gen(work)
     before = {p: p.read_bytes() for p in (work / "vec").rglob("*") if p.is_file()}
-    import simulator.vectors as vectors
+    import simulator.vectors.writer as vectors
 
     calls = {"n": 0}
     real = vectors._encode

@@ -1,0 +1,75 @@
+"""``hwsim vectors``: the command-line front end."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from typing import Any
+
+from .bench import EXIT_RTL_FAILED, run_testbench
+from .encoding import VectorsError
+from .writer import FORMATS, MANIFEST, TB_FILE, TB_TOP, generate
+
+# --- command line -------------------------------------------------------------------------
+
+
+def cmd_vectors(args: argparse.Namespace) -> int:
+    """``hwsim vectors``: write the folder, optionally run the bench; 0 ok, 1 bench failed."""
+    if args.check_rtl:
+        for tool in ("iverilog", "vvp"):
+            if shutil.which(tool) is None:
+                raise VectorsError(f"{tool}: not found on PATH; install Icarus Verilog "
+                                   "(apt-get install iverilog) or drop --check-rtl")
+    job = generate(args.config, args.model, args.input, args.out, args.module, args.layer,
+                   args.queries, args.neurons, args.formats or list(FORMATS), args.set)
+    status = 0
+    for lv in job.layers:
+        ev = lv.info["overflow_events"]
+        bench = (f"bench {lv.dir}/{TB_TOP} ({lv.comparisons} comparisons"
+                 f"{'' if lv.checks_codes else ', accumulators only'})"
+                 if not lv.tb_reason else f"no bench: {lv.tb_reason}")
+        print(f"{lv.dir}: queries {lv.queries[0]}:{lv.queries[1]} neurons "
+              f"{lv.neurons[0]}:{lv.neurons[1]} inputs {lv.k}; overflow events acc "
+              f"{ev['accumulator']} pre-add {ev['pre_add']}; {len(lv.files)} files; {bench}")
+        if args.check_rtl and not lv.tb_reason:
+            br = run_testbench(job.out_dir, lv.dir)
+            verdict = "PASS" if br.ok else "FAIL"
+            print(f"{lv.dir}: RTL bench {verdict}: {br.passed} passed, {br.failed} failed")
+            if not br.ok:
+                print(br.output.rstrip())
+                status = EXIT_RTL_FAILED
+    print(f"wrote {job.out_dir}/ ({MANIFEST}, {TB_FILE}, "
+          f"{', '.join(lv.dir + '/' for lv in job.layers)})")
+    return status
+
+
+def add_vectors_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``hwsim vectors`` on the CLI's subparsers; sets ``func=cmd_vectors``."""
+    p = subparsers.add_parser(
+        "vectors",
+        help="write RTL test vectors ($readmemh/.coe/.mif/.npy, manifest, Verilog bench)",
+        description="Run the simulator and write, per layer, input codes, weights, requantizer "
+        "parameters, expected accumulators and output codes as memory images, a manifest.json "
+        "and a reference Verilog test bench (docs/vectors.md).",
+    )
+    p.add_argument("--config", required=True, help="preset name or TOML file")
+    p.add_argument("--model", required=True, help=".npz or VPRTempo .pth (combined layout)")
+    p.add_argument("--input", required=True,
+                   help=".npy (queries, inputs): float spikes in [0, 1] or uint8 codes")
+    p.add_argument("--out", required=True, help="vectors folder (new, empty or earlier vectors)")
+    p.add_argument("--module", default="0", help="module index or 'all' (default 0)")
+    p.add_argument("--layer", default="all", choices=("feature", "output", "all"),
+                   help="layer(s) to write (default all)")
+    p.add_argument("--queries", default=":", metavar="START:STOP",
+                   help="queries of --input, stop exclusive (default all), e.g. 0:8")
+    p.add_argument("--neurons", default=":", metavar="START:STOP",
+                   help="output neurons of each layer, clipped to its size (default all)")
+    p.add_argument("--format", dest="formats", nargs="+", action="extend", choices=FORMATS,
+                   default=None, help="file formats (default: readmemh coe mif npy)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set accumulator.bits=16")
+    p.add_argument("--check-rtl", action="store_true",
+                   help="also compile and run tb_layer.v for each layer with Icarus Verilog")
+    p.set_defaults(func=cmd_vectors)
+    return p
+
