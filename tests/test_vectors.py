@@ -221,7 +221,7 @@ def test_manifest_describes_every_file(work: Path) -> None:
     lay = man["layers"][0]
     assert lay["overflow_events"]["accumulator"] > 0  # the narrow accumulator wrapped
     assert lay["testbench"]["supported"] and lay["testbench"]["checks_codes"]
-    assert lay["testbench"]["comparisons"] == 2 * NQ * 2 * K0 + 2
+    assert lay["testbench"]["comparisons"] == (2 + 3) * NQ * 2 * K0 + 2
 
 
 def test_vectors_are_the_simulated_values(work: Path) -> None:
@@ -385,10 +385,11 @@ def test_bench_passes(work: Path, case: str) -> None:
         br = run_testbench(work / "vec", lv.dir)
         assert br.ok, br.output
         assert br.failed == 0 and br.passed == tb["comparisons"] == lv.comparisons
-        per_word = 2 if tb["checks_codes"] else 1
+        per_word = (2 if tb["checks_codes"] else 1) + 3  # + acc_ev, pre_ev, flags
         assert lv.comparisons == NQ * lv.n * per_word + 2
         assert f"{br.passed} passed, 0 failed" in br.output
         events += sum(entry["overflow_events"].values())
+        _check_word_files(work / "vec", entry)
     if case.startswith(("acc16", "acc17", "raw_operand", "x86")):
         assert events > 0  # the bench reproduced overflow events, counted one by one
 
@@ -568,3 +569,37 @@ def test_bench_rounding_modes_on_exact_ties(ties_model: Path, rounding: str) -> 
         br = run_testbench(root, lv.dir)
         assert br.ok, br.output
         assert br.passed == lv.comparisons
+
+
+def _check_word_files(vec: Path, entry: dict) -> None:
+    """Per-word counts add up to the layer totals; first markers sit on event words."""
+    d = vec / entry["dir"]
+    aev = np.load(d / "acc_ev.npy") if (d / "acc_ev.npy").exists() else _hex(d / "acc_ev.hex")
+    pev = np.load(d / "pre_ev.npy") if (d / "pre_ev.npy").exists() else _hex(d / "pre_ev.hex")
+    flags = np.load(d / "flags.npy") if (d / "flags.npy").exists() else _hex(d / "flags.hex")
+    assert int(aev.sum()) == entry["overflow_events"]["accumulator"]
+    assert int(pev.sum()) == entry["overflow_events"]["pre_add"]
+    fl = flags.ravel().astype(np.int64)
+    assert np.array_equal((fl & 1) != 0, aev.ravel() > 0)
+    assert np.array_equal((fl & 2) != 0, pev.ravel() > 0)
+    first = entry["first_events"]["accumulator"]
+    assert int(((fl >> 4) & 1).sum()) == (first is not None)
+    if first is not None:
+        assert fl[first["word"]] & 0x11 == 0x11
+
+
+def _hex(path: Path) -> np.ndarray:
+    return np.array([int(t, 16) for t in path.read_text().split()], dtype=np.int64)
+
+
+@needs_iverilog
+def test_bench_catches_a_wrong_per_word_flag(work: Path) -> None:
+    _gen(work, overrides=NARROW_WRAP, formats=["readmemh"], layer="feature")
+    flags = work / "vec" / "m0_feature" / "flags.hex"
+    words = flags.read_text().split()
+    first = next(i for i, w in enumerate(words) if int(w, 16) & 0x10)
+    words[first] = f"{int(words[first], 16) & ~0x10:02x}"  # drop the first-event marker
+    flags.write_text("\n".join(words) + "\n")
+    br = run_testbench(work / "vec", "m0_feature")
+    assert not br.ok and br.failed == 1
+    assert f"MISMATCH flags query {first // 48} neuron {first % 48} (word {first})" in br.output

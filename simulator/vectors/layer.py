@@ -11,7 +11,9 @@ from ..config import HwConfig, LayerHw, requant_clamp
 from ..engine import SimResult
 from ..network import QuantizedNetwork
 from ..units.requantizer import fixed_point_multipliers, float_multiplier, requantize
+from ..units.weight_memory import WeightMemory
 from .encoding import VectorsError, register_range
+from .expectations import FLAG_BITS, NO_CYCLE, WordExpectations, word_expectations
 
 ROUNDING_CODES: dict[str, int] = {
     "floor": 0, "ceil": 1, "toward_zero": 2, "half_up": 3, "half_down": 4, "half_even": 5,
@@ -105,8 +107,13 @@ def layer_vectors(
     layer: str,
     neurons: tuple[int, int],
     query_offset: int = 0,
+    timing: bool = False,
 ) -> LayerVectors:
-    """Collect the vectors of one layer from a simulation result (neurons clipped to N)."""
+    """Collect the vectors of one layer from a simulation result (neurons clipped to N).
+
+    Per-word expectations (event counts and flags) always; with ``timing`` also the cycle of
+    every accumulator write, requantizer issue and output word (docs/vectors.md).
+    """
     mod = net.modules[module]
     lay = mod.layer(layer)
     path = lay.paths[0]
@@ -189,6 +196,29 @@ def layer_vectors(
     in_sel = (ev[:, 1] >= n0) & (ev[:, 1] < n1)
     acc_events = int(ev[in_sel, 2].sum() + ev[in_sel, 3].sum())
     pre_events = int(ev[in_sel, 4].sum())
+    we = word_expectations(net, cfg, res, module, layer, (n0, n1))
+    _cross_check(where, we, acc_events, pre_events, lr.unclamped[:, sel], clamp)
+    ev_bits = _count_bits(max(int(we.acc_events.max(initial=0)), int(we.pre_events.max(initial=0))))
+    words = "row-major [query][neuron]"
+    vecs += [
+        Vector("acc_ev", "accumulator overflow events per word", we.acc_events, ev_bits, False,
+               words),
+        Vector("pre_ev", "pre-add overflow events per word", we.pre_events, ev_bits, False, words),
+        Vector("flags", "per-word flags: bit0 acc overflow (sticky), bit1 pre-add overflow "
+               "(sticky), bit2 clamp low, bit3 clamp high, bit4 first acc event, bit5 first "
+               "pre-add event", we.flags, 8, False, words),
+    ]
+    if timing:
+        cyc_bits = _cycle_bits(we)
+        vecs += [
+            Vector("t_issue", "cycle of each word's requantizer issue", we.issue_cycle,
+                   cyc_bits, True, words),
+            Vector("t_out", "cycle of each output word (issue + requant.latency)", we.out_cycle,
+                   cyc_bits, True, words),
+            Vector("t_accw", "cycle of the accumulator write of each (query, tile, step) "
+                   "(-1: no such step)", we.acc_write_cycle, cyc_bits, True,
+                   "row-major [query][tile][step]"),
+        ]
     mac, accu = hw.mac, hw.accumulator
     limits = []
     if hw.spikes.bits > 32 or wb > 32:
@@ -202,13 +232,32 @@ def layer_vectors(
                             "adder_tree_width": accu.adder_tree_width},
             "mac": {"operand": mac.operand, "pre_add_width": mac.pre_add_width,
                     "pre_add_bits": mac.pre_add_bits, "pre_add_overflow": mac.pre_add_overflow},
-            "schedule": {"mode": hw.schedule.mode},
+            "schedule": {"mode": hw.schedule.mode, "dataflow": "output_stationary"},
+            "mac_array": {"lanes": mac.lanes},
+            "weight_memory": {"banks": cfg.weights.banks, "word_bits": cfg.weights.word_bits,
+                              "read_ports": cfg.weights.read_ports,
+                              "weights_per_cycle": WeightMemory(cfg.weights).weights_per_cycle},
+            "requant_pipeline": {"throughput": rq.throughput, "latency": rq.latency},
+            "clock": {"mhz": cfg.clock.mhz},
             "spikes": {"bits": hw.spikes.bits, "signed": hw.spikes.signed},
             "weights": {"bits": wb, "signed": ws},
             "requant": rq_info,
         },
         "overflow_events": {"accumulator": acc_events, "pre_add": pre_events},
+        "word_flags": dict(FLAG_BITS),
+        "first_events": {"accumulator": _first_entry(we.first_acc, n0, n1 - n0, query_offset),
+                         "pre_add": _first_entry(we.first_pre, n0, n1 - n0, query_offset)},
+        "clamps": {"low": int(((we.flags >> FLAG_BITS["clamp_low"]) & 1).sum()),
+                   "high": int(((we.flags >> FLAG_BITS["clamp_high"]) & 1).sum())},
     }
+    if timing:
+        info["timing"] = {
+            "cycle_origin": "first cycle of the first selected query (as report.json counts "
+                            "within the simulated queries)",
+            "tiles": [int(we.tiles[0]), int(we.tiles[-1]) + 1],
+            "steps_per_query": we.steps.tolist(),
+            "cycles_per_query": lr.cycles.tolist(),
+        }
     params: dict[str, int | str] = {
         "Q": q, "N": n1 - n0, "K": x.shape[1],
         "X_BITS": hw.spikes.bits, "X_SIGNED": int(hw.spikes.signed), "W_BITS": wb,
@@ -223,9 +272,43 @@ def layer_vectors(
         "Y_BITS": rq.output_bits, "Y_SIGNED": int(rq.output_signed),
         "ZX": int(zx), "ZY": int(zy), "CLAMP_LO": clamp[0], "CLAMP_HI": clamp[1],
         "EXP_ACC_EVENTS": acc_events, "EXP_PRE_EVENTS": pre_events,
+        "LANES": mac.lanes, "N0": n0, "EV_BITS": ev_bits,
     }
-    comparisons = q * (n1 - n0) * (2 if checks_codes else 1) + 2
+    comparisons = q * (n1 - n0) * (2 if checks_codes else 1) + 3 * q * (n1 - n0) + 2
     params["COMPARISONS"] = comparisons
     return LayerVectors(module, layer, qs, (n0, n1), x.shape[1], vecs, info, params, tb_reason,
                         checks_codes, codes_note, comparisons)
 
+
+
+def _count_bits(max_count: int) -> int:
+    """Width of the per-word event-count files: 16 bits, or 32 when a count needs it."""
+    return 16 if max_count < (1 << 16) else 32
+
+
+def _cycle_bits(we: WordExpectations) -> int:
+    top = max(int(we.out_cycle.max(initial=0)), int(we.acc_write_cycle.max(initial=0)))
+    return 32 if top < (1 << 31) else 64
+
+
+def _first_entry(first: tuple[int, int, int, int] | None, n0: int, n: int,
+                 q0: int) -> dict[str, int] | None:
+    if first is None:
+        return None
+    q, j, step, cycle = first
+    return {"query": q + q0, "neuron": j, "step": step, "cycle": cycle,
+            "word": q * n + (j - n0)}
+
+
+def _cross_check(where: str, we: WordExpectations, acc_events: int, pre_events: int,
+                 unclamped: np.ndarray, clamp: tuple[int, int]) -> None:
+    """The stepwise replay must agree with the fast path's totals and clamps."""
+    low = (unclamped < clamp[0]).astype(np.int64)
+    high = (unclamped > clamp[1]).astype(np.int64)
+    flags_low = (we.flags >> FLAG_BITS["clamp_low"]) & 1
+    flags_high = (we.flags >> FLAG_BITS["clamp_high"]) & 1
+    if (int(we.acc_events.sum()) != acc_events or int(we.pre_events.sum()) != pre_events
+            or not np.array_equal(low, flags_low) or not np.array_equal(high, flags_high)
+            or np.any(we.issue_cycle == NO_CYCLE)):
+        raise RuntimeError(f"internal error: {where}: the stepwise replay disagrees with the "
+                           "fast path on overflow events or clamps; please report this")

@@ -57,7 +57,8 @@ def tb_top_text(lv: LayerVectors, files: dict[str, str]) -> str:
     params = dict(lv.tb_params)
     for key, stem in (("X_FILE", "x"), ("W_FILE", "w"), ("WZP_FILE", "wzp"),
                       ("M0_FILE", "m0"), ("SHIFT_FILE", "shift"), ("ACC_FILE", "acc"),
-                      ("Y_FILE", "y")):
+                      ("Y_FILE", "y"), ("ACC_EV_FILE", "acc_ev"), ("PRE_EV_FILE", "pre_ev"),
+                      ("FLAGS_FILE", "flags")):
         if stem in files:
             params[key] = files[stem]
     body = ",\n".join(f"        .{k}({_vlog_value(k, v)})" for k, v in params.items())
@@ -195,6 +196,7 @@ def generate(
     neurons: str = ":",
     formats: list[str] | tuple[str, ...] = FORMATS,
     overrides: list[str] | tuple[str, ...] = (),
+    timing: bool = False,
 ) -> VectorsJob:
     """Simulate and write the vectors folder ``out_dir`` atomically; return the manifest."""
     if not str(out_dir).strip():
@@ -236,7 +238,8 @@ def generate(
     with ResultSet(out, index=MANIFEST, owned=VECTORS_OWNED) as rs:
         res = simulate(net, cfg, x_all[q0:q1], source=str(input_path))
         names = ["feature", "output"] if layer == "all" else [layer]
-        lvs = [layer_vectors(net, cfg, res, m, name, nsel, q0) for m in mods for name in names]
+        lvs = [layer_vectors(net, cfg, res, m, name, nsel, q0, timing) for m in mods
+               for name in names]
         files: list[dict[str, Any]] = []
         tb = testbench_source()
         tb_sha = _write(rs, TB_FILE, tb)
