@@ -42,11 +42,21 @@ from .encoding import (
     to_words,
 )
 from .layer import LayerVectors, Vector, layer_vectors, parse_range
-from .writer import FORMATS, MANIFEST, TB_FILE, TB_TOP, VECTORS_SCHEMA, VectorsJob, generate
+from .writer import (
+    FORMATS,
+    MANIFEST,
+    TB_FILE,
+    TB_TOP,
+    VECTORS_SCHEMA,
+    VectorsJob,
+    generate,
+    generate_corners,
+)
 
 __all__ = [
     "BenchRun", "FORMATS", "LayerVectors", "MANIFEST", "TB_FILE", "TB_TOP", "VECTORS_SCHEMA",
     "Vector", "VectorsError", "VectorsJob", "add_vectors_parser", "cmd_vectors", "coe_bytes",
-    "generate", "hex_digits", "hex_words", "layer_vectors", "mif_bytes", "npy_bytes",
+    "generate", "generate_corners", "hex_digits", "hex_words", "layer_vectors", "mif_bytes",
+    "npy_bytes",
     "npy_dtype", "parse_range", "readmemh_bytes", "register_range", "run_testbench", "to_words",
 ]

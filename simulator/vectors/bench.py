@@ -34,9 +34,13 @@ class BenchRun:
 
 def run_testbench(
     out_dir: str | Path, layer_dir: str, iverilog: str = "iverilog", vvp: str = "vvp",
-    timeout: float = 3600.0,
+    timeout: float = 3600.0, testbench: str | Path | None = None,
 ) -> BenchRun:
-    """Compile ``tb_layer.v`` + ``<layer_dir>/tb_top.v`` with Icarus and run it in out_dir."""
+    """Compile ``tb_layer.v`` + ``<layer_dir>/tb_top.v`` with Icarus and run it in out_dir.
+
+    ``testbench``: another file to compile instead of the folder's ``tb_layer.v`` (the same
+    module ``tb_layer`` and parameters, e.g. a modified datapath).
+    """
     root = Path(out_dir)
     for tool in (iverilog, vvp):
         if shutil.which(tool) is None:
@@ -49,7 +53,8 @@ def run_testbench(
     with tempfile.TemporaryDirectory(prefix="hwsim-tb-") as td:
         exe = str(Path(td) / "tb.vvp")
         comp = subprocess.run(
-            [iverilog, "-g2005", "-o", exe, TB_FILE, f"{layer_dir}/{TB_TOP}"],
+            [iverilog, "-g2005", "-o", exe,
+             str(Path(testbench).resolve()) if testbench else TB_FILE, f"{layer_dir}/{TB_TOP}"],
             cwd=root, capture_output=True, text=True, timeout=timeout,
         )
         if comp.returncode != 0:

@@ -8,7 +8,7 @@ from typing import Any
 
 from .bench import EXIT_RTL_FAILED, run_testbench
 from .encoding import VectorsError
-from .writer import FORMATS, MANIFEST, TB_FILE, TB_TOP, generate
+from .writer import FORMATS, MANIFEST, TB_FILE, TB_TOP, generate, generate_corners
 
 # --- command line -------------------------------------------------------------------------
 
@@ -20,8 +20,20 @@ def cmd_vectors(args: argparse.Namespace) -> int:
             if shutil.which(tool) is None:
                 raise VectorsError(f"{tool}: not found on PATH; install Icarus Verilog "
                                    "(apt-get install iverilog) or drop --check-rtl")
-    job = generate(args.config, args.model, args.input, args.out, args.module, args.layer,
-                   args.queries, args.neurons, args.formats or list(FORMATS), args.set)
+    fmts = args.formats or list(FORMATS)
+    if args.corners:
+        for opt, value in (("--model", args.model), ("--input", args.input)):
+            if value is not None:
+                raise VectorsError(f"{opt}: --corners builds its own synthetic layer; drop "
+                                   f"{opt} (or drop --corners for the model's vectors)")
+        job = generate_corners(args.config, args.out, fmts, args.set, args.timing)
+    else:
+        for opt, value in (("--model", args.model), ("--input", args.input)):
+            if value is None:
+                raise VectorsError(f"{opt}: required (or give --corners for corner-case "
+                                   "vectors without a model)")
+        job = generate(args.config, args.model, args.input, args.out, args.module, args.layer,
+                       args.queries, args.neurons, fmts, args.set, args.timing)
     status = 0
     for lv in job.layers:
         ev = lv.info["overflow_events"]
@@ -53,8 +65,9 @@ def add_vectors_parser(subparsers: Any) -> argparse.ArgumentParser:
         "and a reference Verilog test bench (docs/vectors.md).",
     )
     p.add_argument("--config", required=True, help="preset name or TOML file")
-    p.add_argument("--model", required=True, help=".npz or VPRTempo .pth (combined layout)")
-    p.add_argument("--input", required=True,
+    p.add_argument("--model", default=None,
+                   help=".npz or VPRTempo .pth (combined layout); not with --corners")
+    p.add_argument("--input", default=None,
                    help=".npy (queries, inputs): float spikes in [0, 1] or uint8 codes")
     p.add_argument("--out", required=True, help="vectors folder (new, empty or earlier vectors)")
     p.add_argument("--module", default="0", help="module index or 'all' (default 0)")
@@ -70,6 +83,12 @@ def add_vectors_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="override a config key, e.g. --set accumulator.bits=16")
     p.add_argument("--check-rtl", action="store_true",
                    help="also compile and run tb_layer.v for each layer with Icarus Verilog")
+    p.add_argument("--corners", action="store_true",
+                   help="write corner-case vectors of a synthetic layer instead (rounding ties, "
+                   "clamp edges, rails, wraps, widest shift; one folder per overflow policy)")
+    p.add_argument("--timing", action="store_true",
+                   help="also write the cycle of every accumulator write, requantizer issue "
+                   "and output word (t_accw, t_issue, t_out)")
     p.set_defaults(func=cmd_vectors)
     return p
 

@@ -58,10 +58,12 @@ class LayerVectors:
     codes_note: str = ""
     comparisons: int = 0
     files: list[str] = field(default_factory=list)
+    name: str = ""  # folder name when not m<module>_<layer> (corner sets)
+    extra: dict[str, Any] = field(default_factory=dict)  # more manifest fields
 
     @property
     def dir(self) -> str:
-        return f"m{self.module}_{self.layer}"
+        return self.name or f"m{self.module}_{self.layer}"
 
     @property
     def q(self) -> int:

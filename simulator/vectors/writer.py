@@ -11,12 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..config import load_config
-from ..engine import simulate
+from ..config import load_config, requant_clamp
+from ..engine import SimResult, simulate
 from ..loaders import load_model
 from ..outputs import ResultSet, owned_by_patterns
 from ..outputs import check_out_dir as outputs_check_out_dir
 from ..runner import load_input, sha256_file
+from .corners import (
+    CORNER_POLICIES,
+    CornerLayer,
+    build_corner_layer,
+    corner_config,
+    rounding_coverage,
+)
 from .encoding import (
     VectorsError,
     coe_bytes,
@@ -173,7 +180,8 @@ def check_out_dir(out: Path) -> None:
 
 
 #: entries of an earlier vectors set that a new one replaces (besides those its manifest lists)
-VECTORS_OWNED = owned_by_patterns([r"m\d+_(feature|output)", re.escape(TB_FILE)])
+VECTORS_OWNED = owned_by_patterns([r"m\d+_(feature|output)", r"c_(saturate|wrap)",
+                                   re.escape(TB_FILE)])
 
 
 @dataclass
@@ -203,12 +211,7 @@ def generate(
         raise VectorsError("--out '': an empty path; give a vectors folder, e.g. vectors/run1")
     out = Path(out_dir)
     check_out_dir(out)
-    fmts = list(dict.fromkeys(formats))
-    bad = [f for f in fmts if f not in FORMATS]
-    if bad or not fmts:
-        raise VectorsError(
-            f"--format {' '.join(bad) or '(none)'}: choose from {', '.join(FORMATS)}"
-        )
+    fmts = _check_formats(formats)
     if layer not in ("feature", "output", "all"):
         raise VectorsError(f"--layer {layer!r}: choose feature, output or all")
     cfg = load_config(config, list(overrides))
@@ -240,30 +243,110 @@ def generate(
         names = ["feature", "output"] if layer == "all" else [layer]
         lvs = [layer_vectors(net, cfg, res, m, name, nsel, q0, timing) for m in mods
                for name in names]
-        files: list[dict[str, Any]] = []
-        tb = testbench_source()
-        tb_sha = _write(rs, TB_FILE, tb)
-        files.append({"path": TB_FILE, "format": "verilog",
-                      "description": "reference test bench (Verilog-2001)", "sha256": tb_sha})
-        for lv in lvs:
-            files += write_layer(rs, lv, fmts)
-        manifest = {
-            "schema": dict(VECTORS_SCHEMA),
-            "tool": {"name": "tempo-hwsim", "version": __version__},
+        head = {
             "config": {"name": cfg.name, "source": cfg.source, "sha256": cfg.sha256,
                        "overrides": list(overrides)},
             "model": {"path": str(model), "sha256": sha256_file(model)},
             "input": {"path": str(input_path), "sha256": sha256_file(input_path),
                       "dtype": str(x_all.dtype), "queries": [q0, q1]},
-            "formats": fmts,
-            "testbench": {"path": TB_FILE, "sha256": tb_sha, "top": TB_TOP,
-                          "simulator": "iverilog -g2005 (Icarus 11) or any Verilog-2001 tool "
-                                       "with $fatal"},
-            "layers": [_layer_entry(lv) for lv in lvs],
-            "files": files,
         }
-        rs.commit(manifest)
+        manifest = _publish(rs, head, lvs, fmts)
     return VectorsJob(out, manifest, lvs)
+
+
+def _check_formats(formats: list[str] | tuple[str, ...]) -> list[str]:
+    fmts = list(dict.fromkeys(formats))
+    bad = [f for f in fmts if f not in FORMATS]
+    if bad or not fmts:
+        raise VectorsError(
+            f"--format {' '.join(bad) or '(none)'}: choose from {', '.join(FORMATS)}"
+        )
+    return fmts
+
+
+def _publish(rs: ResultSet, head: dict[str, Any], lvs: list[LayerVectors],
+             fmts: list[str]) -> dict[str, Any]:
+    """Stage the bench, every layer's files and the manifest; commit the set."""
+    files: list[dict[str, Any]] = []
+    tb = testbench_source()
+    tb_sha = _write(rs, TB_FILE, tb)
+    files.append({"path": TB_FILE, "format": "verilog",
+                  "description": "reference test bench (Verilog-2001)", "sha256": tb_sha})
+    for lv in lvs:
+        files += write_layer(rs, lv, fmts)
+    manifest = {
+        "schema": dict(VECTORS_SCHEMA),
+        "tool": {"name": "tempo-hwsim", "version": __version__},
+        **head,
+        "formats": fmts,
+        "testbench": {"path": TB_FILE, "sha256": tb_sha, "top": TB_TOP,
+                      "simulator": "iverilog -g2005 (Icarus 11) or any Verilog-2001 tool "
+                                   "with $fatal"},
+        "layers": [_layer_entry(lv) for lv in lvs],
+        "files": files,
+    }
+    rs.commit(manifest)
+    return manifest
+
+
+def generate_corners(
+    config: str | Path,
+    out_dir: str | Path,
+    formats: list[str] | tuple[str, ...] = FORMATS,
+    overrides: list[str] | tuple[str, ...] = (),
+    timing: bool = False,
+    policies: tuple[str, ...] = CORNER_POLICIES,
+) -> VectorsJob:
+    """Write the corner-case vectors of ``config`` (one folder per accumulator policy)."""
+    if not str(out_dir).strip():
+        raise VectorsError("--out '': an empty path; give a vectors folder, e.g. vectors/corners")
+    out = Path(out_dir)
+    check_out_dir(out)
+    fmts = _check_formats(formats)
+    cfg = load_config(config, list(overrides))
+    layers = []
+    for policy in policies:
+        ccfg = corner_config(cfg, policy)
+        layers.append((policy, ccfg, build_corner_layer(ccfg)))
+    with ResultSet(out, index=MANIFEST, owned=VECTORS_OWNED) as rs:
+        lvs = []
+        for policy, ccfg, cl in layers:
+            res = simulate(cl.net, ccfg, cl.codes, source="<corners>")
+            lv = layer_vectors(cl.net, ccfg, res, 0, "feature", (0, len(cl.corners)), 0, timing)
+            lv.name = f"c_{policy}"
+            lv.extra = _corner_entry(cl, res, policy)
+            lvs.append(lv)
+        head = {
+            "config": {"name": cfg.name, "source": cfg.source, "sha256": cfg.sha256,
+                       "overrides": list(overrides)},
+            "model": {"synthetic": "hwsim vectors --corners (see layers[].synthetic_layer)"},
+            "input": {"synthetic": "layers[].synthetic_layer", "queries": [0, 2]},
+            "corners": True,
+        }
+        manifest = _publish(rs, head, lvs, fmts)
+    return VectorsJob(out, manifest, lvs)
+
+
+def _corner_entry(cl: CornerLayer, res: SimResult, policy: str) -> dict[str, Any]:
+    lr = res.layer(0, "feature")
+    acc = lr.acc["combined"]
+    zy = cl.description["output_zero_point"]
+    clamp = requant_clamp(cl.cfg.for_layer("feature").requant)
+    same = rounding_coverage(cl.corners, acc[0], zy, clamp)
+    if same:
+        raise RuntimeError(f"internal error: corners do not tell rounding modes {same} apart")
+    n = len(cl.corners)
+    words = [{"word": j, "query": 0, "neuron": j, "corner": c.name, "covers": list(c.covers),
+              "acc_exact": c.acc_exact, "m0": c.m0, "shift": c.shift,
+              "acc": int(acc[0, j]), "code": int(lr.codes[0, j])}
+             for j, c in enumerate(cl.corners)]
+    words += [{"word": n + j, "query": 1, "neuron": j, "corner": "all_inputs_at_zero_point",
+               "covers": ["zero_input"], "acc_exact": 0, "m0": c.m0, "shift": c.shift,
+               "acc": int(acc[1, j]), "code": int(lr.codes[1, j])}
+              for j, c in enumerate(cl.corners)]
+    covered = sorted({cv for c in cl.corners for cv in c.covers} | {"zero_input"})
+    return {"policy": policy, "synthetic_layer": cl.description, "corner_words": words,
+            "covers": covered, "rounding_modes_told_apart": "every pair"}
 
 
 def _layer_entry(lv: LayerVectors) -> dict[str, Any]:
@@ -284,5 +367,6 @@ def _layer_entry(lv: LayerVectors) -> dict[str, Any]:
             "command": tb_command(lv.dir) if supported else None,
         },
         "files": lv.files,
+        **lv.extra,
     }
 
