@@ -58,6 +58,7 @@ class LayerVectors:
     codes_note: str = ""
     comparisons: int = 0
     files: list[str] = field(default_factory=list)
+    stream_reason: str = ""  # why the clocked datapath cannot run it ("" = it can)
     name: str = ""  # folder name when not m<module>_<layer> (corner sets)
     extra: dict[str, Any] = field(default_factory=dict)  # more manifest fields
 
