@@ -603,3 +603,74 @@ def test_bench_catches_a_wrong_per_word_flag(work: Path) -> None:
     br = run_testbench(work / "vec", "m0_feature")
     assert not br.ok and br.failed == 1
     assert f"MISMATCH flags query {first // 48} neuron {first % 48} (word {first})" in br.output
+
+
+@pytest.mark.parametrize("overrides", [
+    ["mac.lanes=5", "requant.throughput=2", "requant.latency=4", "weights.banks=1",
+     "weights.word_bits=16"],
+    ["mac.lanes=16", "accumulator.adder_tree_width=4", "schedule.mode='event_driven'"],
+])
+def test_timing_vectors_follow_the_schedule_formula(work: Path, overrides: list[str]) -> None:
+    """t_accw / t_issue / t_out against docs/schedule.md "When things happen", recomputed
+    here from the manifest's hardware parameters and the run's per-query layer cycles."""
+    job = _gen(work, overrides=overrides, formats=["npy"], timing=True)
+    man = job.manifest
+    feat, out = man["layers"]
+    starts: dict[str, list[int]] = {"feature": [], "output": []}
+    c0 = 0
+    for q in range(NQ):
+        starts["feature"].append(c0)
+        starts["output"].append(c0 + feat["timing"]["cycles_per_query"][q])
+        c0 += feat["timing"]["cycles_per_query"][q] + out["timing"]["cycles_per_query"][q]
+    for lay in man["layers"]:
+        hw = lay["hardware"]
+        lanes, g = hw["mac_array"]["lanes"], hw["accumulator"]["adder_tree_width"]
+        bw = hw["weight_memory"]["weights_per_cycle"]
+        thr, lat = hw["requant_pipeline"]["throughput"], hw["requant_pipeline"]["latency"]
+        d = work / "vec" / lay["dir"]
+        t_accw, t_issue, t_out = (np.load(d / f"{v}.npy") for v in ("t_accw", "t_issue", "t_out"))
+        n = lay["shape"]["neurons"]
+        for q in range(NQ):
+            steps = lay["timing"]["steps_per_query"][q]
+            base = starts[lay["layer"]][q]
+            for t, n0 in enumerate(range(0, n, lanes)):
+                nt = min(lanes, n - n0)
+                c = -(-(nt * g) // bw)
+                for s in range(steps):
+                    assert t_accw[q, t, s] == base + (s + 1) * c - 1
+                assert np.all(t_accw[q, t, steps:] == -1)
+                for j in range(n0, n0 + nt):
+                    issue = base + steps * c + (j - n0) // thr
+                    assert t_issue[q, j] == issue and t_out[q, j] == issue + lat
+                base += steps * c + -(-nt // thr)
+            assert base + lat == starts[lay["layer"]][q] + lay["timing"]["cycles_per_query"][q]
+
+
+def test_cycles_dump_lists_every_lane_write_of_the_window(work: Path) -> None:
+    job = _gen(work, overrides=NARROW_WRAP + ["mac.lanes=8"], formats=["npy"], timing=True,
+               cycles="0:40", layer="feature")
+    lay = job.manifest["layers"][0]
+    d = work / "vec" / lay["dir"]
+    assert f"{lay['dir']}/lanes_0_40.csv" in lay["files"]
+    rows = (d / "lanes_0_40.csv").read_text().splitlines()
+    assert rows[0] == ("cycle,query,tile,step,lane,neuron,tree,acc_before,acc_exact,acc_after,"
+                       "event")
+    t_accw = np.load(d / "t_accw.npy")
+    want = []
+    for (q, t, s), c in np.ndenumerate(t_accw):
+        if 0 <= c < 40:
+            want += [(int(c), q, t, s, j) for j in range(8 * t, min(8 * t + 8, 48))]
+    got = [tuple(int(v) for v in (r.split(",")[0], *r.split(",")[1:4], r.split(",")[5]))
+           for r in rows[1:]]
+    assert sorted(got) == sorted(want) and len(got) > 0
+    for r in rows[1:]:
+        f = r.split(",")
+        before, exact, after = int(f[7]), int(f[8]), int(f[9])
+        assert exact == before + int(f[6])
+        assert (f[10] == "") == (exact == after)  # an event exactly when the value wrapped
+
+
+def test_cycles_option_is_checked_before_simulating(work: Path) -> None:
+    with pytest.raises(VectorsError, match="--cycles '9:3'"):
+        _gen(work, cycles="9:3")
+    assert not (work / "vec").exists()

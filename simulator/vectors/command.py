@@ -22,7 +22,8 @@ def cmd_vectors(args: argparse.Namespace) -> int:
                                    "(apt-get install iverilog) or drop --check-rtl")
     fmts = args.formats or list(FORMATS)
     if args.corners:
-        for opt, value in (("--model", args.model), ("--input", args.input)):
+        for opt, value in (("--model", args.model), ("--input", args.input),
+                           ("--cycles", args.cycles)):
             if value is not None:
                 raise VectorsError(f"{opt}: --corners builds its own synthetic layer; drop "
                                    f"{opt} (or drop --corners for the model's vectors)")
@@ -33,7 +34,7 @@ def cmd_vectors(args: argparse.Namespace) -> int:
                 raise VectorsError(f"{opt}: required (or give --corners for corner-case "
                                    "vectors without a model)")
         job = generate(args.config, args.model, args.input, args.out, args.module, args.layer,
-                       args.queries, args.neurons, fmts, args.set, args.timing)
+                       args.queries, args.neurons, fmts, args.set, args.timing, args.cycles)
     status = 0
     for lv in job.layers:
         ev = lv.info["overflow_events"]
@@ -89,6 +90,9 @@ def add_vectors_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--timing", action="store_true",
                    help="also write the cycle of every accumulator write, requantizer issue "
                    "and output word (t_accw, t_issue, t_out)")
+    p.add_argument("--cycles", default=None, metavar="START:STOP",
+                   help="also dump every lane's accumulator writes in cycles START..STOP-1 "
+                   "(stop exclusive, cycles as in report.json) to <layer>/lanes_START_STOP.csv")
     p.set_defaults(func=cmd_vectors)
     return p
 

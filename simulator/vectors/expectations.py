@@ -150,3 +150,42 @@ def _first(cycles: np.ndarray, steps: np.ndarray, n0: int) -> tuple[int, int, in
     i = int(order[0])
     qq, jj = int(qs[i]), int(js[i])
     return qq, jj + n0, int(steps[qq, jj]), int(cycles[qq, jj])
+
+
+LANE_DUMP_COLUMNS: tuple[str, ...] = (
+    "cycle", "query", "tile", "step", "lane", "neuron", "tree", "acc_before", "acc_exact",
+    "acc_after", "event",
+)
+
+
+def lane_dump(
+    net: QuantizedNetwork,
+    cfg: HwConfig,
+    res: SimResult,
+    module: int,
+    layer: str,
+    neurons: tuple[int, int],
+    cycles: tuple[int, int],
+) -> tuple[bytes, int]:
+    """CSV of every busy lane's accumulator write in cycles [start, stop) (stop exclusive).
+
+    One row per (cycle, lane) with an accumulator write: the adder-tree value, the register
+    before, the exact sum, the register after the policy, and the event ("" or the policy).
+    Lanes idle in a cycle (fetch stalls, drain, flush) have no row. Returns (bytes, rows).
+    """
+    n0, n1 = neurons
+    q = res.input_codes[module].shape[0]
+    win = Window(queries=(0, q - 1), modules=(module,), layers=(layer,), neurons=(n0, n1 - 1),
+                 cycles=(cycles[0], cycles[1] - 1))
+    lanes = cfg.for_layer(layer).mac.lanes
+    lines = [",".join(LANE_DUMP_COLUMNS)]
+    for op in StepwiseRun(net, cfg, res.input_codes, win, reference=res).ops():
+        if not isinstance(op, MacOp) or not cycles[0] <= op.cycle < cycles[1]:
+            continue
+        for i, j in enumerate(op.neurons.tolist()):
+            if n0 <= j < n1:
+                lines.append(",".join(str(v) for v in (
+                    op.cycle, op.query, op.tile, op.step, j % lanes, j, int(op.tree[i]),
+                    int(op.acc_before[i]), int(op.acc_exact[i]), int(op.acc_after[i]),
+                    op.acc_kind[i])))
+    return ("\n".join(lines) + "\n").encode(), len(lines) - 1

@@ -13,7 +13,14 @@ from ..network import QuantizedNetwork
 from ..units.requantizer import fixed_point_multipliers, float_multiplier, requantize
 from ..units.weight_memory import WeightMemory
 from .encoding import VectorsError, register_range
-from .expectations import FLAG_BITS, NO_CYCLE, WordExpectations, word_expectations
+from .expectations import (
+    FLAG_BITS,
+    LANE_DUMP_COLUMNS,
+    NO_CYCLE,
+    WordExpectations,
+    lane_dump,
+    word_expectations,
+)
 
 ROUNDING_CODES: dict[str, int] = {
     "floor": 0, "ceil": 1, "toward_zero": 2, "half_up": 3, "half_down": 4, "half_even": 5,
@@ -61,6 +68,7 @@ class LayerVectors:
     stream_reason: str = ""  # why the clocked datapath cannot run it ("" = it can)
     name: str = ""  # folder name when not m<module>_<layer> (corner sets)
     extra: dict[str, Any] = field(default_factory=dict)  # more manifest fields
+    dumps: list[tuple[str, bytes, str]] = field(default_factory=list)  # (name, data, what)
 
     @property
     def dir(self) -> str:
@@ -111,6 +119,7 @@ def layer_vectors(
     neurons: tuple[int, int],
     query_offset: int = 0,
     timing: bool = False,
+    cycles: tuple[int, int] | None = None,
 ) -> LayerVectors:
     """Collect the vectors of one layer from a simulation result (neurons clipped to N).
 
@@ -279,8 +288,15 @@ def layer_vectors(
     }
     comparisons = q * (n1 - n0) * (2 if checks_codes else 1) + 3 * q * (n1 - n0) + 2
     params["COMPARISONS"] = comparisons
-    return LayerVectors(module, layer, qs, (n0, n1), x.shape[1], vecs, info, params, tb_reason,
-                        checks_codes, codes_note, comparisons)
+    lv = LayerVectors(module, layer, qs, (n0, n1), x.shape[1], vecs, info, params, tb_reason,
+                      checks_codes, codes_note, comparisons)
+    if cycles is not None:
+        data, rows = lane_dump(net, cfg, res, module, layer, (n0, n1), cycles)
+        name = f"lanes_{cycles[0]}_{cycles[1]}.csv"
+        lv.dumps.append((name, data, f"accumulator writes of every lane in cycles "
+                         f"[{cycles[0]}, {cycles[1]}): {rows} rows, columns "
+                         f"{', '.join(LANE_DUMP_COLUMNS)}"))
+    return lv
 
 
 

@@ -207,6 +207,10 @@ def write_layer(root: ResultSet, lv: LayerVectors, formats: list[str]) -> list[d
                 hexes[vec.name] = rel
     if "readmemh" not in formats:
         lv.tb_reason = "; ".join(r for r in (lv.tb_reason, "no readmemh files (--format)") if r)
+    for name, data, what in lv.dumps:
+        rel = f"{lv.dir}/{name}"
+        entries.append({"path": rel, "format": "csv", "module": lv.module, "layer": lv.layer,
+                        "description": what, "sha256": _write(root, rel, data)})
     lv.stream_reason = lv.tb_reason or stream_reason(lv)
     if not lv.stream_reason:
         rel = f"{lv.dir}/{STREAM_TOP}"
@@ -278,6 +282,7 @@ def generate(
     formats: list[str] | tuple[str, ...] = FORMATS,
     overrides: list[str] | tuple[str, ...] = (),
     timing: bool = False,
+    cycles: str | None = None,
 ) -> VectorsJob:
     """Simulate and write the vectors folder ``out_dir`` atomically; return the manifest."""
     if not str(out_dir).strip():
@@ -310,11 +315,12 @@ def generate(
         raise VectorsError(f"--queries {queries}: {input_path} has {x_all.shape[0]} queries "
                            f"(0..{x_all.shape[0] - 1}); choose a range inside it")
     nsel = parse_range(neurons, 1 << 62, "--neurons")
+    csel = None if cycles is None else parse_range(cycles, 1 << 62, "--cycles")
 
     with ResultSet(out, index=MANIFEST, owned=VECTORS_OWNED) as rs:
         res = simulate(net, cfg, x_all[q0:q1], source=str(input_path))
         names = ["feature", "output"] if layer == "all" else [layer]
-        lvs = [layer_vectors(net, cfg, res, m, name, nsel, q0, timing) for m in mods
+        lvs = [layer_vectors(net, cfg, res, m, name, nsel, q0, timing, csel) for m in mods
                for name in names]
         head = {
             "config": {"name": cfg.name, "source": cfg.source, "sha256": cfg.sha256,
