@@ -6,7 +6,13 @@ import argparse
 import shutil
 from typing import Any
 
-from .bench import EXIT_RTL_FAILED, run_testbench
+from .bench import (
+    EXIT_RTL_FAILED,
+    SIMULATORS,
+    run_stream_bench,
+    run_testbench,
+    simulator_missing,
+)
 from .encoding import VectorsError
 from .writer import FORMATS, MANIFEST, TB_FILE, TB_TOP, generate, generate_corners
 
@@ -20,6 +26,9 @@ def cmd_vectors(args: argparse.Namespace) -> int:
             if shutil.which(tool) is None:
                 raise VectorsError(f"{tool}: not found on PATH; install Icarus Verilog "
                                    "(apt-get install iverilog) or drop --check-rtl")
+        why = simulator_missing(args.simulator)
+        if why:
+            raise VectorsError(f"--simulator {args.simulator}: {why}")
     fmts = args.formats or list(FORMATS)
     if args.corners:
         for opt, value in (("--model", args.model), ("--input", args.input),
@@ -51,7 +60,15 @@ def cmd_vectors(args: argparse.Namespace) -> int:
             if not br.ok:
                 print(br.output.rstrip())
                 status = EXIT_RTL_FAILED
-    print(f"wrote {job.out_dir}/ ({MANIFEST}, {TB_FILE}, "
+        if args.check_rtl and not lv.stream_reason:
+            br = run_stream_bench(job.out_dir, lv.dir, args.simulator)
+            verdict = "PASS" if br.ok else "FAIL"
+            print(f"{lv.dir}: clocked datapath ({args.simulator}) {verdict}: {br.passed} passed, "
+                  f"{br.failed} failed")
+            if not br.ok:
+                print(br.output.rstrip())
+                status = EXIT_RTL_FAILED
+    print(f"wrote {job.out_dir}/ ({MANIFEST}, {TB_FILE}, rtl/, "
           f"{', '.join(lv.dir + '/' for lv in job.layers)})")
     return status
 
@@ -83,7 +100,10 @@ def add_vectors_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set accumulator.bits=16")
     p.add_argument("--check-rtl", action="store_true",
-                   help="also compile and run tb_layer.v for each layer with Icarus Verilog")
+                   help="also run each layer's benches: tb_layer.v (Icarus) and the clocked "
+                   "datapath tb_stream.v (--simulator)")
+    p.add_argument("--simulator", default="icarus", choices=SIMULATORS,
+                   help="simulator for the clocked datapath bench (default icarus)")
     p.add_argument("--corners", action="store_true",
                    help="write corner-case vectors of a synthetic layer instead (rounding ties, "
                    "clamp edges, rails, wraps, widest shift; one folder per overflow policy)")
