@@ -37,7 +37,9 @@ from .outputs import ResultSet
 TRACE_SCHEMA_NAME = "tempo-hwsim-trace"
 TRACE_SCHEMA_VERSION = 1
 LEVELS: tuple[str, ...] = ("off", "layer", "neuron", "op", "cycle")
-FORMATS: tuple[str, ...] = ("parquet", "csv")
+FORMATS: tuple[str, ...] = ("parquet", "csv", "vcd")
+#: formats that hold rows of the schema (vcd is a waveform of the op/cycle levels)
+TABLE_FORMATS: tuple[str, ...] = ("parquet", "csv")
 DEFAULT_MAX_ROWS = 5_000_000
 CHUNK_ROWS = 200_000
 FILTER_KEYS: tuple[str, ...] = ("module", "layer", "path", "neuron", "query", "cycle")
@@ -760,6 +762,9 @@ class TraceRequest:
             raise TraceError(
                 f"--trace-format {self.format!r}: choose one of {', '.join(FORMATS)}")
         flt = parse_filter(self.filter)
+        if self.format == "vcd" and self.level not in ("op", "cycle", "off"):
+            raise TraceError(f"--trace-format vcd: a waveform needs --trace op or cycle, not "
+                             f"{self.level!r}")
         if self.level == "off":
             if flt.text:
                 raise TraceError("--trace-filter needs --trace layer|neuron|op|cycle")
@@ -804,7 +809,7 @@ def trace_names(level: str, fmt: str) -> tuple[str, str]:
     return f"trace_{level}.{fmt}", f"trace_{level}.json"
 
 
-TRACE_OWNED = r"trace_(layer|neuron|op|cycle)\.(parquet|csv|json)"
+TRACE_OWNED = r"trace_(layer|neuron|op|cycle)\.(parquet|csv|json|vcd)"
 
 
 def write_trace(
@@ -835,6 +840,8 @@ def write_trace(
     q_total = int(result.outputs.shape[0])
     est = req.check_size(result, net, cfg)
     codes = input_codes if input_codes is not None else result.input_codes
+    if fmt == "vcd":
+        return _write_waveform(result, net, cfg, codes, out_dir, req, flt, est, provenance, t0)
     if level == "layer":
         chunks = _layer_rows(result, cfg, flt)
     elif level == "neuron":
@@ -884,6 +891,55 @@ def write_trace(
             "provenance": provenance or {},
         }
         rs.write_json(man_name, doc)
+        if own:
+            rs.commit()
+    finally:
+        if own:
+            rs.close()
+    return summary
+
+
+def _write_waveform(result: SimResult, net: QuantizedNetwork, cfg: HwConfig,
+                    codes: list[np.ndarray], out_dir: Any, req: TraceRequest, flt: TraceFilter,
+                    est: int, provenance: dict[str, Any] | None, t0: float) -> TraceSummary:
+    """``trace_<level>.vcd`` + ``trace_<level>.json`` (simulator/outputs/waveform.py)."""
+    from .outputs.waveform import write_vcd
+
+    level = req.level
+    own = not isinstance(out_dir, ResultSet)
+    rs = ResultSet(out_dir, option="--trace-dir").open() if own else out_dir
+    assert isinstance(rs, ResultSet)
+    try:
+        data_name, man_name = trace_names(level, "vcd")
+        final = rs.final_path(data_name)
+        run = StepwiseRun(net, cfg, codes, flt.window(), reference=result)
+
+        def ops() -> Iterator[Any]:
+            for op in run.ops():
+                if isinstance(op, MacOp) and flt.paths is not None and op.path not in flt.paths:
+                    continue
+                if isinstance(op, FlushOp) and level == "op":
+                    continue
+                if flt.cycles is not None and not _count_in(op.cycle, op.cycle, flt.cycles):
+                    continue
+                yield op
+
+        with rs.open_file(data_name) as fh:
+            wave = write_vcd(ops(), cfg, fh, f"level {level}, filter {flt.text or '(none)'}")
+        manifest = rs.final_path(man_name)
+        seconds = time.perf_counter() - t0
+        summary = TraceSummary(level, "vcd", wave.ops, est, final, manifest, flt.text, seconds)
+        rs.write_json(man_name, {
+            "schema": {"name": TRACE_SCHEMA_NAME, "version": TRACE_SCHEMA_VERSION},
+            "level": level, "format": "vcd", "file": final.name, "ops": wave.ops,
+            "value_changes": wave.changes, "first_cycle": wave.first_cycle,
+            "last_cycle": wave.last_cycle, "timescale": "1 ps", "period_ps": wave.period_ps,
+            "clock_mhz": cfg.clock.mhz, "filter": flt.text,
+            "signals": "see simulator/outputs/waveform.py and docs/traces.md",
+            "config": {"name": cfg.name, "source": cfg.source, "sha256": cfg.sha256},
+            "model": {"source": net.source}, "queries": int(result.outputs.shape[0]),
+            "provenance": provenance or {},
+        })
         if own:
             rs.commit()
     finally:
