@@ -104,3 +104,27 @@ def test_waveform_values_match_the_cycle_trace(work: Path) -> None:
 def test_vcd_needs_op_or_cycle_level() -> None:
     with pytest.raises(TraceError, match="--trace-format vcd: a waveform needs --trace op"):
         TraceRequest("neuron", "", "vcd").check()
+
+
+@pytest.mark.parametrize("how", [["--trace-around-first", "3"], ["--trace-filter", "first=3"]])
+def test_trace_around_first_event_in_one_run(work: Path, how: list[str]) -> None:
+    out = _run(work, "r", "--trace", "cycle", "--trace-format", "csv", *how)
+    report = json.loads((out / "report.json").read_text())
+    first = report["overflow"]["0/feature"]["first"]
+    rows = read_trace(out / "trace_cycle.csv")
+    assert len(rows) > 0
+    assert set(rows["layer"]) == {"feature"}  # the output layer had no overflow event
+    cyc = rows["cycle"].astype(int)
+    assert cyc.min() == max(0, first["cycle"] - 3) and cyc.max() == first["cycle"] + 3
+    hit = rows[(rows["cycle"] == first["cycle"]) & (rows["neuron"] == first["neuron"])
+               & (rows["unit"] == "accumulator")]
+    assert len(hit) == 1 and str(hit["overflow"].iloc[0]) == "wrap"
+
+
+def test_first_filter_checks(work: Path) -> None:
+    with pytest.raises(TraceError, match="'first' chooses the cycle window"):
+        TraceRequest("cycle", "first=2,cycle=0:9").check()
+    with pytest.raises(TraceError, match="it needs --trace op or cycle"):
+        TraceRequest("neuron", "first").check()
+    with pytest.raises(TraceError, match="first='x'"):
+        TraceRequest("op", "first=x").check()
