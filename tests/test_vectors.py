@@ -300,7 +300,7 @@ def test_refuses_foreign_folder_and_replaces_earlier_vectors(work: Path) -> None
     _gen(work, out="vec2", layer="feature")
     _gen(work, out="vec2", layer="output")  # an earlier vectors folder is replaced whole
     assert sorted(p.name for p in (work / "vec2").iterdir()) == [
-        "m0_output", "manifest.json", "tb_layer.v"]
+        "m0_output", "manifest.json", "rtl", "tb_layer.v"]
     _no_temp_left(work)
 
 
@@ -674,3 +674,18 @@ def test_cycles_option_is_checked_before_simulating(work: Path) -> None:
     with pytest.raises(VectorsError, match="--cycles '9:3'"):
         _gen(work, cycles="9:3")
     assert not (work / "vec").exists()
+
+
+def test_regenerating_refuses_foreign_files_unless_forced(work: Path) -> None:
+    _gen(work, formats=["npy"])
+    note = work / "vec" / "m0_feature" / "notes.txt"
+    note.write_text("my notes")
+    (work / "vec" / "waves.gtkw").write_text("x")
+    with pytest.raises(VectorsError, match=r"holds m0_feature/notes.txt, waves.gtkw, not "
+                                           r"written by hwsim vectors; .* --force"):
+        _gen(work, formats=["npy"])
+    assert note.read_text() == "my notes"
+    _gen(work, formats=["npy"], force=True)
+    assert not note.exists()  # the layer folder was replaced whole
+    assert (work / "vec" / "waves.gtkw").exists()  # a top-level stranger is left alone
+    _gen(work, formats=["readmemh"], force=True)

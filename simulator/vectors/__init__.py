@@ -15,7 +15,16 @@ mult    N             32 unsigned                 fbgemm/qnnpack: float32 multip
 acc     Q*N           ``accumulator.bits`` signed expected accumulator registers
 y       Q*N           ``output_bits``, per        expected output codes, row-major
                       ``output_signed``           [query][neuron]
+acc_ev  Q*N           16 (or 32) unsigned         accumulator overflow events per word
+pre_ev  Q*N           16 (or 32) unsigned         pre-add overflow events per word
+flags   Q*N           8 unsigned                  sticky overflow, clamp low/high, first event
+t_*     (--timing)    32 (or 64) signed           accumulator-write / issue / output cycles
 ======  ============  =========================  ===========================================
+
+Modules: ``encoding`` (word formats), ``layer`` (one layer's vectors), ``expectations``
+(per-word expectations and timing from a stepwise replay), ``corners`` (``--corners``
+synthetic layer), ``writer`` (the result set and manifest), ``bench`` (Icarus / Verilator
+runners for ``tb_layer.v`` and the clocked datapath ``rtl/``), ``command`` (the CLI).
 
 in ``$readmemh`` (``.hex``: one word per line, two's complement hex at the register width,
 ceil(bits/4) digits), Xilinx ``.coe``, Intel ``.mif`` and ``.npy`` (the values themselves in

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import shutil
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .bench import (
     EXIT_RTL_FAILED,
@@ -14,9 +17,31 @@ from .bench import (
     simulator_missing,
 )
 from .encoding import VectorsError
-from .writer import FORMATS, MANIFEST, TB_FILE, TB_TOP, generate, generate_corners
+from .writer import FORMATS, MANIFEST, TB_FILE, TB_TOP, check_out_dir, generate, generate_corners
 
 # --- command line -------------------------------------------------------------------------
+
+
+def images_input(model: str, data_dir: str, query: str) -> tuple[np.ndarray, str]:
+    """Float spikes (Q, K) of traversal ``query`` in ``data_dir`` with the model's
+    preprocessing (image size and patch from its metadata, as ``hwsim run --data-dir``)."""
+    from ..loaders import load_model
+    from ..vpr.datasets import load_codes, load_traversal
+
+    net = load_model(model)
+    meta = net.metadata
+    dims = tuple(int(d) for d in meta.get("dims", ()))
+    if len(dims) != 2:
+        side = int(round(net.in_features**0.5))
+        if side * side != net.in_features:
+            raise VectorsError(f"{model}: no image dims in its metadata and {net.in_features} "
+                               "inputs are not a square image; use hwsim run --data-dir "
+                               "--dims H,W --save-codes and --input instead")
+        dims = (side, side)
+    patch = int(meta.get("patch", 15))
+    trav = load_traversal(data_dir, query)
+    codes = load_codes(trav, dims=dims, patch=patch, progress=False)
+    return codes.astype(np.float32) / np.float32(255.0), f"{data_dir} traversal {query}"
 
 
 def cmd_vectors(args: argparse.Namespace) -> int:
@@ -36,14 +61,27 @@ def cmd_vectors(args: argparse.Namespace) -> int:
             if value is not None:
                 raise VectorsError(f"{opt}: --corners builds its own synthetic layer; drop "
                                    f"{opt} (or drop --corners for the model's vectors)")
-        job = generate_corners(args.config, args.out, fmts, args.set, args.timing)
+        if args.data_dir is not None:
+            raise VectorsError("--data-dir: --corners builds its own synthetic layer; drop it")
+        job = generate_corners(args.config, args.out, fmts, args.set, args.timing,
+                               force=args.force)
     else:
-        for opt, value in (("--model", args.model), ("--input", args.input)):
-            if value is None:
-                raise VectorsError(f"{opt}: required (or give --corners for corner-case "
-                                   "vectors without a model)")
-        job = generate(args.config, args.model, args.input, args.out, args.module, args.layer,
-                       args.queries, args.neurons, fmts, args.set, args.timing, args.cycles)
+        if args.model is None:
+            raise VectorsError("--model: required (or give --corners for corner-case "
+                               "vectors without a model)")
+        if (args.input is None) == (args.data_dir is None):
+            raise VectorsError("--input: give either --input FILE.npy or --data-dir DIR "
+                               "--query NAME (or --corners)")
+        inputs, label = None, args.input
+        if args.data_dir is not None:
+            if not args.query:
+                raise VectorsError("--query: give the traversal of --data-dir to use, e.g. "
+                                   "--query summer")
+            check_out_dir(Path(args.out), args.force)  # before the images are read
+            inputs, label = images_input(args.model, args.data_dir, args.query)
+        job = generate(args.config, args.model, label, args.out, args.module, args.layer,
+                       args.queries, args.neurons, fmts, args.set, args.timing, args.cycles,
+                       force=args.force, inputs=inputs)
     status = 0
     for lv in job.layers:
         ev = lv.info["overflow_events"]
@@ -87,6 +125,12 @@ def add_vectors_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help=".npz or VPRTempo .pth (combined layout); not with --corners")
     p.add_argument("--input", default=None,
                    help=".npy (queries, inputs): float spikes in [0, 1] or uint8 codes")
+    p.add_argument("--data-dir", default=None,
+                   help="images instead of --input: a VPRTempo-layout dataset (as hwsim run)")
+    p.add_argument("--query", default=None, help="traversal name in --data-dir, e.g. summer")
+    p.add_argument("--force", action="store_true",
+                   help="replace an earlier vectors folder even if it holds files hwsim "
+                   "vectors did not write")
     p.add_argument("--out", required=True, help="vectors folder (new, empty or earlier vectors)")
     p.add_argument("--module", default="0", help="module index or 'all' (default 0)")
     p.add_argument("--layer", default="all", choices=("feature", "output", "all"),

@@ -10,6 +10,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import __version__
 from ..config import load_config, requant_clamp
 from ..engine import SimResult, simulate
@@ -228,16 +230,42 @@ def write_layer(root: ResultSet, lv: LayerVectors, formats: list[str]) -> list[d
     return entries
 
 
-def _is_vectors_folder(path: Path) -> bool:
+def _vectors_manifest(path: Path) -> dict[str, Any] | None:
     try:
         man = json.loads((path / MANIFEST).read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(man, dict) and man.get("schema", {}).get("name") == VECTORS_SCHEMA["name"]
+        return None
+    ok = isinstance(man, dict) and man.get("schema", {}).get("name") == VECTORS_SCHEMA["name"]
+    return man if ok else None
 
 
-def check_out_dir(out: Path) -> None:
-    """Refuse an --out that is a file or a non-empty folder not written by hwsim vectors."""
+def _is_vectors_folder(path: Path) -> bool:
+    return _vectors_manifest(path) is not None
+
+
+def foreign_entries(out: Path) -> list[str]:
+    """Files and folders in an earlier vectors folder that its manifest does not list."""
+    man = _vectors_manifest(out)
+    if man is None:
+        return []
+    listed = {MANIFEST} | {str(f.get("path", "")) for f in man.get("files", [])
+                           if isinstance(f, dict)}
+    dirs = {p.split("/")[0] for p in listed if "/" in p}
+    found = []
+    for p in sorted(out.iterdir()):
+        if p.name.startswith(".hwsim"):
+            continue
+        if p.name in dirs and p.is_dir() and not p.is_symlink():
+            found += [f"{p.name}/{q.name}" for q in sorted(p.iterdir())
+                      if f"{p.name}/{q.name}" not in listed]
+        elif p.name not in listed:
+            found.append(p.name)
+    return found
+
+
+def check_out_dir(out: Path, force: bool = False) -> None:
+    """Refuse an --out that is a file or a non-empty folder not written by hwsim vectors, or
+    an earlier vectors folder holding files it did not write (unless ``force``)."""
     if not str(out).strip():
         raise VectorsError("--out '': an empty path; give a vectors folder, e.g. vectors/run1")
     if (out.exists() or out.is_symlink()) and not out.is_dir():
@@ -252,6 +280,14 @@ def check_out_dir(out: Path) -> None:
             raise VectorsError(
                 f"{out}: folder is not empty and holds no hwsim vectors {MANIFEST}; refusing "
                 "to replace it - choose a new or empty --out"
+            )
+        extra = [] if force else foreign_entries(out)
+        if extra:
+            more = f" and {len(extra) - 3} more" if len(extra) > 3 else ""
+            raise VectorsError(
+                f"{out}: holds {', '.join(extra[:3])}{more}, not written by hwsim vectors; "
+                "regenerating would replace the folders they are in - move them away or pass "
+                "--force"
             )
     outputs_check_out_dir(out)
 
@@ -283,12 +319,19 @@ def generate(
     overrides: list[str] | tuple[str, ...] = (),
     timing: bool = False,
     cycles: str | None = None,
+    force: bool = False,
+    inputs: np.ndarray | None = None,
 ) -> VectorsJob:
-    """Simulate and write the vectors folder ``out_dir`` atomically; return the manifest."""
+    """Simulate and write the vectors folder ``out_dir`` atomically; return the manifest.
+
+    ``inputs``: the input array itself (e.g. preprocessed images); ``input_path`` then only
+    names it in the manifest. ``force``: replace an earlier vectors folder even if it holds
+    files hwsim vectors did not write.
+    """
     if not str(out_dir).strip():
         raise VectorsError("--out '': an empty path; give a vectors folder, e.g. vectors/run1")
     out = Path(out_dir)
-    check_out_dir(out)
+    check_out_dir(out, force)
     fmts = _check_formats(formats)
     if layer not in ("feature", "output", "all"):
         raise VectorsError(f"--layer {layer!r}: choose feature, output or all")
@@ -309,7 +352,7 @@ def generate(
         if not 0 <= mods[0] < len(net.modules):
             raise VectorsError(f"--module {modules}: {model} has {len(net.modules)} module(s) "
                                f"(0..{len(net.modules) - 1})")
-    x_all = load_input(input_path)
+    x_all = load_input(input_path) if inputs is None else inputs
     q0, q1 = parse_range(queries, x_all.shape[0], "--queries")
     if q1 > x_all.shape[0]:
         raise VectorsError(f"--queries {queries}: {input_path} has {x_all.shape[0]} queries "
@@ -326,7 +369,9 @@ def generate(
             "config": {"name": cfg.name, "source": cfg.source, "sha256": cfg.sha256,
                        "overrides": list(overrides)},
             "model": {"path": str(model), "sha256": sha256_file(model)},
-            "input": {"path": str(input_path), "sha256": sha256_file(input_path),
+            "input": {"path": str(input_path),
+                      "sha256": sha256_file(input_path) if inputs is None else
+                      hashlib.sha256(np.ascontiguousarray(x_all).tobytes()).hexdigest(),
                       "dtype": str(x_all.dtype), "queries": [q0, q1]},
         }
         manifest = _publish(rs, head, lvs, fmts)
@@ -380,12 +425,13 @@ def generate_corners(
     overrides: list[str] | tuple[str, ...] = (),
     timing: bool = False,
     policies: tuple[str, ...] = CORNER_POLICIES,
+    force: bool = False,
 ) -> VectorsJob:
     """Write the corner-case vectors of ``config`` (one folder per accumulator policy)."""
     if not str(out_dir).strip():
         raise VectorsError("--out '': an empty path; give a vectors folder, e.g. vectors/corners")
     out = Path(out_dir)
-    check_out_dir(out)
+    check_out_dir(out, force)
     fmts = _check_formats(formats)
     cfg = load_config(config, list(overrides))
     layers = []
