@@ -255,9 +255,10 @@ def foreign_entries(out: Path) -> list[str]:
     for p in sorted(out.iterdir()):
         if p.name.startswith(".hwsim"):
             continue
-        if p.name in dirs and p.is_dir() and not p.is_symlink():
-            found += [f"{p.name}/{q.name}" for q in sorted(p.iterdir())
-                      if f"{p.name}/{q.name}" not in listed]
+        if p.name in dirs:  # a planted symlink there is replaced, never followed
+            if p.is_dir() and not p.is_symlink():
+                found += [f"{p.name}/{q.name}" for q in sorted(p.iterdir())
+                          if f"{p.name}/{q.name}" not in listed]
         elif p.name not in listed:
             found.append(p.name)
     return found
