@@ -168,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     tol = (args.tolerance or 0) if args.data_dir is not None else None
     with _progress_bar(n, "hwsim run", args.quiet) as bar:
         out = run_job(args.config, args.model, inputs, args.out, args.set, bar.update, tol,
-                      trace=treq)
+                      trace=treq, save_codes=args.save_codes)
     for line in summary_lines(out.report):
         print(line)
     if "readout" in out.report:
@@ -337,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="output folder")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set accumulator.bits=24")
+    run.add_argument("--save-codes", action="store_true",
+                     help="also write the quantized input codes (input_codes.npy, uint8) for "
+                          "hwsim vectors --input")
     run.add_argument("--fail-on-overflow", action="store_true",
                      help="exit 3 if any accumulator or pre-add overflow event happened")
     run.add_argument("--quiet", action="store_true", help="no progress bar")

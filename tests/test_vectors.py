@@ -689,3 +689,23 @@ def test_regenerating_refuses_foreign_files_unless_forced(work: Path) -> None:
     assert not note.exists()  # the layer folder was replaced whole
     assert (work / "vec" / "waves.gtkw").exists()  # a top-level stranger is left alone
     _gen(work, formats=["readmemh"], force=True)
+
+
+def test_run_save_codes_feeds_vectors(work: Path) -> None:
+    from simulator.cli import main
+
+    assert main(["run", "--config", "int8_fixed_point", "--model", str(work / "m.npz"),
+                 "--input", str(work / "x.npy"), "--out", str(work / "r"), "--quiet",
+                 "--save-codes"]) == 0
+    codes = np.load(work / "r" / "input_codes.npy")
+    assert codes.dtype == np.uint8 and codes.shape == (NQ, K0)
+    report = json.loads((work / "r" / "report.json").read_text())
+    assert "input_codes.npy" in json.dumps(report.get("files", []))
+    a = generate("int8_fixed_point", work / "m.npz", work / "x.npy", work / "va",
+                 formats=["npy"])
+    b = generate("int8_fixed_point", work / "m.npz", work / "r" / "input_codes.npy",
+                 work / "vb", formats=["npy"])
+    for lay_a, lay_b in zip(a.layers, b.layers, strict=True):
+        for name in ("x", "acc", "y", "flags"):
+            assert np.array_equal(np.load(work / "va" / lay_a.dir / f"{name}.npy"),
+                                  np.load(work / "vb" / lay_b.dir / f"{name}.npy"))
