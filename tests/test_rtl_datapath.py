@@ -169,3 +169,20 @@ def test_corners_catch_datapath_mutant(corners: Path, tmp_path: Path, mutant: st
     results = [run_stream_bench(corners, d, "icarus", rtl=files) for d in ("c_saturate", "c_wrap")]
     assert all("tb_stream:" in r.output for r in results), results[0].output
     assert any(not r.ok for r in results), f"mutant {mutant} passed the corners"
+
+
+@needs_verilator
+def test_stream_bench_is_lint_clean(corners: Path) -> None:
+    import os
+    import subprocess
+
+    from simulator.vectors.bench import verilator_command
+
+    cmd = verilator_command()
+    assert cmd is not None
+    run = subprocess.run(
+        [*cmd[0], "--lint-only", "-Wall", "--timing", "--top-module", "tb_stream_top",
+         "rtl/hwsim_lane.v", "rtl/hwsim_requant.v", "rtl/hwsim_datapath.v", "rtl/tb_stream.v",
+         "c_wrap/tb_stream_top.v"],
+        cwd=corners, capture_output=True, text=True, env={**os.environ, **cmd[1]}, timeout=300)
+    assert run.returncode == 0 and "%Warning" not in run.stderr, run.stderr

@@ -62,7 +62,8 @@ module tb_stream #(
     reg [7:0]            flgmem [0:Q*N-1];
     integer              active [0:K-1];
 
-    reg clk = 1'b0;
+    reg clk;
+    initial clk = 1'b0;
     reg rst_n = 1'b0;
     always #5 clk = !clk;
 
@@ -94,8 +95,8 @@ module tb_stream #(
         .out_acc(out_acc), .out_y(out_y), .out_ev(out_ev), .out_flags(out_flags)
     );
 
-    integer i, q, t, l, s, k, n0, nt, cnt, steps, fd, rc, nwords, nbad, word;
-    integer load_errors, passed, failed, cycles;
+    integer i, q, t, l, s, k, n0, nt, cnt, steps, fd, rc, nwords, nbad, nwide;
+    integer load_errors, passed, failed;
     reg signed [63:0] total;
     reg file_ok;
     reg [127:0] scratch;
@@ -111,12 +112,18 @@ module tb_stream #(
             load_errors = load_errors + 1; \
         end else begin \
             nwords = 0; \
+            nwide = 0; \
             rc = 1; \
             while (rc == 1) begin \
                 rc = $fscanf(fd, "%h", scratch); \
                 if (rc == 1) nwords = nwords + 1; \
+                if (rc == 1 && (scratch >> WIDTH) != 128'd0) nwide = nwide + 1; \
             end \
             $fclose(fd); \
+            if (nwide != 0) begin \
+                $display("tb_stream: FAIL: %0s: %0d words wider than %0d bits", FILE, nwide, WIDTH); \
+                load_errors = load_errors + 1; \
+            end \
             if (nwords != DEPTH) begin \
                 $display("tb_stream: FAIL: %0s: %0d words, expected %0d (truncated, too long or not hex)", FILE, nwords, DEPTH); \
                 load_errors = load_errors + 1; \
@@ -199,7 +206,6 @@ module tb_stream #(
             $fatal(1, "tb_stream: FAILED: %0d vector file problem(s)", load_errors);
         end
 
-        cycles = 0;
         repeat (2) @(posedge clk);
         #1;
         rst_n = 1'b1;
@@ -239,16 +245,19 @@ module tb_stream #(
                     #1;
                 end
                 for (l = 0; l < nt; l = l + 1) begin
-                    word = q * N + n0 + l;
                     compare("acc", q, n0 + l,
-                            {{(64 - ACC_BITS){accmem[word][ACC_BITS-1]}}, accmem[word]},
+                            {{(64 - ACC_BITS){accmem[q*N+n0+l][ACC_BITS-1]}}, accmem[q*N+n0+l]},
                             {{(64 - ACC_BITS){out_acc[l*ACC_BITS+ACC_BITS-1]}},
                              out_acc[l*ACC_BITS +: ACC_BITS]});
-                    compare("code", q, n0 + l, {{(64 - Y_BITS){1'b0}}, ymem[word]},
-                            {{(64 - Y_BITS){1'b0}}, out_y[l*Y_BITS +: Y_BITS]});
-                    compare("acc_ev", q, n0 + l, {{(64 - EV_BITS){1'b0}}, aevmem[word]},
+                    compare("code", q, n0 + l,
+                            {{(64 - Y_BITS){Y_SIGNED != 0 && ymem[q*N+n0+l][Y_BITS-1]}},
+                             ymem[q*N+n0+l]},
+                            {{(64 - Y_BITS){Y_SIGNED != 0 && out_y[l*Y_BITS+Y_BITS-1]}},
+                             out_y[l*Y_BITS +: Y_BITS]});
+                    compare("acc_ev", q, n0 + l, {{(64 - EV_BITS){1'b0}}, aevmem[q*N+n0+l]},
                             {{(64 - EV_BITS){1'b0}}, out_ev[l*EV_BITS +: EV_BITS]});
-                    want_flags = {1'b0, flgmem[word][3], flgmem[word][2], flgmem[word][0]};
+                    want_flags = {1'b0, flgmem[q*N+n0+l][3], flgmem[q*N+n0+l][2],
+                                  flgmem[q*N+n0+l][0]};
                     compare("flags", q, n0 + l, {60'd0, want_flags}, {60'd0, out_flags[l*4 +: 4]});
                 end
                 out_ready = 1'b1;
