@@ -13,8 +13,9 @@ from simulator.vectors.bench import simulator_missing
 
 cocotb_runner = pytest.importorskip("cocotb_tools.runner",
                                     reason="cocotb 2.x is not installed: pip install cocotb")
-pytestmark = pytest.mark.skipif(bool(simulator_missing("icarus")),
-                                reason=simulator_missing("icarus") or "-")
+pytestmark = [pytest.mark.slow,  # two Icarus builds through cocotb's runner, ~10-25 s
+              pytest.mark.skipif(bool(simulator_missing("icarus")),
+                                 reason=simulator_missing("icarus") or "-")]
 
 HERE = Path(__file__).resolve().parent
 DUT_PARAMS = ("LANES", "TREE", "X_BITS", "X_SIGNED", "W_BITS", "ACC_BITS", "OVERFLOW", "EV_BITS",
