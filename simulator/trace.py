@@ -791,8 +791,9 @@ class TraceSummary:
     def line(self) -> str:
         if self.path is None:
             return "trace: off"
-        return (f"trace: {self.rows:,} rows ({self.level} level, {self.format}) -> {self.path}"
-                f" in {self.seconds:.1f} s")
+        what = "ops in a waveform" if self.format == "vcd" else "rows"
+        return (f"trace: {self.rows:,} {what} ({self.level} level, {self.format}) -> "
+                f"{self.path} in {self.seconds:.1f} s")
 
 
 @dataclass(frozen=True)
