@@ -167,7 +167,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     tol = (args.tolerance or 0) if args.data_dir is not None else None
     with _progress_bar(n, "hwsim run", args.quiet) as bar:
         out = run_job(args.config, args.model, inputs, args.out, args.set, bar.update, tol,
-                      trace=treq, compare_codes=args.compare_with)
+                      trace=treq, compare_codes=args.compare_with,
+                      save_codes=args.save_codes)
     for line in input_warning_lines(out.report):
         print(line, file=sys.stderr)
     for line in summary_lines(out.report):
@@ -340,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="output folder")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set accumulator.bits=24")
+    run.add_argument("--save-codes", action="store_true",
+                     help="also write the quantized input codes (input_codes.npy, uint8) for "
+                          "hwsim vectors --input")
     run.add_argument("--fail-on-overflow", action="store_true",
                      help="exit 3 if any accumulator or pre-add overflow event happened")
     run.add_argument("--quiet", action="store_true", help="no progress bar")

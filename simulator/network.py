@@ -225,8 +225,9 @@ F32_MAX = float(np.finfo(np.float32).max)
 MIN_REQUANT_MULTIPLIER = F32_MIN_NORMAL
 """The smallest normal float32 (torch's fbgemm forms the multiplier in float32; torch gives an
 all-zero channel the scale eps = 2**-23, so multipliers near 1e-10 occur in real models)."""
-MAX_REQUANT_MULTIPLIER = 2.0**24
-"""Above it a float32 product f32(acc) * m (or acc * M0 >> shift) leaves int64 for int32 acc."""
+MAX_REQUANT_MULTIPLIER = 2.0**31
+"""A 31-bit M0 with shift 0 reaches it (the corner-case layers use 2**30); above it a product
+f32(acc) * m (or acc * M0) of a 32-bit accumulator can leave int64."""
 
 
 def check_scales(value: float | np.ndarray, where: str, key: str = "") -> None:
@@ -274,7 +275,7 @@ def check_multipliers(sx: float, sw: np.ndarray, sy: float, key: str) -> None:
     raise ModelError(
         f"{key}.scale[{j}]: the requantizer multiplier input scale {sx!r} x weight scale "
         f"{float(sw64[j])!r} / output scale {sy!r} = {float(m64[j]):.6g} lies outside "
-        f"[2^-126, 2^24]; no requantizer represents it (check the model's scales)"
+        f"[2^-126, 2^31]; no requantizer represents it (check the model's scales)"
     )
 
 

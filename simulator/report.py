@@ -49,6 +49,21 @@ def per_neuron_events(lr: LayerRun) -> dict[str, list[list[int]]]:
     }
 
 
+def per_query_events(lr: LayerRun) -> dict[str, list[list[int]]]:
+    """Per-query event counts of one layer, as compact [query, count] lists (non-zero only):
+    acc (wrap + saturate), pre_add, clamp (requantizer codes outside the clamp range)."""
+    q = int(lr.codes.shape[0])
+    acc = np.zeros(q, dtype=np.int64)
+    pre = np.zeros(q, dtype=np.int64)
+    for s in lr.mac.values():
+        ev = s.pair_events
+        np.add.at(acc, ev[:, 0], ev[:, 2] + ev[:, 3])
+        np.add.at(pre, ev[:, 0], ev[:, 4])
+    clamped = (lr.unclamped != lr.codes).sum(axis=1).astype(np.int64)
+    return {"acc": nonzero_pairs(acc), "pre_add": nonzero_pairs(pre),
+            "clamp": nonzero_pairs(clamped)}
+
+
 def acc_abs_percentiles(lr: LayerRun) -> dict[str, int]:
     """Percentiles of |final accumulator register value| over all (query, neuron, path)."""
     vals = [np.abs(a).ravel() for a in lr.acc.values() if a.size]
@@ -148,6 +163,7 @@ def build_report(
             "acc_register_range": [-reg_hi - 1, reg_hi],
             "acc_abs_percentiles": acc_abs_percentiles(lr),
             "per_neuron": per_neuron_events(lr),
+            "per_query": per_query_events(lr),
         }
         neuro = getattr(lr, "neuromorphic_report", None)  # engine/neuromorphic.py layers
         if neuro is not None:

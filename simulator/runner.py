@@ -32,7 +32,8 @@ RESULT_ARRAYS = ("outputs.npy", "predictions.npy", "scores.npy")
 #: names of an earlier run's set that a new run into the same folder replaces or removes
 RUN_OWNED = owned_by_patterns(
     [r"outputs\.npy", r"predictions\.npy", r"scores\.npy", TRACE_OWNED,
-     r"events_per_neuron\.png", r"acc_range\.png"]
+     r"events_per_neuron\.png", r"acc_range\.png", r"events_over_time\.png",
+     r"input_codes(_m\d+)?\.npy"]
 )
 
 
@@ -147,11 +148,21 @@ def _same_folder(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-def stage_run(rs: ResultSet, result: SimResult) -> None:
-    """Stage outputs, predictions and scores (int64) into an open run set."""
+def stage_run(rs: ResultSet, result: SimResult, save_codes: bool = False) -> None:
+    """Stage outputs, predictions and scores (int64) into an open run set; with
+    ``save_codes`` also the quantized input codes (``input_codes.npy``, module 0's; a module
+    whose codes differ gets ``input_codes_m<i>.npy``), uint8 when they fit, else int64 --
+    ready for ``hwsim vectors --input``."""
     rs.save_npy("outputs.npy", result.outputs.astype(np.int64))
     rs.save_npy("predictions.npy", result.predictions.astype(np.int64))
     rs.save_npy("scores.npy", result.scores.astype(np.int64))
+    if save_codes:
+        for i, codes in enumerate(result.input_codes):
+            if i and np.array_equal(codes, result.input_codes[0]):
+                continue
+            fits = codes.size == 0 or (int(codes.min()) >= 0 and int(codes.max()) <= 255)
+            rs.save_npy("input_codes.npy" if i == 0 else f"input_codes_m{i}.npy",
+                        codes.astype(np.uint8 if fits else np.int64))
 
 
 def write_outputs(out_dir: Path, files: dict[str, Any]) -> list[Path]:
@@ -209,7 +220,7 @@ class RunSets:
         self.close()
 
     def publish(self, result: SimResult, report: dict[str, Any], net: QuantizedNetwork,
-                cfg: HwConfig) -> TraceSummary | None:
+                cfg: HwConfig, save_codes: bool = False) -> TraceSummary | None:
         summary = None
         if self.trace is not None:
             target = self.trace_set or self.run
@@ -222,7 +233,7 @@ class RunSets:
         if self.trace_set is not None:
             self.trace_set.commit()
         if self.run is not None:
-            stage_run(self.run, result)
+            stage_run(self.run, result, save_codes)
             self.run.commit(report)
         return summary
 
@@ -252,6 +263,7 @@ def run_job(
     recall_tolerance: int | None = None,
     trace: TraceRequest | None = None,
     compare_codes: str | Path | None = None,
+    save_codes: bool = False,
 ) -> RunOutput:
     """Load everything, simulate, and publish outputs, predictions, scores, the trace and
     report.json in ``out_dir`` as one result set.
@@ -262,6 +274,7 @@ def run_job(
     ``trace``: a trace written into the same set (or its own folder, ``trace.dir``); its
     filter and row limit are checked before anything is written.
     The output folder is checked and locked before the simulation starts.
+    ``save_codes``: also publish the quantized input codes (see :func:`stage_run`).
     """
     cfg = load_config(config, overrides)
     net = load_model(model, ModelLimits.for_config(cfg))
@@ -297,6 +310,6 @@ def run_job(
                                                             str(compare_codes))
         if recall_tolerance is not None:
             report["readout"] = readout_block(result, recall_tolerance)
-        summary = sets.publish(result, report, run_net, cfg)
+        summary = sets.publish(result, report, run_net, cfg, save_codes)
     return RunOutput(result, report, None if out_dir is None else Path(out_dir), run_net, cfg,
                      summary)

@@ -17,6 +17,8 @@ syntax are documented in docs/traces.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import os
 import re
 import time
@@ -37,10 +39,16 @@ from .outputs import ResultSet
 TRACE_SCHEMA_NAME = "tempo-hwsim-trace"
 TRACE_SCHEMA_VERSION = 1
 LEVELS: tuple[str, ...] = ("off", "layer", "neuron", "op", "cycle")
-FORMATS: tuple[str, ...] = ("parquet", "csv")
+FORMATS: tuple[str, ...] = ("parquet", "csv", "vcd")
+#: formats that hold rows of the schema (vcd is a waveform of the op/cycle levels)
+TABLE_FORMATS: tuple[str, ...] = ("parquet", "csv")
 DEFAULT_MAX_ROWS = 5_000_000
 CHUNK_ROWS = 200_000
-FILTER_KEYS: tuple[str, ...] = ("module", "layer", "path", "neuron", "query", "cycle")
+FILTER_KEYS: tuple[str, ...] = (
+    "module", "layer", "path", "neuron", "query", "cycle", "first",
+)
+#: cycles either side of a layer's first event for a bare ``first`` filter item
+DEFAULT_AROUND_FIRST = 8
 PATH_NAMES: tuple[str, ...] = ("combined", "excitatory", "inhibitory")
 
 # (column, arrow type, nullable, meaning) -- the one schema of every level.
@@ -97,9 +105,44 @@ class TraceFilter:
     queries: tuple[int, int] | None = None
     cycles: tuple[int, int] | None = None
     text: str = ""
+    first: int | None = None  # trace +-first cycles around each layer's first event
 
     def window(self) -> Window:
         return Window(self.queries, self.modules, self.layers, self.neurons, self.cycles)
+
+    def _checked_first(self, expr: str) -> TraceFilter:
+        if self.first is not None and self.cycles is not None:
+            raise TraceError(f"--trace-filter {expr!r}: 'first' chooses the cycle window "
+                             "itself; drop cycle=")
+        return self
+
+
+def resolve_first(flt: TraceFilter, result: SimResult) -> list[TraceFilter]:
+    """A ``first`` filter as one filter per selected layer: that layer (and module) and the
+    cycles [c - first, c + first] around its first accumulator or pre-add event (the same
+    cycle as report.json's ``first``); layers without an event are left out."""
+    if flt.first is None:
+        return [flt]
+    starts = _layer_starts(result)
+    out = []
+    for lr in _selected(result, flt):
+        best: int | None = None
+        for pi, st in enumerate(lr.mac.values()):
+            for ev in (getattr(st, "first_pre_add", None), st.first):
+                if ev is None:
+                    continue
+                q, j, step = (int(v) for v in ev)
+                if flt.queries is not None and not flt.queries[0] <= q <= flt.queries[1]:
+                    continue
+                steps_q = int(lr.schedule.steps(lr.k_active[q : q + 1])[0])
+                cyc = int(starts[(lr.module, lr.layer)][q]) + lr.schedule.event_offset(
+                    steps_q, j // lr.schedule.lanes, step, pi)
+                best = cyc if best is None else min(best, cyc)
+        if best is not None:
+            out.append(dataclasses.replace(
+                flt, modules=(lr.module,), layers=(lr.layer,),
+                cycles=(max(0, best - flt.first), best + flt.first), first=None))
+    return out
 
 
 _RANGE = re.compile(r"^\s*(?:(\d+)|(\d+)?\s*:\s*(\d+)?)\s*$")
@@ -136,6 +179,8 @@ def parse_filter(expr: str) -> TraceFilter:
     for item in text.split(","):
         if not item.strip():
             raise TraceError(f"--trace-filter {expr!r}: empty item (stray comma?)")
+        if item.strip().lower() == "first":
+            item = f"first={DEFAULT_AROUND_FIRST}"
         if "=" not in item:
             raise TraceError(
                 f"--trace-filter {expr!r}: {item.strip()!r} is not key=value; keys: "
@@ -160,6 +205,12 @@ def parse_filter(expr: str) -> TraceFilter:
                     f"{' | '.join(allowed)} (several joined by '|')"
                 )
             seen[key] = names
+        elif key == "first":
+            if not value.isdigit():
+                raise TraceError(f"--trace-filter {expr!r}: first={value!r}: give the cycles "
+                                 "to trace either side of each layer's first event, e.g. "
+                                 "first=16 (or just 'first')")
+            seen[key] = int(value)
         elif key == "module":
             mods: set[int] = set()
             for v in value.split("|"):
@@ -176,7 +227,8 @@ def parse_filter(expr: str) -> TraceFilter:
         queries=seen.get("query"),
         cycles=seen.get("cycle"),
         text=text,
-    )
+        first=seen.get("first"),
+    )._checked_first(expr)
 
 
 def check_filter(flt: TraceFilter, net: QuantizedNetwork, queries: int, level: str) -> None:
@@ -376,6 +428,8 @@ def estimate_rows(result: SimResult, cfg: HwConfig, level: str, flt: TraceFilter
     """Exact number of rows ``write_trace`` will produce (computed from the schedule)."""
     if level == "off":
         return 0
+    if flt.first is not None:
+        return sum(estimate_rows(result, cfg, level, f) for f in resolve_first(flt, result))
     starts = _layer_starts(result)
     total = 0
     for lr in _selected(result, flt):
@@ -407,6 +461,8 @@ def estimate_rows_before_run(net: QuantizedNetwork, cfg: HwConfig, queries: int,
     only remove steps); with event-driven layers and a cycle window it cannot be known
     before the run (None).
     """
+    if level != "off" and flt.first is not None:
+        return None  # the window follows the first event: known once the fast path has run
     from types import SimpleNamespace
 
     from .engine.fast import _schedule
@@ -735,8 +791,9 @@ class TraceSummary:
     def line(self) -> str:
         if self.path is None:
             return "trace: off"
-        return (f"trace: {self.rows:,} rows ({self.level} level, {self.format}) -> {self.path}"
-                f" in {self.seconds:.1f} s")
+        what = "ops in a waveform" if self.format == "vcd" else "rows"
+        return (f"trace: {self.rows:,} {what} ({self.level} level, {self.format}) -> "
+                f"{self.path} in {self.seconds:.1f} s")
 
 
 @dataclass(frozen=True)
@@ -760,6 +817,12 @@ class TraceRequest:
             raise TraceError(
                 f"--trace-format {self.format!r}: choose one of {', '.join(FORMATS)}")
         flt = parse_filter(self.filter)
+        if flt.first is not None and self.level not in ("op", "cycle"):
+            raise TraceError(f"--trace-filter {self.filter!r}: 'first' picks a cycle window; "
+                             "it needs --trace op or cycle")
+        if self.format == "vcd" and self.level not in ("op", "cycle", "off"):
+            raise TraceError(f"--trace-format vcd: a waveform needs --trace op or cycle, not "
+                             f"{self.level!r}")
         if self.level == "off":
             if flt.text:
                 raise TraceError("--trace-filter needs --trace layer|neuron|op|cycle")
@@ -804,7 +867,7 @@ def trace_names(level: str, fmt: str) -> tuple[str, str]:
     return f"trace_{level}.{fmt}", f"trace_{level}.json"
 
 
-TRACE_OWNED = r"trace_(layer|neuron|op|cycle)\.(parquet|csv|json)"
+TRACE_OWNED = r"trace_(layer|neuron|op|cycle)\.(parquet|csv|json|vcd)"
 
 
 def write_trace(
@@ -835,12 +898,16 @@ def write_trace(
     q_total = int(result.outputs.shape[0])
     est = req.check_size(result, net, cfg)
     codes = input_codes if input_codes is not None else result.input_codes
+    if fmt == "vcd":
+        return _write_waveform(result, net, cfg, codes, out_dir, req, flt, est, provenance, t0)
     if level == "layer":
         chunks = _layer_rows(result, cfg, flt)
     elif level == "neuron":
         chunks = _neuron_level(result, cfg, flt)
     else:
-        chunks = _op_level(result, net, cfg, flt, level == "cycle", codes)
+        chunks = itertools.chain.from_iterable(
+            _op_level(result, net, cfg, f, level == "cycle", codes)
+            for f in resolve_first(flt, result))
     own = not isinstance(out_dir, ResultSet)
     rs = ResultSet(out_dir, option="--trace-dir").open() if own else out_dir
     assert isinstance(rs, ResultSet)
@@ -884,6 +951,56 @@ def write_trace(
             "provenance": provenance or {},
         }
         rs.write_json(man_name, doc)
+        if own:
+            rs.commit()
+    finally:
+        if own:
+            rs.close()
+    return summary
+
+
+def _write_waveform(result: SimResult, net: QuantizedNetwork, cfg: HwConfig,
+                    codes: list[np.ndarray], out_dir: Any, req: TraceRequest, flt: TraceFilter,
+                    est: int, provenance: dict[str, Any] | None, t0: float) -> TraceSummary:
+    """``trace_<level>.vcd`` + ``trace_<level>.json`` (simulator/outputs/waveform.py)."""
+    from .outputs.waveform import write_vcd
+
+    level = req.level
+    own = not isinstance(out_dir, ResultSet)
+    rs = ResultSet(out_dir, option="--trace-dir").open() if own else out_dir
+    assert isinstance(rs, ResultSet)
+    try:
+        data_name, man_name = trace_names(level, "vcd")
+        final = rs.final_path(data_name)
+
+        def ops() -> Iterator[Any]:
+            for f in resolve_first(flt, result):
+                run = StepwiseRun(net, cfg, codes, f.window(), reference=result)
+                for op in run.ops():
+                    if isinstance(op, MacOp) and f.paths is not None and op.path not in f.paths:
+                        continue
+                    if isinstance(op, FlushOp) and level == "op":
+                        continue
+                    if f.cycles is not None and not _count_in(op.cycle, op.cycle, f.cycles):
+                        continue
+                    yield op
+
+        with rs.open_file(data_name) as fh:
+            wave = write_vcd(ops(), cfg, fh, f"level {level}, filter {flt.text or '(none)'}")
+        manifest = rs.final_path(man_name)
+        seconds = time.perf_counter() - t0
+        summary = TraceSummary(level, "vcd", wave.ops, est, final, manifest, flt.text, seconds)
+        rs.write_json(man_name, {
+            "schema": {"name": TRACE_SCHEMA_NAME, "version": TRACE_SCHEMA_VERSION},
+            "level": level, "format": "vcd", "file": final.name, "ops": wave.ops,
+            "value_changes": wave.changes, "first_cycle": wave.first_cycle,
+            "last_cycle": wave.last_cycle, "timescale": "1 ps", "period_ps": wave.period_ps,
+            "clock_mhz": cfg.clock.mhz, "filter": flt.text,
+            "signals": "see simulator/outputs/waveform.py and docs/traces.md",
+            "config": {"name": cfg.name, "source": cfg.source, "sha256": cfg.sha256},
+            "model": {"source": net.source}, "queries": int(result.outputs.shape[0]),
+            "provenance": provenance or {},
+        })
         if own:
             rs.commit()
     finally:
@@ -950,7 +1067,11 @@ def add_trace_arguments(parser: argparse.ArgumentParser, default: str = "off",
     g.add_argument("--trace-filter", default="", metavar="EXPR",
                    help="e.g. module=0,layer=feature,neuron=0:63,query=0:9,cycle=0:5000 "
                         "(inclusive ranges)")
-    g.add_argument("--trace-format", choices=FORMATS, default="parquet")
+    g.add_argument("--trace-around-first", type=int, default=None, metavar="N",
+                   help="trace N cycles either side of each layer's first overflow event "
+                        "(same as adding first=N to --trace-filter)")
+    g.add_argument("--trace-format", choices=FORMATS, default="parquet",
+                   help="parquet or csv rows, or vcd (a waveform; --trace op or cycle)")
     g.add_argument("--max-trace-rows", type=int, default=DEFAULT_MAX_ROWS, metavar="N",
                    help=f"stop (writing nothing) above N rows (default {DEFAULT_MAX_ROWS:,})")
     if with_dir:
@@ -964,8 +1085,14 @@ def trace_request(args: argparse.Namespace) -> TraceRequest:
     tdir = getattr(args, "trace_dir", None)
     if tdir is not None and not str(tdir).strip():
         raise TraceError("--trace-dir '': an empty path; give a folder or drop the option")
+    expr = getattr(args, "trace_filter", "") or ""
+    around = getattr(args, "trace_around_first", None)
+    if around is not None:
+        if around < 0:
+            raise TraceError(f"--trace-around-first {around}: give cycles >= 0, e.g. 16")
+        expr = f"{expr},first={around}" if expr.strip() else f"first={around}"
     req = TraceRequest(
-        getattr(args, "trace", "off"), getattr(args, "trace_filter", "") or "",
+        getattr(args, "trace", "off"), expr,
         getattr(args, "trace_format", "parquet"),
         getattr(args, "max_trace_rows", DEFAULT_MAX_ROWS),
         Path(tdir) if tdir else None,
@@ -1007,7 +1134,7 @@ def handle_trace(args: argparse.Namespace, run_output: Any) -> TraceSummary | No
 
         net = load_model(args.model)
     summary = write_trace(
-        run_output.result, net, cfg, None, trace_dir(args), args.trace, args.trace_filter,
+        run_output.result, net, cfg, None, trace_dir(args), args.trace, trace_request(args).filter,
         args.trace_format, args.max_trace_rows,
         provenance={"run_out": str(getattr(args, "out", ""))},
     )

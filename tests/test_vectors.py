@@ -221,7 +221,7 @@ def test_manifest_describes_every_file(work: Path) -> None:
     lay = man["layers"][0]
     assert lay["overflow_events"]["accumulator"] > 0  # the narrow accumulator wrapped
     assert lay["testbench"]["supported"] and lay["testbench"]["checks_codes"]
-    assert lay["testbench"]["comparisons"] == 2 * NQ * 2 * K0 + 2
+    assert lay["testbench"]["comparisons"] == (2 + 3) * NQ * 2 * K0 + 2
 
 
 def test_vectors_are_the_simulated_values(work: Path) -> None:
@@ -300,7 +300,7 @@ def test_refuses_foreign_folder_and_replaces_earlier_vectors(work: Path) -> None
     _gen(work, out="vec2", layer="feature")
     _gen(work, out="vec2", layer="output")  # an earlier vectors folder is replaced whole
     assert sorted(p.name for p in (work / "vec2").iterdir()) == [
-        "m0_output", "manifest.json", "tb_layer.v"]
+        "m0_output", "manifest.json", "rtl", "tb_layer.v"]
     _no_temp_left(work)
 
 
@@ -308,7 +308,7 @@ def test_failure_while_writing_keeps_previous_folder(work: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     _gen(work)
     before = {p: p.read_bytes() for p in (work / "vec").rglob("*") if p.is_file()}
-    import simulator.vectors as vectors
+    import simulator.vectors.writer as vectors
 
     calls = {"n": 0}
     real = vectors._encode
@@ -385,10 +385,11 @@ def test_bench_passes(work: Path, case: str) -> None:
         br = run_testbench(work / "vec", lv.dir)
         assert br.ok, br.output
         assert br.failed == 0 and br.passed == tb["comparisons"] == lv.comparisons
-        per_word = 2 if tb["checks_codes"] else 1
+        per_word = (2 if tb["checks_codes"] else 1) + 3  # + acc_ev, pre_ev, flags
         assert lv.comparisons == NQ * lv.n * per_word + 2
         assert f"{br.passed} passed, 0 failed" in br.output
         events += sum(entry["overflow_events"].values())
+        _check_word_files(work / "vec", entry)
     if case.startswith(("acc16", "acc17", "raw_operand", "x86")):
         assert events > 0  # the bench reproduced overflow events, counted one by one
 
@@ -568,3 +569,143 @@ def test_bench_rounding_modes_on_exact_ties(ties_model: Path, rounding: str) -> 
         br = run_testbench(root, lv.dir)
         assert br.ok, br.output
         assert br.passed == lv.comparisons
+
+
+def _check_word_files(vec: Path, entry: dict) -> None:
+    """Per-word counts add up to the layer totals; first markers sit on event words."""
+    d = vec / entry["dir"]
+    aev = np.load(d / "acc_ev.npy") if (d / "acc_ev.npy").exists() else _hex(d / "acc_ev.hex")
+    pev = np.load(d / "pre_ev.npy") if (d / "pre_ev.npy").exists() else _hex(d / "pre_ev.hex")
+    flags = np.load(d / "flags.npy") if (d / "flags.npy").exists() else _hex(d / "flags.hex")
+    assert int(aev.sum()) == entry["overflow_events"]["accumulator"]
+    assert int(pev.sum()) == entry["overflow_events"]["pre_add"]
+    fl = flags.ravel().astype(np.int64)
+    assert np.array_equal((fl & 1) != 0, aev.ravel() > 0)
+    assert np.array_equal((fl & 2) != 0, pev.ravel() > 0)
+    first = entry["first_events"]["accumulator"]
+    assert int(((fl >> 4) & 1).sum()) == (first is not None)
+    if first is not None:
+        assert fl[first["word"]] & 0x11 == 0x11
+
+
+def _hex(path: Path) -> np.ndarray:
+    return np.array([int(t, 16) for t in path.read_text().split()], dtype=np.int64)
+
+
+@needs_iverilog
+def test_bench_catches_a_wrong_per_word_flag(work: Path) -> None:
+    _gen(work, overrides=NARROW_WRAP, formats=["readmemh"], layer="feature")
+    flags = work / "vec" / "m0_feature" / "flags.hex"
+    words = flags.read_text().split()
+    first = next(i for i, w in enumerate(words) if int(w, 16) & 0x10)
+    words[first] = f"{int(words[first], 16) & ~0x10:02x}"  # drop the first-event marker
+    flags.write_text("\n".join(words) + "\n")
+    br = run_testbench(work / "vec", "m0_feature")
+    assert not br.ok and br.failed == 1
+    assert f"MISMATCH flags query {first // 48} neuron {first % 48} (word {first})" in br.output
+
+
+@pytest.mark.parametrize("overrides", [
+    ["mac.lanes=5", "requant.throughput=2", "requant.latency=4", "weights.banks=1",
+     "weights.word_bits=16"],
+    ["mac.lanes=16", "accumulator.adder_tree_width=4", "schedule.mode='event_driven'"],
+])
+def test_timing_vectors_follow_the_schedule_formula(work: Path, overrides: list[str]) -> None:
+    """t_accw / t_issue / t_out against docs/schedule.md "When things happen", recomputed
+    here from the manifest's hardware parameters and the run's per-query layer cycles."""
+    job = _gen(work, overrides=overrides, formats=["npy"], timing=True)
+    man = job.manifest
+    feat, out = man["layers"]
+    starts: dict[str, list[int]] = {"feature": [], "output": []}
+    c0 = 0
+    for q in range(NQ):
+        starts["feature"].append(c0)
+        starts["output"].append(c0 + feat["timing"]["cycles_per_query"][q])
+        c0 += feat["timing"]["cycles_per_query"][q] + out["timing"]["cycles_per_query"][q]
+    for lay in man["layers"]:
+        hw = lay["hardware"]
+        lanes, g = hw["mac_array"]["lanes"], hw["accumulator"]["adder_tree_width"]
+        bw = hw["weight_memory"]["weights_per_cycle"]
+        thr, lat = hw["requant_pipeline"]["throughput"], hw["requant_pipeline"]["latency"]
+        d = work / "vec" / lay["dir"]
+        t_accw, t_issue, t_out = (np.load(d / f"{v}.npy") for v in ("t_accw", "t_issue", "t_out"))
+        n = lay["shape"]["neurons"]
+        for q in range(NQ):
+            steps = lay["timing"]["steps_per_query"][q]
+            base = starts[lay["layer"]][q]
+            for t, n0 in enumerate(range(0, n, lanes)):
+                nt = min(lanes, n - n0)
+                c = -(-(nt * g) // bw)
+                for s in range(steps):
+                    assert t_accw[q, t, s] == base + (s + 1) * c - 1
+                assert np.all(t_accw[q, t, steps:] == -1)
+                for j in range(n0, n0 + nt):
+                    issue = base + steps * c + (j - n0) // thr
+                    assert t_issue[q, j] == issue and t_out[q, j] == issue + lat
+                base += steps * c + -(-nt // thr)
+            assert base + lat == starts[lay["layer"]][q] + lay["timing"]["cycles_per_query"][q]
+
+
+def test_cycles_dump_lists_every_lane_write_of_the_window(work: Path) -> None:
+    job = _gen(work, overrides=NARROW_WRAP + ["mac.lanes=8"], formats=["npy"], timing=True,
+               cycles="0:40", layer="feature")
+    lay = job.manifest["layers"][0]
+    d = work / "vec" / lay["dir"]
+    assert f"{lay['dir']}/lanes_0_40.csv" in lay["files"]
+    rows = (d / "lanes_0_40.csv").read_text().splitlines()
+    assert rows[0] == ("cycle,query,tile,step,lane,neuron,tree,acc_before,acc_exact,acc_after,"
+                       "event")
+    t_accw = np.load(d / "t_accw.npy")
+    want = []
+    for (q, t, s), c in np.ndenumerate(t_accw):
+        if 0 <= c < 40:
+            want += [(int(c), q, t, s, j) for j in range(8 * t, min(8 * t + 8, 48))]
+    got = [tuple(int(v) for v in (r.split(",")[0], *r.split(",")[1:4], r.split(",")[5]))
+           for r in rows[1:]]
+    assert sorted(got) == sorted(want) and len(got) > 0
+    for r in rows[1:]:
+        f = r.split(",")
+        before, exact, after = int(f[7]), int(f[8]), int(f[9])
+        assert exact == before + int(f[6])
+        assert (f[10] == "") == (exact == after)  # an event exactly when the value wrapped
+
+
+def test_cycles_option_is_checked_before_simulating(work: Path) -> None:
+    with pytest.raises(VectorsError, match="--cycles '9:3'"):
+        _gen(work, cycles="9:3")
+    assert not (work / "vec").exists()
+
+
+def test_regenerating_refuses_foreign_files_unless_forced(work: Path) -> None:
+    _gen(work, formats=["npy"])
+    note = work / "vec" / "m0_feature" / "notes.txt"
+    note.write_text("my notes")
+    (work / "vec" / "waves.gtkw").write_text("x")
+    with pytest.raises(VectorsError, match=r"holds m0_feature/notes.txt, waves.gtkw, not "
+                                           r"written by hwsim vectors; .* --force"):
+        _gen(work, formats=["npy"])
+    assert note.read_text() == "my notes"
+    _gen(work, formats=["npy"], force=True)
+    assert not note.exists()  # the layer folder was replaced whole
+    assert (work / "vec" / "waves.gtkw").exists()  # a top-level stranger is left alone
+    _gen(work, formats=["readmemh"], force=True)
+
+
+def test_run_save_codes_feeds_vectors(work: Path) -> None:
+    from simulator.cli import main
+
+    assert main(["run", "--config", "int8_fixed_point", "--model", str(work / "m.npz"),
+                 "--input", str(work / "x.npy"), "--out", str(work / "r"), "--quiet",
+                 "--save-codes"]) == 0
+    codes = np.load(work / "r" / "input_codes.npy")
+    assert codes.dtype == np.uint8 and codes.shape == (NQ, K0)
+    report = json.loads((work / "r" / "report.json").read_text())
+    assert "input_codes.npy" in json.dumps(report.get("files", []))
+    a = generate("int8_fixed_point", work / "m.npz", work / "x.npy", work / "va",
+                 formats=["npy"])
+    b = generate("int8_fixed_point", work / "m.npz", work / "r" / "input_codes.npy",
+                 work / "vb", formats=["npy"])
+    for lay_a, lay_b in zip(a.layers, b.layers, strict=True):
+        for name in ("x", "acc", "y", "flags"):
+            assert np.array_equal(np.load(work / "va" / lay_a.dir / f"{name}.npy"),
+                                  np.load(work / "vb" / lay_b.dir / f"{name}.npy"))

@@ -14,6 +14,12 @@
 //   SHIFT_FILE N    SHIFT_BITS right shift, signed          [neuron]    (CHECK_CODES only)
 //   ACC_FILE   Q*N  ACC_BITS expected accumulators, signed  row-major [query][neuron]
 //   Y_FILE     Q*N  Y_BITS   expected output codes, Y_SIGNED row-major [query][neuron]
+//   ACC_EV_FILE Q*N EV_BITS  accumulator overflow events per word, unsigned
+//   PRE_EV_FILE Q*N EV_BITS  pre-add overflow events per word, unsigned
+//   FLAGS_FILE Q*N  8        per-word flags: bit0 acc overflow (sticky), bit1 pre-add
+//                            overflow (sticky), bit2 clamp low, bit3 clamp high (CHECK_CODES
+//                            only), bit4 first acc event, bit5 first pre-add event of the
+//                            set in schedule order (query, tile = (N0+j)/LANES, step, lane)
 //
 // Every file is checked before use: it must open ($fopen), hold exactly the expected number
 // of words (counted with $fscanf), and leave no word of the memory at 'x after $readmemh
@@ -61,6 +67,10 @@ module tb_layer #(
     parameter signed [63:0] EXP_ACC_EVENTS = -1,  // expected accumulator overflow events (-1: skip)
     parameter signed [63:0] EXP_PRE_EVENTS = -1,  // expected pre-add overflow events (-1: skip)
     parameter signed [63:0] COMPARISONS = -1,     // expected number of comparisons (-1: skip)
+    parameter LANES = 1,             // mac.lanes (tile size, for the first-event order)
+    parameter N0 = 0,                // layer index of the first selected neuron
+    parameter EV_BITS = 16,          // width of the per-word event counts
+    parameter PER_WORD = 1,          // 1: check the per-word event counts and flags
     parameter MAX_REPORT = 10,       // mismatches printed in full
     parameter X_FILE = "x.hex",
     parameter W_FILE = "w.hex",
@@ -68,7 +78,10 @@ module tb_layer #(
     parameter M0_FILE = "m0.hex",
     parameter SHIFT_FILE = "shift.hex",
     parameter ACC_FILE = "acc.hex",
-    parameter Y_FILE = "y.hex"
+    parameter Y_FILE = "y.hex",
+    parameter ACC_EV_FILE = "acc_ev.hex",
+    parameter PRE_EV_FILE = "pre_ev.hex",
+    parameter FLAGS_FILE = "flags.hex"
 ) ();
 
     // vector memories (pre-filled with 'x before $readmemh)
@@ -79,6 +92,13 @@ module tb_layer #(
     reg [SHIFT_BITS-1:0] shmem  [0:N-1];
     reg [ACC_BITS-1:0]   accmem [0:Q*N-1];
     reg [Y_BITS-1:0]     ymem   [0:Q*N-1];
+    reg [EV_BITS-1:0]    aevmem [0:Q*N-1];
+    reg [EV_BITS-1:0]    pevmem [0:Q*N-1];
+    reg [7:0]            flgmem [0:Q*N-1];
+    // per-word results of the behavioural datapath
+    reg [63:0]           got_aev [0:Q*N-1];
+    reg [63:0]           got_pev [0:Q*N-1];
+    reg [7:0]            got_flg [0:Q*N-1];
 
     integer i, q, j, k, fd, rc, nwords, nbad;
     integer load_errors, passed, failed, cnt, pcnt;
@@ -87,6 +107,11 @@ module tb_layer #(
     reg signed [127:0] m0, sh, wide, v, y;
     reg signed [127:0] acc_events, pre_events;
     reg [127:0] scratch;
+    integer step, fa, fp, word;
+    reg [63:0] w_aev, w_pev;
+    reg [127:0] key, best_acc_key, best_pre_key;
+    integer best_acc_word, best_pre_word;
+    reg [7:0] fmask;
 
     // value of a `bits`-bit word: sign-extended (sgn != 0) or zero-extended
     function signed [127:0] sext;
@@ -216,6 +241,15 @@ module tb_layer #(
             `TB_LOAD(shmem, SHIFT_FILE, N, SHIFT_BITS)
             `TB_LOAD(ymem, Y_FILE, Q * N, Y_BITS)
         end
+        if (PER_WORD != 0) begin
+            `TB_LOAD(aevmem, ACC_EV_FILE, Q * N, EV_BITS)
+            `TB_LOAD(pevmem, PRE_EV_FILE, Q * N, EV_BITS)
+            `TB_LOAD(flgmem, FLAGS_FILE, Q * N, 8)
+        end
+        best_acc_word = -1;
+        best_pre_word = -1;
+        best_acc_key = 0;
+        best_pre_key = 0;
         if (load_errors != 0) begin
             $display("tb_layer: 0 passed, %0d failed (vector files missing or incomplete)",
                      load_errors);
@@ -232,6 +266,12 @@ module tb_layer #(
                 pcnt = 0;
                 sumw = 0;
                 sumx = 0;
+                step = 0;
+                fa = -1;
+                fp = -1;
+                w_aev = 0;
+                w_pev = 0;
+                word = q * N + j;
                 for (k = 0; k < K; k = k + 1) begin
                     xv = sext(xmem[q * K + k], X_BITS, X_SIGNED);
                     wv = sext(wmem[j * K + k], W_BITS, 1);
@@ -244,7 +284,11 @@ module tb_layer #(
                             pre = pre + prod;
                             pcnt = pcnt + 1;
                             if (pcnt == PRE) begin
-                                if (outside(pre, PRE_BITS)) pre_events = pre_events + 1;
+                                if (outside(pre, PRE_BITS)) begin
+                                    pre_events = pre_events + 1;
+                                    w_pev = w_pev + 1;
+                                    if (fp < 0) fp = step;
+                                end
                                 tree = tree + fit(pre, PRE_BITS, PRE_OVERFLOW);
                                 pre = 0;
                                 pcnt = 0;
@@ -254,8 +298,13 @@ module tb_layer #(
                         end
                         cnt = cnt + 1;
                         if (cnt == TREE) begin
-                            if (outside(acc + tree, ACC_BITS)) acc_events = acc_events + 1;
+                            if (outside(acc + tree, ACC_BITS)) begin
+                                acc_events = acc_events + 1;
+                                w_aev = w_aev + 1;
+                                if (fa < 0) fa = step;
+                            end
                             acc = fit(acc + tree, ACC_BITS, OVERFLOW);
+                            step = step + 1;
                             tree = 0;
                             cnt = 0;
                         end
@@ -263,16 +312,50 @@ module tb_layer #(
                 end
                 if (cnt != 0) begin  // last, partial adder-tree step (pre-add padded with zeros)
                     if (pcnt != 0) begin
-                        if (outside(pre, PRE_BITS)) pre_events = pre_events + 1;
+                        if (outside(pre, PRE_BITS)) begin
+                            pre_events = pre_events + 1;
+                            w_pev = w_pev + 1;
+                            if (fp < 0) fp = step;
+                        end
                         tree = tree + fit(pre, PRE_BITS, PRE_OVERFLOW);
                     end
-                    if (outside(acc + tree, ACC_BITS)) acc_events = acc_events + 1;
+                    if (outside(acc + tree, ACC_BITS)) begin
+                        acc_events = acc_events + 1;
+                        w_aev = w_aev + 1;
+                        if (fa < 0) fa = step;
+                    end
                     acc = fit(acc + tree, ACC_BITS, OVERFLOW);
+                    step = step + 1;
                 end
                 if (RAW != 0) begin  // offset correction: one more accumulator addition
                     corr = -ZX * sumw - zw * sumx + K * ZX * zw;
-                    if (outside(acc + corr, ACC_BITS)) acc_events = acc_events + 1;
+                    if (outside(acc + corr, ACC_BITS)) begin
+                        acc_events = acc_events + 1;
+                        w_aev = w_aev + 1;
+                        if (fa < 0) fa = step;
+                    end
                     acc = fit(acc + corr, ACC_BITS, OVERFLOW);
+                    step = step + 1;
+                end
+                got_aev[word] = w_aev;
+                got_pev[word] = w_pev;
+                got_flg[word] = {6'd0, (w_pev != 0), (w_aev != 0)};
+                // schedule order of a first event: (query, tile, step, lane)
+                if (fa >= 0) begin
+                    key = (q * (128'd1 << 96)) + (((N0 + j) / LANES) * (128'd1 << 64))
+                          + (fa * (128'd1 << 32)) + ((N0 + j) % LANES);
+                    if (best_acc_word < 0 || key < best_acc_key) begin
+                        best_acc_key = key;
+                        best_acc_word = word;
+                    end
+                end
+                if (fp >= 0) begin
+                    key = (q * (128'd1 << 96)) + (((N0 + j) / LANES) * (128'd1 << 64))
+                          + (fp * (128'd1 << 32)) + ((N0 + j) % LANES);
+                    if (best_pre_word < 0 || key < best_pre_key) begin
+                        best_pre_key = key;
+                        best_pre_word = word;
+                    end
                 end
 
                 expv = sext(accmem[q * N + j], ACC_BITS, 1);
@@ -291,8 +374,14 @@ module tb_layer #(
                     if (sh < 0) v = wide <<< (-sh);
                     else v = round_shift(wide, sh, ROUNDING);
                     y = v + ZY;
-                    if (y < CLAMP_LO) y = CLAMP_LO;
-                    if (y > CLAMP_HI) y = CLAMP_HI;
+                    if (y < CLAMP_LO) begin
+                        y = CLAMP_LO;
+                        got_flg[word] = got_flg[word] | 8'd4;
+                    end
+                    if (y > CLAMP_HI) begin
+                        y = CLAMP_HI;
+                        got_flg[word] = got_flg[word] | 8'd8;
+                    end
                     expv = sext(ymem[q * N + j], Y_BITS, Y_SIGNED);
                     if (y === expv) passed = passed + 1;
                     else begin
@@ -305,6 +394,34 @@ module tb_layer #(
             end
         end
 
+        if (PER_WORD != 0) begin
+            if (best_acc_word >= 0) got_flg[best_acc_word] = got_flg[best_acc_word] | 8'd16;
+            if (best_pre_word >= 0) got_flg[best_pre_word] = got_flg[best_pre_word] | 8'd32;
+            fmask = (CHECK_CODES != 0) ? 8'hff : 8'hf3;  // clamp bits need the requantizer
+            for (i = 0; i < Q * N; i = i + 1) begin
+                if (got_aev[i] === sext(aevmem[i], EV_BITS, 0)) passed = passed + 1;
+                else begin
+                    failed = failed + 1;
+                    if (failed <= MAX_REPORT)
+                        $display("tb_layer: MISMATCH acc_ev query %0d neuron %0d (word %0d): expected %0d, got %0d",
+                                 i / N, N0 + i % N, i, aevmem[i], got_aev[i]);
+                end
+                if (got_pev[i] === sext(pevmem[i], EV_BITS, 0)) passed = passed + 1;
+                else begin
+                    failed = failed + 1;
+                    if (failed <= MAX_REPORT)
+                        $display("tb_layer: MISMATCH pre_ev query %0d neuron %0d (word %0d): expected %0d, got %0d",
+                                 i / N, N0 + i % N, i, pevmem[i], got_pev[i]);
+                end
+                if ((got_flg[i] & fmask) === (flgmem[i] & fmask)) passed = passed + 1;
+                else begin
+                    failed = failed + 1;
+                    if (failed <= MAX_REPORT)
+                        $display("tb_layer: MISMATCH flags query %0d neuron %0d (word %0d): expected %b, got %b",
+                                 i / N, N0 + i % N, i, flgmem[i] & fmask, got_flg[i] & fmask);
+                end
+            end
+        end
         if (EXP_ACC_EVENTS >= 0) begin
             if (acc_events == EXP_ACC_EVENTS) passed = passed + 1;
             else begin
