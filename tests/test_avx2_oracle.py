@@ -32,7 +32,7 @@ from simulator.loaders.vprtempo_pth import load_vprtempo_pth  # noqa: E402
 from simulator.report import build_report  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
-N_RANDOM = 160
+N_RANDOM = 120
 I16 = (-(1 << 15), (1 << 15) - 1)
 
 WORKER = r"""

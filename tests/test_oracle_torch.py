@@ -34,7 +34,7 @@ from simulator.config import load_config  # noqa: E402
 from simulator.engine import simulate  # noqa: E402
 from simulator.loaders.vprtempo_pth import load_vprtempo_pth  # noqa: E402
 
-N_RANDOM = 300
+N_RANDOM = 200
 STYLES = ("normal", "positive", "vprtempo", "uniform")
 # per preset: cases, codes compared, codes of those cases left out (AVX2 pairs saturated there)
 COMPARED: dict[str, dict[str, int]] = {}
