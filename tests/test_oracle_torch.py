@@ -295,6 +295,7 @@ def test_requant_exact_ties(engine: str, tmp_path: Path) -> None:
     output = O.passthrough_layer(n, sy, zy)
     path = _save_crafted(tmp_path, sx, zx, feature, output, f"ties-{engine}")
     ref = compare(path, codes.astype(np.uint8), engine, f"exact ties {engine}")
+    assert O.unsaturated(ref).pairs == 0  # the same case for exact and AVX2-pair kernels
     away = O.reference_layer(codes, zx, sx, feature, engine, half_even=False)
     assert _discriminates(ref.feature_codes[0], away) >= n // 4, "too few ties exercised"
 
@@ -329,6 +330,7 @@ def test_accumulators_above_2_24(engine: str, where: str, tmp_path: Path) -> Non
     x = layer_in.astype(np.uint8)
     path = _save_crafted(tmp_path, sx, 0, feature, output, f"big-{where}-{engine}")
     ref = compare(path, x, engine, f"acc > 2^24 in {where}, {engine}")
+    assert O.unsaturated(ref).pairs == 0
     got = ref.feature_codes[0] if where == "feature" else ref.codes
     assert np.array_equal(O.reference_layer(layer_in, 0, sx, crafted, engine), got)
     exact = O.reference_layer(layer_in, 0, sx, crafted, engine, acc_to_f32=False)
@@ -368,6 +370,7 @@ def test_input_quantizer_single_rounding(engine: str, tmp_path: Path) -> None:
         ident = O.passthrough_layer(64, sx_, zx_)
         path = _save_crafted(tmp_path, sx_, zx_, ident, O.passthrough_layer(64, sx_, zx_), "inq")
         ref = compare(path, x, engine, f"input quantizer sx={sx_} zx={zx_}")
+        assert O.unsaturated(ref).pairs == 0
         assert np.array_equal(ref.codes, ref.input_codes[0])  # passthrough layers are exact
         two = O.quantize_input(x, sx_, zx_, fused=False)
         if sx_ == sx:
@@ -403,7 +406,9 @@ def test_engines_differ_and_each_preset_matches(tmp_path: Path) -> None:
     feature = O.LayerSpec(wk, sw, sy, zy)
     path = _save_crafted(tmp_path, sx, 0, feature, O.passthrough_layer(n, sy, zy), "engines")
     x = np.tile(xk, (2, 1)).astype(np.uint8)
-    outs = {e: compare(path, x, e, f"engine multipliers {e}").codes for e in O.ENGINES}
+    refs = {e: compare(path, x, e, f"engine multipliers {e}") for e in O.ENGINES}
+    assert O.unsaturated(refs["fbgemm"]).pairs == 0
+    outs = {e: r.codes for e, r in refs.items()}
     assert _discriminates(outs["fbgemm"], outs["qnnpack"]) >= 2
 
 

@@ -320,15 +320,14 @@ def run_torch(
             ins.append(q.int_repr().numpy().astype(np.int64))
             feats.append(f.int_repr().numpy().astype(np.int64))
             outs.append(y)
-            ws.append(
-                tuple(
-                    lay.w.weight().int_repr().numpy().astype(np.int64)
-                    for lay in (m.feature_layer, m.output_layer)
-                )
+            w1, w2 = (
+                lay.w.weight().int_repr().numpy().astype(np.int64)
+                for lay in (m.feature_layer, m.output_layer)
             )
+            ws.append((w1, w2))
         codes = np.concatenate([o.int_repr().numpy().astype(np.int64) for o in outs], axis=1)
         cat = torch.cat(outs, dim=1).int_repr().numpy().astype(np.int64)
-    return TorchRun(codes, cat, feats, ins, ws)  # type: ignore[arg-type]
+    return TorchRun(codes, cat, feats, ins, ws)
 
 
 # --- where fbgemm's AVX2 pairs saturate -------------------------------------------------------
