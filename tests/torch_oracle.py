@@ -9,6 +9,11 @@ parameter) so its converted state dict has the keys of a real VPRTempoQuant ``.p
   accumulators above 2^24);
 * :func:`save_pth` writes ``{"model_0": sd, ...}``; :func:`run_torch` loads the file back into
   fresh modules (as VPRTempoQuant does) and runs torch inference on a chosen engine.
+* :func:`host_preset` names the preset that describes *this* host's torch engine: fbgemm sums
+  u8*s8 products exactly in int32 on AVX512-VNNI hosts (``pytorch_fbgemm``) but saturates
+  adjacent raw pairs to int16 on AVX2 hosts (``x86_avx2_fbgemm``); :func:`fbgemm_host_is_exact`
+  decides by running torch on a probe whose pairs saturate. :func:`unsaturated` marks the codes
+  where the two presets must agree, so ``pytorch_fbgemm`` is still proven on an AVX2 host.
 
 A small numpy model of DESIGN.md section 2 (:func:`reference_codes`) is used only to *pick*
 discriminating cases and to show that a case really separates candidate formulas; the
@@ -18,6 +23,7 @@ truth is always torch.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -31,7 +37,10 @@ import torch.ao.quantization as tq
 from torch import nn
 
 ENGINES: tuple[str, str] = ("fbgemm", "qnnpack")
+# the presets modelling each engine on an exact-int32 (AVX512-VNNI) host; see host_preset()
 PRESET_OF_ENGINE: dict[str, str] = {"fbgemm": "pytorch_fbgemm", "qnnpack": "pytorch_qnnpack"}
+AVX2_FBGEMM = "x86_avx2_fbgemm"
+INT16 = (-(1 << 15), (1 << 15) - 1)
 
 _QUIET = (
     r".*torch\.ao\.quantization is deprecated.*",
@@ -88,6 +97,46 @@ def quant_engine(engine: str) -> Iterator[None]:
             yield
     finally:
         torch.backends.quantized.engine = old
+
+
+# probe: acc = 8 * 255 * -128 = -261120 exactly; 4 pairs of -65280 saturated to -32768 give
+# -131072. Output scale 2000, zero point 200: rint(-130.56) + 200 = 69 vs rint(-65.536) + 200 = 134.
+# Row 1 (weights 1, no saturation anywhere) must give rint(1.02) + 200 = 201 on both.
+_PROBE_K = 8
+_PROBE_CODES = {69: True, 134: False}
+
+
+@functools.cache
+def fbgemm_host_is_exact() -> bool:
+    """True if this host's torch fbgemm sums u8*s8 products exactly in int32 (AVX512-VNNI),
+    False if it saturates adjacent raw pairs to int16 first (AVX2, VPMADDUBSW).
+
+    Decided by experiment (cpuinfo can disagree: ``FBGEMM_ENABLE_INSTRUCTIONS=AVX2`` forces the
+    AVX2 kernels on a VNNI host): inputs 255 and weights -128, whose pairs saturate.
+    """
+    from torch.ao.nn import quantized as nnq
+
+    with quant_engine("fbgemm"):
+        lin = nnq.Linear(_PROBE_K, 2, bias_=False)
+        w = torch.full((2, _PROBE_K), -128, dtype=torch.int8)
+        w[1] = 1
+        lin.set_weight_bias(torch._make_per_tensor_quantized_tensor(w, 1.0, 0), None)
+        lin.scale, lin.zero_point = 2000.0, 200
+        x = torch._make_per_tensor_quantized_tensor(
+            torch.full((3, _PROBE_K), 255, dtype=torch.uint8), 1.0, 0
+        )
+        got = lin(x).int_repr().numpy()
+    sat, plain = {int(v) for v in got[:, 0]}, {int(v) for v in got[:, 1]}
+    if plain != {201} or len(sat) != 1 or next(iter(sat)) not in _PROBE_CODES:
+        raise RuntimeError(f"torch fbgemm probe gave {got.tolist()}: neither exact nor AVX2 pairs")
+    return _PROBE_CODES[next(iter(sat))]
+
+
+def host_preset(engine: str) -> str:
+    """The preset that is bit-exact with ``engine`` on this host (fbgemm: see above)."""
+    if engine == "fbgemm" and not fbgemm_host_is_exact():
+        return AVX2_FBGEMM
+    return PRESET_OF_ENGINE[engine]
 
 
 def _float_weights(rng: np.random.Generator, n_out: int, n_in: int, style: str) -> np.ndarray:
@@ -239,6 +288,7 @@ class TorchRun:
     cat_codes: np.ndarray  # codes after VPRTempoQuant's torch.cat (requantised to module 0)
     feature_codes: list[np.ndarray]  # per module, the feature layer's quint8 codes
     input_codes: list[np.ndarray]  # per module, the quantized input codes
+    weights: list[tuple[np.ndarray, np.ndarray]]  # per module, int8 (feature, output) weights
 
 
 def run_torch(
@@ -254,7 +304,7 @@ def run_torch(
     """
     mods = load_pth(path, engine)
     with quant_engine(engine), torch.no_grad():
-        outs, feats, ins = [], [], []
+        outs, feats, ins, ws = [], [], [], []
         for m in mods:
             qm = mods[0].quant if input_quantizer == "shared" else m.quant
             if x.dtype == np.uint8:
@@ -270,9 +320,68 @@ def run_torch(
             ins.append(q.int_repr().numpy().astype(np.int64))
             feats.append(f.int_repr().numpy().astype(np.int64))
             outs.append(y)
+            w1, w2 = (
+                lay.w.weight().int_repr().numpy().astype(np.int64)
+                for lay in (m.feature_layer, m.output_layer)
+            )
+            ws.append((w1, w2))
         codes = np.concatenate([o.int_repr().numpy().astype(np.int64) for o in outs], axis=1)
         cat = torch.cat(outs, dim=1).int_repr().numpy().astype(np.int64)
-    return TorchRun(codes, cat, feats, ins)
+    return TorchRun(codes, cat, feats, ins, ws)
+
+
+# --- where fbgemm's AVX2 pairs saturate -------------------------------------------------------
+
+
+def pair_saturations(codes: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """int64 (Q, N): per (query, neuron), how many adjacent pairs k = 2i, 2i+1 of raw uint8
+    ``codes`` (Q, K) times int8 ``w`` (N, K) leave int16 (K padded with a zero column)."""
+    k = codes.shape[1]
+    kk = k + k % 2
+    xe = np.zeros((codes.shape[0], kk), dtype=np.int32)
+    xe[:, :k] = codes
+    we = np.zeros((w.shape[0], kk), dtype=np.int32)
+    we[:, :k] = w
+    out = np.zeros((codes.shape[0], w.shape[0]), dtype=np.int64)
+    for q in range(codes.shape[0]):  # (N, K/2) int32 temporaries: at most ~40 MB at 6272 x 3136
+        s = we[:, 0::2] * xe[q, 0::2] + we[:, 1::2] * xe[q, 1::2]
+        out[q] = np.count_nonzero((s < INT16[0]) | (s > INT16[1]), axis=1)
+    return out
+
+
+@dataclass
+class Unsaturated:
+    """Where exact int32 and AVX2-pair accumulation give the same codes, for one torch run.
+
+    feature / output: per module, bool (Q, N): that layer's code has no saturating pair
+    upstream (the output layer's inputs are the feature codes of the same query);
+    rows: bool (Q,), every code of the query in every module; pairs: saturated pairs in all.
+    """
+
+    feature: list[np.ndarray]
+    output: list[np.ndarray]
+    rows: np.ndarray
+    pairs: int
+    per_layer: list[tuple[np.ndarray, np.ndarray]]  # (Q, N) pair counts, (feature, output)
+
+
+def unsaturated(run: TorchRun) -> Unsaturated:
+    """Mark the codes of ``run`` that no saturating AVX2 pair can reach (numpy, from torch's
+    own input codes, feature codes and weights)."""
+    feature, output, per_layer = [], [], []
+    rows = np.ones(run.codes.shape[0], dtype=bool)
+    for mi, (w1, w2) in enumerate(run.weights):
+        p1 = pair_saturations(run.input_codes[mi], w1)
+        p2 = pair_saturations(run.feature_codes[mi], w2)
+        f_ok = p1 == 0
+        row_ok = f_ok.all(axis=1)
+        o_ok = row_ok[:, None] & (p2 == 0)
+        feature.append(f_ok)
+        output.append(o_ok)
+        per_layer.append((p1, p2))
+        rows &= o_ok.all(axis=1)
+    pairs = int(sum(int(a.sum() + b.sum()) for a, b in per_layer))
+    return Unsaturated(feature, output, rows, pairs, per_layer)
 
 
 # --- numpy model of DESIGN.md section 2 (used to pick cases, never as the truth) ------------
@@ -339,11 +448,16 @@ def rows_with_accumulators(
     """Input codes and int8 rows so that row j accumulates exactly ``targets[j]`` (zp 0).
 
     Inputs: ``n_bulk`` codes of ``bulk_code`` then two of ``tune_code``; row j puts its bulk
-    weights (|w| <= 127, one sign) so that the total hits the target.
+    weights (one sign) so that the total hits the target. Bulk weights are capped at 127 on
+    even and 1 on odd positions, so every adjacent pair k = 2i, 2i+1 stays within
+    255 * 128 < 2^15: no pair saturates int16, and fbgemm's AVX2 kernel sums exactly as well.
+    Row j can reach up to 64 * n_bulk * bulk_code (n_bulk even).
     """
     k = n_bulk + 2
     x = np.full(k, bulk_code, dtype=np.int64)
     x[n_bulk:] = tune_code
+    caps = np.where(np.arange(n_bulk) % 2 == 0, 127, 1)
+    before = np.cumsum(caps) - caps
     w = np.zeros((len(targets), k), dtype=np.int64)
     for j, t in enumerate(np.asarray(targets, dtype=np.int64)):
         sign = 1 if t >= 0 else -1
@@ -352,17 +466,15 @@ def rows_with_accumulators(
         while r > 2 * 127 * tune_code or r % tune_code:
             b -= 1
             r += bulk_code
-        if b > 127 * n_bulk:
+        if b > int(caps.sum()):
             raise ValueError(f"target {t} needs more than {n_bulk} bulk inputs")
-        full, rest = divmod(b, 127)
-        w[j, :full] = 127
-        if rest:
-            w[j, full] = rest
+        w[j, :n_bulk] = np.clip(b - before, 0, caps)
         t1 = min(127, r // tune_code)
         w[j, n_bulk] = t1
         w[j, n_bulk + 1] = r // tune_code - t1
         w[j] *= sign
     assert np.array_equal(w @ x, np.asarray(targets, dtype=np.int64))
+    assert not pair_saturations(x[None, :], w).any()
     return x, w.astype(np.int8)
 
 
