@@ -228,7 +228,8 @@ def available_backends() -> list[str]:
     """['auto', 'numpy'] when torch's int8 matmul is usable (proven exact here), else ['numpy']."""
     from . import kernels
 
-    return ["auto", "numpy"] if kernels._mm_torch_fn() is not None else ["numpy"]
+    usable = kernels._mm_torch_fast() and kernels._mm_torch_fn() is not None
+    return ["auto", "numpy"] if usable else ["numpy"]
 
 
 def run_bench(

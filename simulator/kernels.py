@@ -26,7 +26,8 @@ def exact_matmul(
       most 131071); an operand spanning <= 256 values is shifted into int8 and the shift is
       corrected exactly in int64. Used only if torch is installed and a self-test proves it
       exact on this host (oneDNN without AVX512-VNNI saturates int16 pairs and fails it).
-      ``auto`` uses it for products of >= 2**24 multiply-adds.
+      ``auto`` uses it for products of >= 2**24 multiply-adds on hosts where torch reports an
+      AVX-512 CPU capability (elsewhere oneDNN's int8 product is ~30x slower than BLAS).
     * numpy: float32 BLAS on K-chunks short enough that every partial sum of |products|
       stays below 2**24 (so exact whatever the summation order), chunks summed exactly.
     * float64: float64 BLAS on chunks whose partial sums stay below 2**53.
@@ -55,7 +56,8 @@ def exact_matmul(
     fits8 = ahi - alo <= 255 and bhi - blo <= 255
     if backend == "torch" and not fits8:
         raise ValueError("HWSIM_MATMUL=torch: an operand spans more than 256 values (not int8)")
-    if fits8 and (backend == "torch" or (backend == "auto" and q * n * k >= _MM_TORCH_MIN)):
+    if fits8 and (backend == "torch" or (backend == "auto" and q * n * k >= _MM_TORCH_MIN
+                                         and _mm_torch_fast())):
         tfn = _mm_torch_fn(required=backend == "torch")
         if tfn is not None:
             return _mm_torch(tfn, a, alo, ahi, b_t, blo, bhi)
@@ -78,6 +80,29 @@ def _mm_backend() -> str:
     if name not in _MM_BACKENDS:
         raise ValueError(f"HWSIM_MATMUL={name!r}: choose one of {', '.join(_MM_BACKENDS)}")
     return name
+
+
+def _mm_torch_fast() -> bool:
+    """True if torch's int8 ``_int_mm`` is worth using here (``auto`` only).
+
+    oneDNN runs it fast only with AVX-512 (VNNI or AMX) kernels; on an AVX2-only host it
+    took 5.1 s for the 500 x 3136 x 6272 product that float32 BLAS does in 0.16 s, so
+    ``auto`` then stays with numpy. The verdict comes from torch's own CPU capability and is
+    cached per process; ``HWSIM_MATMUL=torch`` still forces the backend.
+    """
+    if "fast" not in _MM_TORCH:
+        import importlib.util
+
+        fast = False
+        if importlib.util.find_spec("torch") is not None:
+            try:
+                import torch
+
+                fast = str(torch.backends.cpu.get_cpu_capability()).upper().startswith("AVX512")
+            except Exception:  # an old or unusual torch: do not rely on it
+                fast = False
+        _MM_TORCH["fast"] = fast
+    return bool(_MM_TORCH["fast"])
 
 
 def _mm_int_bounds(x: np.ndarray) -> tuple[int, int]:
