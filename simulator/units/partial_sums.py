@@ -74,10 +74,13 @@ class ChunkPlan:
         self.stepno = rank // g
         starts = np.arange(self.c) * cs
         r0 = rank[:, starts] if k else np.zeros((q, self.c), np.int64)  # (Q, C)
-        if not dense and g > 1:
-            act_pos = np.full((q, k + g), k, dtype=np.int64)
+        self.rank0 = r0
+        act_pos = np.full((q, k + g), k, dtype=np.int64)
+        if not dense:
             qi, ki = np.nonzero(active)
             act_pos[qi, rank[qi, ki]] = ki
+        self.act_pos = act_pos
+        if not dense and g > 1:
             ext = np.full((q, self.c, self.ext), k, dtype=np.int64)
             n_ext = r0 % g
             for i in range(self.ext):  # right-aligned: ext[..., -1] is the last one before a
@@ -88,6 +91,20 @@ class ChunkPlan:
             self.ext_pos = ext
         else:
             self.ext_pos = np.zeros((q, self.c, 0), dtype=np.int64)
+
+    def back_chunks(self) -> int:
+        """How many chunks before chunk c the checkpoint preceding it may lie (0 when dense)."""
+        if self.dense or self.k == 0:
+            return 0
+        starts = np.arange(self.c) * self.cs
+        r0 = self.rank0
+        rp = (r0 // self.g) * self.g - 1  # rank of the checkpoint before the chunk
+        qi = np.arange(self.q)[:, None]
+        pos = np.where(rp >= 0, self.act_pos[qi, np.maximum(rp, 0)], 0)
+        pos = np.minimum(pos, self.k - 1)
+        back = np.arange(self.c)[None, :] - pos // self.cs
+        del starts
+        return int(back.max(initial=0))
 
     def positions(self, qs: np.ndarray, cs_: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(positions (F, ext + cs), checkpoint mask) of items (query, chunk); index k = pad."""
@@ -116,13 +133,34 @@ def chunk_size(k: int, g: int) -> int:
     return -(-base // g) * g
 
 
+def _float_for(cs: int, xr: tuple[int, int], wr: tuple[int, int]) -> type:
+    """float32 if every chunk sum of |products| stays below 2**24 (exact), else float64."""
+    m = cs * max(-xr[0], xr[1], 1) * max(-wr[0], wr[1], 1)
+    if m < 1 << 24:
+        return np.float32
+    if m < 1 << 53:
+        return np.float64
+    raise OverflowError("chunk sums too large for exact float products")
+
+
+def _chunked(a: np.ndarray, c_count: int, cs: int, dt: type) -> np.ndarray:
+    """(M, K) -> (C, M, cs) in ``dt``, K zero-padded to C * cs."""
+    m, k = a.shape
+    out = np.zeros((c_count, m, cs), dtype=dt)
+    for c in range(c_count):
+        sl = a[:, c * cs: (c + 1) * cs]
+        out[c, :, : sl.shape[1]] = sl
+    return out
+
+
 def chunk_stats(
     ox: np.ndarray, ow: np.ndarray, qs: np.ndarray, js: np.ndarray, cs: int,
     xr: tuple[int, int], wr: tuple[int, int],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact per-chunk sums and absolute sums (F, C) of pairs (qs, js), sorted by query.
 
-    Computed per block of queries on the neurons that block needs (exact_matmul per chunk).
+    One stacked float matrix product per block of queries (exact: see _float_for), on the
+    neurons that block needs.
     """
     k = ox.shape[1]
     c_count = max(1, -(-k // cs))
@@ -131,35 +169,44 @@ def chunk_stats(
     abss = np.zeros((f, c_count), dtype=np.int64)
     if not f:
         return sums, abss
-    axr = (0, max(-xr[0], xr[1]))
-    awr = (0, max(-wr[0], wr[1]))
+    dt = _float_for(cs, xr, wr)
     uq, qstart = np.unique(qs, return_index=True)
     qend = np.append(qstart[1:], f)
+    all_j = np.unique(js)
+    w_all = None
+    if all_j.size * 2 > ow.shape[0]:  # most neurons needed: chunk the weights once
+        w_all = _chunked(ow[all_j], c_count, cs, dt).transpose(0, 2, 1)
+        wa_all = np.abs(w_all)
     i = 0
     while i < uq.size:
-        # grow the block while (queries x neurons x chunks) stays bounded
-        j_set: np.ndarray = np.zeros(0, dtype=np.int64)
-        i1 = i
-        while i1 < uq.size:
-            cand = np.union1d(j_set, js[qstart[i1]: qend[i1]])
-            if i1 > i and (i1 - i + 1) * cand.size * c_count > _BLOCK_ELEMENTS:
-                break
-            j_set = cand
-            i1 += 1
+        if w_all is not None:
+            j_set = all_j
+            i1 = min(uq.size, i + max(1, _BLOCK_ELEMENTS // max(1, all_j.size * c_count)))
+        else:
+            j_set = np.zeros(0, dtype=np.int64)
+            i1 = i
+            while i1 < uq.size:
+                cand = np.union1d(j_set, js[qstart[i1]: qend[i1]])
+                if i1 > i and (i1 - i + 1) * cand.size * c_count > _BLOCK_ELEMENTS:
+                    break
+                j_set = cand
+                i1 += 1
         qb = uq[i:i1]
-        xb = ox[qb]
-        xab = abs_wide(xb)
-        wb = ow[j_set]
-        wab = abs_wide(wb)
+        xc = _chunked(ox[qb], c_count, cs, dt)
+        if w_all is not None:
+            wc, wac = w_all, wa_all
+        else:
+            wc = _chunked(ow[j_set], c_count, cs, dt).transpose(0, 2, 1)
+            wac = np.abs(wc)
         lo, hi = qstart[i], qend[i1 - 1]
         rows = np.searchsorted(qb, qs[lo:hi])
         cols = np.searchsorted(j_set, js[lo:hi])
-        for c in range(c_count):
-            sl = slice(c * cs, min((c + 1) * cs, k))
-            s = exact_matmul(xb[:, sl], wb[:, sl], a_range=xr, b_range=wr)
-            a = exact_matmul(xab[:, sl], wab[:, sl], a_range=axr, b_range=awr)
-            sums[lo:hi, c] = s[rows, cols]
-            abss[lo:hi, c] = a[rows, cols]
+        s = np.matmul(xc, wc)  # (C, qb, J)
+        sums[lo:hi] = s[:, rows, cols].T
+        del s
+        a = np.matmul(np.abs(xc), wac)
+        abss[lo:hi] = a[:, rows, cols].T
+        del a
         i = i1
     return sums, abss
 
@@ -183,51 +230,126 @@ def evaluate_pairs(
     decides ``min_safe_acc_bits`` exactly (None: events only).
     """
     f = qs.size
-    cs = plan.cs
-    sums, abss = chunk_stats(ox, ow, qs, js, cs, xr, wr)
+    sums, abss = chunk_stats(ox, ow, qs, js, plan.cs, xr, wr)
     neg = (sums - abss) // 2  # sum of the negative products of each chunk
     pos = (sums + abss) // 2
+    del abss
     prefix = np.cumsum(sums, axis=1) - sums  # exact P at each chunk start
-    oxp = np.concatenate([ox, np.zeros((ox.shape[0], 1), ox.dtype)], axis=1)
-    owp = np.concatenate([ow, np.zeros((ow.shape[0], 1), ow.dtype)], axis=1)
-    d = np.zeros(f, dtype=np.int64)  # register value - prefix sum, constant between events
-    wraps = np.zeros(f, dtype=np.int64)
-    sats = np.zeros(f, dtype=np.int64)
-    first_step = np.full(f, -1, dtype=np.int64)
-    first_value = np.zeros(f, dtype=np.int64)
-    pmin, pmax = 0, 0
-    stepped = 0
-    wide = 1 << reg.bits
-    for c in range(plan.c):
-        base = prefix[:, c] + d
-        need = (base + neg[:, c] < reg.min) | (base + pos[:, c] > reg.max)
-        if safe is not None:
-            need |= (prefix[:, c] + neg[:, c] < safe.min) | (prefix[:, c] + pos[:, c] > safe.max)
-        items = np.flatnonzero(need)
-        stepped += int(items.size)
-        batch = max(1, _STEP_ELEMENTS // (plan.ext + cs))
-        for s0 in range(0, items.size, batch):
-            it = items[s0: s0 + batch]
-            qi, ji = qs[it], js[it]
-            pos_, ck = plan.positions(qi, np.full(it.size, c))
-            prods = oxp[qi[:, None], pos_].astype(np.int64) * owp[ji[:, None], pos_]
-            cum = np.cumsum(prods, axis=1)
-            start = prefix[it, c] - (cum[:, plan.ext - 1] if plan.ext else 0)
-            vals = start[:, None] + cum  # prefix sums at every position of the item
-            if ck.any():
-                v = np.where(ck, vals, 0)
-                pmin = min(pmin, int(v.min()))
-                pmax = max(pmax, int(v.max()))
-            steps = plan.stepno[qi[:, None], np.minimum(pos_, plan.k - 1)]
-            dd, nw, ns, fs, fv = _step_register(start, vals, ck, steps, d[it], reg, policy, wide)
-            d[it] = dd
-            wraps[it] += nw
-            sats[it] += ns
-            new = (first_step[it] < 0) & (fs >= 0)
-            first_step[it[new]] = fs[new]
-            first_value[it[new]] = fv[new]
     total = prefix[:, -1] + sums[:, -1]
-    return ChunkResult(total + d, wraps, sats, first_step, first_value, pmin, pmax, stepped)
+    del sums
+    lo = prefix + neg  # every prefix sum inside chunk c lies in [lo, hi]
+    hi = prefix + pos
+    del neg, pos
+    st = _Stepper(plan, ox, ow, qs, js, reg, policy)
+    if policy == "wrap":
+        need = _hull_windows_differ(plan, qs, lo, hi, reg)
+        if safe is not None:
+            need |= (lo < safe.min) | (hi > safe.max)
+        del lo, hi
+        pi, ci = np.nonzero(need)
+        del need
+        st.run(pi, ci, prefix, None)
+        return st.result(wrap_values(total, reg), f)
+    d = np.zeros(f, dtype=np.int64)  # register value - prefix sum, constant between events
+    for c in range(plan.c):
+        need = (lo[:, c] + d < reg.min) | (hi[:, c] + d > reg.max)
+        if safe is not None:
+            need |= (lo[:, c] < safe.min) | (hi[:, c] > safe.max)
+        pi = np.flatnonzero(need)
+        if pi.size:
+            st.run(pi, np.full(pi.size, c), prefix, d)
+    return st.result(total + d, f)
+
+
+def wrap_values(v: np.ndarray, reg: Register) -> np.ndarray:
+    """Two's complement wrap into ``reg`` (signed, < 63 bits)."""
+    wide = 1 << reg.bits
+    return v - wide * np.floor_divide(v - reg.min, wide)
+
+
+def _hull_windows_differ(
+    plan: ChunkPlan, qs: np.ndarray, lo: np.ndarray, hi: np.ndarray, reg: Register
+) -> np.ndarray:
+    """(F, C) True where a wrap may happen at a checkpoint of chunk c.
+
+    The register before chunk c's first checkpoint holds the checkpoint before it, which lies
+    in chunk c (dense: the chunk starts on a step) or up to ``back`` chunks earlier.
+    """
+    back = plan.back_chunks()
+    if back:
+        if back > 8:
+            lo = np.minimum.accumulate(lo, axis=1)
+            hi = np.maximum.accumulate(hi, axis=1)
+        else:
+            lo0, hi0 = lo, hi
+            lo, hi = lo0.copy(), hi0.copy()
+            for b in range(1, back + 1):
+                np.minimum(lo[:, b:], lo0[:, :-b], out=lo[:, b:])
+                np.maximum(hi[:, b:], hi0[:, :-b], out=hi[:, b:])
+    wide = 1 << reg.bits
+    return np.floor_divide(lo - reg.min, wide) != np.floor_divide(hi - reg.min, wide)
+
+
+class _Stepper:
+    """Steps (pair, chunk) items checkpoint by checkpoint and gathers their results."""
+
+    def __init__(self, plan: ChunkPlan, ox: np.ndarray, ow: np.ndarray, qs: np.ndarray,
+                 js: np.ndarray, reg: Register, policy: str) -> None:
+        self.plan, self.qs, self.js, self.reg, self.policy = plan, qs, js, reg, policy
+        self.oxp = np.concatenate([ox, np.zeros((ox.shape[0], 1), ox.dtype)], axis=1)
+        self.owp = np.concatenate([ow, np.zeros((ow.shape[0], 1), ow.dtype)], axis=1)
+        self.parts: list[tuple[np.ndarray, ...]] = []
+        self.pmin, self.pmax, self.items = 0, 0, 0
+
+    def run(self, pi: np.ndarray, ci: np.ndarray, prefix: np.ndarray,
+            d: np.ndarray | None) -> None:
+        """Step items (pair pi, chunk ci); saturate: ``d`` offsets are read and updated."""
+        plan = self.plan
+        self.items += int(pi.size)
+        batch = max(1, _STEP_ELEMENTS // (plan.ext + plan.cs))
+        wide = 1 << self.reg.bits
+        for s0 in range(0, pi.size, batch):
+            p, c = pi[s0: s0 + batch], ci[s0: s0 + batch]
+            qi, ji = self.qs[p], self.js[p]
+            pos_, ck = plan.positions(qi, c)
+            prods = self.oxp[qi[:, None], pos_].astype(np.int64) * self.owp[ji[:, None], pos_]
+            cum = np.cumsum(prods, axis=1)
+            del prods
+            start = prefix[p, c] - (cum[:, plan.ext - 1] if plan.ext else 0)
+            vals = start[:, None] + cum
+            del cum
+            if ck.any():
+                v = vals[ck]
+                self.pmin = min(self.pmin, int(v.min()))
+                self.pmax = max(self.pmax, int(v.max()))
+            steps = plan.stepno[qi[:, None], np.minimum(pos_, plan.k - 1)]
+            if d is None:
+                d0 = -wide * np.floor_divide(start - self.reg.min, wide)
+            else:
+                d0 = d[p]
+            dd, nw, ns, fs, fv = _step_register(start, vals, ck, steps, d0, self.reg,
+                                                self.policy, wide)
+            if d is not None:
+                d[p] = dd
+            ev = np.flatnonzero(nw + ns)
+            if ev.size:
+                self.parts.append((p[ev], c[ev], nw[ev], ns[ev], fs[ev], fv[ev]))
+
+    def result(self, acc: np.ndarray, f: int) -> ChunkResult:
+        wraps = np.zeros(f, dtype=np.int64)
+        sats = np.zeros(f, dtype=np.int64)
+        first_step = np.full(f, -1, dtype=np.int64)
+        first_value = np.zeros(f, dtype=np.int64)
+        if self.parts:
+            p, c, nw, ns, fs, fv = (np.concatenate(a) for a in zip(*self.parts, strict=True))
+            np.add.at(wraps, p, nw)
+            np.add.at(sats, p, ns)
+            order = np.lexsort((c, p))  # per pair, its earliest chunk first
+            up, first = np.unique(p[order], return_index=True)
+            first_step[up] = fs[order][first]
+            first_value[up] = fv[order][first]
+        return ChunkResult(acc, wraps, sats, first_step, first_value, self.pmin, self.pmax,
+                           self.items)
 
 
 def _step_register(
