@@ -32,6 +32,7 @@ import numpy as np
 
 from ..fixedpoint import Register
 from ..kernels import exact_matmul
+from .chunk_stepper import numba_enabled, step_items
 
 _STEP_ELEMENTS = 1 << 22  # gathered products held at once while stepping chunks
 _BLOCK_ELEMENTS = 1 << 22  # (query, neuron, chunk) chunk statistics held at once
@@ -296,6 +297,11 @@ class _Stepper:
     def __init__(self, plan: ChunkPlan, ox: np.ndarray, ow: np.ndarray, qs: np.ndarray,
                  js: np.ndarray, reg: Register, policy: str) -> None:
         self.plan, self.qs, self.js, self.reg, self.policy = plan, qs, js, reg, policy
+        self.ox, self.ow = np.ascontiguousarray(ox), np.ascontiguousarray(ow)
+        if numba_enabled():
+            self.parts: list[tuple[np.ndarray, ...]] = []
+            self.pmin, self.pmax, self.items = 0, 0, 0
+            return
         self.oxp = np.concatenate([ox, np.zeros((ox.shape[0], 1), ox.dtype)], axis=1)
         self.owp = np.concatenate([ow, np.zeros((ow.shape[0], 1), ow.dtype)], axis=1)
         self.parts: list[tuple[np.ndarray, ...]] = []
@@ -306,6 +312,16 @@ class _Stepper:
         """Step items (pair pi, chunk ci); saturate: ``d`` offsets are read and updated."""
         plan = self.plan
         self.items += int(pi.size)
+        if numba_enabled():
+            nw, ns, fs, fv, lo, hi = step_items(
+                self.ox, self.ow, self.qs, self.js, pi, ci, prefix, d, plan, self.reg.min,
+                self.reg.max, self.reg.bits, self.policy == "wrap",
+            )
+            self.pmin, self.pmax = min(self.pmin, lo), max(self.pmax, hi)
+            ev = np.flatnonzero(nw + ns)
+            if ev.size:
+                self.parts.append((pi[ev], ci[ev], nw[ev], ns[ev], fs[ev], fv[ev]))
+            return
         batch = max(1, _STEP_ELEMENTS // (plan.ext + plan.cs))
         wide = 1 << self.reg.bits
         for s0 in range(0, pi.size, batch):
