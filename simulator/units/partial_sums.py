@@ -35,7 +35,7 @@ from ..kernels import exact_matmul
 from .chunk_stepper import numba_enabled, step_items
 
 _STEP_ELEMENTS = 1 << 22  # gathered products held at once while stepping chunks
-_BLOCK_ELEMENTS = 1 << 22  # (query, neuron, chunk) chunk statistics held at once
+_BLOCK_ELEMENTS = 1 << 23  # (query, neuron, chunk) chunk statistics held at once
 
 
 @dataclass
@@ -129,8 +129,8 @@ def abs_wide(a: np.ndarray) -> np.ndarray:
 
 
 def chunk_size(k: int, g: int) -> int:
-    """Chunk length: a multiple of G near K / 48, at least 8 G and 32 inputs."""
-    base = max(32, 8 * g, -(-k // 48))
+    """Chunk length: a multiple of G near K / 24, at least 8 G and 32 inputs."""
+    base = max(32, 8 * g, -(-k // 24))
     return -(-base // g) * g
 
 
@@ -154,62 +154,71 @@ def _chunked(a: np.ndarray, c_count: int, cs: int, dt: type) -> np.ndarray:
     return out
 
 
-def chunk_stats(
-    ox: np.ndarray, ow: np.ndarray, qs: np.ndarray, js: np.ndarray, cs: int,
-    xr: tuple[int, int], wr: tuple[int, int],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact per-chunk sums and absolute sums (F, C) of pairs (qs, js), sorted by query.
+class ChunkProducts:
+    """Exact per-chunk sums and absolute sums of (query, neuron) pairs.
 
     One stacked float matrix product per block of queries (exact: see _float_for), on the
-    neurons that block needs.
+    neurons the block needs; the chunked weights are built once when most neurons are needed.
     """
-    k = ox.shape[1]
-    c_count = max(1, -(-k // cs))
-    f = qs.size
-    sums = np.zeros((f, c_count), dtype=np.int64)
-    abss = np.zeros((f, c_count), dtype=np.int64)
-    if not f:
+
+    def __init__(self, ox: np.ndarray, ow: np.ndarray, js_needed: np.ndarray, cs: int,
+                 xr: tuple[int, int], wr: tuple[int, int]) -> None:
+        self.ox, self.ow, self.cs = ox, ow, cs
+        self.c = max(1, -(-ox.shape[1] // cs))
+        self.dt = _float_for(cs, xr, wr)
+        self.all_j = js_needed
+        self.w_all: np.ndarray | None = None
+        if js_needed.size * 2 > ow.shape[0]:
+            self.w_all, self.wa_all = self._weights(js_needed)
+
+    def _weights(self, j_set: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        wc = np.ascontiguousarray(_chunked(self.ow[j_set], self.c, self.cs, self.dt)
+                                  .transpose(0, 2, 1))  # (C, cs, J)
+        return wc, np.abs(wc)
+
+    def __call__(self, qs: np.ndarray, js: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(sums, abs sums) int64 (F, C) of pairs (qs, js) sorted by query."""
+        c_count = self.c
+        f = qs.size
+        sums = np.zeros((f, c_count), dtype=np.int64)
+        abss = np.zeros((f, c_count), dtype=np.int64)
+        if not f:
+            return sums, abss
+        uq, qstart = np.unique(qs, return_index=True)
+        qend = np.append(qstart[1:], f)
+        i = 0
+        while i < uq.size:
+            if self.w_all is not None:
+                j_set = self.all_j
+                step = max(1, _BLOCK_ELEMENTS // max(1, j_set.size * c_count))
+                i1 = min(uq.size, i + step)
+                wc, wac = self.w_all, self.wa_all
+            else:
+                j_set = np.zeros(0, dtype=np.int64)
+                i1 = i
+                while i1 < uq.size:
+                    cand = np.union1d(j_set, js[qstart[i1]: qend[i1]])
+                    if i1 > i and (i1 - i + 1) * cand.size * c_count > _BLOCK_ELEMENTS:
+                        break
+                    j_set = cand
+                    i1 += 1
+                wc, wac = self._weights(j_set)
+            qb = uq[i:i1]
+            xc = _chunked(self.ox[qb], c_count, self.cs, self.dt)
+            lo, hi = qstart[i], qend[i1 - 1]
+            full = hi - lo == qb.size * j_set.size  # every pair of the block, in order
+            if not full:
+                rows = np.searchsorted(qb, qs[lo:hi])
+                cols = np.searchsorted(j_set, js[lo:hi])
+            for dst, xm, wm in ((sums, xc, wc), (abss, np.abs(xc), wac)):
+                prod = np.matmul(xm, wm)  # (C, qb, J)
+                if full:
+                    dst[lo:hi] = prod.reshape(c_count, -1).T
+                else:
+                    dst[lo:hi] = prod[:, rows, cols].T
+                del prod
+            i = i1
         return sums, abss
-    dt = _float_for(cs, xr, wr)
-    uq, qstart = np.unique(qs, return_index=True)
-    qend = np.append(qstart[1:], f)
-    all_j = np.unique(js)
-    w_all = None
-    if all_j.size * 2 > ow.shape[0]:  # most neurons needed: chunk the weights once
-        w_all = _chunked(ow[all_j], c_count, cs, dt).transpose(0, 2, 1)
-        wa_all = np.abs(w_all)
-    i = 0
-    while i < uq.size:
-        if w_all is not None:
-            j_set = all_j
-            i1 = min(uq.size, i + max(1, _BLOCK_ELEMENTS // max(1, all_j.size * c_count)))
-        else:
-            j_set = np.zeros(0, dtype=np.int64)
-            i1 = i
-            while i1 < uq.size:
-                cand = np.union1d(j_set, js[qstart[i1]: qend[i1]])
-                if i1 > i and (i1 - i + 1) * cand.size * c_count > _BLOCK_ELEMENTS:
-                    break
-                j_set = cand
-                i1 += 1
-        qb = uq[i:i1]
-        xc = _chunked(ox[qb], c_count, cs, dt)
-        if w_all is not None:
-            wc, wac = w_all, wa_all
-        else:
-            wc = _chunked(ow[j_set], c_count, cs, dt).transpose(0, 2, 1)
-            wac = np.abs(wc)
-        lo, hi = qstart[i], qend[i1 - 1]
-        rows = np.searchsorted(qb, qs[lo:hi])
-        cols = np.searchsorted(j_set, js[lo:hi])
-        s = np.matmul(xc, wc)  # (C, qb, J)
-        sums[lo:hi] = s[:, rows, cols].T
-        del s
-        a = np.matmul(np.abs(xc), wac)
-        abss[lo:hi] = a[:, rows, cols].T
-        del a
-        i = i1
-    return sums, abss
 
 
 def evaluate_pairs(
@@ -228,10 +237,38 @@ def evaluate_pairs(
 
     policy: wrap | saturate. safe: a register whose range the pairs' partial sums are known
     to reach; chunks that may leave it are stepped too, so that the returned partial range
-    decides ``min_safe_acc_bits`` exactly (None: events only).
+    decides ``min_safe_acc_bits`` exactly (None: events only). Pairs are taken in blocks so
+    that the (pairs x chunks) statistics stay bounded in memory.
     """
     f = qs.size
-    sums, abss = chunk_stats(ox, ow, qs, js, plan.cs, xr, wr)
+    out = ChunkResult(np.zeros(f, np.int64), np.zeros(f, np.int64), np.zeros(f, np.int64),
+                      np.full(f, -1, np.int64), np.zeros(f, np.int64), 0, 0, 0)
+    products = ChunkProducts(ox, ow, np.unique(js), plan.cs, xr, wr)
+    blk = max(1, _BLOCK_ELEMENTS // plan.c)
+    for f0 in range(0, f, blk):
+        sl = slice(f0, min(f0 + blk, f))
+        r = _evaluate_block(plan, products, ox, ow, qs[sl], js[sl], reg, policy, safe)
+        out.acc[sl], out.wraps[sl], out.sats[sl] = r.acc, r.wraps, r.sats
+        out.first_step[sl], out.first_value[sl] = r.first_step, r.first_value
+        out.partial_min = min(out.partial_min, r.partial_min)
+        out.partial_max = max(out.partial_max, r.partial_max)
+        out.stepped_chunks += r.stepped_chunks
+    return out
+
+
+def _evaluate_block(
+    plan: ChunkPlan,
+    products: ChunkProducts,
+    ox: np.ndarray,
+    ow: np.ndarray,
+    qs: np.ndarray,
+    js: np.ndarray,
+    reg: Register,
+    policy: str,
+    safe: Register | None,
+) -> ChunkResult:
+    f = qs.size
+    sums, abss = products(qs, js)
     neg = (sums - abss) // 2  # sum of the negative products of each chunk
     pos = (sums + abss) // 2
     del abss
