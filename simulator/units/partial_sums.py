@@ -31,7 +31,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..fixedpoint import Register
-from ..kernels import exact_matmul
 from .chunk_stepper import numba_enabled, step_items
 
 _STEP_ELEMENTS = 1 << 22  # gathered products held at once while stepping chunks
