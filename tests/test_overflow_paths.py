@@ -83,6 +83,7 @@ def chunked_case(seed: int) -> tuple[object, object, np.ndarray, list[str]]:
     return net, cfg, x.astype(np.uint8), sets
 
 
+@pytest.mark.slow  # ~30 s per stepping implementation on 2 cores
 @pytest.mark.parametrize("part", range(4))
 def test_chunked_path_equals_stepwise(part: int, stepper: str,
                                       monkeypatch: pytest.MonkeyPatch) -> None:

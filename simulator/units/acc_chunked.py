@@ -13,6 +13,7 @@ import numpy as np
 
 from ..fixedpoint import Register
 from ..kernels import exact_matmul
+from .acc_screened import weight_info
 from .accumulator import (
     LaneStats,
     MacSpec,
@@ -55,15 +56,21 @@ def accumulate_chunked(
     reg = spec.register
     q_count, k = x.shape
     n = w.shape[0]
-    ox, ow, corr = operands(x, zx, w, zw, spec.operand)
-    oxs, xr = narrow(ox)
-    ows, wr = narrow(ow)
-    del ox, ow
+    if spec.operand == "offset":  # narrow operands; weight facts cached per weight matrix
+        winfo = weight_info(w, zw)
+        ows, wr = winfo.ow, (winfo.lo, winfo.hi)
+        oxs, xr = narrow(x.astype(np.int64, copy=False) - zx)
+        corr = None
+    else:
+        ox, ow, corr = operands(x, zx, w, zw, spec.operand)
+        oxs, xr = narrow(ox)
+        ows, wr = narrow(ow)
+        del ox, ow
     s = sums if sums is not None else exact_matmul(oxs, ows, a_range=xr, b_range=wr)
     a = exact_matmul(abs_wide(oxs), abs_wide(ows), a_range=(0, max(-xr[0], xr[1])),
                      b_range=(0, max(-wr[0], wr[1])))
-    neg = (s - a) // 2
-    pos = (s + a) // 2
+    neg = (s - a) >> 1  # sum of the negative products (S - A is even)
+    pos = (s + a) >> 1
     del a
     total = s if corr is None else s + corr
     lo_known, hi_known = range_of(total)

@@ -31,7 +31,7 @@ class _WeightInfo:
 _WEIGHT_INFO: dict[int, tuple[object, object, _WeightInfo]] = {}
 
 
-def _weight_info(w: np.ndarray, zw: np.ndarray) -> _WeightInfo:
+def weight_info(w: np.ndarray, zw: np.ndarray) -> _WeightInfo:
     """Cached by identity of the (read-only) weight and zero-point arrays."""
     import weakref
 
@@ -76,7 +76,7 @@ def accumulate_screened(
     Returns None when that bound does not settle the run (the general path then runs).
     """
     reg = spec.register
-    wi = _weight_info(w, zw)
+    wi = weight_info(w, zw)
     xlo, xhi = int(x.min(initial=0)) - zx, int(x.max(initial=0)) - zx
     xdt = np.int16 if -(1 << 15) <= xlo and xhi < (1 << 15) else np.int64
     ox = (x - zx).astype(xdt, copy=False)

@@ -200,6 +200,10 @@ def finish_stats(
             pre_key = (q, tile, step, 0, j)  # a step's pre-adds come before its additions
     if rows:
         allr = np.concatenate(rows)
+        if len(rows) == 1 and _sorted_unique_pairs(allr):
+            stats.pair_events = allr
+            rows = []
+    if rows:
         keys, inv = np.unique(allr[:, :2], axis=0, return_inverse=True)
         sums = np.zeros((keys.shape[0], 3), dtype=np.int64)
         np.add.at(sums, inv.ravel(), allr[:, 2:])
@@ -226,6 +230,14 @@ def finish_stats(
         raise err
     stats.error = err
     stats.error_at = (q, j, step)
+
+
+def _sorted_unique_pairs(rows: np.ndarray) -> bool:
+    """True if rows' (query, neuron) keys are strictly increasing (already merged)."""
+    if rows.shape[0] < 2:
+        return True
+    q, j = rows[:, 0], rows[:, 1]
+    return bool(np.all((q[1:] > q[:-1]) | ((q[1:] == q[:-1]) & (j[1:] > j[:-1]))))
 
 
 def bits_for_range(lo: int, hi: int) -> int:

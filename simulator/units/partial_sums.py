@@ -166,6 +166,7 @@ class ChunkProducts:
         self.c = max(1, -(-ox.shape[1] // cs))
         self.dt = _float_for(cs, xr, wr)
         self.all_j = js_needed
+        self.nonneg = xr[0] >= 0  # |x'| = x': sums and abs sums from one product
         self.w_all: np.ndarray | None = None
         if js_needed.size * 2 > ow.shape[0]:
             self.w_all, self.wa_all = self._weights(js_needed)
@@ -173,6 +174,8 @@ class ChunkProducts:
     def _weights(self, j_set: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         wc = np.ascontiguousarray(_chunked(self.ow[j_set], self.c, self.cs, self.dt)
                                   .transpose(0, 2, 1))  # (C, cs, J)
+        if self.nonneg:  # (C, cs, 2J): [w', |w'|]
+            return np.concatenate([wc, np.abs(wc)], axis=2), wc[:, :, :0]
         return wc, np.abs(wc)
 
     def __call__(self, qs: np.ndarray, js: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -209,13 +212,19 @@ class ChunkProducts:
             if not full:
                 rows = np.searchsorted(qb, qs[lo:hi])
                 cols = np.searchsorted(j_set, js[lo:hi])
-            for dst, xm, wm in ((sums, xc, wc), (abss, np.abs(xc), wac)):
-                prod = np.matmul(xm, wm)  # (C, qb, J)
+            nj = j_set.size
+            if self.nonneg:
+                both = np.matmul(xc, wc)  # (C, qb, 2J)
+                parts = ((sums, both[:, :, :nj]), (abss, both[:, :, nj:]))
+            else:
+                parts = ((sums, np.matmul(xc, wc)), (abss, np.matmul(np.abs(xc), wac)))
+            for dst, prod in parts:  # prod (C, qb, J)
                 if full:
-                    dst[lo:hi] = prod.reshape(c_count, -1).T
+                    dst[lo:hi] = prod.reshape(c_count, -1).T if prod.flags.c_contiguous \
+                        else prod.transpose(1, 2, 0).reshape(-1, c_count)
                 else:
                     dst[lo:hi] = prod[:, rows, cols].T
-                del prod
+            del parts
             i = i1
         return sums, abss
 
@@ -268,15 +277,17 @@ def _evaluate_block(
 ) -> ChunkResult:
     f = qs.size
     sums, abss = products(qs, js)
-    neg = (sums - abss) // 2  # sum of the negative products of each chunk
-    pos = (sums + abss) // 2
-    del abss
-    prefix = np.cumsum(sums, axis=1) - sums  # exact P at each chunk start
-    total = prefix[:, -1] + sums[:, -1]
-    del sums
-    lo = prefix + neg  # every prefix sum inside chunk c lies in [lo, hi]
-    hi = prefix + pos
-    del neg, pos
+    prefix = np.cumsum(sums, axis=1)
+    total = prefix[:, -1].copy()
+    prefix -= sums  # exact P at each chunk start
+    lo = sums - abss  # twice the sum of the chunk's negative products
+    lo >>= 1
+    lo += prefix  # every prefix sum inside chunk c lies in [lo, hi]
+    hi = sums
+    hi += abss
+    hi >>= 1
+    hi += prefix
+    del sums, abss
     st = _Stepper(plan, ox, ow, qs, js, reg, policy)
     if policy == "wrap":
         need = _hull_windows_differ(plan, qs, lo, hi, reg)
@@ -301,7 +312,7 @@ def _evaluate_block(
 def wrap_values(v: np.ndarray, reg: Register) -> np.ndarray:
     """Two's complement wrap into ``reg`` (signed, < 63 bits)."""
     wide = 1 << reg.bits
-    return v - wide * np.floor_divide(v - reg.min, wide)
+    return v - wide * ((v - reg.min) >> reg.bits)
 
 
 def _hull_windows_differ(
@@ -323,8 +334,11 @@ def _hull_windows_differ(
             for b in range(1, back + 1):
                 np.minimum(lo[:, b:], lo0[:, :-b], out=lo[:, b:])
                 np.maximum(hi[:, b:], hi0[:, :-b], out=hi[:, b:])
-    wide = 1 << reg.bits
-    return np.floor_divide(lo - reg.min, wide) != np.floor_divide(hi - reg.min, wide)
+    wl = lo - reg.min  # 2**bits windows by arithmetic shifts (floor division by 2**bits)
+    wl >>= reg.bits
+    wh = hi - reg.min
+    wh >>= reg.bits
+    return wl != wh
 
 
 class _Stepper:
@@ -376,7 +390,7 @@ class _Stepper:
                 self.pmax = max(self.pmax, int(v.max()))
             steps = plan.stepno[qi[:, None], np.minimum(pos_, plan.k - 1)]
             if d is None:
-                d0 = -wide * np.floor_divide(start - self.reg.min, wide)
+                d0 = -wide * ((start - self.reg.min) >> self.reg.bits)
             else:
                 d0 = d[p]
             dd, nw, ns, fs, fv = _step_register(start, vals, ck, steps, d0, self.reg,
@@ -432,8 +446,8 @@ def _step_register(
         prev = np.where(prev_idx >= 0, vals[rows, np.maximum(prev_idx, 0)], start[:, None])
         r_prev = prev + d[:, None]  # register before the addition (no event since start)
         # window of the register offset: d is -wide * window(prev) for a wrapped register
-        win_prev = np.floor_divide(prev - reg.min, wide)
-        win_now = np.floor_divide(vals - reg.min, wide)
+        win_prev = (prev - reg.min) >> reg.bits
+        win_now = (vals - reg.min) >> reg.bits
         out = ck & (win_now != win_prev)
         wraps = out.sum(axis=1).astype(np.int64)
         hit = np.flatnonzero(wraps)
@@ -446,7 +460,7 @@ def _step_register(
                          start)
         new_d = d.copy()
         has = last[:, -1] >= 0
-        new_d[has] = -wide * np.floor_divide(lastv[has] - reg.min, wide)
+        new_d[has] = -wide * ((lastv[has] - reg.min) >> reg.bits)
         return new_d, wraps, sats, fs, fv
     r = start + d
     prev = start.copy()
