@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..fixedpoint import Register
-from ..kernels import exact_matmul
+from ..kernels import _mm_frozen, exact_matmul
 from .acc_screened import weight_info
 from .accumulator import (
     LaneStats,
@@ -58,6 +58,7 @@ def accumulate_chunked(
     n = w.shape[0]
     if spec.operand == "offset":  # narrow operands; weight facts cached per weight matrix
         winfo = weight_info(w, zw)
+        cache = winfo.derived if _mm_frozen(w) else None
         ows, wr = winfo.ow, (winfo.lo, winfo.hi)
         oxs, xr = narrow(x.astype(np.int64, copy=False) - zx)
         corr = None
@@ -66,6 +67,7 @@ def accumulate_chunked(
         oxs, xr = narrow(ox)
         ows, wr = narrow(ow)
         del ox, ow
+        cache = None
     s = sums if sums is not None else exact_matmul(oxs, ows, a_range=xr, b_range=wr)
     a = exact_matmul(abs_wide(oxs), abs_wide(ows), a_range=(0, max(-xr[0], xr[1])),
                      b_range=(0, max(-wr[0], wr[1])))
@@ -96,7 +98,8 @@ def accumulate_chunked(
         active = (x != zx) if spec.event_driven else np.ones(x.shape, dtype=bool)
         g = spec.adder_tree_width
         plan = ChunkPlan(active, g, chunk_size(k, g), dense=not spec.event_driven)
-        res = evaluate_pairs(plan, oxs, ows, qs, js, reg, spec.overflow, safe, xr, wr)
+        res = evaluate_pairs(plan, oxs, ows, qs, js, reg, spec.overflow, safe, xr, wr,
+                             cache)
         stats.ordered_pairs = int(qs.size)
         pmin, pmax = min(pmin, res.partial_min), max(pmax, res.partial_max)
         r = res.acc

@@ -8,7 +8,7 @@ are computed once per (read-only) weight matrix.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,6 +26,7 @@ class _WeightInfo:
     hi: int
     abs_max: int
     abs_row_sum_max: int
+    derived: dict = field(default_factory=dict)  # e.g. chunked float copies (partial_sums)
 
 
 _WEIGHT_INFO: dict[int, tuple[object, object, _WeightInfo]] = {}

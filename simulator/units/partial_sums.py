@@ -161,7 +161,7 @@ class ChunkProducts:
     """
 
     def __init__(self, ox: np.ndarray, ow: np.ndarray, js_needed: np.ndarray, cs: int,
-                 xr: tuple[int, int], wr: tuple[int, int]) -> None:
+                 xr: tuple[int, int], wr: tuple[int, int], cache: dict | None = None) -> None:
         self.ox, self.ow, self.cs = ox, ow, cs
         self.c = max(1, -(-ox.shape[1] // cs))
         self.dt = _float_for(cs, xr, wr)
@@ -169,7 +169,14 @@ class ChunkProducts:
         self.nonneg = xr[0] >= 0  # |x'| = x': sums and abs sums from one product
         self.w_all: np.ndarray | None = None
         if js_needed.size * 2 > ow.shape[0]:
-            self.w_all, self.wa_all = self._weights(js_needed)
+            key = ("chunked", cs, self.dt, self.nonneg)
+            full = js_needed.size == ow.shape[0]
+            if full and cache is not None and key in cache:
+                self.w_all, self.wa_all = cache[key]
+            else:
+                self.w_all, self.wa_all = self._weights(js_needed)
+                if full and cache is not None:  # kept with the (read-only) weight matrix
+                    cache[key] = (self.w_all, self.wa_all)
 
     def _weights(self, j_set: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         wc = np.ascontiguousarray(_chunked(self.ow[j_set], self.c, self.cs, self.dt)
@@ -240,18 +247,20 @@ def evaluate_pairs(
     safe: Register | None,
     xr: tuple[int, int],
     wr: tuple[int, int],
+    cache: dict | None = None,
 ) -> ChunkResult:
     """Run the register of pairs (qs, js) (sorted by query) over the MAC part, exactly.
 
     policy: wrap | saturate. safe: a register whose range the pairs' partial sums are known
     to reach; chunks that may leave it are stepped too, so that the returned partial range
     decides ``min_safe_acc_bits`` exactly (None: events only). Pairs are taken in blocks so
-    that the (pairs x chunks) statistics stay bounded in memory.
+    that the (pairs x chunks) statistics stay bounded in memory. ``cache``: a dict that lives
+    as long as ``ow`` does (chunked float copies of the weights are kept there).
     """
     f = qs.size
     out = ChunkResult(np.zeros(f, np.int64), np.zeros(f, np.int64), np.zeros(f, np.int64),
                       np.full(f, -1, np.int64), np.zeros(f, np.int64), 0, 0, 0)
-    products = ChunkProducts(ox, ow, np.unique(js), plan.cs, xr, wr)
+    products = ChunkProducts(ox, ow, np.unique(js), plan.cs, xr, wr, cache)
     blk = max(1, _BLOCK_ELEMENTS // plan.c)
     for f0 in range(0, f, blk):
         sl = slice(f0, min(f0 + blk, f))
