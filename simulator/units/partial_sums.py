@@ -143,6 +143,14 @@ def _float_for(cs: int, xr: tuple[int, int], wr: tuple[int, int]) -> type:
     raise OverflowError("chunk sums too large for exact float products")
 
 
+def _stacked_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(C, M, K) @ (C, K, N) as C BLAS calls (np.matmul on stacks measured ~2x slower here)."""
+    out = np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=np.result_type(a, b))
+    for c in range(a.shape[0]):
+        np.matmul(a[c], b[c], out=out[c])
+    return out
+
+
 def _chunked(a: np.ndarray, c_count: int, cs: int, dt: type) -> np.ndarray:
     """(M, K) -> (C, M, cs) in ``dt``, K zero-padded to C * cs."""
     m, k = a.shape
@@ -221,10 +229,11 @@ class ChunkProducts:
                 cols = np.searchsorted(j_set, js[lo:hi])
             nj = j_set.size
             if self.nonneg:
-                both = np.matmul(xc, wc)  # (C, qb, 2J)
+                both = _stacked_matmul(xc, wc)  # (C, qb, 2J)
                 parts = ((sums, both[:, :, :nj]), (abss, both[:, :, nj:]))
             else:
-                parts = ((sums, np.matmul(xc, wc)), (abss, np.matmul(np.abs(xc), wac)))
+                parts = ((sums, _stacked_matmul(xc, wc)),
+                         (abss, _stacked_matmul(np.abs(xc), wac)))
             for dst, prod in parts:  # prod (C, qb, J)
                 if full:
                     dst[lo:hi] = prod.reshape(c_count, -1).T if prod.flags.c_contiguous \
