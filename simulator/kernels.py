@@ -26,8 +26,8 @@ def exact_matmul(
       most 131071); an operand spanning <= 256 values is shifted into int8 and the shift is
       corrected exactly in int64. Used only if torch is installed and a self-test proves it
       exact on this host (oneDNN without AVX512-VNNI saturates int16 pairs and fails it).
-      ``auto`` uses it for products of >= 2**24 multiply-adds on hosts where torch reports an
-      AVX-512 CPU capability (elsewhere oneDNN's int8 product is ~30x slower than BLAS).
+      ``auto`` uses it for products of >= 2**24 multiply-adds on hosts with AVX512-VNNI or
+      AMX (elsewhere oneDNN's int8 product was ~30x slower than BLAS).
     * numpy: float32 BLAS on K-chunks short enough that every partial sum of |products|
       stays below 2**24 (so exact whatever the summation order), chunks summed exactly.
     * float64: float64 BLAS on chunks whose partial sums stay below 2**53.
@@ -85,22 +85,32 @@ def _mm_backend() -> str:
 def _mm_torch_fast() -> bool:
     """True if torch's int8 ``_int_mm`` is worth using here (``auto`` only).
 
-    oneDNN runs it fast only with AVX-512 (VNNI or AMX) kernels; on an AVX2-only host it
+    oneDNN runs it fast with AVX512-VNNI (or AMX) int8 instructions; on an AVX2-only host it
     took 5.1 s for the 500 x 3136 x 6272 product that float32 BLAS does in 0.16 s, so
-    ``auto`` then stays with numpy. The verdict comes from torch's own CPU capability and is
-    cached per process; ``HWSIM_MATMUL=torch`` still forces the backend.
+    ``auto`` then stays with numpy. Decided from the CPU flags in /proc/cpuinfo (no torch
+    import); elsewhere from torch's CPU capability. ``HWSIM_MATMUL=torch`` still forces it.
     """
     if "fast" not in _MM_TORCH:
-        import importlib.util
-
         fast = False
-        if importlib.util.find_spec("torch") is not None:
-            try:
-                import torch
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+                flags: set[str] = set()
+                for line in fh:
+                    if line.startswith("flags"):
+                        flags = set(line.split(":", 1)[1].split())
+                        break
+            fast = bool(flags & {"avx512_vnni", "amx_int8"})
+        except OSError:
+            import importlib.util
 
-                fast = str(torch.backends.cpu.get_cpu_capability()).upper().startswith("AVX512")
-            except Exception:  # an old or unusual torch: do not rely on it
-                fast = False
+            if importlib.util.find_spec("torch") is not None:
+                try:
+                    import torch
+
+                    cap = str(torch.backends.cpu.get_cpu_capability()).upper()
+                    fast = cap.startswith("AVX512")
+                except Exception:  # an old or unusual torch: do not rely on it
+                    fast = False
         _MM_TORCH["fast"] = fast
     return bool(_MM_TORCH["fast"])
 
