@@ -360,20 +360,39 @@ def _hull_windows_differ(
 
 
 class _Stepper:
-    """Steps (pair, chunk) items checkpoint by checkpoint and gathers their results."""
+    """Steps (pair, chunk) items checkpoint by checkpoint; keeps per-pair results only.
+
+    Items of one pair must arrive in chunk order (a pair's first event is then its first
+    item with an event).
+    """
 
     def __init__(self, plan: ChunkPlan, ox: np.ndarray, ow: np.ndarray, qs: np.ndarray,
                  js: np.ndarray, reg: Register, policy: str) -> None:
         self.plan, self.qs, self.js, self.reg, self.policy = plan, qs, js, reg, policy
         self.ox, self.ow = np.ascontiguousarray(ox), np.ascontiguousarray(ow)
-        if numba_enabled():
-            self.parts: list[tuple[np.ndarray, ...]] = []
-            self.pmin, self.pmax, self.items = 0, 0, 0
-            return
-        self.oxp = np.concatenate([ox, np.zeros((ox.shape[0], 1), ox.dtype)], axis=1)
-        self.owp = np.concatenate([ow, np.zeros((ow.shape[0], 1), ow.dtype)], axis=1)
-        self.parts: list[tuple[np.ndarray, ...]] = []
+        f = qs.size
+        self.wraps = np.zeros(f, dtype=np.int64)
+        self.sats = np.zeros(f, dtype=np.int64)
+        self.first_step = np.full(f, -1, dtype=np.int64)
+        self.first_value = np.zeros(f, dtype=np.int64)
         self.pmin, self.pmax, self.items = 0, 0, 0
+        if not numba_enabled():
+            self.oxp = np.concatenate([ox, np.zeros((ox.shape[0], 1), ox.dtype)], axis=1)
+            self.owp = np.concatenate([ow, np.zeros((ow.shape[0], 1), ow.dtype)], axis=1)
+
+    def _record(self, p: np.ndarray, nw: np.ndarray, ns: np.ndarray, fs: np.ndarray,
+                fv: np.ndarray) -> None:
+        ev = np.flatnonzero(nw + ns)
+        if not ev.size:
+            return
+        f = self.wraps.size
+        pe = p[ev]
+        self.wraps += np.bincount(pe, weights=nw[ev], minlength=f).astype(np.int64)
+        self.sats += np.bincount(pe, weights=ns[ev], minlength=f).astype(np.int64)
+        up, first = np.unique(pe, return_index=True)  # first item of each pair: earliest
+        new = self.first_step[up] < 0
+        self.first_step[up[new]] = fs[ev][first[new]]
+        self.first_value[up[new]] = fv[ev][first[new]]
 
     def run(self, pi: np.ndarray, ci: np.ndarray, prefix: np.ndarray,
             d: np.ndarray | None) -> None:
@@ -386,9 +405,7 @@ class _Stepper:
                 self.reg.max, self.reg.bits, self.policy == "wrap",
             )
             self.pmin, self.pmax = min(self.pmin, lo), max(self.pmax, hi)
-            ev = np.flatnonzero(nw + ns)
-            if ev.size:
-                self.parts.append((pi[ev], ci[ev], nw[ev], ns[ev], fs[ev], fv[ev]))
+            self._record(pi, nw, ns, fs, fv)
             return
         batch = max(1, _STEP_ELEMENTS // (plan.ext + plan.cs))
         wide = 1 << self.reg.bits
@@ -415,25 +432,11 @@ class _Stepper:
                                                 self.policy, wide)
             if d is not None:
                 d[p] = dd
-            ev = np.flatnonzero(nw + ns)
-            if ev.size:
-                self.parts.append((p[ev], c[ev], nw[ev], ns[ev], fs[ev], fv[ev]))
+            self._record(p, nw, ns, fs, fv)
 
     def result(self, acc: np.ndarray, f: int) -> ChunkResult:
-        wraps = np.zeros(f, dtype=np.int64)
-        sats = np.zeros(f, dtype=np.int64)
-        first_step = np.full(f, -1, dtype=np.int64)
-        first_value = np.zeros(f, dtype=np.int64)
-        if self.parts:
-            p, c, nw, ns, fs, fv = (np.concatenate(a) for a in zip(*self.parts, strict=True))
-            np.add.at(wraps, p, nw)
-            np.add.at(sats, p, ns)
-            order = np.lexsort((c, p))  # per pair, its earliest chunk first
-            up, first = np.unique(p[order], return_index=True)
-            first_step[up] = fs[order][first]
-            first_value[up] = fv[order][first]
-        return ChunkResult(acc, wraps, sats, first_step, first_value, self.pmin, self.pmax,
-                           self.items)
+        return ChunkResult(acc, self.wraps, self.sats, self.first_step, self.first_value,
+                           self.pmin, self.pmax, self.items)
 
 
 def _step_register(
