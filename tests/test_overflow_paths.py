@@ -25,6 +25,7 @@ from simulator.network import make_combined_network
 from simulator.units import acc_chunked, chunk_stepper
 
 N_CASES = 400
+_REAL_EVENTS_DENSE = acc_chunked.events_dense
 STEPPERS = ["numba", "numpy"]
 
 
@@ -42,9 +43,14 @@ def stepper(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def _short_chunks(monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
-    """Chunks of 1..4 adder-tree steps instead of ~K/24 inputs."""
+    """Chunks of 1..4 adder-tree steps instead of ~K/24 inputs; the whole-pair mode (one
+    chunk, used when events are dense) forced on or off, or left to the heuristic."""
     m = int(rng.integers(1, 5))
     monkeypatch.setattr(acc_chunked, "chunk_size", lambda k, g: m * g)
+    mode = int(rng.integers(3))
+    real = _REAL_EVENTS_DENSE
+    monkeypatch.setattr(acc_chunked, "events_dense",
+                        real if mode == 0 else (lambda *a: mode == 1))
 
 
 def chunked_case(seed: int) -> tuple[object, object, np.ndarray, list[str]]:
@@ -103,8 +109,11 @@ def test_chunked_path_equals_stepwise(part: int, stepper: str,
     assert events > 100 and stepped > 100  # the cases do reach the stepped chunks
 
 
-def test_production_chunk_size_on_longer_k(stepper: str) -> None:
-    """The unpatched chunk size (several chunks once K is in the hundreds)."""
+@pytest.mark.parametrize("whole_pairs", [False, True])
+def test_production_chunk_size_on_longer_k(stepper: str, whole_pairs: bool,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unpatched chunk size (several chunks once K is in the hundreds), and whole pairs."""
+    monkeypatch.setattr(acc_chunked, "events_dense", lambda *a: whole_pairs)
     for seed in range(12):
         rng = np.random.default_rng(900 + seed)
         k = int(rng.integers(300, 700))

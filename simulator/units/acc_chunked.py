@@ -27,6 +27,18 @@ from .accumulator import (
 from .partial_sums import ChunkPlan, abs_wide, chunk_size, evaluate_pairs
 
 
+def events_dense(neg: np.ndarray, pos: np.ndarray, reg: Register, chunks: int) -> bool:
+    """True when the pairs' bounds span so many register ranges that most chunks would be
+    stepped anyway: stepping whole pairs then beats computing chunk statistics first.
+
+    A performance choice only (both ways give the same integers); tests force either.
+    """
+    if not neg.size:
+        return False
+    spans = ((pos - reg.min) >> reg.bits) - ((neg - reg.min) >> reg.bits)
+    return float(spans.mean()) >= max(2.0, chunks / 6)
+
+
 def accumulate_chunked(
     x: np.ndarray,
     zx: int,
@@ -73,7 +85,6 @@ def accumulate_chunked(
                      b_range=(0, max(-wr[0], wr[1])))
     neg = (s - a) >> 1  # sum of the negative products (S - A is even)
     pos = (s + a) >> 1
-    del a
     total = s if corr is None else s + corr
     lo_known, hi_known = range_of(total)
     if corr is not None:  # the last MAC step's partial sum comes before the correction
@@ -97,9 +108,14 @@ def accumulate_chunked(
     if qs.size:
         active = (x != zx) if spec.event_driven else np.ones(x.shape, dtype=bool)
         g = spec.adder_tree_width
-        plan = ChunkPlan(active, g, chunk_size(k, g), dense=not spec.event_driven)
+        cs = chunk_size(k, g)
+        given = None
+        if events_dense(neg[qs, js], pos[qs, js], reg, -(-k // cs)):
+            cs = max(g, -(-k // g) * g)  # one chunk: step whole pairs, S and A known already
+            given = (s[qs, js], a[qs, js])
+        plan = ChunkPlan(active, g, cs, dense=not spec.event_driven)
         res = evaluate_pairs(plan, oxs, ows, qs, js, reg, spec.overflow, safe, xr, wr,
-                             cache)
+                             cache, given)
         stats.ordered_pairs = int(qs.size)
         pmin, pmax = min(pmin, res.partial_min), max(pmax, res.partial_max)
         r = res.acc

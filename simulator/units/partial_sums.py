@@ -34,7 +34,7 @@ from ..fixedpoint import Register
 from .chunk_stepper import numba_enabled, step_items
 
 _STEP_ELEMENTS = 1 << 22  # gathered products held at once while stepping chunks
-_BLOCK_ELEMENTS = 1 << 23  # (query, neuron, chunk) chunk statistics held at once
+_BLOCK_ELEMENTS = 1 << 22  # (query, neuron, chunk) chunk statistics held at once
 
 
 @dataclass
@@ -257,6 +257,7 @@ def evaluate_pairs(
     xr: tuple[int, int],
     wr: tuple[int, int],
     cache: dict | None = None,
+    given: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> ChunkResult:
     """Run the register of pairs (qs, js) (sorted by query) over the MAC part, exactly.
 
@@ -264,16 +265,25 @@ def evaluate_pairs(
     to reach; chunks that may leave it are stepped too, so that the returned partial range
     decides ``min_safe_acc_bits`` exactly (None: events only). Pairs are taken in blocks so
     that the (pairs x chunks) statistics stay bounded in memory. ``cache``: a dict that lives
-    as long as ``ow`` does (chunked float copies of the weights are kept there).
+    as long as ``ow`` does (chunked float copies of the weights are kept there). ``given``:
+    the pairs' exact (sums, absolute sums) when the plan has a single chunk.
     """
     f = qs.size
     out = ChunkResult(np.zeros(f, np.int64), np.zeros(f, np.int64), np.zeros(f, np.int64),
                       np.full(f, -1, np.int64), np.zeros(f, np.int64), 0, 0, 0)
-    products = ChunkProducts(ox, ow, np.unique(js), plan.cs, xr, wr, cache)
+    if given is not None and plan.c != 1:
+        raise ValueError("evaluate_pairs: given sums need a single-chunk plan")
+    products = None if given is not None else \
+        ChunkProducts(ox, ow, np.unique(js), plan.cs, xr, wr, cache)
     blk = max(1, _BLOCK_ELEMENTS // plan.c)
     for f0 in range(0, f, blk):
         sl = slice(f0, min(f0 + blk, f))
-        r = _evaluate_block(plan, products, ox, ow, qs[sl], js[sl], reg, policy, safe)
+        if given is not None:
+            sa = (given[0][sl, None].astype(np.int64), given[1][sl, None].astype(np.int64))
+        else:
+            assert products is not None
+            sa = products(qs[sl], js[sl])
+        r = _evaluate_block(plan, sa, ox, ow, qs[sl], js[sl], reg, policy, safe)
         out.acc[sl], out.wraps[sl], out.sats[sl] = r.acc, r.wraps, r.sats
         out.first_step[sl], out.first_value[sl] = r.first_step, r.first_value
         out.partial_min = min(out.partial_min, r.partial_min)
@@ -284,7 +294,7 @@ def evaluate_pairs(
 
 def _evaluate_block(
     plan: ChunkPlan,
-    products: ChunkProducts,
+    sums_abss: tuple[np.ndarray, np.ndarray],
     ox: np.ndarray,
     ow: np.ndarray,
     qs: np.ndarray,
@@ -294,7 +304,7 @@ def _evaluate_block(
     safe: Register | None,
 ) -> ChunkResult:
     f = qs.size
-    sums, abss = products(qs, js)
+    sums, abss = sums_abss
     prefix = np.cumsum(sums, axis=1)
     total = prefix[:, -1].copy()
     prefix -= sums  # exact P at each chunk start
