@@ -110,7 +110,8 @@ def accumulate_chunked(
         g = spec.adder_tree_width
         cs = chunk_size(k, g)
         given = None
-        if events_dense(neg[qs, js], pos[qs, js], reg, -(-k // cs)):
+        narrowest = safe if safe is not None and safe.bits < reg.bits else reg
+        if events_dense(neg[qs, js], pos[qs, js], narrowest, -(-k // cs)):
             cs = max(g, -(-k // g) * g)  # one chunk: step whole pairs, S and A known already
             given = (s[qs, js], a[qs, js])
         plan = ChunkPlan(active, g, cs, dense=not spec.event_driven)
