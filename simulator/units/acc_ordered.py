@@ -21,10 +21,10 @@ from .accumulator import (
     operands,
     range_of,
 )
+from .partial_sums import chunk_size, pair_bounds
 from .pre_add import PreAdd, pre_add_stage
 
 _PAIR_BATCH_ELEMENTS = 1 << 24  # products held at once during ordered evaluation
-_BOUND_CHUNKS = 16  # K chunks for the partial-sum bounds
 
 
 def accumulate_ordered(
@@ -67,7 +67,10 @@ def accumulate_ordered(
                 stats.partial_min, stats.partial_max = lo_known, hi_known
                 finish_stats(stats, spec, pre, None, [], query_offset, defer_errors)
                 return total, stats
-    exact, lo_b, hi_b = _chunked_bounds(ox, ow, ax, aw)
+    xs, xr = narrow(ox)
+    ws, wr = narrow(ow)
+    exact, lo_b, hi_b = pair_bounds(xs, ws, xr, wr, chunk_size(ox.shape[1], 1))
+    del xs, ws
     total = _total(exact, pre, corr)
     if pre is not None and pre.dpos is not None:
         lo_b += pre.dneg
@@ -130,37 +133,6 @@ def _total(exact: np.ndarray, pre: PreAdd | None, corr: np.ndarray | None) -> np
     if corr is not None:
         total = total + corr
     return total
-
-
-def _chunked_bounds(
-    xo: np.ndarray, wo: np.ndarray, ax: np.ndarray, aw: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact sums and per-pair bounds [lo, hi] on every partial sum in index order.
-
-    K is cut into chunks; the exact prefix P at each chunk start plus/minus the chunk's
-    abs-sum bounds every partial sum inside the chunk (two exact products in all). Operands
-    are narrowed to the smallest integer type that holds them, with their ranges passed on,
-    so exact_matmul neither rescans nor widens them.
-    """
-    k = xo.shape[1]
-    cs = max(64, -(-k // _BOUND_CHUNKS))
-    xs, xr = narrow(xo)
-    ws, wr = narrow(wo)
-    axs, axr = narrow(ax)
-    aws, awr = narrow(aw)
-    prefix = np.zeros((xo.shape[0], wo.shape[0]), dtype=np.int64)
-    hi = np.zeros_like(prefix)
-    lo = np.zeros_like(prefix)
-    tmp = np.empty_like(prefix)
-    for c0 in range(0, k, cs):
-        sl = slice(c0, min(c0 + cs, k))
-        a = exact_matmul(axs[:, sl], aws[:, sl], a_range=axr, b_range=awr)
-        np.add(prefix, a, out=tmp)
-        np.maximum(hi, tmp, out=hi)
-        np.subtract(prefix, a, out=tmp)
-        np.minimum(lo, tmp, out=lo)
-        prefix += exact_matmul(xs[:, sl], ws[:, sl], a_range=xr, b_range=wr)
-    return prefix, lo, hi
 
 
 def _ordered(

@@ -245,6 +245,35 @@ class ChunkProducts:
         return sums, abss
 
 
+def pair_bounds(
+    ox: np.ndarray, ow: np.ndarray, xr: tuple[int, int], wr: tuple[int, int], cs: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact sums (Q, N) and bounds [lo, hi] (0 included) on every index-order prefix sum of
+    every pair: per K-chunk, the exact prefix at its start plus its negative / positive
+    products (one stacked product per block of queries)."""
+    q, n = ox.shape[0], ow.shape[0]
+    total = np.zeros((q, n), dtype=np.int64)
+    lo = np.zeros((q, n), dtype=np.int64)
+    hi = np.zeros((q, n), dtype=np.int64)
+    if not (q and n and ox.shape[1]):
+        return total, lo, hi
+    prod = ChunkProducts(ox, ow, np.arange(n), cs, xr, wr)
+    qb = max(1, _BLOCK_ELEMENTS // (n * prod.c))
+    for q0 in range(0, q, qb):
+        q1 = min(q0 + qb, q)
+        qs = np.repeat(np.arange(q0, q1), n)
+        js = np.tile(np.arange(n), q1 - q0)
+        sums, abss = prod(qs, js)
+        prefix = np.cumsum(sums, axis=1)
+        total[q0:q1] = prefix[:, -1].reshape(q1 - q0, n)
+        prefix -= sums
+        low = ((sums - abss) >> 1) + prefix
+        high = ((sums + abss) >> 1) + prefix
+        lo[q0:q1] = np.minimum(low.min(axis=1), 0).reshape(q1 - q0, n)
+        hi[q0:q1] = np.maximum(high.max(axis=1), 0).reshape(q1 - q0, n)
+    return total, lo, hi
+
+
 def evaluate_pairs(
     plan: ChunkPlan,
     ox: np.ndarray,
