@@ -293,59 +293,6 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def reference_check(net: QuantizedNetwork, cfg: Any, res: Any, queries: int) -> list[str]:
-    """Differences between the fast result and a plain step loop on the first queries.
-
-    Per layer and weight path: final accumulators, per-(query, neuron) wrap, saturate and
-    pre-add counts, and the first accumulator / pre-add event (simulator/engine/reference.py).
-    Layer inputs are the fast path's codes (the feature layer's are checked first).
-    """
-    from .engine.fast import _mac_spec
-    from .engine.reference import accumulate_query
-
-    m = min(queries, res.outputs.shape[0])
-    diffs: list[str] = []
-    for mi, mod in enumerate(net.modules):
-        x, zx = res.input_codes[mi][:m], mod.input_zero_point
-        for lay in mod.layers:
-            hw = cfg.for_layer(lay.name)
-            spec = _mac_spec(hw, hw.schedule.mode == "event_driven")
-            lr = res.layer(mi, lay.name)
-            for p in lay.paths:
-                st = lr.mac[p.name]
-                rows = {(int(r[0]), int(r[1])): tuple(int(v) for v in r[2:])
-                        for r in st.pair_events if r[0] < m}
-                want_first = st.first if st.first and st.first[0] < m else None
-                want_pre = st.first_pre_add if st.first_pre_add and st.first_pre_add[0] < m \
-                    else None
-                got_first = got_pre = None
-                for q in range(m):
-                    ra = accumulate_query(x[q], zx, p.weight, p.zero_point, spec)
-                    key = f"{mi}/{lay.name} {p.name} query {q}"
-                    if not np.array_equal(ra.acc, lr.acc[p.name][q]):
-                        bad = int(np.flatnonzero(ra.acc != lr.acc[p.name][q])[0])
-                        diffs.append(f"{key}: accumulator of neuron {bad} differs")
-                    ev = np.stack([ra.acc_wrap, ra.acc_saturate, ra.pre_add], axis=1)
-                    for j in np.flatnonzero(ev.sum(axis=1)):
-                        if rows.pop((q, int(j)), None) != tuple(int(v) for v in ev[j]):
-                            diffs.append(f"{key}: events of neuron {j} differ")
-                    if got_first is None and ra.first is not None:
-                        got_first = (q, *ra.first)
-                    if got_pre is None and ra.first_pre_add is not None:
-                        got_pre = (q, *ra.first_pre_add)
-                for (q, j) in rows:
-                    diffs.append(f"{mi}/{lay.name} {p.name} query {q}: fast path has events "
-                                 f"on neuron {j}, the reference none")
-                if got_first != want_first:
-                    diffs.append(f"{mi}/{lay.name} {p.name}: first event {want_first} != "
-                                 f"reference {got_first}")
-                if got_pre != want_pre:
-                    diffs.append(f"{mi}/{lay.name} {p.name}: first pre-add event {want_pre} != "
-                                 f"reference {got_pre}")
-            x, zx = lr.codes[:m], lay.output_zero_point
-    return diffs
-
-
 def run_bench(
     k: int = 3136,
     n1: int = 6272,
@@ -427,6 +374,8 @@ def run_bench(
     same_backends = all(np.array_equal(r.outputs, ref.outputs) for r in results.values())
     ref_diffs: list[str] = []
     if not torch_arith:
+        from .engine.reference import reference_check
+
         ref_diffs = reference_check(net, cfg, ref, check_queries)
     if not same_backends:
         ref_diffs.append("the exact_matmul backends disagree")
@@ -468,57 +417,6 @@ def run_bench(
     out(f"{repeats} interleaved rounds (torch, simulator); reported backend: {res.primary}")
     out(f"ratio_vs_fbgemm {res.ratio():.2f}")
     return res
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """One row of the issue-8 table: a preset, overrides and the target ratio."""
-
-    name: str
-    preset: str
-    overrides: tuple[str, ...]
-    target: float
-
-
-SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("pytorch_fbgemm, report.headroom=exact", "pytorch_fbgemm", (), 2.0),
-    Scenario("int8_fixed_point (default preset)", "int8_fixed_point", (), 2.0),
-    Scenario("schedule.mode=event_driven", "pytorch_fbgemm", ("schedule.mode=event_driven",),
-             2.0),
-    Scenario("22-bit wrap", "pytorch_fbgemm",
-             ("accumulator.bits=22", 'accumulator.overflow="wrap"'), 5.0),
-    Scenario("20-bit saturate", "pytorch_fbgemm",
-             ("accumulator.bits=20", 'accumulator.overflow="saturate"'), 5.0),
-    Scenario("x86_avx2_fbgemm", "x86_avx2_fbgemm", (), 3.0),
-)
-
-
-def run_scenarios(
-    k: int = 3136, n1: int = 6272, places: int = 500, queries: int = 500, repeats: int = 3,
-    batch: int | None = None, backends: Sequence[str] | None = None, check_queries: int = 8,
-    out: Callable[[str], None] = print, only: Sequence[str] = (),
-) -> list[tuple[Scenario, BenchResult]]:
-    """Run every scenario (or those whose name contains one of ``only``) and print a table."""
-    rows = []
-    for sc in SCENARIOS:
-        if only and not any(o in sc.name for o in only):
-            continue
-        out(f"--- scenario: {sc.name}")
-        res = run_bench(k, n1, places, queries, repeats, batch, backends, sc.overrides,
-                        out=lambda line: out("  " + line), preset=sc.preset,
-                        check_queries=check_queries)
-        rows.append((sc, res))
-    out("")
-    out("| scenario | torch ms | simulator ms | ratio | numpy-only ratio | target | peak RSS MiB "
-        "| check |")
-    out("|---|---:|---:|---:|---:|---:|---:|---|")
-    for sc, res in rows:
-        npr = f"{res.ratio('numpy'):.2f}" if "numpy" in res.sim_s else "-"
-        check = (f"torch: {res.codes_differing} differ" if res.torch_arithmetic else
-                 f"reference ({res.reference_queries} q): {len(res.reference_differences)} differ")
-        out(f"| {sc.name} | {res.torch_s * 1e3:.1f} | {res.sim_s[res.primary] * 1e3:.1f} | "
-            f"{res.ratio():.2f} | {npr} | <= {sc.target:g} | {res.peak_rss_mib:.0f} | {check} |")
-    return rows
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -611,6 +509,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _reexec_without_openblas_env(args)
     try:
         if args.scenarios:
+            from .bench_scenarios import run_scenarios
+
             rows = run_scenarios(args.inputs, args.features, args.places, args.queries,
                                  args.repeats, args.batch, args.backend, args.check_queries)
             failed = any(res.failed for _, res in rows)

@@ -207,7 +207,8 @@ def test_bench_rejects_bad_options_before_computing(
 
 
 def test_bench_scenarios_are_valid_configs() -> None:
-    from simulator.bench import SCENARIOS, bench_config
+    from simulator.bench import bench_config
+    from simulator.bench_scenarios import SCENARIOS
 
     assert len({sc.name for sc in SCENARIOS}) == len(SCENARIOS) == 6
     for sc in SCENARIOS:

@@ -245,7 +245,7 @@ def test_multi_module_edges(stepper: str, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_bench_reference_check_catches_a_wrong_result() -> None:
-    from simulator.bench import reference_check
+    from simulator.engine.reference import reference_check
 
     rng = np.random.default_rng(3)
     w = rng.integers(-128, 128, (6, 50))

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import HwConfig
+from ..network import QuantizedNetwork
 from ..units.mac_array import MacSpec, fit_policy
+from .fast import SimResult
 
 
 @dataclass
@@ -96,3 +99,56 @@ def _add(acc: np.ndarray, tree: np.ndarray, spec: MacSpec, step: int, events: np
         j = int(np.flatnonzero(over)[np.argmin(tiles)])
         firsts.append((j // spec.lanes, step, j))
     return fit_policy(exact, reg, spec.overflow)
+
+
+def reference_check(net: QuantizedNetwork, cfg: HwConfig, res: SimResult, queries: int
+                    ) -> list[str]:
+    """Differences between the fast result and a plain step loop on the first queries.
+
+    Per layer and weight path: final accumulators, per-(query, neuron) wrap, saturate and
+    pre-add counts, and the first accumulator / pre-add event (simulator/engine/reference.py).
+    Layer inputs are the fast path's codes (the feature layer's are checked first).
+    """
+    from .fast import _mac_spec
+
+    m = min(queries, res.outputs.shape[0])
+    diffs: list[str] = []
+    for mi, mod in enumerate(net.modules):
+        x, zx = res.input_codes[mi][:m], mod.input_zero_point
+        for lay in mod.layers:
+            hw = cfg.for_layer(lay.name)
+            spec = _mac_spec(hw, hw.schedule.mode == "event_driven")
+            lr = res.layer(mi, lay.name)
+            for p in lay.paths:
+                st = lr.mac[p.name]
+                rows = {(int(r[0]), int(r[1])): tuple(int(v) for v in r[2:])
+                        for r in st.pair_events if r[0] < m}
+                want_first = st.first if st.first and st.first[0] < m else None
+                want_pre = st.first_pre_add if st.first_pre_add and st.first_pre_add[0] < m \
+                    else None
+                got_first = got_pre = None
+                for q in range(m):
+                    ra = accumulate_query(x[q], zx, p.weight, p.zero_point, spec)
+                    key = f"{mi}/{lay.name} {p.name} query {q}"
+                    if not np.array_equal(ra.acc, lr.acc[p.name][q]):
+                        bad = int(np.flatnonzero(ra.acc != lr.acc[p.name][q])[0])
+                        diffs.append(f"{key}: accumulator of neuron {bad} differs")
+                    ev = np.stack([ra.acc_wrap, ra.acc_saturate, ra.pre_add], axis=1)
+                    for j in np.flatnonzero(ev.sum(axis=1)):
+                        if rows.pop((q, int(j)), None) != tuple(int(v) for v in ev[j]):
+                            diffs.append(f"{key}: events of neuron {j} differ")
+                    if got_first is None and ra.first is not None:
+                        got_first = (q, *ra.first)
+                    if got_pre is None and ra.first_pre_add is not None:
+                        got_pre = (q, *ra.first_pre_add)
+                for (q, j) in rows:
+                    diffs.append(f"{mi}/{lay.name} {p.name} query {q}: fast path has events "
+                                 f"on neuron {j}, the reference none")
+                if got_first != want_first:
+                    diffs.append(f"{mi}/{lay.name} {p.name}: first event {want_first} != "
+                                 f"reference {got_first}")
+                if got_pre != want_pre:
+                    diffs.append(f"{mi}/{lay.name} {p.name}: first pre-add event {want_pre} != "
+                                 f"reference {got_pre}")
+            x, zx = lr.codes[:m], lay.output_zero_point
+    return diffs
