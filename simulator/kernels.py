@@ -256,10 +256,11 @@ def _mm_frozen(x: np.ndarray) -> bool:
 
 
 def _mm_as_float(b: np.ndarray, dtype: type) -> np.ndarray:
-    """b as ``dtype``; float32 copies of read-only int8 weight matrices are kept (weakly)."""
+    """b as ``dtype``; float32 copies of read-only int8/uint8 weight matrices are kept (weakly)."""
     if b.dtype == dtype:
         return b
-    if dtype != np.float32 or b.dtype != np.int8 or b.size < (1 << 16) or not _mm_frozen(b):
+    if (dtype != np.float32 or b.dtype not in (np.int8, np.uint8) or b.size < (1 << 16)
+            or not _mm_frozen(b)):
         return b.astype(dtype)
     import weakref
 
@@ -285,7 +286,7 @@ def _mm_chunked(
         return a.astype(np.int64) @ b_t.astype(np.int64).T
     chunk = max(1, min(k, (exact - 1) // max(prod_max, 1)))
     af = a.astype(dtype, copy=False)
-    if _mm_frozen(b_t) and b_t.dtype == np.int8:
+    if _mm_frozen(b_t) and b_t.dtype in (np.int8, np.uint8):
         b_t = _mm_as_float(b_t, dtype)
     if chunk >= k:
         return (af @ _mm_as_float(b_t, dtype).T).astype(np.int64)

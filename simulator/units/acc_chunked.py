@@ -27,6 +27,20 @@ from .accumulator import (
 from .partial_sums import ChunkPlan, abs_wide, chunk_size, evaluate_pairs
 
 
+def _abs_weights(ow: np.ndarray, cache: dict | None) -> np.ndarray:
+    """|w'| (uint8 when it fits: its float32 copy is then kept by exact_matmul), cached with
+    the read-only weight matrix."""
+    if cache is not None and "abs" in cache:
+        return cache["abs"]
+    aw = abs_wide(ow)
+    if aw.size and int(aw.max()) <= 255:
+        aw = aw.astype(np.uint8)
+    if cache is not None:
+        aw.flags.writeable = False
+        cache["abs"] = aw
+    return aw
+
+
 def events_dense(neg: np.ndarray, pos: np.ndarray, reg: Register, chunks: int) -> bool:
     """True when the pairs' bounds span so many register ranges that most chunks would be
     stepped anyway: stepping whole pairs then beats computing chunk statistics first.
@@ -81,7 +95,7 @@ def accumulate_chunked(
         del ox, ow
         cache = None
     s = sums if sums is not None else exact_matmul(oxs, ows, a_range=xr, b_range=wr)
-    a = exact_matmul(abs_wide(oxs), abs_wide(ows), a_range=(0, max(-xr[0], xr[1])),
+    a = exact_matmul(abs_wide(oxs), _abs_weights(ows, cache), a_range=(0, max(-xr[0], xr[1])),
                      b_range=(0, max(-wr[0], wr[1])))
     neg = (s - a) >> 1  # sum of the negative products (S - A is even)
     pos = (s + a) >> 1
