@@ -349,10 +349,25 @@ def run_bench(
         return simulate(net, cfg, x, **kw)
 
     tf, ty = trun(x)  # warm-up: torch packing, the matmul self-test, numba, page faults
-    results = {}
-    for be in backends:
+    differ = fdiff = 0
+    ref_diffs: list[str] = []
+    first_outputs = None
+    rep: dict[str, Any] = {}
+    for be in backends:  # checks on the warm-up results, then let them go before timing
         with matmul_backend(be):
-            results[be] = sim()
+            r = sim()
+        differ += int((r.outputs != ty).sum())
+        fdiff += int((r.layer(0, "feature").codes != tf).sum())
+        if first_outputs is None:
+            first_outputs = r.outputs
+            rep = build_report(r, net, cfg, {})
+            if not torch_arith:
+                from .engine.reference import reference_check
+
+                ref_diffs = reference_check(net, cfg, r, check_queries)
+        elif not np.array_equal(r.outputs, first_outputs):
+            ref_diffs.append(f"the exact_matmul backends disagree ({be})")
+        del r
     t_torch: list[float] = []
     t_sim: dict[str, list[float]] = {be: [] for be in backends}
     ratios: dict[str, list[float]] = {be: [] for be in backends}
@@ -368,18 +383,6 @@ def run_bench(
             t_torch.append(tt)
             t_sim[be].append(ts)
             ratios[be].append(ts / tt)
-    ref = results[backends[0]]
-    differ = int(sum(int((r.outputs != ty).sum()) for r in results.values()))
-    fdiff = int(sum(int((r.layer(0, "feature").codes != tf).sum()) for r in results.values()))
-    same_backends = all(np.array_equal(r.outputs, ref.outputs) for r in results.values())
-    ref_diffs: list[str] = []
-    if not torch_arith:
-        from .engine.reference import reference_check
-
-        ref_diffs = reference_check(net, cfg, ref, check_queries)
-    if not same_backends:
-        ref_diffs.append("the exact_matmul backends disagree")
-    rep = build_report(ref, net, cfg, {})
     med = float(np.median(t_torch))
     res = BenchResult(
         (k, n1, places), queries, med, {be: float(np.median(v)) for be, v in t_sim.items()},
