@@ -84,16 +84,19 @@ def pre_add_stage(
             valid = cols < k
             cols = np.minimum(cols, k - 1)
             wv = np.where(valid, ow[hj[:, None], cols], 0)
-            awv = np.abs(wv)
-            for q in range(q_count):
-                xv = ox[q, cols]  # padded slots meet a zero weight
-                c = np.flatnonzero((np.abs(xv) * awv).sum(axis=1) > preg.max)
-                if not c.size:
+            qstep = max(1, _PRE_BATCH_ELEMENTS // max(1, cols.size))
+            for q0 in range(0, q_count, qstep):  # exact hot-group sums, a block of queries
+                q1 = min(q0 + qstep, q_count)
+                xv = ox[q0:q1][:, cols]  # (qb, E, P); padded slots meet a zero weight
+                sums = np.einsum("qep,ep->qe", xv, wv)
+                qi, ei = np.nonzero((sums < preg.min) | (sums > preg.max))
+                if not qi.size:
                     continue
-                s = (xv[c] * wv[c]).sum(axis=1)
-                over = (s < preg.min) | (s > preg.max)
-                if over.any():
-                    _record(res, spec, q, hj[c][over], hg[c][over], s[over])
+                bounds = np.flatnonzero(np.diff(qi)) + 1
+                for part_q, part_e in zip(np.split(qi, bounds), np.split(ei, bounds),
+                                          strict=True):
+                    q = int(part_q[0])
+                    _record(res, spec, q0 + q, hj[part_e], hg[part_e], sums[q, part_e])
         return res
     wmax = np.concatenate([aw.max(axis=0, initial=0), [0]])  # (K + 1,)
     cstep = max(1, _PRE_BATCH_ELEMENTS // max(n * p, 1))
