@@ -114,8 +114,10 @@ def accumulate_chunked(
     zeros = np.zeros(n, dtype=np.int64)
     stats = LaneStats(zeros.copy(), zeros.copy(), zeros.copy(), 0, None, 0)
     stats.max_abs_acc = max(-range_of(total)[0], range_of(total)[1])
-    acc = total.copy()
+    acc = total  # updated in place for the evaluated pairs
     qs, js = np.nonzero(live)
+    del live
+    keep_bounds = track_max and not exact_headroom
     pair_rows: list[np.ndarray] = []
     acc_first = None
     pmin, pmax = lo_known, hi_known
@@ -125,7 +127,10 @@ def accumulate_chunked(
         cs = chunk_size(k, g)
         given = None
         narrowest = safe if safe is not None and safe.bits < reg.bits else reg
-        if events_dense(neg[qs, js], pos[qs, js], narrowest, -(-k // cs)):
+        dense_events = events_dense(neg[qs, js], pos[qs, js], narrowest, -(-k // cs))
+        if not keep_bounds:
+            del neg, pos
+        if dense_events:
             cs = max(g, -(-k // g) * g)  # one chunk: step whole pairs, S and A known already
             given = (s[qs, js], a[qs, js])
         plan = ChunkPlan(active, g, cs, dense=not spec.event_driven)
