@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..fixedpoint import Register, wrap
-from ..kernels import exact_matmul
+from ..kernels import _mm_frozen, exact_matmul
+from .acc_screened import weight_info
 from .accumulator import (
     LaneStats,
     MacSpec,
@@ -69,7 +70,11 @@ def accumulate_ordered(
                 return total, stats
     xs, xr = narrow(ox)
     ws, wr = narrow(ow)
-    exact, lo_b, hi_b = pair_bounds(xs, ws, xr, wr, chunk_size(ox.shape[1], 1))
+    cache = None  # chunked weights kept with a read-only weight matrix when w' is w - zw
+    zw64 = np.asarray(zw, dtype=np.int64)
+    if _mm_frozen(w) and (spec.operand == "offset" or not zw64.any()):
+        cache = weight_info(w, zw).derived
+    exact, lo_b, hi_b = pair_bounds(xs, ws, xr, wr, chunk_size(ox.shape[1], 1), cache)
     del xs, ws
     total = _total(exact, pre, corr)
     if pre is not None and pre.dpos is not None:

@@ -247,6 +247,7 @@ class ChunkProducts:
 
 def pair_bounds(
     ox: np.ndarray, ow: np.ndarray, xr: tuple[int, int], wr: tuple[int, int], cs: int,
+    cache: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact sums (Q, N) and bounds [lo, hi] (0 included) on every index-order prefix sum of
     every pair: per K-chunk, the exact prefix at its start plus its negative / positive
@@ -257,7 +258,7 @@ def pair_bounds(
     hi = np.zeros((q, n), dtype=np.int64)
     if not (q and n and ox.shape[1]):
         return total, lo, hi
-    prod = ChunkProducts(ox, ow, np.arange(n), cs, xr, wr)
+    prod = ChunkProducts(ox, ow, np.arange(n), cs, xr, wr, cache)
     qb = max(1, _BLOCK_ELEMENTS // (n * prod.c))
     for q0 in range(0, q, qb):
         q1 = min(q0 + qb, q)
