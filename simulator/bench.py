@@ -34,7 +34,7 @@ _REEXEC_FLAG = "HWSIM_BENCH_REEXEC"
 
 @dataclass
 class BenchResult:
-    """Best wall times (seconds) and the agreement check of one benchmark run."""
+    """Median wall times (seconds), ratios and the agreement checks of one benchmark run."""
 
     shape: tuple[int, int, int]
     queries: int
@@ -45,6 +45,18 @@ class BenchResult:
     feature_codes_differing: int
     overflow: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    ratios: dict[str, float] = field(default_factory=dict)
+    torch_arithmetic: bool = True
+    reference_differences: list[str] = field(default_factory=list)
+    reference_queries: int = 0
+    peak_rss_mib: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        """True when the results disagree with whichever reference applies."""
+        if self.torch_arithmetic and (self.codes_differing or self.feature_codes_differing):
+            return True
+        return bool(self.reference_differences)
 
     @property
     def primary(self) -> str:
@@ -52,8 +64,12 @@ class BenchResult:
         return next(iter(self.sim_s))
 
     def ratio(self, backend: str | None = None) -> float:
-        """Simulator time / torch time for ``backend`` (default: the primary one)."""
-        return self.sim_s[backend or self.primary] / self.torch_s
+        """Median of per-round simulator / torch time ratios for ``backend`` (default: the
+        primary one); simulator / torch median times when no rounds were recorded."""
+        be = backend or self.primary
+        if be in self.ratios:
+            return self.ratios[be]
+        return self.sim_s[be] / self.torch_s
 
 
 # --- the model --------------------------------------------------------------------------------
@@ -169,19 +185,51 @@ def torch_runner(net: QuantizedNetwork) -> Callable[[np.ndarray], tuple[np.ndarr
     return run
 
 
-def bench_config(overrides: Sequence[str] = ()) -> Any:
-    """The benchmark's hardware config: pytorch_fbgemm with 32-bit saturating accumulators.
+def host_torch_preset() -> str:
+    """The preset whose arithmetic equals torch fbgemm's on this host.
 
-    Event accounting is exact; ``report.headroom = "bound"`` because the exact widest partial
-    sum needs step-ordered evaluation (``--set report.headroom=exact`` times that too).
+    fbgemm sums products exactly only with AVX512-VNNI; on AVX2 (or AVX-512 without VNNI) it
+    saturates int16 pairs (VPMADDUBSW), which the ``x86_avx2_fbgemm`` preset models.
     """
+    try:
+        text = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read()
+    except OSError:
+        text = ""
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    return "pytorch_fbgemm" if "avx512_vnni" in flags else "x86_avx2_fbgemm"
+
+
+def bench_config(overrides: Sequence[str] = (), preset: str = "pytorch_fbgemm") -> Any:
+    """The benchmark's hardware config: ``preset`` with ``overrides`` (``--set``)."""
     from .config import load_config
 
-    return load_config(
-        "pytorch_fbgemm",
-        ["accumulator.bits=32", 'accumulator.overflow="saturate"', 'report.headroom="bound"',
-         *overrides],
-    )
+    return load_config(preset, list(overrides))
+
+
+_ARITH_SECTIONS = ("spikes", "accumulator", "mac", "requant", "combiner")
+_ARITH_SKIP = {("mac", "lanes"), ("requant", "throughput"), ("requant", "latency")}
+
+
+def _arithmetic(cfg: Any) -> list[Any]:
+    """The parts of a config that decide output values (not timing, lanes or reports)."""
+    import dataclasses
+
+    out = []
+    for lname in ("feature", "output"):
+        hw = cfg.for_layer(lname)
+        for sec in _ARITH_SECTIONS:
+            part = getattr(hw, sec, None)
+            if part is None:
+                continue
+            d = dataclasses.asdict(part)
+            out.append((lname, sec, sorted((k, repr(v)) for k, v in d.items()
+                                           if (sec, k) not in _ARITH_SKIP)))
+        out.append((lname, "mode", hw.schedule.mode))
+    return out
 
 
 @contextlib.contextmanager
@@ -215,20 +263,34 @@ def _blas_info() -> str:
     return text
 
 
-def _best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
-
-
 def available_backends() -> list[str]:
     """['auto', 'numpy'] when torch's int8 matmul is usable (proven exact here), else ['numpy']."""
     from . import kernels
 
-    return ["auto", "numpy"] if kernels._mm_torch_fn() is not None else ["numpy"]
+    usable = kernels._mm_torch_fast() and kernels._mm_torch_fn() is not None
+    return ["auto", "numpy"] if usable else ["numpy"]
+
+
+def _peak_rss_reset() -> None:
+    """Reset this process's peak RSS (Linux: clear_refs 5), so each scenario has its own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process in MiB (since the last reset, on Linux)."""
+    try:
+        for line in open("/proc/self/status", encoding="ascii").read().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_bench(
@@ -241,28 +303,44 @@ def run_bench(
     backends: Sequence[str] | None = None,
     overrides: Sequence[str] = (),
     out: Callable[[str], None] = print,
+    preset: str = "pytorch_fbgemm",
+    check_queries: int = 8,
 ) -> BenchResult:
-    """Build, run each engine ``repeats`` times, compare codes, print best times."""
+    """Build, time torch and the simulator interleaved, check the results, print the ratio.
+
+    Each of ``repeats`` rounds times torch then the simulator (per backend); the reported
+    ratio is the median of the per-round ratios, so load on a shared machine moves both
+    sides alike. Codes are compared with torch when the config's arithmetic is torch's on
+    this host (:func:`host_torch_preset`); otherwise the first ``check_queries`` queries are
+    checked against a plain step loop (:func:`reference_check`).
+    """
+    from .config import load_config
     from .engine import simulate
     from .report import build_report, overflow_lines
 
+    _peak_rss_reset()
     t0 = time.perf_counter()
+    cfg = bench_config(overrides, preset)
     net = bench_network(k, n1, places)
     x = bench_inputs(queries, k)
-    cfg = bench_config(overrides)
     trun = torch_runner(net)
     torch = _import_torch()
+    host = host_torch_preset()
+    torch_arith = _arithmetic(cfg) == _arithmetic(load_config(host))
     out(
         f"hwsim bench: {k} -> {n1} -> {places}, 1 module, {queries} queries; config "
-        f"{cfg.name} with accumulator.bits={cfg.accumulator.bits} "
-        f"overflow={cfg.accumulator.overflow} headroom={cfg.report.headroom}; "
-        f"setup {time.perf_counter() - t0:.1f} s"
+        f"{cfg.name}{' ' + ' '.join(overrides) if overrides else ''} "
+        f"(accumulator.bits={cfg.accumulator.bits} overflow={cfg.accumulator.overflow} "
+        f"headroom={cfg.report.headroom}); setup {time.perf_counter() - t0:.1f} s"
     )
     backends = list(backends or available_backends())
     env = [f"{v}={os.environ[v]}" for v in OPENBLAS_VARS if v in os.environ]
+    from .units.chunk_stepper import numba_enabled
+
     out(
         f"threads: torch {torch.get_num_threads()}, cpus {os.cpu_count()}; numpy BLAS "
-        f"{_blas_info()}; exact_matmul backends timed: {', '.join(backends)}"
+        f"{_blas_info()}; exact_matmul backends timed: {', '.join(backends)}; numba "
+        f"{'on' if numba_enabled() else 'off'}; torch arithmetic here: {host}"
         + (f"; {' '.join(env)}" if env else "")
     )
     kw: dict[str, Any] = {} if batch is None else {"batch": batch}
@@ -270,40 +348,76 @@ def run_bench(
     def sim() -> Any:
         return simulate(net, cfg, x, **kw)
 
-    # warm-up: torch import and packing, the matmul self-test, page faults
-    tf, ty = trun(x)
-    results = {}
-    for be in backends:
+    tf, ty = trun(x)  # warm-up: torch packing, the matmul self-test, numba, page faults
+    differ = fdiff = 0
+    ref_diffs: list[str] = []
+    first_outputs = None
+    rep: dict[str, Any] = {}
+    for be in backends:  # checks on the warm-up results, then let them go before timing
         with matmul_backend(be):
-            results[be] = sim()
-    # each engine timed in its own block of repeats, so each runs with warm caches
-    t_torch = _best_of(lambda: trun(x), repeats)[0]
-    times: dict[str, float] = {}
-    for be in backends:
-        with matmul_backend(be):
-            times[be] = _best_of(sim, repeats)[0]
-    ref = results[backends[0]]
-    differ = int(sum(int((r.outputs != ty).sum()) for r in results.values()))
-    fdiff = int(sum(int((r.layer(0, "feature").codes != tf).sum()) for r in results.values()))
-    rep = build_report(ref, net, cfg, {})
+            r = sim()
+        differ += int((r.outputs != ty).sum())
+        fdiff += int((r.layer(0, "feature").codes != tf).sum())
+        if first_outputs is None:
+            first_outputs = r.outputs
+            rep = build_report(r, net, cfg, {})
+            if not torch_arith:
+                from .engine.reference import reference_check
+
+                ref_diffs = reference_check(net, cfg, r, check_queries)
+        elif not np.array_equal(r.outputs, first_outputs):
+            ref_diffs.append(f"the exact_matmul backends disagree ({be})")
+        del r
+    t_torch: list[float] = []
+    t_sim: dict[str, list[float]] = {be: [] for be in backends}
+    ratios: dict[str, list[float]] = {be: [] for be in backends}
+    for _ in range(repeats):
+        for be in backends:
+            t1 = time.perf_counter()
+            trun(x)
+            tt = time.perf_counter() - t1
+            with matmul_backend(be):
+                t1 = time.perf_counter()
+                sim()
+                ts = time.perf_counter() - t1
+            t_torch.append(tt)
+            t_sim[be].append(ts)
+            ratios[be].append(ts / tt)
+    med = float(np.median(t_torch))
     res = BenchResult(
-        (k, n1, places), queries, t_torch, times, int(ty.size), differ, fdiff, rep["overflow"]
+        (k, n1, places), queries, med, {be: float(np.median(v)) for be, v in t_sim.items()},
+        int(ty.size), differ, fdiff, rep["overflow"],
     )
-    out(f"torch fbgemm (quantize_per_tensor + 2 quantized Linear): {t_torch * 1e3:.1f} ms")
+    res.ratios = {be: float(np.median(v)) for be, v in ratios.items()}
+    res.torch_arithmetic = torch_arith
+    res.reference_differences = ref_diffs
+    res.reference_queries = 0 if torch_arith else min(check_queries, queries)
+    res.peak_rss_mib = peak_rss_mib()
+    out(f"torch fbgemm (quantize_per_tensor + 2 quantized Linear): {med * 1e3:.1f} ms (median)")
     for be in backends:
         out(
-            f"simulator, exact_matmul={be}: {times[be] * 1e3:.1f} ms "
-            f"(x{res.ratio(be):.2f} of fbgemm)"
+            f"simulator, exact_matmul={be}: {res.sim_s[be] * 1e3:.1f} ms (median; median of "
+            f"per-round ratios x{res.ratio(be):.2f})"
         )
     for line in overflow_lines(rep):
         out(line)
-    out(
-        f"outputs: {res.codes_compared} codes per backend, {differ} differ from torch "
-        f"(feature layer: {fdiff} differ)"
-    )
-    if "numpy" in times:
+    if torch_arith:
+        out(
+            f"outputs: {res.codes_compared} codes per backend, {differ} differ from torch "
+            f"(feature layer: {fdiff} differ)"
+        )
+    else:
+        out(
+            f"outputs: the config's arithmetic differs from torch's on this host ({host}); "
+            f"{differ} of {res.codes_compared} codes differ from torch (expected); plain step "
+            f"loop on the first {res.reference_queries} queries: {len(ref_diffs)} differences"
+        )
+        for line in ref_diffs[:10]:
+            out(f"  {line}")
+    out(f"peak RSS {res.peak_rss_mib:.0f} MiB")
+    if "numpy" in res.sim_s:
         out(f"ratio_vs_fbgemm_numpy_only {res.ratio('numpy'):.2f}")
-    out(f"best of {repeats} repeats per engine; reported backend: {res.primary}")
+    out(f"{repeats} interleaved rounds (torch, simulator); reported backend: {res.primary}")
     out(f"ratio_vs_fbgemm {res.ratio():.2f}")
     return res
 
@@ -316,8 +430,18 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", type=int, default=6272, help="feature neurons (default 6272)")
     p.add_argument("--places", type=int, default=500, help="places of the module (default 500)")
     p.add_argument("--queries", type=int, default=500, help="queries (default 500)")
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats, best kept (default 5)")
+    p.add_argument("--repeats", type=int, default=5,
+                   help="interleaved rounds (torch, simulator); the median ratio is reported "
+                   "(default 5)")
     p.add_argument("--batch", type=int, default=None, help="simulate() batch size")
+    p.add_argument("--config", default="pytorch_fbgemm", metavar="PRESET",
+                   help="preset or config file to time (default pytorch_fbgemm)")
+    p.add_argument("--check-queries", type=int, default=8, metavar="N",
+                   help="queries checked against a plain step loop when the config's "
+                   "arithmetic is not torch's (default 8)")
+    p.add_argument("--scenarios", action="store_true",
+                   help="run every scenario of docs/performance.md's table (ignores --config "
+                   "and --set) and print the table")
     p.add_argument("--backend", action="append", choices=("auto", "torch", "numpy", "float64"),
                    help="exact_matmul backend(s) to time (default: torch if usable, numpy)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -358,22 +482,51 @@ def _reexec_without_openblas_env(args: argparse.Namespace) -> None:
     os.execve(sys.executable, argv, env)
 
 
+def _validate(args: argparse.Namespace) -> str | None:
+    """The first bad option as 'option: problem and fix', or None. Nothing is computed."""
+    for name in ("inputs", "features", "places", "queries", "repeats", "check_queries"):
+        v = getattr(args, name)
+        if v < 1:
+            return f"--{name.replace('_', '-')}: must be >= 1 (got {v})"
+    if args.batch is not None and args.batch < 1:
+        return f"--batch: must be >= 1 (got {args.batch}); leave it out for the default (512)"
+    if args.scenarios and (args.set or args.config != "pytorch_fbgemm"):
+        return "--scenarios: runs fixed configurations; drop --config / --set, or drop " \
+               "--scenarios to time one configuration"
+    from .config import ConfigError, load_config
+
+    if not args.scenarios:
+        try:
+            load_config(args.config, list(args.set))
+        except ConfigError as exc:
+            return str(exc)
+    return None
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Run the benchmark from parsed arguments; exit 1 if the engines disagree."""
-    for name in ("inputs", "features", "places", "queries", "repeats"):
-        if getattr(args, name) < 1:
-            print(f"hwsim: error: --{name} must be >= 1", file=sys.stderr)
-            return 2
+    """Run the benchmark from parsed arguments; exit 1 if any check fails, 2 on bad options."""
+    bad = _validate(args)
+    if bad is not None:
+        print(f"hwsim: error: {bad}", file=sys.stderr)
+        return 2
     _reexec_without_openblas_env(args)
     try:
+        if args.scenarios:
+            from .bench_scenarios import run_scenarios
+
+            rows = run_scenarios(args.inputs, args.features, args.places, args.queries,
+                                 args.repeats, args.batch, args.backend, args.check_queries)
+            failed = any(res.failed for _, res in rows)
+            print(f"ratio_vs_fbgemm {max(res.ratio() for _, res in rows):.2f}")
+            return 1 if failed else 0
         res = run_bench(
             args.inputs, args.features, args.places, args.queries, args.repeats, args.batch,
-            args.backend, args.set,
+            args.backend, args.set, preset=args.config, check_queries=args.check_queries,
         )
     except RuntimeError as exc:
         print(f"hwsim: error: {exc}", file=sys.stderr)
         return 2
-    return 1 if res.codes_differing or res.feature_codes_differing else 0
+    return 1 if res.failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,7 +26,8 @@ def exact_matmul(
       most 131071); an operand spanning <= 256 values is shifted into int8 and the shift is
       corrected exactly in int64. Used only if torch is installed and a self-test proves it
       exact on this host (oneDNN without AVX512-VNNI saturates int16 pairs and fails it).
-      ``auto`` uses it for products of >= 2**24 multiply-adds.
+      ``auto`` uses it for products of >= 2**24 multiply-adds on hosts with AVX512-VNNI or
+      AMX (elsewhere oneDNN's int8 product was ~30x slower than BLAS).
     * numpy: float32 BLAS on K-chunks short enough that every partial sum of |products|
       stays below 2**24 (so exact whatever the summation order), chunks summed exactly.
     * float64: float64 BLAS on chunks whose partial sums stay below 2**53.
@@ -55,7 +56,8 @@ def exact_matmul(
     fits8 = ahi - alo <= 255 and bhi - blo <= 255
     if backend == "torch" and not fits8:
         raise ValueError("HWSIM_MATMUL=torch: an operand spans more than 256 values (not int8)")
-    if fits8 and (backend == "torch" or (backend == "auto" and q * n * k >= _MM_TORCH_MIN)):
+    if fits8 and (backend == "torch" or (backend == "auto" and q * n * k >= _MM_TORCH_MIN
+                                         and _mm_torch_fast())):
         tfn = _mm_torch_fn(required=backend == "torch")
         if tfn is not None:
             return _mm_torch(tfn, a, alo, ahi, b_t, blo, bhi)
@@ -78,6 +80,39 @@ def _mm_backend() -> str:
     if name not in _MM_BACKENDS:
         raise ValueError(f"HWSIM_MATMUL={name!r}: choose one of {', '.join(_MM_BACKENDS)}")
     return name
+
+
+def _mm_torch_fast() -> bool:
+    """True if torch's int8 ``_int_mm`` is worth using here (``auto`` only).
+
+    oneDNN runs it fast with AVX512-VNNI (or AMX) int8 instructions; on an AVX2-only host it
+    took 5.1 s for the 500 x 3136 x 6272 product that float32 BLAS does in 0.16 s, so
+    ``auto`` then stays with numpy. Decided from the CPU flags in /proc/cpuinfo (no torch
+    import); elsewhere from torch's CPU capability. ``HWSIM_MATMUL=torch`` still forces it.
+    """
+    if "fast" not in _MM_TORCH:
+        fast = False
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+                flags: set[str] = set()
+                for line in fh:
+                    if line.startswith("flags"):
+                        flags = set(line.split(":", 1)[1].split())
+                        break
+            fast = bool(flags & {"avx512_vnni", "amx_int8"})
+        except OSError:
+            import importlib.util
+
+            if importlib.util.find_spec("torch") is not None:
+                try:
+                    import torch
+
+                    cap = str(torch.backends.cpu.get_cpu_capability()).upper()
+                    fast = cap.startswith("AVX512")
+                except Exception:  # an old or unusual torch: do not rely on it
+                    fast = False
+        _MM_TORCH["fast"] = fast
+    return bool(_MM_TORCH["fast"])
 
 
 def _mm_int_bounds(x: np.ndarray) -> tuple[int, int]:
@@ -221,10 +256,11 @@ def _mm_frozen(x: np.ndarray) -> bool:
 
 
 def _mm_as_float(b: np.ndarray, dtype: type) -> np.ndarray:
-    """b as ``dtype``; float32 copies of read-only int8 weight matrices are kept (weakly)."""
+    """b as ``dtype``; float32 copies of read-only int8/uint8 weight matrices are kept (weakly)."""
     if b.dtype == dtype:
         return b
-    if dtype != np.float32 or b.dtype != np.int8 or b.size < (1 << 16) or not _mm_frozen(b):
+    if (dtype != np.float32 or b.dtype not in (np.int8, np.uint8) or b.size < (1 << 16)
+            or not _mm_frozen(b)):
         return b.astype(dtype)
     import weakref
 
@@ -250,7 +286,7 @@ def _mm_chunked(
         return a.astype(np.int64) @ b_t.astype(np.int64).T
     chunk = max(1, min(k, (exact - 1) // max(prod_max, 1)))
     af = a.astype(dtype, copy=False)
-    if _mm_frozen(b_t) and b_t.dtype == np.int8:
+    if _mm_frozen(b_t) and b_t.dtype in (np.int8, np.uint8):
         b_t = _mm_as_float(b_t, dtype)
     if chunk >= k:
         return (af @ _mm_as_float(b_t, dtype).T).astype(np.int64)

@@ -1,0 +1,176 @@
+"""Narrow wrap/saturate accumulators (no pre-add) by chunked partial sums.
+
+Two exact products give every pair's sum S and absolute sum A; pairs whose bounds
+(S -+ A) / 2 stay inside the register (and inside the width of the final sums, for
+``min_safe_acc_bits``) are settled by S alone; the rest go to
+:func:`simulator.units.partial_sums.evaluate_pairs`, which steps only the K-chunks that may
+hold an event.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..fixedpoint import Register
+from ..kernels import _mm_frozen, exact_matmul
+from .acc_screened import weight_info
+from .accumulator import (
+    LaneStats,
+    MacSpec,
+    bits_for_range,
+    finish_stats,
+    fit_policy,
+    narrow,
+    operands,
+    range_of,
+)
+from .partial_sums import ChunkPlan, abs_wide, chunk_size, evaluate_pairs
+
+
+def _abs_weights(ow: np.ndarray, cache: dict | None) -> np.ndarray:
+    """|w'| (uint8 when it fits: its float32 copy is then kept by exact_matmul), cached with
+    the read-only weight matrix."""
+    if cache is not None and "abs" in cache:
+        return cache["abs"]
+    aw = abs_wide(ow)
+    if aw.size and int(aw.max()) <= 255:
+        aw = aw.astype(np.uint8)
+    if cache is not None:
+        aw.flags.writeable = False
+        cache["abs"] = aw
+    return aw
+
+
+def events_dense(neg: np.ndarray, pos: np.ndarray, reg: Register, chunks: int) -> bool:
+    """True when the pairs' bounds span so many register ranges that most chunks would be
+    stepped anyway: stepping whole pairs then beats computing chunk statistics first.
+
+    A performance choice only (both ways give the same integers); tests force either.
+    """
+    if not neg.size:
+        return False
+    spans = ((pos - reg.min) >> reg.bits) - ((neg - reg.min) >> reg.bits)
+    return float(spans.mean()) >= max(2.0, chunks / 6)
+
+
+def accumulate_chunked(
+    x: np.ndarray,
+    zx: int,
+    w: np.ndarray,
+    zw: np.ndarray,
+    spec: MacSpec,
+    track_max: bool = True,
+    exact_headroom: bool = True,
+    query_offset: int = 0,
+    defer_errors: bool = False,
+    sums: np.ndarray | None = None,
+) -> tuple[np.ndarray, LaneStats] | None:
+    """Wrap or saturate accumulators without pre-add, by chunked partial sums.
+
+    ``sums``: the exact products x' @ w'.T when already known (offset operands).
+
+    Two exact products give every pair's sums S and absolute sums A; pairs whose bounds
+    (S -+ A) / 2 stay inside the register (and inside the width of the final sums, for
+    ``min_safe_acc_bits``) are settled by S; the others go to
+    :func:`simulator.units.partial_sums.evaluate_pairs`. Returns None for configurations it
+    does not cover (pre-add stage, ``error`` policy, registers wider than 48 bits).
+    """
+    if spec.pre_add_width != 1 or spec.overflow not in ("wrap", "saturate"):
+        return None
+    if spec.acc_bits > 48 or (spec.operand == "raw" and spec.event_driven):
+        return None
+    reg = spec.register
+    q_count, k = x.shape
+    n = w.shape[0]
+    if spec.operand == "offset":  # narrow operands; weight facts cached per weight matrix
+        winfo = weight_info(w, zw)
+        cache = winfo.derived if _mm_frozen(w) else None
+        ows, wr = winfo.ow, (winfo.lo, winfo.hi)
+        oxs, xr = narrow(x.astype(np.int64, copy=False) - zx)
+        corr = None
+    else:
+        ox, ow, corr = operands(x, zx, w, zw, spec.operand)
+        oxs, xr = narrow(ox)
+        ows, wr = narrow(ow)
+        del ox, ow
+        cache = None
+    s = sums if sums is not None else exact_matmul(oxs, ows, a_range=xr, b_range=wr)
+    a = exact_matmul(abs_wide(oxs), _abs_weights(ows, cache), a_range=(0, max(-xr[0], xr[1])),
+                     b_range=(0, max(-wr[0], wr[1])))
+    neg = (s - a) >> 1  # sum of the negative products (S - A is even)
+    pos = (s + a) >> 1
+    total = s if corr is None else s + corr
+    lo_known, hi_known = range_of(total)
+    if corr is not None:  # the last MAC step's partial sum comes before the correction
+        lo_s, hi_s = range_of(s)
+        lo_known, hi_known = min(lo_known, lo_s), max(hi_known, hi_s)
+    live = (neg < reg.min) | (pos > reg.max)
+    if corr is not None:
+        live |= (total < reg.min) | (total > reg.max)
+    safe = None
+    if track_max and exact_headroom:
+        safe = Register(bits_for_range(lo_known, hi_known), True)
+        live |= (neg < safe.min) | (pos > safe.max)
+    zeros = np.zeros(n, dtype=np.int64)
+    stats = LaneStats(zeros.copy(), zeros.copy(), zeros.copy(), 0, None, 0)
+    stats.max_abs_acc = max(-range_of(total)[0], range_of(total)[1])
+    acc = total  # updated in place for the evaluated pairs
+    qs, js = np.nonzero(live)
+    del live
+    keep_bounds = track_max and not exact_headroom
+    pair_rows: list[np.ndarray] = []
+    acc_first = None
+    pmin, pmax = lo_known, hi_known
+    if qs.size:
+        active = (x != zx) if spec.event_driven else np.ones(x.shape, dtype=bool)
+        g = spec.adder_tree_width
+        cs = chunk_size(k, g)
+        given = None
+        narrowest = safe if safe is not None and safe.bits < reg.bits else reg
+        dense_events = events_dense(neg[qs, js], pos[qs, js], narrowest, -(-k // cs))
+        if not keep_bounds:
+            del neg, pos
+        if dense_events:
+            cs = max(g, -(-k // g) * g)  # one chunk: step whole pairs, S and A known already
+            given = (s[qs, js], a[qs, js])
+        plan = ChunkPlan(active, g, cs, dense=not spec.event_driven)
+        res = evaluate_pairs(plan, oxs, ows, qs, js, reg, spec.overflow, safe, xr, wr,
+                             cache, given)
+        stats.ordered_pairs = int(qs.size)
+        pmin, pmax = min(pmin, res.partial_min), max(pmax, res.partial_max)
+        r = res.acc
+        wraps, sats = res.wraps, res.sats
+        first_step, first_value = res.first_step, res.first_value
+        if corr is not None:  # one more addition: the offset correction
+            e = r + corr[qs, js]
+            out = (e < reg.min) | (e > reg.max)
+            if spec.overflow == "wrap":
+                wraps = wraps + out
+            else:
+                sats = sats + out
+            new = out & (first_step < 0)
+            first_step = np.where(new, plan.steps[qs], first_step)
+            first_value = np.where(new, e, first_value)
+            r = fit_policy(e, reg, spec.overflow)
+        acc[qs, js] = r
+        np.add.at(stats.acc_wrap, js, wraps)
+        np.add.at(stats.acc_saturate, js, sats)
+        ev = np.flatnonzero(wraps + sats)
+        if ev.size:
+            z = np.zeros(ev.size, dtype=np.int64)
+            pair_rows.append(np.stack([qs[ev], js[ev], wraps[ev], sats[ev], z], axis=1))
+            tiles = js[ev] // spec.lanes
+            i0 = np.lexsort((js[ev], first_step[ev], tiles, qs[ev]))[0]
+            e0 = ev[i0]
+            acc_first = (int(qs[e0]), int(tiles[i0]), int(first_step[e0]), int(js[e0]),
+                         int(first_value[e0]))
+            stats.first = (acc_first[0], acc_first[3], acc_first[2])
+    stats.partial_min, stats.partial_max = pmin, pmax
+    if track_max and not exact_headroom:
+        wide = Register(bits_for_range(pmin, pmax), True)
+        if bool(((neg < wide.min) | (pos > wide.max)).any()):
+            stats.partial_exact = False
+            stats.partial_bound = max(-int(neg.min(initial=0)), int(pos.max(initial=0)),
+                                      -pmin, pmax)
+    finish_stats(stats, spec, None, acc_first, pair_rows, query_offset, defer_errors)
+    return acc, stats

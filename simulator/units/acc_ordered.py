@@ -1,0 +1,287 @@
+"""General accumulation (pre-add stage, ``error`` policy, raw event-driven): ordered pairs.
+
+Exact sums plus per-pair chunk bounds flag the (query, neuron) pairs that may hold an event;
+those are evaluated step by step in full, and, for ``min_safe_acc_bits``, the pairs that may
+widen the range seen so far, worst bound first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..fixedpoint import Register, wrap
+from ..kernels import _mm_frozen, exact_matmul
+from .acc_screened import weight_info
+from .accumulator import (
+    LaneStats,
+    MacSpec,
+    bits_for_range,
+    finish_stats,
+    fit_policy,
+    narrow,
+    operands,
+    range_of,
+)
+from .partial_sums import chunk_size, pair_bounds
+from .pre_add import PreAdd, pre_add_stage
+
+_PAIR_BATCH_ELEMENTS = 1 << 24  # products held at once during ordered evaluation
+
+
+def accumulate_ordered(
+    x: np.ndarray,
+    zx: int,
+    w: np.ndarray,
+    zw: np.ndarray,
+    spec: MacSpec,
+    track_max: bool = True,
+    query_offset: int = 0,
+    defer_errors: bool = False,
+) -> tuple[np.ndarray, LaneStats]:
+    """The general path of :func:`simulator.units.mac_array.accumulate` (same contract)."""
+    if spec.adder_tree_width % spec.pre_add_width:
+        raise ValueError("accumulator.adder_tree_width must be a multiple of mac.pre_add_width")
+    n = w.shape[0]
+    reg = spec.register
+    zeros = np.zeros(n, dtype=np.int64)
+    stats = LaneStats(zeros.copy(), zeros.copy(), zeros.copy(), 0, None, 0)
+    ox, ow, corr = operands(x, zx, w, zw, spec.operand)
+    ax = np.abs(ox)
+    aw = np.abs(ow)
+    # Separable bound on |every partial sum| of every pair (pre-add fits never grow a value).
+    sep = min(
+        int(ax.sum(axis=1).max(initial=0)) * int(aw.max(initial=0)),
+        int(ax.max(initial=0)) * int(aw.sum(axis=1).max(initial=0)),
+    )
+    limit = min(reg.max, -reg.min)
+    pre = pre_add_stage(x, zx, ox, ow, aw, spec) if spec.pre_add_width > 1 else None
+    simple = pre is None and corr is None
+    if simple and sep <= limit and not track_max:
+        return exact_matmul(ox, ow), stats
+    if sep <= limit:
+        total = _total(exact_matmul(ox, ow), pre, corr)
+        lo_known, hi_known = range_of(total)
+        if reg.contains(lo_known, hi_known):
+            safe = Register(bits_for_range(lo_known, hi_known), True)
+            if not track_max or sep <= min(safe.max, -safe.min):
+                stats.max_abs_acc = max(-lo_known, hi_known)
+                stats.partial_min, stats.partial_max = lo_known, hi_known
+                finish_stats(stats, spec, pre, None, [], query_offset, defer_errors)
+                return total, stats
+    xs, xr = narrow(ox)
+    ws, wr = narrow(ow)
+    cache = None  # chunked weights kept with a read-only weight matrix when w' is w - zw
+    zw64 = np.asarray(zw, dtype=np.int64)
+    if _mm_frozen(w) and (spec.operand == "offset" or not zw64.any()):
+        cache = weight_info(w, zw).derived
+    exact, lo_b, hi_b = pair_bounds(xs, ws, xr, wr, chunk_size(ox.shape[1], 1), cache)
+    del xs, ws
+    total = _total(exact, pre, corr)
+    if pre is not None and pre.dpos is not None:
+        lo_b += pre.dneg
+        hi_b += pre.dpos
+    np.minimum(lo_b, total, out=lo_b)  # the offset correction's addition ends at the total
+    np.maximum(hi_b, total, out=hi_b)
+    lo_known, hi_known = range_of(total)
+    stats.max_abs_acc = max(-lo_known, hi_known)
+    stats.partial_min, stats.partial_max = lo_known, hi_known
+    flagged = (hi_b > reg.max) | (lo_b < reg.min)  # events possible: evaluate them all
+    acc = total
+    acc_first = None
+    pair_rows: list[np.ndarray] = []
+    if flagged.any():
+        acc_first = _ordered(x, zx, ox, ow, corr, spec, flagged, acc, stats, pair_rows)
+    if track_max:
+        _widen_exactly(x, zx, ox, ow, corr, spec, flagged, lo_b, hi_b, acc, stats, pair_rows)
+    finish_stats(stats, spec, pre, acc_first, pair_rows, query_offset, defer_errors)
+    return acc, stats
+
+def _widen_exactly(
+    x: np.ndarray,
+    zx: int,
+    ox: np.ndarray,
+    ow: np.ndarray,
+    corr: np.ndarray | None,
+    spec: MacSpec,
+    done: np.ndarray,
+    lo_b: np.ndarray,
+    hi_b: np.ndarray,
+    acc: np.ndarray,
+    stats: LaneStats,
+    pair_rows: list[np.ndarray],
+) -> None:
+    """Make ``min_safe_acc_bits`` exact: evaluate, worst bound first, the pairs whose partial
+    sums might need a wider register than the range seen so far, until none might."""
+    done = done.copy()
+    batch = 64
+    while True:
+        safe = Register(bits_for_range(stats.partial_min, stats.partial_max), True)
+        excess = np.maximum(hi_b - safe.max, safe.min - lo_b)
+        cand = np.flatnonzero((excess > 0).ravel() & ~done.ravel())
+        if not cand.size:
+            return
+        if cand.size > batch:
+            cand = cand[np.argpartition(-excess.ravel()[cand], batch)[:batch]]
+        mask = np.zeros(done.size, dtype=bool)
+        mask[cand] = True
+        mask = mask.reshape(done.shape)
+        _ordered(x, zx, ox, ow, corr, spec, mask, acc, stats, pair_rows)
+        done |= mask
+        batch *= 4
+
+
+def _total(exact: np.ndarray, pre: PreAdd | None, corr: np.ndarray | None) -> np.ndarray:
+    """Unbounded final accumulator: exact products + pre-add corrections + offset correction."""
+    total = exact
+    if pre is not None and pre.delta is not None:
+        total = total + pre.delta
+    if corr is not None:
+        total = total + corr
+    return total
+
+
+def _ordered(
+    x: np.ndarray,
+    zx: int,
+    ox: np.ndarray,
+    ow: np.ndarray,
+    corr: np.ndarray | None,
+    spec: MacSpec,
+    flagged: np.ndarray,
+    acc: np.ndarray,
+    stats: LaneStats,
+    pair_rows: list[np.ndarray],
+) -> tuple[int, int, int, int, int] | None:
+    """Step-ordered evaluation of the flagged (query, neuron) pairs, in place.
+
+    Returns the earliest accumulator event as (query, tile, step, neuron, exact value).
+    """
+    reg = spec.register
+    k = ox.shape[1]
+    g = spec.adder_tree_width
+    p = spec.pre_add_width
+    preg = spec.pre_register if p > 1 else None
+    qs, js = np.nonzero(flagged)
+    stats.ordered_pairs += int(qs.size)
+    batch = max(1, _PAIR_BATCH_ELEMENTS // max(k, 1))
+    best: tuple[int, int, int, int, int] | None = None
+    for start in range(0, qs.size, batch):
+        bq = qs[start : start + batch]
+        bj = js[start : start + batch]
+        f = bq.size
+        prod = ox[bq] * ow[bj]
+        if spec.event_driven:
+            active = x[bq] != zx  # skipped inputs have x' = 0: their products are 0
+            order = np.argsort(~active, axis=1, kind="stable")
+            prod = np.take_along_axis(prod, order, axis=1)
+            n_active = active.sum(axis=1)
+        else:
+            n_active = np.full(f, k, dtype=np.int64)
+        if preg is not None:
+            prod = _pad_to(prod, p)
+            sums = prod.reshape(f, -1, p).sum(axis=2)
+            prod = fit_policy(sums, preg, spec.pre_add_overflow)
+            gg = g // p
+            n_steps = _ceil_div(_ceil_div(n_active, p), gg)
+        else:
+            gg = g
+            n_steps = _ceil_div(n_active, gg)
+        prod = _pad_to(prod, gg)
+        tree = prod.reshape(f, -1, gg).sum(axis=2)  # (F, T) exact tree outputs
+        if corr is not None:
+            tree = np.concatenate([tree, corr[bq, bj][:, None]], axis=1)
+            n_steps = n_steps + 1
+        final, wraps, sats, first_step, first_val = _run_register(
+            tree, n_steps, reg, spec.overflow
+        )
+        exists = np.arange(tree.shape[1])[None, :] < n_steps[:, None]
+        unbounded = np.where(exists, np.cumsum(tree, axis=1), 0)
+        stats.partial_min = min(stats.partial_min, int(unbounded.min(initial=0)))
+        stats.partial_max = max(stats.partial_max, int(unbounded.max(initial=0)))
+        acc[bq, bj] = final
+        np.add.at(stats.acc_wrap, bj, wraps)
+        np.add.at(stats.acc_saturate, bj, sats)
+        ev = np.flatnonzero(first_step >= 0)
+        if ev.size:
+            z = np.zeros(ev.size, dtype=np.int64)
+            pair_rows.append(np.stack([bq[ev], bj[ev], wraps[ev], sats[ev], z], axis=1))
+            tiles = bj[ev] // spec.lanes
+            i0 = np.lexsort((bj[ev], first_step[ev], tiles, bq[ev]))[0]
+            e = ev[i0]
+            cand = (int(bq[e]), int(tiles[i0]), int(first_step[e]), int(bj[e]), int(first_val[e]))
+            if best is None or cand[:4] < best[:4]:
+                best = cand
+    if best is not None:
+        stats.first = (best[0], best[3], best[2])
+    return best
+
+
+def _pad_to(a: np.ndarray, m: int) -> np.ndarray:
+    """Zero-pad the last axis of a 2-D array to a multiple of m."""
+    r = -a.shape[1] % m
+    if not r:
+        return a
+    return np.concatenate([a, np.zeros((a.shape[0], r), dtype=a.dtype)], axis=1)
+
+
+def _run_register(
+    tree: np.ndarray, n_steps: np.ndarray, reg: Register, policy: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Add tree outputs step by step into the register.
+
+    tree: int64 (F, T); step t of pair i exists if t < n_steps[i].
+    Returns (final value (F,), wrap events (F,), saturate events (F,), first event step (F,)
+    or -1, exact result of that first event's addition (F,)). ``error`` counts as wrap.
+    """
+    f, t_count = tree.shape
+    exists = np.arange(t_count)[None, :] < n_steps[:, None]
+    zeros = np.zeros(f, dtype=np.int64)
+    first = np.full(f, -1, dtype=np.int64)
+    first_val = zeros.copy()
+    if t_count == 0:
+        return zeros.copy(), zeros.copy(), zeros.copy(), first, first_val
+    if policy in ("wrap", "error"):
+        prefix = np.cumsum(tree, axis=1)
+        before = np.concatenate([np.zeros((f, 1), dtype=np.int64), prefix[:, :-1]], axis=1)
+        exact_result = wrap(before, reg) + tree
+        out = ((exact_result < reg.min) | (exact_result > reg.max)) & exists
+        wraps = out.sum(axis=1).astype(np.int64)
+        hit = np.flatnonzero(out.any(axis=1))
+        first[hit] = np.argmax(out[hit], axis=1)
+        first_val[hit] = exact_result[hit, first[hit]]
+        return wrap(prefix[:, -1], reg), wraps, zeros.copy(), first, first_val
+    # Saturate: the register equals the prefix sum until a pair's first out-of-range
+    # addition; only pairs that get there are stepped, from that step on.
+    prefix = np.cumsum(tree, axis=1)
+    outside = ((prefix < reg.min) | (prefix > reg.max)) & exists
+    hit = np.flatnonzero(outside.any(axis=1))
+    last = np.maximum(n_steps - 1, 0)
+    r = np.where(n_steps > 0, prefix[np.arange(f), last], 0)
+    sats = zeros.copy()
+    if hit.size:
+        t0 = int(np.argmax(outside[hit], axis=1).min())
+        sub = tree[hit]
+        ex = exists[hit]
+        rh = prefix[hit, t0 - 1] if t0 > 0 else np.zeros(hit.size, dtype=np.int64)
+        sh = np.zeros(hit.size, dtype=np.int64)
+        fh = np.full(hit.size, -1, dtype=np.int64)
+        fv = np.zeros(hit.size, dtype=np.int64)
+        for t in range(t0, t_count):
+            e = ex[:, t]
+            s = rh + sub[:, t]
+            out = e & ((s < reg.min) | (s > reg.max))
+            if out.any():
+                sh += out
+                new = (fh < 0) & out
+                fh[new] = t
+                fv[new] = s[new]
+            rh = np.where(e, np.clip(s, reg.min, reg.max), rh)
+        r[hit] = rh
+        sats[hit] = sh
+        first[hit] = fh
+        first_val[hit] = fv
+    return r, zeros.copy(), sats, first, first_val
+
+
+def _ceil_div(a: np.ndarray, b: int) -> np.ndarray:
+    return -(-a // b)

@@ -1,0 +1,107 @@
+"""No-event accumulation: one exact product when a separable bound rules out every event.
+
+With offset operands and no pre-add, |every partial sum of (q, j)| <= min(sum_k |x'_qk| max|w'|,
+max|x'| sum_k |w'_jk|). When that fits the register, one exact matrix product settles the layer;
+when it also fits the width of the final sums, ``min_safe_acc_bits`` is exact too. Weight facts
+are computed once per (read-only) weight matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..fixedpoint import Register
+from ..kernels import _mm_frozen, exact_matmul
+from .accumulator import LaneStats, MacSpec, bits_for_range, range_of
+
+
+@dataclass(frozen=True)
+class _WeightInfo:
+    """Per weight matrix, computed once: w' = w - zw in a small dtype and its abs bounds."""
+
+    ow: np.ndarray  # (N, K) int8 when zw == 0, else int16
+    lo: int
+    hi: int
+    abs_max: int
+    abs_row_sum_max: int
+    derived: dict = field(default_factory=dict)  # e.g. chunked float copies (partial_sums)
+
+
+_WEIGHT_INFO: dict[int, tuple[object, object, _WeightInfo]] = {}
+
+
+def weight_info(w: np.ndarray, zw: np.ndarray) -> _WeightInfo:
+    """Cached by identity of the (read-only) weight and zero-point arrays."""
+    import weakref
+
+    key = id(w)
+    hit = _WEIGHT_INFO.get(key)
+    if hit is not None and hit[0]() is w and hit[1]() is zw:  # type: ignore[operator]
+        return hit[2]
+    zw64 = np.asarray(zw, dtype=np.int64)
+    if w.dtype == np.int8 and not zw64.any():
+        ow = w
+    else:
+        ow = (w.astype(np.int16) - zw64.astype(np.int16)[:, None]).astype(np.int16)
+    lo, hi = int(ow.min(initial=0)), int(ow.max(initial=0))
+    aw = np.abs(ow.astype(np.int16))
+    info = _WeightInfo(ow, lo, hi, int(aw.max(initial=0)),
+                       int(aw.sum(axis=1, dtype=np.int64).max(initial=0)))
+    if not (_mm_frozen(w) and isinstance(zw, np.ndarray) and _mm_frozen(zw)):
+        return info
+    if len(_WEIGHT_INFO) >= 16:
+        _WEIGHT_INFO.pop(next(iter(_WEIGHT_INFO)))
+    _WEIGHT_INFO[key] = (weakref.ref(w, lambda _r, d=_WEIGHT_INFO: d.pop(key, None)),
+                         weakref.ref(zw), info)
+    return info
+
+
+def accumulate_screened(
+    x: np.ndarray,
+    zx: int,
+    w: np.ndarray,
+    zw: np.ndarray,
+    spec: MacSpec,
+    track_max: bool,
+    exact_headroom: bool,
+    known: dict[str, np.ndarray] | None = None,
+) -> tuple[np.ndarray, LaneStats] | None:
+    """Offset operands without pre-add, when a separable bound proves no event can happen.
+
+    When it computes the exact products but cannot settle the headroom they are left in
+    ``known["sums"]`` for the chunked path.
+
+    |every partial sum of (q, j)| <= min(sum_k |x'_qk| * max|w'|, max|x'| * sum_k |w'_jk|).
+    Returns None when that bound does not settle the run (the general path then runs).
+    """
+    reg = spec.register
+    wi = weight_info(w, zw)
+    xlo, xhi = int(x.min(initial=0)) - zx, int(x.max(initial=0)) - zx
+    xdt = np.int16 if -(1 << 15) <= xlo and xhi < (1 << 15) else np.int64
+    ox = (x - zx).astype(xdt, copy=False)
+    ax_row = np.abs(ox).sum(axis=1, dtype=np.int64)
+    ax_max = max(-xlo, xhi, 0)
+    sep = min(int(ax_row.max(initial=0)) * wi.abs_max, ax_max * wi.abs_row_sum_max)
+    if sep > min(reg.max, -reg.min):
+        return None
+    total = exact_matmul(ox, wi.ow, a_range=(min(xlo, 0), max(xhi, 0)), b_range=(wi.lo, wi.hi))
+    n = w.shape[0]
+    zeros = np.zeros(n, dtype=np.int64)
+    stats = LaneStats(zeros, zeros.copy(), zeros.copy(), 0, None, 0)
+    if not track_max:
+        return total, stats
+    lo_known, hi_known = range_of(total)
+    stats.max_abs_acc = max(-lo_known, hi_known)
+    stats.partial_min, stats.partial_max = lo_known, hi_known
+    safe = Register(bits_for_range(lo_known, hi_known), True)
+    if sep <= min(safe.max, -safe.min):
+        return total, stats  # the bound proves the final range is the widest: exact
+    if not exact_headroom:
+        stats.partial_exact = False
+        stats.partial_bound = sep
+        return total, stats
+    if known is not None:
+        known["sums"] = total
+    return None

@@ -1,0 +1,140 @@
+"""Stepping flagged K-chunks checkpoint by checkpoint: a compiled loop and a numpy fallback.
+
+An *item* is one (query, neuron) pair and one K-chunk that may hold an accumulator event (or
+a partial sum outside the width found so far). Stepping it starts from the checkpoint before
+the chunk (value ``prefix - products of the up to G - 1 earlier active inputs``), adds the
+products in input order and, at each checkpoint (the last input of an adder-tree step),
+applies the register's policy:
+
+* wrap: an event iff the new partial sum lies in another 2**bits window than the previous
+  checkpoint (the register holds the partial sum modulo 2**bits);
+* saturate: register r = clip(r + tree output); an event iff the unclipped value leaves the
+  range; the offset d = r - partial sum carries over to the next chunk.
+
+Two implementations give the same integers: numba (``pip install 'tempo-hwsim[fast]'``), a
+plain loop over the products of each item, and numpy (gathers and cumulative sums). The
+environment variable ``HWSIM_NUMBA=0`` forces numpy; tests run both (tests/
+test_overflow_paths.py). Why numba: docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+_NB: dict[str, object] = {}
+
+
+def numba_enabled() -> bool:
+    """True when numba is installed and not disabled by HWSIM_NUMBA=0."""
+    if os.environ.get("HWSIM_NUMBA", "1").strip() in ("0", "false", "no", "off"):
+        return False
+    if "kernel" not in _NB:
+        try:
+            _NB["kernel"] = _compile()
+        except ImportError:
+            _NB["kernel"] = None
+    return _NB["kernel"] is not None
+
+
+def step_items(
+    ox: np.ndarray,
+    ow: np.ndarray,
+    qs: np.ndarray,
+    js: np.ndarray,
+    pi: np.ndarray,
+    ci: np.ndarray,
+    prefix: np.ndarray,
+    d: np.ndarray | None,
+    plan: object,
+    reg_min: int,
+    reg_max: int,
+    bits: int,
+    wrap: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """Step items (pair pi, chunk ci) with the compiled loop.
+
+    Returns per item (wraps, saturations, first event step or -1, its exact value) and the
+    (min, max) of the checkpoint partial sums seen. Saturate: ``d`` (per pair) is updated.
+    """
+    kern = _NB["kernel"]
+    n = pi.size
+    nw = np.zeros(n, dtype=np.int64)
+    ns = np.zeros(n, dtype=np.int64)
+    fs = np.full(n, -1, dtype=np.int64)
+    fv = np.zeros(n, dtype=np.int64)
+    pm = np.zeros(2, dtype=np.int64)
+    dd = d if d is not None else np.zeros(1, dtype=np.int64)
+    kern(  # type: ignore[operator]
+        ox, ow, qs, js, pi, ci, prefix, dd, d is not None, plan.cs, plan.ext_pos,  # type: ignore[attr-defined]
+        plan.ckpt, plan.stepno, reg_min, reg_max, bits, wrap,  # type: ignore[attr-defined]
+        nw, ns, fs, fv, pm,
+    )
+    return nw, ns, fs, fv, int(pm[0]), int(pm[1])
+
+
+def _compile() -> object:
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def kernel(ox, ow, qs, js, pi, ci, prefix, d, use_d, cs, ext_pos, ckpt, stepno,  # noqa: PLR0913
+               reg_min, reg_max, bits, wrap, nw, ns, fs, fv, pm):  # pragma: no cover - compiled
+        k = ox.shape[1]
+        wide = np.int64(1) << bits
+        lo_seen = pm[0]
+        hi_seen = pm[1]
+        for it in range(pi.size):
+            p = pi[it]
+            c = ci[it]
+            q = qs[p]
+            j = js[p]
+            start = prefix[p, c]
+            for e in range(ext_pos.shape[2]):
+                kk = ext_pos[q, c, e]
+                if kk < k:
+                    start -= np.int64(ox[q, kk]) * np.int64(ow[j, kk])
+            cur = prefix[p, c]  # P(a); the register holds the checkpoint before: start
+            prev = start
+            if wrap:
+                win = (start - reg_min) // wide
+                r = start - wide * win
+            elif use_d:
+                r = start + d[p]
+            else:
+                r = start
+            a = c * cs
+            b = min(a + cs, k)
+            cnt = 0
+            for kk in range(a, b):
+                cur += np.int64(ox[q, kk]) * np.int64(ow[j, kk])
+                if not ckpt[q, kk]:
+                    continue
+                if cur < lo_seen:
+                    lo_seen = cur
+                if cur > hi_seen:
+                    hi_seen = cur
+                ex = r + (cur - prev)
+                if ex < reg_min or ex > reg_max:
+                    cnt += 1
+                    if fs[it] < 0:
+                        fs[it] = stepno[q, kk]
+                        fv[it] = ex
+                    if wrap:
+                        win = (cur - reg_min) // wide
+                        r = cur - wide * win
+                    else:
+                        r = reg_min if ex < reg_min else reg_max
+                else:
+                    r = ex
+                prev = cur
+            if wrap:
+                nw[it] = cnt
+            else:
+                ns[it] = cnt
+                if use_d:
+                    d[p] = r - prev
+        pm[0] = lo_seen
+        pm[1] = hi_seen
+
+    return kernel

@@ -1,0 +1,149 @@
+"""Pre-add stage of the MAC array (``mac.pre_add_width`` P > 1, e.g. AVX2 VPMADDUBSW pairs).
+
+P consecutive products are summed exactly and written to a signed ``mac.pre_add_bits``
+register under ``mac.pre_add_overflow``. :func:`pre_add_stage` finds every overflowing write
+exactly: in dense mode a (group, neuron) entry can overflow only where max|x'| times the
+group's sum of |w'| leaves the register, a property of the weights alone (AVX2: only where
+255 (|w_2i| + |w_2i+1|) > 32767), so only those "hot" entries are ever evaluated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..fixedpoint import saturate, wrap
+
+if TYPE_CHECKING:
+    from .accumulator import MacSpec
+
+_PRE_BATCH_ELEMENTS = 1 << 23  # pre-add products held at once
+
+
+def _fit(values: np.ndarray, reg, policy: str) -> np.ndarray:  # noqa: ANN001
+    return wrap(values, reg) if policy == "wrap" else saturate(values, reg)
+
+
+@dataclass
+class PreAdd:
+    """Pre-add stage results: per-(query, neuron) corrections (fitted - exact) and events."""
+
+    q_count: int
+    n: int
+    delta: np.ndarray | None = None  # (Q, N) sum of corrections
+    dpos: np.ndarray | None = None  # (Q, N) sum of positive corrections
+    dneg: np.ndarray | None = None  # (Q, N) sum of negative corrections
+    counts: np.ndarray | None = None  # (N,) events per neuron
+    rows: list[np.ndarray] = field(default_factory=list)  # pair event rows
+    first: tuple[int, int, int, int] | None = None  # (query, tile, step, neuron)
+    first_value: int = 0
+
+    def alloc(self) -> None:
+        if self.delta is None:
+            shape = (self.q_count, self.n)
+            self.delta = np.zeros(shape, dtype=np.int64)
+            self.dpos = np.zeros(shape, dtype=np.int64)
+            self.dneg = np.zeros(shape, dtype=np.int64)
+            self.counts = np.zeros(self.n, dtype=np.int64)
+
+
+def pre_add_stage(
+    x: np.ndarray, zx: int, ox: np.ndarray, ow: np.ndarray, aw: np.ndarray, spec: MacSpec
+) -> PreAdd:
+    """Find every pre-add register write that overflows, exactly.
+
+    Dense: a (group, neuron) entry can overflow only if max|x'| * sum_{k in group} |w'_jk|
+    leaves the register ("hot" entries, few for real weights); per query, hot entries whose
+    bound sum_k |x'_qk| |w'_jk| still leaves it are summed exactly. Event-driven (groups
+    differ per query): groups with sum_k |x'_qk| max_j |w'_jk| outside the register are summed
+    exactly for every neuron. Either way only true overflows are recorded.
+    """
+    q_count, k = ox.shape
+    n = ow.shape[0]
+    p = spec.pre_add_width
+    preg = spec.pre_register
+    res = PreAdd(q_count, n)
+    if not spec.event_driven:
+        groups = _groups(np.arange(k), p, k)  # (G, P); index k is the zero padding
+        xmax = int(np.abs(ox).max(initial=0))
+        if xmax == 0:
+            return res
+        wsum = np.zeros((n, groups.shape[0]), dtype=np.int64)  # sum_{k in group} |w'_jk|
+        for r in range(p):
+            part = aw[:, r::p]
+            wsum[:, : part.shape[1]] += part
+        hot_j, hot_g = np.nonzero(wsum > preg.max // xmax)  # wsum * xmax > max
+        del wsum
+        step = max(1, _PRE_BATCH_ELEMENTS // p)
+        for e0 in range(0, hot_j.size, step):
+            hj = hot_j[e0 : e0 + step]
+            hg = hot_g[e0 : e0 + step]
+            cols = groups[hg]  # (E, P)
+            valid = cols < k
+            cols = np.minimum(cols, k - 1)
+            wv = np.where(valid, ow[hj[:, None], cols], 0)
+            qstep = max(1, _PRE_BATCH_ELEMENTS // max(1, cols.size))
+            for q0 in range(0, q_count, qstep):  # exact hot-group sums, a block of queries
+                q1 = min(q0 + qstep, q_count)
+                xv = ox[q0:q1][:, cols]  # (qb, E, P); padded slots meet a zero weight
+                sums = np.einsum("qep,ep->qe", xv, wv)
+                qi, ei = np.nonzero((sums < preg.min) | (sums > preg.max))
+                if not qi.size:
+                    continue
+                bounds = np.flatnonzero(np.diff(qi)) + 1
+                for part_q, part_e in zip(np.split(qi, bounds), np.split(ei, bounds),
+                                          strict=True):
+                    q = int(part_q[0])
+                    _record(res, spec, q0 + q, hj[part_e], hg[part_e], sums[q, part_e])
+        return res
+    wmax = np.concatenate([aw.max(axis=0, initial=0), [0]])  # (K + 1,)
+    cstep = max(1, _PRE_BATCH_ELEMENTS // max(n * p, 1))
+    for q in range(q_count):
+        g = _groups(np.flatnonzero(x[q] != zx), p, k)
+        xq = np.concatenate([ox[q], [0]])  # index k is the zero padding
+        cand = np.flatnonzero((np.abs(xq[g]) * wmax[g]).sum(axis=1) > preg.max)
+        for c0 in range(0, cand.size, cstep):
+            cc = cand[c0 : c0 + cstep]
+            gi = g[cc]  # (C, P) input indices
+            s = (ow[:, np.minimum(gi, k - 1)] * xq[gi][None, :, :]).sum(axis=2)  # (N, C)
+            over = (s < preg.min) | (s > preg.max)
+            if over.any():
+                jj, ci = np.nonzero(over)
+                _record(res, spec, q, jj, cc[ci], s[jj, ci])
+    return res
+
+
+def _record(
+    res: PreAdd, spec: MacSpec, q: int, jj: np.ndarray, gg: np.ndarray, s: np.ndarray
+) -> None:
+    """Record pre-add overflows of query q: neurons jj, group numbers gg, exact sums s."""
+    res.alloc()
+    assert res.delta is not None and res.dpos is not None and res.dneg is not None
+    assert res.counts is not None
+    n = res.n
+    d = _fit(s, spec.pre_register, spec.pre_add_overflow) - s
+    np.add.at(res.delta[q], jj, d)
+    np.add.at(res.dpos[q], jj, np.maximum(d, 0))
+    np.add.at(res.dneg[q], jj, np.minimum(d, 0))
+    cnt = np.bincount(jj, minlength=n).astype(np.int64)
+    res.counts += cnt
+    js = np.flatnonzero(cnt)
+    z = np.zeros(js.size, dtype=np.int64)
+    res.rows.append(np.stack([np.full(js.size, q), js, z, z, cnt[js]], axis=1))
+    steps = gg // (spec.adder_tree_width // spec.pre_add_width)
+    tiles = jj // spec.lanes
+    i0 = np.lexsort((gg, jj, steps, tiles))[0]
+    key = (int(q), int(tiles[i0]), int(steps[i0]), int(jj[i0]))
+    if res.first is None or key < res.first:
+        res.first = key
+        res.first_value = int(s[i0])
+
+
+def _groups(idx: np.ndarray, p: int, pad: int) -> np.ndarray:
+    """Consecutive groups of ``p`` indices (G, p), the last padded with ``pad``."""
+    ng = -(-idx.size // p)
+    g = np.full(ng * p, pad, dtype=np.int64)
+    g[: idx.size] = idx
+    return g.reshape(ng, p)
