@@ -274,3 +274,28 @@ def _reg(cfg):
 
     sp = cfg.for_layer("feature").spikes
     return Register(sp.bits, sp.signed)
+
+
+def test_time_bin_error_value_is_the_steps_first_write() -> None:
+    """Three bins close in one step and the lane overflows in the 2nd and 3rd: the error
+    names the 2nd bin's exact sum (250*127 + 240*127 = 62230), from both engines."""
+    from simulator.engine.stepwise import simulate_stepwise
+    from simulator.fixedpoint import RegisterOverflowError
+
+    w1 = np.full((1, 4), 127, np.int8)
+    net = make_combined_network([dict(
+        input_scale=1 / 255, input_zero_point=0,
+        feature=dict(weight=w1, scale=np.full(1, 1e-3), output_scale=1.0, output_zero_point=0),
+        output=dict(weight=np.ones((1, 1), np.int8), scale=np.full(1, 1e-3), output_scale=1.0,
+                    output_zero_point=0))])
+    x = np.array([[230, 250, 220, 240]], np.uint8)
+    cfg = load_config("int8_fixed_point", [
+        "schedule.order=\"time_bin\"", "schedule.time_bins=256",
+        "accumulator.adder_tree_width=4", "mac.lanes=1",
+        "layers.feature.accumulator.overflow=\"error\"", "layers.feature.accumulator.bits=16"])
+    msgs = []
+    for run in (simulate, simulate_stepwise):
+        with pytest.raises(RegisterOverflowError) as err:
+            run(net, cfg, x)
+        msgs.append(str(err.value))
+    assert msgs[0] == msgs[1] and "62230" in msgs[0], msgs

@@ -12,6 +12,9 @@ output-stationary schedule of simulator/engine/schedule.py and docs/schedule.md:
                     c_t - 1 fetch (stall) cycles, then one cycle in which every busy lane
                     multiplies, pre-adds (groups of mac.pre_add_width), sums the tree and adds
                     it into its accumulator (overflow policy applied to that addition)
+                    (schedule.order = time_bin: the tree output goes into an exact per-lane
+                    bin register; each bin whose last input is in the step is added to the
+                    accumulator, one write per bin, in bin order -- see BinAdd)
                 [mac.operand = raw: one more step adding the offset correction]
             drain: ceil(n_t / requant.throughput) cycles through the requantizer / combiner
         requant.latency cycles to flush the requantizer pipeline
