@@ -267,6 +267,18 @@ def test_time_bin_op_trace(tmp_path) -> None:
     # the write happens in the cycle of the step that holds the bin's last input
     fetch = df[df.operation == "fetch"]
     assert set(adds.cycle) <= set(fetch.cycle)
+    # the row limit: unknown before the run, exact after it
+    import simulator.trace as tr
+
+    flt = tr.parse_filter("layer=feature")
+    assert tr.estimate_rows_before_run(net, cfg, 3, "cycle", flt) is None
+    assert tr.TraceRequest("cycle", "layer=feature", "csv", 10**6).check_size(
+        res, net, cfg) == len(df)
+    with pytest.raises(tr.TraceLimitError):
+        tr.TraceRequest("cycle", "layer=feature", "csv", len(df) - 1).check_size(res, net, cfg)
+    pytest.importorskip("vcd")
+    v = write_trace(res, net, cfg, None, tmp_path / "vcd", "cycle", "layer=feature", "vcd")
+    assert v.path.read_text().count("$var") > 0
 
 
 def _reg(cfg):
