@@ -54,7 +54,6 @@ __all__ = [
 ]
 
 
-
 @dataclass(frozen=True)
 class Window:
     """What to step through and report. Ranges are inclusive; None = everything.
