@@ -33,8 +33,10 @@ import pyarrow as pa
 from .config import HwConfig
 from .engine.fast import LayerRun, SimResult
 from .engine.stepwise import DrainOp, FlushOp, MacOp, StepwiseRun, Window
+from .fixedpoint import Register
 from .network import LAYER_NAMES, QuantizedNetwork
 from .outputs import ResultSet
+from .units.spike_order import bin_write_steps
 
 TRACE_SCHEMA_NAME = "tempo-hwsim-trace"
 TRACE_SCHEMA_VERSION = 1
@@ -350,9 +352,11 @@ class _LayerGeo:
     cps: np.ndarray  # cycles per step per tile
     tile_start: np.ndarray  # absolute first cycle of each tile
     bw: int
+    bin_steps: np.ndarray | None = None  # time_bin: step of each bin's accumulator write
 
 
-def _layer_geometry(lr: LayerRun, q: int, start: int) -> _LayerGeo:
+def _layer_geometry(lr: LayerRun, q: int, start: int,
+                    bin_steps: np.ndarray | None = None) -> _LayerGeo:
     s = lr.schedule
     k_act = int(lr.k_active[q])
     steps = int(s.steps(np.array([k_act]))[0])
@@ -364,8 +368,29 @@ def _layer_geometry(lr: LayerRun, q: int, start: int) -> _LayerGeo:
     return _LayerGeo(
         start, steps, steps - s.extra_steps, k_act, s.lanes, s.tree_width, s.pre_add_width,
         s.requant_throughput, s.requant_latency, s.paths, sizes, cps, tile_start,
-        s.weights_per_cycle,
+        s.weights_per_cycle, bin_steps,
     )
+
+
+def _bin_steps(result: SimResult, net: QuantizedNetwork | None, cfg: HwConfig, lr: LayerRun,
+               q: int) -> np.ndarray | None:
+    """``schedule.order = "time_bin"``: the steps of the layer's bin writes for query q."""
+    hw = cfg.for_layer(lr.layer)
+    if hw.schedule.order != "time_bin":
+        return None
+    if lr.layer == "feature":
+        x = result.input_codes[lr.module][q]
+    else:
+        x = result.layer(lr.module, "feature").codes[q]
+    if hw.schedule.mode == "event_driven":
+        if net is None:
+            raise TraceError("internal error: a time_bin trace estimate needs the network")
+        mod = net.modules[lr.module]
+        zx = (mod.input_zero_point if lr.layer == "feature"
+              else mod.layer("feature").output_zero_point)
+        x = x[x != zx]
+    return bin_write_steps(x, hw.schedule.time_bins, Register(hw.spikes.bits, hw.spikes.signed),
+                           hw.accumulator.adder_tree_width)
 
 
 def _layer_starts(result: SimResult) -> dict[tuple[int, str], np.ndarray]:
@@ -424,12 +449,15 @@ def _in_cycles(c: np.ndarray, flt: TraceFilter) -> np.ndarray:
 # --- estimation --------------------------------------------------------------------------------
 
 
-def estimate_rows(result: SimResult, cfg: HwConfig, level: str, flt: TraceFilter) -> int:
-    """Exact number of rows ``write_trace`` will produce (computed from the schedule)."""
+def estimate_rows(result: SimResult, cfg: HwConfig, level: str, flt: TraceFilter,
+                  net: QuantizedNetwork | None = None) -> int:
+    """Exact number of rows ``write_trace`` will produce (computed from the schedule; with
+    ``schedule.order = "time_bin"`` also from the layer inputs, and, for event_driven layers,
+    ``net``'s zero points)."""
     if level == "off":
         return 0
     if flt.first is not None:
-        return sum(estimate_rows(result, cfg, level, f) for f in resolve_first(flt, result))
+        return sum(estimate_rows(result, cfg, level, f, net) for f in resolve_first(flt, result))
     starts = _layer_starts(result)
     total = 0
     for lr in _selected(result, flt):
@@ -444,7 +472,8 @@ def estimate_rows(result: SimResult, cfg: HwConfig, level: str, flt: TraceFilter
                 if _count_in(start, start, flt.cycles):
                     total += len(paths) * (2 if pre else 1) + 1
                 continue
-            geo = _layer_geometry(lr, q, start)
+            geo = _layer_geometry(lr, q, start, _bin_steps(result, net, cfg, lr, q)
+                                  if level in ("op", "cycle") else None)
             if level == "neuron":
                 total += _neuron_rows(geo, lr, q, lo, hi, flt)
                 continue
@@ -474,6 +503,9 @@ def estimate_rows_before_run(net: QuantizedNetwork, cfg: HwConfig, queries: int,
                 for m in net.modules for lay in m.layers)
     if event and flt.cycles is not None:
         return None
+    if level in ("op", "cycle") and any(cfg.for_layer(lay.name).schedule.order == "time_bin"
+                                        for m in net.modules for lay in m.layers):
+        return None  # bin writes per step depend on the input codes
     wmem = WeightMemory(cfg.weights)
     layers = []
     for mi, mod in enumerate(net.modules):
@@ -522,6 +554,8 @@ def _op_rows_estimate(geo: _LayerGeo, paths: list[tuple[int, str]], lo: int, hi:
                 mac_hi = min(s_hi, geo.mac_steps - 1)
                 n_mac = max(0, mac_hi - s_lo + 1)
                 n_add = s_hi - s_lo + 1
+                if geo.bin_steps is not None:  # time_bin: one write per non-empty bin
+                    n_add = int(((geo.bin_steps >= s_lo) & (geo.bin_steps <= s_hi)).sum())
                 total += sel * n_add  # accumulator additions
                 if n_mac:
                     inputs = n_mac * geo.g
@@ -744,6 +778,14 @@ def _mac_rows(op: MacOp, rows: _Rows, flt: TraceFilter, cycle_level: bool) -> No
         rows.add(li.size, **common, unit="adder_tree", operation="tree_sum", lane=lane,
                  neuron=neu, input_index=first_in, input_count=m, exact=op.tree[li],
                  result=op.tree[li])
+    if op.bin_adds is not None:  # time_bin: one write per bin closing in this step
+        for a in op.bin_adds:
+            rows.add(li.size, **common, unit="accumulator", operation="add_bin", lane=lane,
+                     neuron=neu, input_index=a.first_input, input_count=a.input_count,
+                     operand_a=a.acc_before[li], operand_b=a.bin_sum[li],
+                     exact=a.acc_exact[li], result=a.acc_after[li], width=op.acc_bits,
+                     signed=True, overflow=a.acc_kind[li])
+        return
     rows.add(li.size, **common, unit="accumulator",
              operation="add" if op.kind == "mac" else "add_correction", lane=lane, neuron=neu,
              input_index=first_in, input_count=m, operand_a=op.acc_before[li],
@@ -856,7 +898,7 @@ class TraceRequest:
         if self.level == "off":
             return 0
         check_filter(flt, net, int(result.outputs.shape[0]), self.level)
-        est = estimate_rows(result, cfg, self.level, flt)
+        est = estimate_rows(result, cfg, self.level, flt, net)
         if est > self.max_rows:
             raise self._limit_error(est)
         return est

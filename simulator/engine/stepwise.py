@@ -12,6 +12,9 @@ output-stationary schedule of simulator/engine/schedule.py and docs/schedule.md:
                     c_t - 1 fetch (stall) cycles, then one cycle in which every busy lane
                     multiplies, pre-adds (groups of mac.pre_add_width), sums the tree and adds
                     it into its accumulator (overflow policy applied to that addition)
+                    (schedule.order = time_bin: the tree output goes into an exact per-lane
+                    bin register; each bin whose last input is in the step is added to the
+                    accumulator, one write per bin, in bin order -- see BinAdd)
                 [mac.operand = raw: one more step adding the offset correction]
             drain: ceil(n_t / requant.throughput) cycles through the requantizer / combiner
         requant.latency cycles to flush the requantizer pipeline
@@ -40,10 +43,15 @@ from ..units.combiner import combine
 from ..units.mac_array import bits_for_range, fit_policy, overflow_error
 from ..units.readout import join_modules
 from ..units.requantizer import requantize, seed_floor_divide
+from ..units.spike_order import time_bin_of
 from ..units.weight_memory import WeightMemory
 from .fast import SimResult, check_fit, prepare_inputs
+from .stepwise_bins import NO_EVENT, BinAdd, step_bins
 
-NO_EVENT = ""
+__all__ = [
+    "BinAdd", "DrainOp", "FlushOp", "MacOp", "Op", "PathStats", "StepLayer", "StepwiseResult",
+    "StepwiseRun", "Window", "check_steppable", "compare_with_fast", "simulate_stepwise",
+]
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,12 @@ class MacOp:
     inputs/x/x_op (m,), w_op/products (n, m), pre_exact/pre_value (n, g) with g = ceil(m/P)
     (pre-add stage only, else None), tree/acc_before/acc_exact/acc_after (n,). *_kind arrays
     hold "" (no event) or the policy applied: "wrap", "saturate" or "error".
+
+    ``schedule.order = "time_bin"``: ``tree`` is the exact sum of the step's products and the
+    register writes are ``bin_adds`` (one per bin whose last input is in this step, in bin
+    order; none if no bin closes here). acc_before is the accumulator at the start of the
+    step, acc_after after its last write, acc_exact the exact value of its last write
+    (acc_before if none), acc_kind the policy if any write of the step overflowed.
     """
 
     query: int
@@ -114,6 +128,7 @@ class MacOp:
     acc_bits: int
     pre_add_width: int
     pre_add_bits: int
+    bin_adds: tuple[BinAdd, ...] | None = None
 
 
 @dataclass
@@ -231,10 +246,6 @@ def check_steppable(cfg: HwConfig) -> None:
         raise ConfigError(f"{cfg.source}: the stepwise (MAC-array) engine does not run "
                           f"'neuromorphic.datapath' = {cfg.neuromorphic.datapath!r}; its "
                           "reference is Lava (tests/golden/lava, docs/neuromorphic.md)")
-    if any(cfg.for_layer(n).schedule.order == "time_bin" for n in ("feature", "output")):
-        raise ConfigError(f"{cfg.source}: the stepwise engine steps index or time order; "
-                          "'schedule.order' = 'time_bin' runs in the fast engine only "
-                          "(units/spike_order.py, checked against a Python loop)")
 
 
 class StepwiseRun:
@@ -422,8 +433,12 @@ class StepwiseRun:
         k = x.size
         n_out = lay.out_features
         idx = np.flatnonzero(x != zx) if event else np.arange(k)
-        if hw.schedule.order == "time":  # spike time: larger code first, ties by index
+        binned = hw.schedule.order == "time_bin"
+        if hw.schedule.order in ("time", "time_bin"):  # larger code first, ties by index
             idx = idx[np.argsort(-x[idx], kind="stable")]
+        # time_bin: bin of each input in time order (non-decreasing) and where each bin ends
+        bin_pos = time_bin_of(x[idx], hw.schedule.time_bins,
+                              Register(hw.spikes.bits, hw.spikes.signed)) if binned else None
         x_op = x if raw else x - zx
         steps_mac = -(-idx.size // g_width)
         n_steps = steps_mac + (1 if raw else 0)
@@ -455,6 +470,7 @@ class StepwiseRun:
                 w_op = w if raw else w - zw[:, None]
                 acc = np.zeros(n, np.int64)
                 unb = np.zeros(n, np.int64)
+                open_sum = np.zeros(n, np.int64)  # time_bin: the open bin's exact sum
                 for s in range(n_steps):
                     first_cycle = cyc
                     cyc += c
@@ -476,6 +492,17 @@ class StepwiseRun:
                             tree = pre_value.sum(axis=1)
                         else:
                             tree = prods.sum(axis=1)
+                        if bin_pos is not None:  # time_bin: the bins' writes, then next step
+                            acc_start = acc
+                            acc, open_sum, unb, adds = step_bins(
+                                q, nb, s, g_width, idx, bin_pos, prods, acc, open_sum, unb,
+                                acc_reg, hw.accumulator.overflow, st)
+                            if emit and win.cycles_overlap(first_cycle, cyc - 1):
+                                yield self._bin_op(q, mi, lay.name, path.name, t, s,
+                                                   first_cycle, cyc - 1, nb, ids, x, x_op,
+                                                   w_op, prods, tree, acc_start, adds, bw,
+                                                   acc_reg.bits)
+                            continue
                     else:  # raw operands: the offset correction is one more addition
                         ids = np.zeros(0, np.int64)
                         prods = np.zeros((n, 0), np.int64)
@@ -519,6 +546,23 @@ class StepwiseRun:
                 yield FlushOp(q, mi, lay.name, cyc, i)
             cyc += 1
         return _LayerOutcome(acc_out, codes, unclamped, clamp_low, clamp_high, cyc - base, stalls)
+
+    @staticmethod
+    def _bin_op(
+        q: int, mi: int, layer: str, path: str, tile: int, step: int, first_cycle: int,
+        cycle: int, nb: np.ndarray, ids: np.ndarray, x: np.ndarray, x_op: np.ndarray,
+        w_op: np.ndarray, prods: np.ndarray, tree: np.ndarray, acc_start: np.ndarray,
+        adds: list[BinAdd], bw: int, acc_bits: int,
+    ) -> MacOp:
+        """The MacOp of one time_bin step (see MacOp: acc_* summarise the step's writes)."""
+        kinds = np.full(nb.size, NO_EVENT, dtype="<U8")
+        exact = after = acc_start
+        for a in adds:
+            kinds = np.where(a.acc_kind != NO_EVENT, a.acc_kind, kinds)
+            exact, after = a.acc_exact, a.acc_after
+        return MacOp(q, mi, layer, path, tile, step, "mac", first_cycle, cycle, nb, ids, x[ids],
+                     x_op[ids], w_op[:, ids], prods, None, None, None, tree, acc_start, exact,
+                     after, kinds, bw, acc_bits, 1, 0, tuple(adds))
 
     def _pre_events(
         self,

@@ -41,6 +41,15 @@ def time_bin_of(x: np.ndarray, bins: int, reg: Register) -> np.ndarray:
     return (reg.max - np.asarray(x, dtype=np.int64)) * bins // span
 
 
+def bin_write_steps(codes: np.ndarray, bins: int, reg: Register, tree_width: int) -> np.ndarray:
+    """int64 step (time order, ``tree_width`` inputs per step) of each non-empty bin's
+    accumulator write, earliest bin first, for one query's accumulated input codes (1-D)."""
+    b = time_bin_of(np.asarray(codes, dtype=np.int64), bins, reg)
+    counts = np.bincount(b, minlength=bins)
+    ends = np.cumsum(counts)[counts > 0]
+    return ((ends - 1) // tree_width).astype(np.int64)
+
+
 def accumulate_in_order(
     x: np.ndarray,
     zx: int,
