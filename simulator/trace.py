@@ -880,6 +880,10 @@ class TraceRequest:
         if self.level == "off":
             return
         check_filter(flt, net, queries, self.level)
+        if self.level in ("op", "cycle"):
+            from .engine.stepwise import check_steppable
+
+            check_steppable(cfg)  # op/cycle rows come from the stepwise engine
         est = estimate_rows_before_run(net, cfg, queries, self.level, flt)
         if est is not None and est[1] and est[0] > self.max_rows:
             raise self._limit_error(est[0])

@@ -353,3 +353,27 @@ def test_loihi2_lif_preset_as_mapped_equals_lava() -> None:
         assert np.array_equal(lr.state["u"], lava[f"lava_u{n}"][:, -1])
         assert np.array_equal(lr.state["v"], lava[f"lava_v{n}"][:, -1])
     assert lava["lava_spikes1"].sum() > 0 and lava["lava_spikes2"].sum() > 0
+
+
+def test_op_trace_of_a_neuromorphic_run_is_refused_before_simulating(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--trace op`` needs the stepwise engine: refused in one line before anything runs."""
+    import simulator.runner as runner
+    from simulator.cli import main
+    from simulator.loaders import save_npz
+
+    net, x = _random_net(13)
+    save_npz(net, tmp_path / "m.npz")
+    np.save(tmp_path / "x.npy", x)
+
+    def no_simulation(*a: object, **k: object) -> None:
+        raise AssertionError("simulated before the trace request was checked")
+
+    monkeypatch.setattr(runner, "execute", no_simulation)
+    rc = main(["run", "--config", "loihi2_prodneuron", "--model", str(tmp_path / "m.npz"),
+               "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "out"), "--quiet",
+               "--trace", "op", "--trace-filter", "query=0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("hwsim: error:"), err
+    assert "stepwise" in err[0] and not (tmp_path / "out").exists()
