@@ -88,3 +88,31 @@ def test_run_on_an_empty_image_folder_names_it(
     err = capsys.readouterr().err
     assert err.startswith("hwsim: error:") and str(empty) in err
     assert not (tmp_path / "o").exists()
+
+
+def test_vectors_from_images_equal_run_saved_codes(
+    cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``hwsim vectors --data-dir`` feeds the layer the same input codes as ``hwsim run
+    --data-dir --save-codes`` writes, and its expected output codes are the run's."""
+    meta = load_npz(DEFAULT_MODEL).metadata
+    route = cached_route(
+        places=meta["route"]["places"], seed=meta["route"]["seed"],
+        spacing=meta["route"]["spacing"], jitter=meta["route"]["jitter"],
+        traversals=tuple(meta["route"]["traversals"]),
+    )
+    run_dir, vec_dir = tmp_path / "run", tmp_path / "vec"
+    assert main(["run", "--config", "int8_fixed_point", "--model", str(DEFAULT_MODEL),
+                 "--data-dir", str(route), "--query", "winter", "--save-codes",
+                 "--out", str(run_dir), "--quiet"]) == 0
+    assert main(["vectors", "--config", "int8_fixed_point", "--model", str(DEFAULT_MODEL),
+                 "--data-dir", str(route), "--query", "winter", "--queries", "0:5",
+                 "--format", "npy", "--out", str(vec_dir)]) == 0
+    capsys.readouterr()
+    codes = np.load(run_dir / "input_codes.npy")
+    assert codes.dtype == np.uint8 and codes.shape[1] == 784
+    x = np.load(vec_dir / "m0_feature" / "x.npy")
+    assert np.array_equal(x.reshape(5, -1).astype(np.int64), codes[:5].astype(np.int64))
+    y = np.load(vec_dir / "m0_output" / "y.npy").reshape(5, -1)
+    outputs = np.load(run_dir / "outputs.npy")
+    assert np.array_equal(y.astype(np.int64), outputs[:5])
