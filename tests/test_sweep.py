@@ -237,6 +237,7 @@ def test_downstream_points_reuse_layers(files) -> None:
     ["requant.rounding=half_even,floor,half_up"],
     ["requant.multiplier_bits=12,31", "requant.rounding=half_even,floor"],
     ["requant.clamp_high=200,register", "layers.output.requant.rounding=half_even,floor,half_up"],
+    ["layers.output.requant.output_signed=false,true", "requant.rounding=half_even,floor"],
 ])
 def test_requant_sweeps_reuse_accumulators(files, tmp_path: Path, monkeypatch, grid) -> None:
     """Points differing only in the requantizer compute each layer's accumulators once per
@@ -419,6 +420,24 @@ def test_reuse_raises_the_same_error_policy_stop() -> None:
         simulate_reusing(net, cfg, x, cache)
     assert str(got.value) == str(want.value)
     assert cache.acc_hits > acc_hits
+
+
+@pytest.mark.parametrize("config", ["loihi2_prodneuron", "loihi2_lif"])
+def test_reuse_runs_neuromorphic_datapaths_on_their_engine(config: str) -> None:
+    """A neuromorphic point is not run on the MAC array: the same result as engine.simulate."""
+    from simulator.config import load_config
+    from simulator.engine import simulate
+    from simulator.exploration.reuse import LayerCache, simulate_reusing
+
+    net = toy_net()
+    x = np.random.default_rng(8).uniform(0, 1, (20, K0)).astype(np.float32)
+    cfg = load_config(config)
+    want = simulate(net, cfg, x)
+    got = simulate_reusing(net, cfg, x, LayerCache())
+    np.testing.assert_array_equal(got.outputs, want.outputs)
+    np.testing.assert_array_equal(got.scores, want.scores)
+    np.testing.assert_array_equal(got.cycles_per_query, want.cycles_per_query)
+    assert got.notes == want.notes
 
 
 def test_grid_and_named_points_mixed_columns(files, tmp_path: Path, capsys) -> None:
