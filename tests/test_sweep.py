@@ -118,24 +118,17 @@ def test_points_file(tmp_path: Path) -> None:
 # --- rows are the single runs' reports ---------------------------------------------------------
 
 
-def test_rows_equal_single_runs(files, tmp_path: Path) -> None:
-    model, x = files
-    out = tmp_path / "sw"
-    grid = ["accumulator.bits=12..14:2", "accumulator.overflow=wrap,saturate",
-            "requant.rounding=half_even,floor"]
-    df = simulator.sweep("int8_fixed_point", model, x, grid=grid, out=out, tolerance=1)
-    assert list(df.columns) == [
-        "accumulator.bits", "accumulator.overflow", "requant.rounding", "point", "status",
-        "error", "recall@1", "recall@5", "recall@10", "acc_events", "acc_wrap", "acc_saturate",
-        "pre_add_overflow", "requant_clamps", "min_safe_acc_bits", "codes_differ",
-        "argmax_differ", "cycles_per_query", "weight_memory_bits", "energy_uj_per_query",
-        "seconds"]
-    assert len(df) == 8 and (df["status"] == "ok").all()
+def check_rows_against_single_runs(df, out: Path, model: Path, x: Path, grid: list[str]) -> list:
+    """Every row and kept report.json of a ``tolerance=1`` sweep of ``grid`` (no baseline
+    option) equals ``run_job`` with the point's overrides; returns the single runs."""
     base = run_job("int8_fixed_point", model, x, None, [], recall_tolerance=1)
     pts = grid_points([parse_grid(g) for g in grid])
+    singles = []
     for pt, (_, row) in zip(pts, df.iterrows(), strict=True):
+        assert row["point"] == pt.name and row["status"] == "ok"
         single = run_job("int8_fixed_point", model, x, None, list(pt.overrides),
                          recall_tolerance=1)
+        singles.append(single)
         rep = json.loads((out / "points" / pt.name / "report.json").read_text())
         sweep_block = rep.pop("sweep")
         assert rep == json.loads(json.dumps(single.report))  # the whole report, bit for bit
@@ -151,6 +144,23 @@ def test_rows_equal_single_runs(files, tmp_path: Path) -> None:
             (single.result.predictions != base.result.predictions).sum())
         assert sweep_block["codes_differ"] == row["codes_differ"]
         assert row["weight_memory_bits"] == (2 * K0 * K0 + PLACES * 2 * K0) * 8
+    return singles
+
+
+def test_rows_equal_single_runs(files, tmp_path: Path) -> None:
+    model, x = files
+    out = tmp_path / "sw"
+    grid = ["accumulator.bits=12..14:2", "accumulator.overflow=wrap,saturate",
+            "requant.rounding=half_even,floor"]
+    df = simulator.sweep("int8_fixed_point", model, x, grid=grid, out=out, tolerance=1)
+    assert list(df.columns) == [
+        "accumulator.bits", "accumulator.overflow", "requant.rounding", "point", "status",
+        "error", "recall@1", "recall@5", "recall@10", "acc_events", "acc_wrap", "acc_saturate",
+        "pre_add_overflow", "requant_clamps", "min_safe_acc_bits", "codes_differ",
+        "argmax_differ", "cycles_per_query", "weight_memory_bits", "energy_uj_per_query",
+        "seconds"]
+    assert len(df) == 8 and (df["status"] == "ok").all()
+    check_rows_against_single_runs(df, out, model, x, grid)
     assert df["acc_events"].max() > 0  # the grid really overflowed somewhere
     assert (df["codes_differ"] > 0).any()
     disk = pd.read_parquet(out / "sweep.parquet")
@@ -221,6 +231,46 @@ def test_downstream_points_reuse_layers(files) -> None:
         ex.run_point(data, "int8_fixed_point", p, base)
     assert data.cache.hits - hits == 2  # the feature layer, once per point
     assert data.cache.misses - misses == 2  # each output layer computed once
+
+
+@pytest.mark.parametrize("grid", [
+    ["requant.rounding=half_even,floor,half_up"],
+    ["requant.multiplier_bits=12,31", "requant.rounding=half_even,floor"],
+    ["requant.clamp_high=200,register", "layers.output.requant.rounding=half_even,floor,half_up"],
+    ["layers.output.requant.output_signed=false,true", "requant.rounding=half_even,floor"],
+])
+def test_requant_sweeps_reuse_accumulators(files, tmp_path: Path, monkeypatch, grid) -> None:
+    """Points differing only in the requantizer compute each layer's accumulators once per
+    distinct input codes, and their rows and reports are the single runs'."""
+    from simulator.config import load_config
+    from simulator.engine import fast
+
+    model, x = files
+    base = load_config("int8_fixed_point")
+    points_hw = {fast.accumulate_hw(base.for_layer(n), base.report.headroom == "exact")
+                 for n in ("feature", "output")}  # requant keys do not enter it
+    calls: list[str] = []
+    real = fast.accumulate_layer
+
+    def counting(lay, x, zx, ahw, *args, **kwargs):
+        if ahw in points_hw:  # not the report.compare_with reference's own hardware
+            calls.append(lay.name)
+        return real(lay, x, zx, ahw, *args, **kwargs)
+
+    monkeypatch.setattr(fast, "accumulate_layer", counting)
+    out = tmp_path / "rq"
+    df = simulator.sweep("int8_fixed_point", model, x, grid=grid, out=out, tolerance=1)
+    monkeypatch.setattr(fast, "accumulate_layer", real)
+    n_points = len(grid_points([parse_grid(g) for g in grid]))
+    assert len(df) == n_points and (df["status"] == "ok").all()
+    singles = check_rows_against_single_runs(df, out, model, x, grid)
+    # the baseline (the config as given) is one of the points; Q < one batch: one call a layer
+    assert calls.count("feature") == 1  # the feature layer's input codes never change
+    feature_codes = {s.result.layer(0, "feature").codes.tobytes() for s in singles}
+    assert calls.count("output") == len(feature_codes)
+    if grid[0].startswith("requant.clamp_high"):
+        assert len(feature_codes) == 2  # the clamp really changed the feature codes
+    assert df["codes_differ"].nunique() > 1  # the requantizer keys really changed outputs
 
 
 def test_pareto_front() -> None:
@@ -355,10 +405,39 @@ def test_reuse_raises_the_same_error_policy_stop() -> None:
     cfg = load_config("int8_fixed_point", ["accumulator.bits=13", 'accumulator.overflow="error"'])
     with pytest.raises(RegisterOverflowError) as want:
         simulate(net, cfg, x)
+    cache = LayerCache()
     with pytest.raises(RegisterOverflowError) as got:
-        simulate_reusing(net, cfg, x, LayerCache())
+        simulate_reusing(net, cfg, x, cache)
     assert str(got.value) == str(want.value)
     assert "query 600," in str(want.value)
+    # another rounding reuses the accumulators, deferred stop included: the same stop
+    cfg = load_config("int8_fixed_point", ["accumulator.bits=13", 'accumulator.overflow="error"',
+                                           'requant.rounding="floor"'])
+    with pytest.raises(RegisterOverflowError) as want:
+        simulate(net, cfg, x)
+    acc_hits = cache.acc_hits
+    with pytest.raises(RegisterOverflowError) as got:
+        simulate_reusing(net, cfg, x, cache)
+    assert str(got.value) == str(want.value)
+    assert cache.acc_hits > acc_hits
+
+
+@pytest.mark.parametrize("config", ["loihi2_prodneuron", "loihi2_lif"])
+def test_reuse_runs_neuromorphic_datapaths_on_their_engine(config: str) -> None:
+    """A neuromorphic point is not run on the MAC array: the same result as engine.simulate."""
+    from simulator.config import load_config
+    from simulator.engine import simulate
+    from simulator.exploration.reuse import LayerCache, simulate_reusing
+
+    net = toy_net()
+    x = np.random.default_rng(8).uniform(0, 1, (20, K0)).astype(np.float32)
+    cfg = load_config(config)
+    want = simulate(net, cfg, x)
+    got = simulate_reusing(net, cfg, x, LayerCache())
+    np.testing.assert_array_equal(got.outputs, want.outputs)
+    np.testing.assert_array_equal(got.scores, want.scores)
+    np.testing.assert_array_equal(got.cycles_per_query, want.cycles_per_query)
+    assert got.notes == want.notes
 
 
 def test_grid_and_named_points_mixed_columns(files, tmp_path: Path, capsys) -> None:

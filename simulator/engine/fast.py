@@ -250,33 +250,91 @@ def _schedule(hw: LayerHw, lay: Layer, wmem: WeightMemory) -> TileSchedule:
     )
 
 
-def run_layer(
-    mi: int,
-    mod: Module,
+@dataclass(frozen=True)
+class AccumulateHw:
+    """Every hardware key the accumulate step of a layer reads, and nothing else.
+
+    spec: the MAC array (accumulator.bits/overflow/adder_tree_width, mac.operand/lanes/
+    pre_add_*, schedule.mode = event_driven); order/time_bins: schedule.order and
+    schedule.time_bins (units/spike_order.py); in_reg: the input spike register
+    (spikes.bits/signed, used by the time_bin order); exact_headroom: report.headroom = exact.
+    Frozen and hashable: equal values give bit-identical accumulate results for equal inputs.
+    """
+
+    spec: MacSpec
+    order: str
+    time_bins: int
+    in_reg: Register
+    exact_headroom: bool = True
+
+
+def accumulate_hw(hw: LayerHw, exact_headroom: bool = True) -> AccumulateHw:
+    """The part of ``hw`` that :func:`accumulate_layer` depends on."""
+    return AccumulateHw(
+        _mac_spec(hw, hw.schedule.mode == "event_driven"), hw.schedule.order,
+        hw.schedule.time_bins, _spike_register(hw), exact_headroom,
+    )
+
+
+@dataclass
+class LayerAcc:
+    """The accumulate step of one layer over a batch of queries (before the requantizer).
+
+    acc[path]: int64 (Q, N) accumulator register values after the last step.
+    mac[path]: overflow accounting; an ``error``-policy event is deferred in ``mac[p].error``
+        (the caller raises the earliest one, see _raise_earliest_error).
+    k_active: int64 (Q,) inputs streamed per query (non-zero-point inputs when event_driven).
+    """
+
+    acc: dict[str, np.ndarray]
+    mac: dict[str, LaneStats]
+    k_active: np.ndarray
+
+
+def accumulate_layer(
     lay: Layer,
     x: np.ndarray,
     zx: int,
-    sx: float,
-    input_max: np.ndarray,
-    hw: LayerHw,
-    wmem: WeightMemory,
+    ahw: AccumulateHw,
     query_offset: int = 0,
-    exact_headroom: bool = True,
-) -> LayerRun:
-    """Run one layer for a batch of queries. x: int64 (Q, K) codes with zero point zx."""
-    event = hw.schedule.mode == "event_driven"
-    spec = _mac_spec(hw, event)
+) -> LayerAcc:
+    """Accumulators of every path of ``lay`` for a batch. x: int64 (Q, K) codes, zero point zx.
+
+    Reads only x, zx, the paths' weights and zero points and ``ahw``.
+    """
     acc: dict[str, np.ndarray] = {}
     stats: dict[str, LaneStats] = {}
     for p in lay.paths:
         acc[p.name], stats[p.name] = accumulate_in_order(  # schedule.order: units/spike_order
-            x, zx, p.weight, p.zero_point, spec, hw.schedule.order, hw.schedule.time_bins,
-            _spike_register(hw), query_offset=query_offset, defer_errors=True,
-            exact_headroom=exact_headroom,
+            x, zx, p.weight, p.zero_point, ahw.spec, ahw.order, ahw.time_bins, ahw.in_reg,
+            query_offset=query_offset, defer_errors=True, exact_headroom=ahw.exact_headroom,
         )
-    k_active = (x != zx).sum(axis=1) if event else np.full(x.shape[0], x.shape[1], np.int64)
+    if ahw.spec.event_driven:
+        k_active = (x != zx).sum(axis=1)
+    else:
+        k_active = np.full(x.shape[0], x.shape[1], np.int64)
+    return LayerAcc(acc, stats, k_active)
+
+
+def finish_layer(
+    mi: int,
+    lay: Layer,
+    la: LayerAcc,
+    sx: float,
+    input_max: np.ndarray,
+    hw: LayerHw,
+    wmem: WeightMemory,
+) -> LayerRun:
+    """Requantizer (or split-layout divider and combiner), clamps and cycles after ``la``.
+
+    sx: the layer input's scale; input_max: int64 (Q,) largest input code of the module's
+    input per query (combiner.clip_high = input_max). Reads hw.requant, hw.combiner and the
+    schedule's cycle keys (mac.lanes/operand/pre_add_width, accumulator.adder_tree_width,
+    requant.throughput/latency, the weight memory).
+    """
+    acc, q = la.acc, la.k_active.shape[0]
     sched = _schedule(hw, lay, wmem)
-    cycles, stalls = sched.cycles(k_active)
+    cycles, stalls = sched.cycles(la.k_active)
     rq = hw.requant
     scaled: dict[str, np.ndarray] = {}
     if rq.scheme == "seed_floor_divide":
@@ -291,9 +349,9 @@ def run_layer(
         if cb.clip_high == "input_max":
             hi = input_max
         elif cb.clip_high == "register":
-            hi = np.full(x.shape[0], out_reg.max, dtype=np.int64)
+            hi = np.full(q, out_reg.max, dtype=np.int64)
         else:
-            hi = np.full(x.shape[0], int(cb.clip_high), dtype=np.int64)
+            hi = np.full(q, int(cb.clip_high), dtype=np.int64)
         codes, unclamped, clamp = combine(
             scaled["excitatory"], scaled["inhibitory"], f, cb.exc_divisor, cb.inh_divisor,
             cb.inh_offset, cb.scale, cb.zero_point, cb.cast_rounding, cb.clip_low, hi,
@@ -307,9 +365,31 @@ def run_layer(
         )
         out_range = requant_clamp(rq)
     return LayerRun(
-        mi, lay.name, acc, scaled, codes, unclamped, stats, clamp, cycles, stalls, k_active,
+        mi, lay.name, acc, scaled, codes, unclamped, la.mac, clamp, cycles, stalls, la.k_active,
         sched, hw.accumulator.bits, out_range,
     )
+
+
+def run_layer(
+    mi: int,
+    mod: Module,
+    lay: Layer,
+    x: np.ndarray,
+    zx: int,
+    sx: float,
+    input_max: np.ndarray,
+    hw: LayerHw,
+    wmem: WeightMemory,
+    query_offset: int = 0,
+    exact_headroom: bool = True,
+) -> LayerRun:
+    """Run one layer for a batch of queries. x: int64 (Q, K) codes with zero point zx.
+
+    The same as ``finish_layer(accumulate_layer(...))``; the split lets a sweep reuse the
+    accumulators of points that differ only in the requantizer (exploration/reuse.py).
+    """
+    la = accumulate_layer(lay, x, zx, accumulate_hw(hw, exact_headroom), query_offset)
+    return finish_layer(mi, lay, la, sx, input_max, hw, wmem)
 
 
 def simulate(

@@ -1,15 +1,23 @@
-"""Exact reuse between sweep points: the same network run as ``engine.simulate``, except that a
-layer whose hardware, weights and input codes equal those of an earlier point is not run again.
+"""Exact reuse between sweep points: the same network run as ``engine.simulate``, except that
+work whose inputs equal those of an earlier point is not done again, at two levels.
 
-A layer's result (accumulators, overflow counts, codes, cycles) depends only on its input codes,
-its weights and quantizers and its own hardware section (``cfg.for_layer``), the weight memory
-and ``report.headroom``; the key below holds all of them, so reuse is exact. Points that differ
-only in ``energy.*``, ``clock.*``, ``readout.*`` or the output layer's keys reuse everything up
-to that point; an input quantization is shared by every point with the same ``[spikes]``.
+* Whole layers. A layer's result (accumulators, overflow counts, codes, cycles) depends only on
+  its input codes, its weights and quantizers and its own hardware section (``cfg.for_layer``),
+  the weight memory and ``report.headroom``; the layer key holds all of them. Points that
+  differ only in ``energy.*``, ``clock.*``, ``readout.*`` or the output layer's keys reuse
+  everything up to that point; an input quantization is shared by every point with the same
+  ``[spikes]``.
+* Accumulators. ``engine.fast.run_layer`` is ``finish_layer(accumulate_layer(...))``; the
+  accumulate step (accumulators, overflow counts and a deferred ``error``-policy stop,
+  ``k_active``) reads only the input codes and zero point, the paths' weights and zero points
+  and ``engine.fast.AccumulateHw`` (accumulator.*, mac.*, schedule.mode/order/time_bins, the
+  spike register, report.headroom). It is cached on exactly those, so a layer whose
+  requantizer alone differs (``requant.rounding``, ``scheme``, ``multiplier_bits``,
+  ``shift``, output clamps, ``throughput``/``latency``, ``[combiner]``, the weight memory's
+  port) only reruns ``finish_layer``: a rounding sweep computes the accumulators once.
 
-Not reused (needs an engine change, see docs/sweeps.md): the accumulators of a layer whose
-requantizer alone differs, because ``engine.fast.run_layer`` accumulates and requantizes in one
-call.
+Both keys hold every input of the cached step, so reuse is exact (bit for bit the results of
+``engine.simulate``; tests/test_sweep.py checks reports against single runs).
 """
 
 from __future__ import annotations
@@ -22,10 +30,12 @@ from typing import Any
 import numpy as np
 
 from ..config import HwConfig
-from ..engine import fast
-from ..engine.fast import LayerRun, SimResult
-from ..network import QuantizedNetwork
+from ..engine import fast, simulate
+from ..engine.fast import LayerAcc, LayerRun, SimResult
+from ..engine.neuromorphic import is_neuromorphic
+from ..network import Layer, QuantizedNetwork
 from ..units.readout import join_modules
+from ..units.spike_buffer import signedness_notes
 from ..units.weight_memory import WeightMemory
 
 _BATCH = 512  # the same query batches as engine.simulate (event order and merging)
@@ -33,16 +43,22 @@ _BATCH = 512  # the same query batches as engine.simulate (event order and mergi
 
 @dataclass
 class LayerCache:
-    """Bounded LRU store of layer results and input codes (one per worker process)."""
+    """Bounded LRU store of layer results, accumulate steps and input codes (one per worker
+    process). ``hits``/``misses`` count whole layers, ``acc_hits``/``acc_misses`` the
+    accumulate steps looked up on a whole-layer miss."""
 
     max_layers: int = 8
+    max_accs: int = 8
     layers: OrderedDict[Any, list[LayerRun]] = field(default_factory=OrderedDict)
+    accs: OrderedDict[Any, list[LayerAcc]] = field(default_factory=OrderedDict)
     inputs: dict[Any, tuple[list[np.ndarray], list[tuple[int, int]]]] = field(
         default_factory=dict
     )
     refs: dict[tuple[str, tuple[str, ...]], SimResult] = field(default_factory=dict)
     hits: int = 0
     misses: int = 0
+    acc_hits: int = 0
+    acc_misses: int = 0
 
     def get(self, key: Any) -> list[LayerRun] | None:
         got = self.layers.get(key)
@@ -59,9 +75,33 @@ class LayerCache:
         while len(self.layers) > self.max_layers:
             self.layers.popitem(last=False)
 
+    def get_acc(self, key: Any) -> list[LayerAcc] | None:
+        got = self.accs.get(key)
+        if got is not None:
+            self.accs.move_to_end(key)
+            self.acc_hits += 1
+        else:
+            self.acc_misses += 1
+        return got
+
+    def put_acc(self, key: Any, value: list[LayerAcc]) -> None:
+        self.accs[key] = value
+        self.accs.move_to_end(key)
+        while len(self.accs) > self.max_accs:
+            self.accs.popitem(last=False)
+
 
 def _digest(a: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+    """Content hash of an array: its dtype, shape and bytes."""
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _paths_key(lay: Layer) -> tuple[tuple[str, str, str], ...]:
+    """What the accumulate step reads of a layer: each path's name, weights and zero points."""
+    return tuple((p.name, _digest(p.weight), _digest(np.asarray(p.zero_point))) for p in lay.paths)
 
 
 def simulate_reusing(
@@ -74,8 +114,11 @@ def simulate_reusing(
     """``engine.simulate(net, cfg, inputs)`` with exact reuse of layers through ``cache``.
 
     ``net`` must already be narrowed for ``cfg`` (units/weight_requant.py); its weights are
-    then fixed by (the original model, ``cfg.weights``), which the key holds.
+    then fixed by (the original model, ``cfg.weights``), which the layer key holds. A
+    neuromorphic datapath (engine/neuromorphic.py) runs ``engine.simulate`` without reuse.
     """
+    if is_neuromorphic(cfg):
+        return simulate(net, cfg, inputs, batch=_BATCH, source=source)
     net.validate()
     fast.check_fit(net, cfg)
     feat = cfg.for_layer("feature")
@@ -101,10 +144,15 @@ def simulate_reusing(
                    tuple(_digest(p.scale) for p in lay.paths))
             runs = cache.get(key)
             if runs is None:
-                runs = []
-                for s, x, xmax in zip(starts, xs, input_max, strict=True):
-                    runs.append(fast.run_layer(mi, mod, lay, x, zx, sx, xmax, hw, wmem, s,
-                                               exact))
+                ahw = fast.accumulate_hw(hw, exact)
+                acc_key = (ahw, x_digest, zx, _paths_key(lay))
+                accs = cache.get_acc(acc_key)
+                if accs is None:
+                    accs = [fast.accumulate_layer(lay, x, zx, ahw, s)
+                            for s, x in zip(starts, xs, strict=True)]
+                    cache.put_acc(acc_key, accs)
+                runs = [fast.finish_layer(mi, lay, la, sx, xmax, hw, wmem)
+                        for la, xmax in zip(accs, input_max, strict=True)]
                 cache.put(key, runs)
             per_layer.append(runs)
             xs = [r.codes for r in runs]
@@ -123,4 +171,5 @@ def simulate_reusing(
     )
     predictions = np.argmax(scores, axis=1).astype(np.int64)
     cycles = np.sum([lr.cycles for lr in layers], axis=0).astype(np.int64)
-    return SimResult(outputs, predictions, codes_per_module, clamps, layers, cycles, scores)
+    return SimResult(outputs, predictions, codes_per_module, clamps, layers, cycles, scores,
+                     signedness_notes(net, cfg))
