@@ -178,7 +178,7 @@ def test_manifest_describes_every_file(work: Path) -> None:
     root = work / "vec"
     man = json.loads((root / "manifest.json").read_text())
     assert man == job.manifest
-    assert man["schema"] == {"name": "tempo-hwsim-vectors", "version": 1}
+    assert man["schema"] == {"name": "tempo-hwsim-vectors", "version": 2}
     cfg = load_config("int8_fixed_point", NARROW_WRAP)
     assert man["config"]["name"] == "int8_fixed_point"
     assert man["config"]["sha256"] == cfg.sha256

@@ -261,7 +261,7 @@ def layer_vectors(
         info["timing"] = {
             "cycle_origin": "first cycle of the first selected query (as report.json counts "
                             "within the simulated queries)",
-            "tiles": [int(we.tiles[0]), int(we.tiles[-1]) + 1],
+            "tiles": [int(we.tiles[0]), int(we.tiles[-1])],  # inclusive
             "steps_per_query": we.steps.tolist(),
             "cycles_per_query": lr.cycles.tolist(),
         }

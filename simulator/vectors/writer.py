@@ -39,7 +39,8 @@ from .encoding import (
 )
 from .layer import LayerVectors, Vector, layer_vectors, parse_range
 
-VECTORS_SCHEMA: dict[str, Any] = {"name": "tempo-hwsim-vectors", "version": 1}
+# version 2: every range in the manifest is inclusive [first, last] (version 1: [start, stop))
+VECTORS_SCHEMA: dict[str, Any] = {"name": "tempo-hwsim-vectors", "version": 2}
 MANIFEST = "manifest.json"
 TB_FILE = "tb_layer.v"
 TB_TOP = "tb_top.v"
