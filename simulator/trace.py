@@ -20,7 +20,6 @@ import argparse
 import dataclasses
 import itertools
 import os
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from .engine.stepwise import DrainOp, FlushOp, MacOp, StepwiseRun, Window
 from .fixedpoint import Register
 from .network import LAYER_NAMES, QuantizedNetwork
 from .outputs import ResultSet
+from .ranges import RANGE_HELP, RangeError, parse_inclusive
 from .units.spike_order import bin_write_steps
 
 TRACE_SCHEMA_NAME = "tempo-hwsim-trace"
@@ -147,25 +147,14 @@ def resolve_first(flt: TraceFilter, result: SimResult) -> list[TraceFilter]:
     return out
 
 
-_RANGE = re.compile(r"^\s*(?:(\d+)|(\d+)?\s*:\s*(\d+)?)\s*$")
-_BIG = (1 << 62) - 1
-
-
 def _parse_range(key: str, value: str, expr: str) -> tuple[int, int]:
-    m = _RANGE.match(value)
-    if not m or value.strip() in ("", ":"):
-        raise TraceError(
-            f"--trace-filter {expr!r}: {key}={value!r} is not N, A:B, A: or :B "
-            "(non-negative integers, inclusive ranges)"
-        )
-    single, lo, hi = m.groups()
-    if single is not None:
-        return int(single), int(single)
-    a = int(lo) if lo is not None else 0
-    b = int(hi) if hi is not None else _BIG
-    if a > b:
-        raise TraceError(f"--trace-filter {expr!r}: {key}={value!r}: start {a} is after end {b}")
-    return a, b
+    if value.strip() == ":":
+        raise TraceError(f"--trace-filter {expr!r}: {key}={value!r} is not {RANGE_HELP}")
+    try:
+        return parse_inclusive(value)
+    except RangeError as e:
+        sep = " " if str(e).startswith("is not") else ": "
+        raise TraceError(f"--trace-filter {expr!r}: {key}={value!r}{sep}{e}") from None
 
 
 def parse_filter(expr: str) -> TraceFilter:

@@ -106,9 +106,9 @@ def test_vectors_from_images_equal_run_saved_codes(
                  "--data-dir", str(route), "--query", "winter", "--save-codes",
                  "--out", str(run_dir), "--quiet"]) == 0
     assert main(["vectors", "--config", "int8_fixed_point", "--model", str(DEFAULT_MODEL),
-                 "--data-dir", str(route), "--query", "winter", "--queries", "0:5",
+                 "--data-dir", str(route), "--query", "winter", "--queries", "0:4",
                  "--format", "npy", "--out", str(vec_dir)]) == 0
-    capsys.readouterr()
+    assert "--queries 0:4 is inclusive (queries 0..4, 5 queries)" in capsys.readouterr().err
     codes = np.load(run_dir / "input_codes.npy")
     assert codes.dtype == np.uint8 and codes.shape[1] == 784
     x = np.load(vec_dir / "m0_feature" / "x.npy")

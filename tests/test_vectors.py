@@ -156,13 +156,15 @@ def test_npy_dtypes() -> None:
     assert npy_dtype(31, False) == np.uint32 and npy_dtype(33, True) == np.int64
 
 
-@pytest.mark.parametrize(("text", "want"), [("0:8", (0, 8)), (":3", (0, 3)), ("2:", (2, 10)),
-                                            ("4", (4, 5)), (":", (0, 10))])
-def test_parse_range(text: str, want: tuple[int, int]) -> None:
+@pytest.mark.parametrize(("text", "want"), [("0:8", (0, 9)), (":3", (0, 4)), ("2:", (2, 10)),
+                                            ("4", (4, 5)), (":", (0, 10)), ("5:5", (5, 6)),
+                                            (" 1 : 2 ", (1, 3))])
+def test_parse_range_is_inclusive(text: str, want: tuple[int, int]) -> None:
+    """Both ends included (as --trace-filter); the result is a Python slice."""
     assert parse_range(text, 10, "--queries") == want
 
 
-@pytest.mark.parametrize("text", ["a:b", "5:5", "-1:3", "3:1"])
+@pytest.mark.parametrize("text", ["a:b", "-1:3", "3:1", "1.5", "", "1:2:3", "0x3"])
 def test_parse_range_errors(text: str) -> None:
     with pytest.raises(VectorsError, match="--queries"):
         parse_range(text, 10, "--queries")
@@ -176,14 +178,16 @@ def test_manifest_describes_every_file(work: Path) -> None:
     root = work / "vec"
     man = json.loads((root / "manifest.json").read_text())
     assert man == job.manifest
-    assert man["schema"] == {"name": "tempo-hwsim-vectors", "version": 1}
+    assert man["schema"] == {"name": "tempo-hwsim-vectors", "version": 2}
     cfg = load_config("int8_fixed_point", NARROW_WRAP)
     assert man["config"]["name"] == "int8_fixed_point"
     assert man["config"]["sha256"] == cfg.sha256
     assert man["config"]["overrides"] == NARROW_WRAP
     assert man["model"]["sha256"] == sha256_file(work / "m.npz")
     assert man["input"]["sha256"] == sha256_file(work / "x.npy")
-    assert man["input"]["queries"] == [0, NQ]
+    assert man["input"]["queries"] == [0, NQ - 1]  # inclusive, like every hwsim range
+    assert man["ranges"]["queries"] == {"given": ":", "written": [0, NQ - 1]}
+    assert man["ranges"]["cycles"] is None
     listed = {f["path"] for f in man["files"]}
     on_disk = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
     assert on_disk - listed == {"manifest.json"}
@@ -225,7 +229,13 @@ def test_manifest_describes_every_file(work: Path) -> None:
 
 
 def test_vectors_are_the_simulated_values(work: Path) -> None:
-    _gen(work, overrides=NARROW_SAT, queries="1:5", neurons="3:40")
+    job = _gen(work, overrides=NARROW_SAT, queries="1:4", neurons="3:39")  # inclusive ends
+    man = job.manifest
+    assert man["input"]["queries"] == [1, 4]
+    assert man["ranges"]["neurons"] == {"given": "3:39",
+                                        "written": {"m0_feature": [3, 39], "m0_output": [3, 4]}}
+    assert [(lay["queries"], lay["neurons"], lay["shape"]["queries"], lay["shape"]["neurons"])
+            for lay in man["layers"]] == [([1, 4], [3, 39], 4, 37), ([1, 4], [3, 4], 4, 2)]
     root = work / "vec"
     net = load_model(work / "m.npz")
     cfg = load_config("int8_fixed_point", NARROW_SAT)
@@ -500,7 +510,38 @@ def test_cli_check_rtl(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "m0_feature: RTL bench PASS" in out and "m0_output: RTL bench PASS" in out
     man = json.loads((work / "cli" / "manifest.json").read_text())
     assert man["formats"] == ["readmemh", "npy"]
-    assert man["input"]["queries"] == [0, 3]
+    assert man["input"]["queries"] == [0, 3]  # inclusive: 4 queries
+    assert man["layers"][0]["shape"]["queries"] == 4
+
+
+@pytest.mark.parametrize(("opts", "notes"), [
+    (["--queries", "0:3"], ["hwsim: note: --queries 0:3 is inclusive (queries 0..3, 4 queries); "
+                            "ranges are inclusive everywhere (docs/traces.md#ranges); the old "
+                            "exclusive 0:3 is now 0:2"]),
+    (["--queries", "2", "--neurons", "4:"], []),
+    (["--neurons", ":0"], ["hwsim: note: --neurons :0 is inclusive (neurons 0..0, 1 neuron); "
+                           "ranges are inclusive everywhere (docs/traces.md#ranges)"]),
+])
+def test_cli_notes_each_range_given_with_an_end(
+        work: Path, capsys: pytest.CaptureFixture[str], opts: list[str], notes: list[str]) -> None:
+    """A:B used to exclude B in hwsim vectors: one stderr line per such option says so."""
+    from simulator.cli import main
+    assert main(["vectors", "--config", "int8_fixed_point", "--model", str(work / "m.npz"),
+                 "--input", str(work / "x.npy"), "--out", str(work / "vec"), "--format", "npy",
+                 "--layer", "feature", *opts]) == 0
+    assert capsys.readouterr().err.splitlines() == notes
+
+
+def test_cli_bad_range_is_one_line_before_notes(
+        work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from simulator.cli import main
+    assert main(["vectors", "--config", "int8_fixed_point", "--model", str(work / "m.npz"),
+                 "--input", str(work / "x.npy"), "--out", str(work / "vec"),
+                 "--queries", "0:3", "--neurons", "5:2"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["hwsim: error: --neurons '5:2': start 5 is after end 2, e.g. 0:7 (both ends "
+                   "included)"]
+    assert not (work / "vec").exists()
 
 
 def test_cli_defaults() -> None:
@@ -652,13 +693,14 @@ def test_cycles_dump_lists_every_lane_write_of_the_window(work: Path) -> None:
     lay = job.manifest["layers"][0]
     d = work / "vec" / lay["dir"]
     assert f"{lay['dir']}/lanes_0_40.csv" in lay["files"]
+    assert job.manifest["ranges"]["cycles"] == {"given": "0:40", "written": [0, 40]}
     rows = (d / "lanes_0_40.csv").read_text().splitlines()
     assert rows[0] == ("cycle,query,tile,step,lane,neuron,tree,acc_before,acc_exact,acc_after,"
                        "event")
     t_accw = np.load(d / "t_accw.npy")
     want = []
     for (q, t, s), c in np.ndenumerate(t_accw):
-        if 0 <= c < 40:
+        if 0 <= c <= 40:  # --cycles 0:40 includes cycle 40
             want += [(int(c), q, t, s, j) for j in range(8 * t, min(8 * t + 8, 48))]
     got = [tuple(int(v) for v in (r.split(",")[0], *r.split(",")[1:4], r.split(",")[5]))
            for r in rows[1:]]

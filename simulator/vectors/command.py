@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,10 @@ def images_input(model: str, data_dir: str, query: str) -> tuple[np.ndarray, str
     return codes.astype(np.float32) / np.float32(255.0), f"{data_dir} traversal {query}"
 
 
+def _note(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def cmd_vectors(args: argparse.Namespace) -> int:
     """``hwsim vectors``: write the folder, optionally run the bench; 0 ok, 1 bench failed."""
     if args.check_rtl:
@@ -81,15 +86,15 @@ def cmd_vectors(args: argparse.Namespace) -> int:
             inputs, label = images_input(args.model, args.data_dir, args.query)
         job = generate(args.config, args.model, label, args.out, args.module, args.layer,
                        args.queries, args.neurons, fmts, args.set, args.timing, args.cycles,
-                       force=args.force, inputs=inputs)
+                       force=args.force, inputs=inputs, note=_note)
     status = 0
     for lv in job.layers:
         ev = lv.info["overflow_events"]
         bench = (f"bench {lv.dir}/{TB_TOP} ({lv.comparisons} comparisons"
                  f"{'' if lv.checks_codes else ', accumulators only'})"
                  if not lv.tb_reason else f"no bench: {lv.tb_reason}")
-        print(f"{lv.dir}: queries {lv.queries[0]}:{lv.queries[1]} neurons "
-              f"{lv.neurons[0]}:{lv.neurons[1]} inputs {lv.k}; overflow events acc "
+        print(f"{lv.dir}: queries {lv.queries[0]}:{lv.queries[1] - 1} neurons "
+              f"{lv.neurons[0]}:{lv.neurons[1] - 1} inputs {lv.k}; overflow events acc "
               f"{ev['accumulator']} pre-add {ev['pre_add']}; {len(lv.files)} files; {bench}")
         if args.check_rtl and not lv.tb_reason:
             br = run_testbench(job.out_dir, lv.dir)
@@ -135,10 +140,12 @@ def add_vectors_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--module", default="0", help="module index or 'all' (default 0)")
     p.add_argument("--layer", default="all", choices=("feature", "output", "all"),
                    help="layer(s) to write (default all)")
-    p.add_argument("--queries", default=":", metavar="START:STOP",
-                   help="queries of --input, stop exclusive (default all), e.g. 0:8")
-    p.add_argument("--neurons", default=":", metavar="START:STOP",
-                   help="output neurons of each layer, clipped to its size (default all)")
+    p.add_argument("--queries", default=":", metavar="FIRST:LAST",
+                   help="queries of --input, both ends included (default all), e.g. 0:7 "
+                   "for 8 queries; also N, A: or :B (docs/traces.md#ranges)")
+    p.add_argument("--neurons", default=":", metavar="FIRST:LAST",
+                   help="output neurons of each layer, both ends included, clipped to its "
+                   "size (default all)")
     p.add_argument("--format", dest="formats", nargs="+", action="extend", choices=FORMATS,
                    default=None, help="file formats (default: readmemh coe mif npy)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -154,9 +161,9 @@ def add_vectors_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--timing", action="store_true",
                    help="also write the cycle of every accumulator write, requantizer issue "
                    "and output word (t_accw, t_issue, t_out)")
-    p.add_argument("--cycles", default=None, metavar="START:STOP",
-                   help="also dump every lane's accumulator writes in cycles START..STOP-1 "
-                   "(stop exclusive, cycles as in report.json) to <layer>/lanes_START_STOP.csv")
+    p.add_argument("--cycles", default=None, metavar="FIRST:LAST",
+                   help="also dump every lane's accumulator writes in cycles FIRST..LAST "
+                   "(both included, cycles as in report.json) to <layer>/lanes_FIRST_LAST.csv")
     p.set_defaults(func=cmd_vectors)
     return p
 

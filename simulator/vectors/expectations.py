@@ -167,7 +167,8 @@ def lane_dump(
     neurons: tuple[int, int],
     cycles: tuple[int, int],
 ) -> tuple[bytes, int]:
-    """CSV of every busy lane's accumulator write in cycles [start, stop) (stop exclusive).
+    """CSV of every busy lane's accumulator write in cycles [start, stop) (a Python slice:
+    ``--cycles A:B``, inclusive, arrives here as (A, B + 1)).
 
     One row per (cycle, lane) with an accumulator write: the adder-tree value, the register
     before, the exact sum, the register after the policy, and the event ("" or the policy).

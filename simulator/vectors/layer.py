@@ -10,6 +10,7 @@ import numpy as np
 from ..config import HwConfig, LayerHw, requant_clamp
 from ..engine import SimResult
 from ..network import QuantizedNetwork
+from ..ranges import RangeError, parse_inclusive
 from ..units.requantizer import fixed_point_multipliers, float_multiplier, requantize
 from ..units.weight_memory import WeightMemory
 from .encoding import VectorsError, register_range
@@ -84,21 +85,15 @@ class LayerVectors:
 
 
 def parse_range(text: str, size: int, what: str) -> tuple[int, int]:
-    """``START:STOP`` (stop exclusive, either side optional) or ``INDEX`` -> (start, stop)."""
-    t = text.strip()
+    """Inclusive ``A:B``, ``A:``, ``:B``, ``:`` or ``N`` (simulator/ranges.py) -> (start, stop).
+
+    The result is a Python slice (stop = last + 1); an open end runs to ``size``.
+    """
     try:
-        if ":" in t:
-            a, _, b = t.partition(":")
-            start = int(a) if a.strip() else 0
-            stop = int(b) if b.strip() else size
-        else:
-            start = int(t)
-            stop = start + 1
-    except ValueError:
-        raise VectorsError(f"{what} {text!r}: expected START:STOP or INDEX, e.g. 0:8") from None
-    if start < 0 or stop <= start:
-        raise VectorsError(f"{what} {text!r}: need 0 <= START < STOP, e.g. 0:8")
-    return start, stop
+        first, last = parse_inclusive(text, size - 1)
+    except RangeError as e:
+        raise VectorsError(f"{what} {text!r}: {e}, e.g. 0:7 (both ends included)") from None
+    return first, last + 1
 
 
 def _shift_bits(shift: np.ndarray) -> int:
@@ -143,7 +138,7 @@ def layer_vectors(
     where = f"module {module} layer {layer!r}"
     if n0 >= n1:
         raise VectorsError(
-            f"--neurons {neurons[0]}:{neurons[1]}: {where} has {n_all} neurons "
+            f"--neurons {neurons[0]}:{neurons[1] - 1}: {where} has {n_all} neurons "
             f"(0..{n_all - 1}); choose a range inside it"
         )
     q = x.shape[0]
@@ -266,7 +261,7 @@ def layer_vectors(
         info["timing"] = {
             "cycle_origin": "first cycle of the first selected query (as report.json counts "
                             "within the simulated queries)",
-            "tiles": [int(we.tiles[0]), int(we.tiles[-1]) + 1],
+            "tiles": [int(we.tiles[0]), int(we.tiles[-1])],  # inclusive
             "steps_per_query": we.steps.tolist(),
             "cycles_per_query": lr.cycles.tolist(),
         }
@@ -292,9 +287,9 @@ def layer_vectors(
                       checks_codes, codes_note, comparisons)
     if cycles is not None:
         data, rows = lane_dump(net, cfg, res, module, layer, (n0, n1), cycles)
-        name = f"lanes_{cycles[0]}_{cycles[1]}.csv"
+        name = f"lanes_{cycles[0]}_{cycles[1] - 1}.csv"  # inclusive, as --cycles was given
         lv.dumps.append((name, data, f"accumulator writes of every lane in cycles "
-                         f"[{cycles[0]}, {cycles[1]}): {rows} rows, columns "
+                         f"{cycles[0]}..{cycles[1] - 1} (inclusive): {rows} rows, columns "
                          f"{', '.join(LANE_DUMP_COLUMNS)}"))
     return lv
 
