@@ -1,9 +1,10 @@
 """``requant.multipliers = "model"``: an engine's own multipliers stored in the model.
 
 Proof against code nobody here wrote: the tflite-micro interpreter does not expose its
-per-channel (M0, shift); they are computed here from the scales by TFLite's documented
-QuantizeMultiplier rule (frexp, round half away, a mantissa of 2^31 renormalised), written
-independently of simulator.fixedpoint, stored in the model, and the tflm_reference preset with
+per-channel (M0, shift), but its extension module exports the engine's own
+``tflite::micro::QuantizeMultiplier(double, int32_t*, int*)``; called through ctypes, its pairs
+(which must equal TFLite's documented frexp rule, written here independently of
+simulator.fixedpoint) are stored in the model, and the tflm_reference preset with
 ``requant.multipliers = "model"`` must give the interpreter's codes on the exported graph.
 A deliberately different stored M0 (or float multiplier) must change codes, with the fast and
 stepwise engines agreeing bit for bit.
@@ -61,6 +62,25 @@ def tflite_m0_shift(sx: float, sw: np.ndarray, sy: float, lay) -> dict:
     return {"requant_m0": m0, "requant_shift": shift}
 
 
+def tflm_quantize_multiplier():
+    """tflite-micro's own QuantizeMultiplier (C++, from its Python extension) via ctypes."""
+    import ctypes
+
+    from tflite_micro.python.tflite_micro import runtime
+
+    lib = ctypes.CDLL(str(Path(runtime.__file__).with_name("_runtime.so")))
+    fn = lib._ZN6tflite5micro18QuantizeMultiplierEdPiS1_  # tflite::micro::QuantizeMultiplier
+    fn.restype = None
+    fn.argtypes = [ctypes.c_double, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int)]
+
+    def quantize(real: float) -> tuple[int, int]:
+        m0, exponent = ctypes.c_int32(), ctypes.c_int()
+        fn(real, ctypes.byref(m0), ctypes.byref(exponent))
+        return m0.value, exponent.value
+
+    return quantize
+
+
 @pytest.mark.slow
 def test_tflm_engine_multipliers_stored_give_interpreter_codes(tmp_path: Path) -> None:
     pytest.importorskip("tflite_micro", reason="tflite-micro not installed (engines extra)")
@@ -70,7 +90,16 @@ def test_tflm_engine_multipliers_stored_give_interpreter_codes(tmp_path: Path) -
     x = E.make_inputs(113, 336, net)
     path = export_model(net, tmp_path / "net.tflite", "tflite", batch=len(x))
     ref = E.run_tflm(path, x, len(net.modules))
-    stored = with_multipliers(import_model(path), tflite_m0_shift)
+    engine_qm = tflm_quantize_multiplier()
+
+    def engine_m0_shift(sx, sw, sy, lay) -> dict:
+        pairs = [engine_qm(float(np.float64(sx) * np.float64(s) / np.float64(sy))) for s in sw]
+        assert pairs == [tflite_quantize_multiplier(
+            float(np.float64(sx) * np.float64(s) / np.float64(sy))) for s in sw]
+        return {"requant_m0": np.array([m for m, _ in pairs], dtype=np.int64),
+                "requant_shift": np.array([31 - e for _, e in pairs], dtype=np.int64)}
+
+    stored = with_multipliers(import_model(path), engine_m0_shift)
     model = simulate(stored, load_config("tflm_reference", ["requant.multipliers=model"]), x)
     scales = simulate(stored, load_config("tflm_reference"), x)
     assert not E.mismatch_line("stored multipliers", model.outputs, ref)
