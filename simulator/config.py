@@ -193,6 +193,13 @@ class RequantConfig:
         "fixed_point: right shift after the multiply; 'auto' = per channel, M0 normalised to "
         "[2^(b-1), 2^b); an integer = one shift for every channel, M0 = round(m * 2^shift)",
     )
+    multipliers: str = _f(
+        "scales",
+        "where the per-channel multipliers come from: scales = recomputed from the model's "
+        "scales; model = the engine's own stored in the model (m{i}.{layer}.requant.m0 + .shift "
+        "for fixed_point/two_stage, .requant.multiplier for fbgemm/qnnpack/float64)",
+        choices=("scales", "model"),
+    )
     output_bits: int = _f(8, "output register width (bits)", range=(1, MAX_BITS))
     output_signed: bool = _f(False, "output codes are signed")
     clamp_low: int | str = _f("register", "lowest output code, or 'register' for its minimum")
@@ -454,6 +461,7 @@ UNITS: dict[str, str] = {
     "requant.output_bits": "bits",
     "requant.output_signed": "-",
     "requant.shift": "bits",
+    "requant.multipliers": "-",
     "requant.clamp_low": "code",
     "requant.clamp_high": "code",
     "requant.throughput": "values per cycle",

@@ -69,6 +69,10 @@ class Layer:
     output_scale / output_zero_point: the quint8 output quantizer (combined layout).
     factors: float64 (4,) scale factors of the split (seed) layout, in the seed's order
              [per-slice exc, per-slice inh, per-channel exc, per-channel inh]; None otherwise.
+    requant_m0 / requant_shift: int64 (out,) an engine's own multipliers m_j = M0_j * 2**-shift_j,
+             used with ``requant.multipliers = "model"`` (fixed_point, two_stage); None otherwise.
+    requant_multiplier: float64 (out,) an engine's own float multiplier (``requant.multipliers =
+             "model"`` with fbgemm, qnnpack, float64); None otherwise.
     """
 
     name: str
@@ -76,6 +80,9 @@ class Layer:
     output_scale: float = 1.0
     output_zero_point: int = 0
     factors: np.ndarray | None = None
+    requant_m0: np.ndarray | None = None
+    requant_shift: np.ndarray | None = None
+    requant_multiplier: np.ndarray | None = None
 
     @property
     def in_features(self) -> int:

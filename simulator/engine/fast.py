@@ -21,6 +21,7 @@ from ..units.readout import join_modules
 from ..units.requantizer import (
     ClampEvents,
     fixed_point_multipliers,
+    model_multipliers,
     requantize,
     seed_floor_divide,
 )
@@ -126,7 +127,12 @@ def check_fit(net: QuantizedNetwork, cfg: HwConfig) -> None:
         sx = mod.input_scale
         for lay in mod.layers:
             rq = cfg.for_layer(lay.name).requant
-            if rq.scheme == "fixed_point" and rq.shift != "auto":
+            try:
+                model_multipliers(lay, rq, f"m{mi}.{lay.name}")
+            except ConfigError as exc:
+                raise ConfigError(f"{cfg.source}: layer {lay.name!r} of {net.source}: {exc}"
+                                  ) from None
+            if rq.scheme == "fixed_point" and rq.shift != "auto" and rq.multipliers == "scales":
                 try:
                     fixed_point_multipliers(sx, lay.paths[0].scale, lay.output_scale,
                                             rq.multiplier_bits, rq.shift)
@@ -362,6 +368,7 @@ def finish_layer(
         codes, unclamped, clamp = requantize(
             acc["combined"], rq.scheme, sx, p.scale, lay.output_scale, lay.output_zero_point,
             rq.rounding, requant_clamp(rq), rq.multiplier_bits, rq.shift,
+            model_multipliers(lay, rq, f"m{mi}.{lay.name}"),
         )
         out_range = requant_clamp(rq)
     return LayerRun(

@@ -42,7 +42,7 @@ from ..network import Layer, QuantizedNetwork
 from ..units.combiner import combine
 from ..units.mac_array import bits_for_range, fit_policy, overflow_error
 from ..units.readout import join_modules
-from ..units.requantizer import requantize, seed_floor_divide
+from ..units.requantizer import model_multipliers, requantize, seed_floor_divide
 from ..units.spike_order import time_bin_of
 from ..units.weight_memory import WeightMemory
 from .fast import SimResult, check_fit, prepare_inputs
@@ -651,9 +651,11 @@ class StepwiseRun:
         else:
             p = lay.paths[0]
             lo, hi = requant_clamp(rq)
+            stored = model_multipliers(lay, rq, f"m{mi}.{lay.name}")
             codes, unclamped, _ = requantize(
                 acc["combined"][None, :], rq.scheme, sx, p.scale[ch], lay.output_scale,
                 lay.output_zero_point, rq.rounding, (lo, hi), rq.multiplier_bits, rq.shift,
+                None if stored is None else stored.channels(ch),
             )
         u = unclamped[0]
         kind = np.where(u < lo, "clamp_low", np.where(u > hi, "clamp_high", NO_EVENT))

@@ -104,6 +104,12 @@ def _paths_key(lay: Layer) -> tuple[tuple[str, str, str], ...]:
     return tuple((p.name, _digest(p.weight), _digest(np.asarray(p.zero_point))) for p in lay.paths)
 
 
+def _multipliers_key(lay: Layer) -> tuple[str | None, ...]:
+    """The layer's stored requantizer multipliers (requant.multipliers = "model")."""
+    return tuple(None if a is None else _digest(a)
+                 for a in (lay.requant_m0, lay.requant_shift, lay.requant_multiplier))
+
+
 def simulate_reusing(
     net: QuantizedNetwork,
     cfg: HwConfig,
@@ -141,7 +147,7 @@ def simulate_reusing(
             hw = cfg.for_layer(lay.name)
             key = (mi, lay.name, hw, cfg.weights, exact, module_digest, x_digest, zx, sx,
                    lay.output_scale, lay.output_zero_point,
-                   tuple(_digest(p.scale) for p in lay.paths))
+                   tuple(_digest(p.scale) for p in lay.paths), _multipliers_key(lay))
             runs = cache.get(key)
             if runs is None:
                 ahw = fast.accumulate_hw(hw, exact)

@@ -16,6 +16,8 @@ key                                             dtype      meaning
 ``m{i}.{layer}.{path}.bias``                    f32        (out,) optional
 ``m{i}.{layer}.output.scale`` / ``.zero_point`` f64 / i64  layer output quantizer (combined)
 ``m{i}.{layer}.factors``                        f32/f64    (4,) seed scale factors (split)
+``m{i}.{layer}.requant.m0`` / ``.shift``        i64 / i64  (out,) optional engine multipliers
+``m{i}.{layer}.requant.multiplier``             f32/f64    (out,) optional float multiplier
 ==============================================  =========  =================================
 
 ``layer`` is ``feature`` or ``output``; ``path`` is ``combined``, ``excitatory`` or
@@ -68,6 +70,10 @@ def save_npz(net: QuantizedNetwork, path: str | os.PathLike[str], compress: bool
                     arrays[f"{pre}.{p.name}.bias"] = p.bias.astype(np.float32)
             arrays[f"{pre}.output.scale"] = np.array(lay.output_scale, dtype=np.float64)
             arrays[f"{pre}.output.zero_point"] = np.array(lay.output_zero_point, dtype=np.int64)
+            for name, value in (("m0", lay.requant_m0), ("shift", lay.requant_shift),
+                                ("multiplier", lay.requant_multiplier)):
+                if value is not None:
+                    arrays[f"{pre}.requant.{name}"] = np.asarray(value)
             if lay.factors is not None:
                 arrays[f"{pre}.factors"] = lay.factors  # float32 or float64, as loaded
     path = Path(path)
@@ -177,6 +183,7 @@ def load_npz(
                         float(get(f"{pre}.output.scale", "fiu")),
                         int(get(f"{pre}.output.zero_point", "iu")),
                         None if factors is None else _float_factors(factors, src, pre),
+                        *_stored_multipliers(get, files, src, pre, paths[0].out_features),
                     )
                 )
             mods.append(
@@ -198,3 +205,55 @@ def _float_factors(factors: np.ndarray, src: str, pre: str) -> np.ndarray:
     if factors.dtype not in (np.float32, np.float64):
         raise ModelError(f"{src}: {pre}.factors must be float32 or float64, not {factors.dtype}")
     return factors
+
+
+MAX_STORED_M0_BITS = 32  # requant.multiplier_bits is at most 32
+MAX_STORED_SHIFT = 62  # acc * M0 >> shift: a right shift of an int64-sized product
+
+
+def _stored_multipliers(get, files: set[str], src: str, pre: str, n_out: int) -> tuple:
+    """Optional ``{pre}.requant.m0`` / ``.shift`` (int) or ``.multiplier`` (float), each (n_out,).
+
+    Returns (m0 int64 | None, shift int64 | None, multiplier float64 | None); a bad array is a
+    ModelError naming its key: M0 in [1, 2^32), shift in [0, 62], multiplier finite and > 0.
+    """
+    keys = {name: f"{pre}.requant.{name}" for name in ("m0", "shift", "multiplier")}
+    have = {name for name, key in keys.items() if key in files}
+    if not have:
+        return None, None, None
+    if "multiplier" in have and have & {"m0", "shift"}:
+        raise ModelError(f"{src}: {keys['multiplier']}: a layer stores either requant.m0 + "
+                         "requant.shift or requant.multiplier, not both; drop one")
+    if have & {"m0", "shift"} and have != {"m0", "shift"}:
+        missing = keys["shift"] if "m0" in have else keys["m0"]
+        raise ModelError(f"{src}: missing key {missing!r}: requant.m0 and requant.shift are "
+                         "stored together")
+
+    def arr(name: str, kinds: str) -> np.ndarray:
+        a = get(keys[name], kinds, 1)
+        if a.shape != (n_out,):
+            raise ModelError(f"{src}: {keys[name]} has shape {a.shape}; expected ({n_out},), "
+                             "one value per output channel")
+        return a
+
+    if "multiplier" in have:
+        m = arr("multiplier", "f")
+        if m.dtype not in (np.float32, np.float64):
+            raise ModelError(f"{src}: {keys['multiplier']} must be float32 or float64, not "
+                             f"{m.dtype}")
+        bad = ~(np.isfinite(m) & (m > 0))
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            raise ModelError(f"{src}: {keys['multiplier']}[{j}] = {float(m[j])!r}; "
+                             "multipliers must be finite and > 0")
+        return None, None, m.astype(np.float64)
+    m0 = arr("m0", "iu")
+    shift = arr("shift", "iu")
+    for key, a, lo, hi in ((keys["m0"], m0, 1, (1 << MAX_STORED_M0_BITS) - 1),
+                           (keys["shift"], shift, 0, MAX_STORED_SHIFT)):
+        bad = (a < lo) | (a > hi)
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            raise ModelError(f"{src}: {key}[{j}] = {int(a[j])} lies outside [{lo}, {hi}]; "
+                             "store M0 >= 1 of at most 32 bits and a right shift in [0, 62]")
+    return m0.astype(np.int64), shift.astype(np.int64), None

@@ -27,6 +27,11 @@ scale sw_j, output scale sy and output zero point zy; f32() rounds to float32 (h
 
 ``round`` is ``requant.rounding`` (default half_even = torch's rint); clamp is
 [``requant.clamp_low``, ``requant.clamp_high``]. Every clamp is counted per neuron.
+
+``requant.multipliers = "model"`` replaces the multipliers recomputed from the scales by an
+engine's own, stored in the model (:func:`model_multipliers`): (M0_j, shift_j) with
+m_j = M0_j * 2**-shift_j for fixed_point and two_stage, a float m_j for fbgemm, qnnpack (it must
+be a float32 value) and float64. dequant_quant and seed_floor_divide have no single multiplier.
 """
 
 from __future__ import annotations
@@ -88,6 +93,98 @@ def fixed_point_multipliers(
     return m0.astype(np.int64), np.full(real.shape, s, dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class StoredMultipliers:
+    """An engine's own per-channel multipliers taken from the model.
+
+    m0 / shift: int64 (N,), m_j = m0_j * 2**-shift_j (fixed_point, two_stage); multiplier:
+    float (N,) (float32 values for fbgemm / qnnpack, float64 for float64). Unused fields None.
+    """
+
+    m0: np.ndarray | None = None
+    shift: np.ndarray | None = None
+    multiplier: np.ndarray | None = None
+
+    def channels(self, ch: np.ndarray | slice | int) -> StoredMultipliers:
+        """The multipliers of output channels ``ch`` (an index, slice or index array)."""
+        pick = np.atleast_1d if isinstance(ch, (int, np.integer)) else np.asarray
+
+        def sel(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else pick(a[ch])
+
+        return StoredMultipliers(sel(self.m0), sel(self.shift), sel(self.multiplier))
+
+
+INTEGER_MULTIPLIER_SCHEMES = ("fixed_point", "two_stage")
+FLOAT_MULTIPLIER_SCHEMES = ("fbgemm", "qnnpack", "float64")
+
+
+def model_multipliers(lay, rq, key: str = "") -> StoredMultipliers | None:
+    """The multipliers the requantizer of layer ``lay`` uses under config section ``rq``.
+
+    None with ``rq.multipliers == "scales"`` (recompute from the scales). With "model", the
+    layer's stored arrays, checked against the scheme: a ConfigError naming the key and the fix
+    when the model holds none, the wrong kind, an M0 wider than ``requant.multiplier_bits``,
+    or a float32 scheme's multiplier that is not a float32 value (never rounded silently).
+    ``key`` names the layer's arrays in messages (``m0.feature``).
+    """
+    if rq.multipliers == "scales":
+        return None
+    pre = key or f"m?.{lay.name}"
+    opt = "'requant.multipliers' = 'model'"
+    scheme = rq.scheme
+    if scheme in INTEGER_MULTIPLIER_SCHEMES:
+        if lay.requant_m0 is None:
+            other = " (it stores a float requant.multiplier)" if (
+                lay.requant_multiplier is not None) else ""
+            raise ConfigError(
+                f"{opt}: scheme {scheme!r} needs {pre}.requant.m0 and {pre}.requant.shift in "
+                f"the model{other}; store them, or set requant.multipliers = 'scales'"
+            )
+        if rq.shift != "auto":
+            raise ConfigError(
+                f"'requant.shift' = {rq.shift!r}: with requant.multipliers = 'model' the "
+                f"model's shifts ({pre}.requant.shift) are used; remove requant.shift"
+            )
+        bits = rq.multiplier_bits
+        if scheme == "two_stage" and bits > HIGH_MUL_BITS:
+            raise ConfigError(
+                f"'requant.multiplier_bits' = {bits}: the two_stage requantizer's high multiply "
+                f"takes at most a {HIGH_MUL_BITS}-bit M0; lower it"
+            )
+        wide = lay.requant_m0 >= (np.int64(1) << bits)
+        if wide.any():
+            j = int(np.flatnonzero(wide)[0])
+            raise ConfigError(
+                f"'requant.multiplier_bits' = {bits}: {pre}.requant.m0[{j}] = "
+                f"{int(lay.requant_m0[j])} needs more bits; widen requant.multiplier_bits"
+            )
+        return StoredMultipliers(m0=lay.requant_m0, shift=lay.requant_shift)
+    if scheme in FLOAT_MULTIPLIER_SCHEMES:
+        if lay.requant_multiplier is None:
+            other = " (it stores requant.m0/shift)" if lay.requant_m0 is not None else ""
+            raise ConfigError(
+                f"{opt}: scheme {scheme!r} needs a float {pre}.requant.multiplier in the "
+                f"model{other}; store it, or set requant.multipliers = 'scales'"
+            )
+        m = np.asarray(lay.requant_multiplier, dtype=np.float64)
+        if scheme != "float64":
+            m32 = m.astype(np.float32)
+            inexact = (m32.astype(np.float64) != m) | ~np.isfinite(m32) | (m32 == 0)
+            if inexact.any():
+                j = int(np.flatnonzero(inexact)[0])
+                raise ConfigError(
+                    f"{opt}: {pre}.requant.multiplier[{j}] = {float(m[j])!r} is not a float32 "
+                    f"value, and scheme {scheme!r} multiplies in float32; store float32 multipliers"
+                )
+            return StoredMultipliers(multiplier=m32)
+        return StoredMultipliers(multiplier=m)
+    raise ConfigError(
+        f"{opt}: scheme {scheme!r} has no single per-channel multiplier to store; use "
+        "requant.multipliers = 'scales'"
+    )
+
+
 def requantize(
     acc: np.ndarray,
     scheme: str,
@@ -99,13 +196,21 @@ def requantize(
     clamp: tuple[int, int],
     multiplier_bits: int = 31,
     shift: int | str = "auto",
+    stored: StoredMultipliers | None = None,
 ) -> tuple[np.ndarray, np.ndarray, ClampEvents]:
     """Requantize accumulators ``acc`` int64 (Q, N).
 
+    ``stored`` (from :func:`model_multipliers`, channels matching ``acc``'s columns): the
+    engine's own multipliers instead of those recomputed from the scales.
     Returns (codes int64 (Q, N), unclamped int64 (Q, N) = round(...) + zy, clamp events).
     """
+    if stored is not None and stored.multiplier is None and stored.m0 is None:
+        stored = None
     if scheme in ("fbgemm", "qnnpack"):
-        m = float_multiplier(scheme, sx, sw, sy)
+        if stored is not None and stored.multiplier is not None:
+            m = np.asarray(stored.multiplier, dtype=np.float32)
+        else:
+            m = float_multiplier(scheme, sx, sw, sy)
         v = acc.astype(np.float32)
         v *= m[None, :]
         v = round_float(v, rounding) if rounding != "half_even" else np.rint(v, out=v)
@@ -120,12 +225,20 @@ def requantize(
             return codes, codes, ClampEvents(none, none.copy(), None)
         r = v.astype(np.int64)
     elif scheme == "fixed_point":
-        m0, shifts = fixed_point_multipliers(sx, sw, sy, multiplier_bits, shift)
+        if stored is not None and stored.m0 is not None:
+            m0, shifts = stored.m0, stored.shift
+        else:
+            m0, shifts = fixed_point_multipliers(sx, sw, sy, multiplier_bits, shift)
         r = multiply_shift(acc, m0[None, :], shifts[None, :], rounding)
     elif scheme == "two_stage":
-        r = two_stage_requantize(acc, sx, sw, sy, rounding, multiplier_bits)
+        r = two_stage_requantize(acc, sx, sw, sy, rounding, multiplier_bits,
+                                 None if stored is None or stored.m0 is None
+                                 else (stored.m0, stored.shift))
     elif scheme == "float64":
-        real = np.float64(sx) * np.asarray(sw, dtype=np.float64) / np.float64(sy)
+        if stored is not None and stored.multiplier is not None:
+            real = np.asarray(stored.multiplier, dtype=np.float64)
+        else:
+            real = np.float64(sx) * np.asarray(sw, dtype=np.float64) / np.float64(sy)
         r = round_float(acc.astype(np.float64) * real[None, :], rounding).astype(np.int64)
     elif scheme == "dequant_quant":
         f32 = np.float32
@@ -141,7 +254,13 @@ def requantize(
 
 
 def two_stage_requantize(
-    acc: np.ndarray, sx: float, sw: np.ndarray, sy: float, rounding: str, multiplier_bits: int = 31
+    acc: np.ndarray,
+    sx: float,
+    sw: np.ndarray,
+    sy: float,
+    rounding: str,
+    multiplier_bits: int = 31,
+    m0_shift: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """gemmlowp's MultiplyByQuantizedMultiplier on int64 (Q, N) accumulators (no zero point).
 
@@ -151,14 +270,19 @@ def two_stage_requantize(
     round_half_up(a * 2**left_j * M0'_j / 2**31); its only saturating case (both operands
     -2**31) cannot occur with M0 > 0. Stage 2: round(hi / 2**right_j) by ``rounding``.
     A multiplier below 2**-32 (exponent < -31) becomes 0, as TFLite's QuantizeMultiplier does.
+    ``m0_shift``: stored (M0_j, shift_j) int64 with m_j = M0_j * 2**-shift_j (M0_j below
+    2**multiplier_bits) instead of those computed from the scales.
     """
     if multiplier_bits > HIGH_MUL_BITS:
         raise ConfigError(
             f"'requant.multiplier_bits' = {multiplier_bits}: the two_stage requantizer's "
             f"high multiply takes at most a {HIGH_MUL_BITS}-bit M0; lower it"
         )
-    real = np.float64(sx) * np.asarray(sw, dtype=np.float64) / np.float64(sy)
-    m0, shift = quantize_multiplier(real, multiplier_bits)
+    if m0_shift is None:
+        real = np.float64(sx) * np.asarray(sw, dtype=np.float64) / np.float64(sy)
+        m0, shift = quantize_multiplier(real, multiplier_bits)
+    else:
+        m0, shift = (np.asarray(a, dtype=np.int64) for a in m0_shift)
     m0 = m0 << (HIGH_MUL_BITS - multiplier_bits)
     exponent = HIGH_MUL_BITS - (shift + (HIGH_MUL_BITS - multiplier_bits))
     tiny = exponent < -31  # TFLite's QuantizeMultiplier: below 2^-32 the multiplier is 0
