@@ -751,3 +751,37 @@ def test_run_save_codes_feeds_vectors(work: Path) -> None:
         for name in ("x", "acc", "y", "flags"):
             assert np.array_equal(np.load(work / "va" / lay_a.dir / f"{name}.npy"),
                                   np.load(work / "vb" / lay_b.dir / f"{name}.npy"))
+
+
+@needs_iverilog
+def test_vectors_export_the_models_own_multipliers(
+        work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With requant.multipliers = "model", the vectors carry the stored (M0, shift), not ones
+    recomputed from the scales, and the RTL bench reproduces the simulated codes with them."""
+    import dataclasses
+
+    from simulator.loaders import load_model, save_npz
+    from simulator.units.requantizer import fixed_point_multipliers
+
+    net = load_model(work / "m.npz")
+    mods = []
+    for mod in net.modules:
+        sx, layers = mod.input_scale, []
+        for lay in mod.layers:
+            m0, shift = fixed_point_multipliers(sx, lay.paths[0].scale, lay.output_scale, 31,
+                                                "auto")
+            m0 = np.where(np.arange(m0.size) % 2 == 1, m0 - (m0 >> 4), m0)  # not the scales'
+            layers.append(dataclasses.replace(lay, requant_m0=m0.astype(np.int64),
+                                              requant_shift=shift.astype(np.int64)))
+            sx = lay.output_scale
+        mods.append(dataclasses.replace(mod, layers=tuple(layers)))
+    save_npz(dataclasses.replace(net, modules=tuple(mods)), work / "stored.npz")
+    from simulator.cli import main
+    assert main(["vectors", "--config", "int8_fixed_point", "--model", str(work / "stored.npz"),
+                 "--input", str(work / "x.npy"), "--out", str(work / "vec"), "--format",
+                 "readmemh", "npy", "--set", "requant.multipliers='model'", "--check-rtl"]) == 0
+    out = capsys.readouterr().out
+    assert "m0_feature: RTL bench PASS" in out and "m0_output: RTL bench PASS" in out
+    stored = load_model(work / "stored.npz").modules[0].layers[0]
+    assert np.array_equal(np.load(work / "vec" / "m0_feature" / "m0.npy").ravel(),
+                          stored.requant_m0)

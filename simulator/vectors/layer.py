@@ -11,7 +11,12 @@ from ..config import HwConfig, LayerHw, requant_clamp
 from ..engine import SimResult
 from ..network import QuantizedNetwork
 from ..ranges import RangeError, parse_inclusive
-from ..units.requantizer import fixed_point_multipliers, float_multiplier, requantize
+from ..units.requantizer import (
+    fixed_point_multipliers,
+    float_multiplier,
+    model_multipliers,
+    requantize,
+)
 from ..units.weight_memory import WeightMemory
 from .encoding import VectorsError, register_range
 from .expectations import (
@@ -152,9 +157,12 @@ def layer_vectors(
     rq = hw.requant
     zy, sy = lay.output_zero_point, lay.output_scale
     clamp = requant_clamp(rq)
+    # the model's own multipliers under requant.multipliers = "model", else from the scales
+    stored_all = model_multipliers(lay, rq, f"m{module}.{lay.name}")
+    stored = None if stored_all is None else stored_all.channels(sel)
     # self-check: the exported parameters reproduce the engine's codes
     check, _, _ = requantize(acc, rq.scheme, sx, sw, sy, zy, rq.rounding, clamp,
-                             rq.multiplier_bits, rq.shift)
+                             rq.multiplier_bits, rq.shift, stored)
     if not np.array_equal(check, codes):
         raise RuntimeError(f"internal error: {where}: requantizer parameters do not reproduce "
                            "the simulated codes; please report this")
@@ -172,7 +180,10 @@ def layer_vectors(
     }
     shift_bits = MIN_SHIFT_BITS
     if rq.scheme == "fixed_point":
-        m0, shift = fixed_point_multipliers(sx, sw, sy, rq.multiplier_bits, rq.shift)
+        if stored is not None and stored.m0 is not None and stored.shift is not None:
+            m0, shift = stored.m0.astype(np.int64), stored.shift.astype(np.int64)
+        else:
+            m0, shift = fixed_point_multipliers(sx, sw, sy, rq.multiplier_bits, rq.shift)
         shift_bits = _shift_bits(shift)
         vecs += [
             Vector("m0", "requantizer multiplier M0 (real = M0 * 2^-shift)", m0,
@@ -186,7 +197,8 @@ def layer_vectors(
             checks_codes = False
             codes_note = "shift outside -32..126: the bench checks accumulators only"
     elif rq.scheme in ("fbgemm", "qnnpack"):
-        mult = float_multiplier(rq.scheme, sx, sw, sy).astype(np.float32)
+        mult = (stored.multiplier if stored is not None and stored.multiplier is not None
+                else float_multiplier(rq.scheme, sx, sw, sy)).astype(np.float32)
         vecs.append(Vector("mult", "float32 requantizer multiplier (IEEE-754 binary32 bits)",
                            mult.view(np.uint32).astype(np.int64), 32, False, "[neuron]",
                            "ieee754_binary32"))
