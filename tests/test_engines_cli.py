@@ -57,3 +57,21 @@ def test_hidden_reference_run_error_names_itself(tmp_path: Path, capsys) -> None
     err = capsys.readouterr().err.strip()
     assert "hidden reference run 'x86_avx2_fbgemm'" in err and "\n" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_export_replaces_a_planted_link_and_leaves_no_stray(tmp_path) -> None:
+    """hwsim export publishes through the shared writer: a symlink planted at --out is
+    replaced (its target untouched), and nothing but the graph is left in the folder."""
+    pytest.importorskip("onnx")
+    net = E.random_network(32, k=8, places=4, modules=1)
+    save_npz(net, tmp_path / "m.npz")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    d = tmp_path / "graphs"
+    d.mkdir()
+    (d / "m.onnx").symlink_to(outside)
+    assert main(["export", "--format", "onnx", "--model", str(tmp_path / "m.npz"),
+                 "--out", str(d / "m.onnx")]) == 0
+    assert outside.read_text() == "keep me"
+    assert (d / "m.onnx").is_file() and not (d / "m.onnx").is_symlink()
+    assert sorted(p.name for p in d.iterdir()) == ["m.onnx"]

@@ -161,9 +161,14 @@ def test_export_command(net, tmp_path: Path, capsys) -> None:
     link.symlink_to(tmp_path / "elsewhere.tflite")
     a = parser.parse_args(["export", "--model", str(model), "--format", "tflite",
                            "--out", str(link)])
+    assert a.func(a) == 0  # a link at --out is replaced by the graph, never followed
+    assert not (tmp_path / "elsewhere.tflite").exists()
+    assert link.is_file() and not link.is_symlink()
+    (tmp_path / "d.tflite").mkdir()
+    a = parser.parse_args(["export", "--model", str(model), "--format", "tflite",
+                           "--out", str(tmp_path / "d.tflite")])
     with pytest.raises(ModelError, match="not a regular file"):
         a.func(a)
-    assert not (tmp_path / "elsewhere.tflite").exists()
 
 
 def test_compare_with_codes(net, tmp_path: Path) -> None:

@@ -7,8 +7,6 @@ Wired into simulator/cli.py by :func:`add_export_parser` (a subcommand) and
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +45,9 @@ def check_export_arguments(args: argparse.Namespace) -> Path:
     if out.suffix.lower() != want:
         raise ModelError(f"--out {out}: a {args.format} graph is written to a '{want}' file; "
                          f"name it e.g. {out.with_suffix(want).name}")
-    if out.is_symlink() or (out.exists() and not out.is_file()):
+    if not out.is_symlink() and out.exists() and not out.is_file():
         raise ModelError(f"--out {out}: exists and is not a regular file; choose another path")
+    # a symlink at --out is replaced by the graph, never followed (as every writer does)
     if not out.resolve().parent.is_dir():
         raise ModelError(f"--out {out}: folder {out.parent} does not exist; create it first")
     if args.form and args.format != "onnx":
@@ -61,23 +60,16 @@ def check_export_arguments(args: argparse.Namespace) -> Path:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Load the model, write the graph to a temporary file beside --out, then move it in."""
+    """Load the model and publish the graph at --out through the shared single-file writer
+    (staged inside the destination folder under its lock; a link planted at --out is replaced,
+    never followed)."""
     from ..loaders import load_model
+    from ..outputs import write_file_atomic
 
     out = check_export_arguments(args)
     net = load_model(args.model)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix,
-                                    dir=out.resolve().parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        export_model(net, tmp, args.format, form=args.form, batch=args.batch)
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o666 & ~umask)  # mkstemp's 0600 -> an ordinary file's permissions
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_file_atomic(out, lambda tmp: export_model(net, tmp, args.format, form=args.form,
+                                                    batch=args.batch))
     form = f" ({args.form or 'qlinear'})" if args.format == "onnx" else f" (batch {args.batch})"
     print(f"wrote {out}: {args.format}{form}, {len(net.modules)} module(s), "
           f"{net.in_features} inputs, {net.places} places")
