@@ -435,6 +435,18 @@ def simulate(
         if progress is not None:
             progress(stop - start)
     layers = [_merge([b[i] for b in batches], batch) for i in range(len(batches[0]))]
+    return assemble_result(net, cfg, layers, codes_per_module, clamps)
+
+
+def assemble_result(
+    net: QuantizedNetwork,
+    cfg: HwConfig,
+    layers: list[LayerRun],
+    codes_per_module: list[np.ndarray],
+    clamps: list[tuple[int, int]],
+) -> SimResult:
+    """The SimResult of merged layer runs: output codes of the modules side by side, the
+    readout join (``readout.concat``), argmax predictions (int64) and cycles per query."""
     final = [lr.codes for lr in layers if lr.layer == "output"]
     outputs = np.concatenate(final, axis=1)
     scores = join_modules(

@@ -34,8 +34,6 @@ from ..engine import fast, simulate
 from ..engine.fast import LayerAcc, LayerRun, SimResult
 from ..engine.neuromorphic import is_neuromorphic
 from ..network import Layer, QuantizedNetwork
-from ..units.readout import join_modules
-from ..units.spike_buffer import signedness_notes
 from ..units.weight_memory import WeightMemory
 
 _BATCH = 512  # the same query batches as engine.simulate (event order and merging)
@@ -167,15 +165,4 @@ def simulate_reusing(
     for bi in range(len(starts)):  # the error policy: earliest event per batch, as simulate
         fast._raise_earliest_error([runs[bi] for runs in per_layer], net, cfg)
     layers = [fast._merge(runs, _BATCH) for runs in per_layer]
-    final = [lr.codes for lr in layers if lr.layer == "output"]
-    outputs = np.concatenate(final, axis=1)
-    scores = join_modules(
-        final,
-        [m.layer("output").output_scale for m in net.modules],
-        [m.layer("output").output_zero_point for m in net.modules],
-        cfg.readout.concat if net.layout == "combined" else "codes",
-    )
-    predictions = np.argmax(scores, axis=1).astype(np.int64)
-    cycles = np.sum([lr.cycles for lr in layers], axis=0).astype(np.int64)
-    return SimResult(outputs, predictions, codes_per_module, clamps, layers, cycles, scores,
-                     signedness_notes(net, cfg))
+    return fast.assemble_result(net, cfg, layers, codes_per_module, clamps)
