@@ -158,9 +158,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     treq = trace_request(args)
     _check_run_options(args)
-    if args.input is not None:
-        inputs: object = args.input
-        n = load_input(args.input).shape[0]
+    if args.input is not None:  # read once, before the model: a bad input fails first
+        inputs: object = load_input(args.input)
+        n = inputs.shape[0]  # type: ignore[attr-defined]
     else:
         inputs, _ = _images_input(args, args.model)
         n = inputs.shape[0]  # type: ignore[attr-defined]
@@ -168,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _progress_bar(n, "hwsim run", args.quiet) as bar:
         out = run_job(args.config, args.model, inputs, args.out, args.set, bar.update, tol,
                       trace=treq, compare_codes=args.compare_with,
-                      save_codes=args.save_codes)
+                      save_codes=args.save_codes, input_file=args.input)
     for line in input_warning_lines(out.report):
         print(line, file=sys.stderr)
     for line in summary_lines(out.report):

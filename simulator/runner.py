@@ -264,6 +264,7 @@ def run_job(
     trace: TraceRequest | None = None,
     compare_codes: str | Path | None = None,
     save_codes: bool = False,
+    input_file: str | Path | None = None,
 ) -> RunOutput:
     """Load everything, simulate, and publish outputs, predictions, scores, the trace and
     report.json in ``out_dir`` as one result set.
@@ -275,10 +276,15 @@ def run_job(
     filter and row limit are checked before anything is written.
     The output folder is checked and locked before the simulation starts.
     ``save_codes``: also publish the quantized input codes (see :func:`stage_run`).
+    ``input_file``: the .npy an in-memory ``input_path`` array was read from (named and
+    hashed in the report as if the path had been given; the file is not read again).
     """
     cfg = load_config(config, overrides)
     net = load_model(model, ModelLimits.for_config(cfg))
-    if isinstance(input_path, np.ndarray):
+    if isinstance(input_path, np.ndarray) and input_file is not None:
+        inputs, source = input_path, str(input_file)  # already read from this .npy
+        digest = sha256_file(input_file)
+    elif isinstance(input_path, np.ndarray):
         inputs, source = input_path, "<images>"
         digest = hashlib.sha256(np.ascontiguousarray(inputs).tobytes()).hexdigest()
     else:
