@@ -306,7 +306,7 @@ def test_streamed_in_chunks_and_formats_agree(eventful: tuple, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     net, cfg, x, res = eventful
     whole = read_trace(write_trace(res, net, cfg, None, tmp_path / "a", "cycle").path)
-    monkeypatch.setattr(tr, "CHUNK_ROWS", 500)
+    monkeypatch.setattr(tr.step_levels, "CHUNK_ROWS", 500)  # read by the op/cycle generators
     s = write_trace(res, net, cfg, None, tmp_path / "b", "cycle", "", "parquet")
     assert pq.ParquetFile(s.path).num_row_groups > 3
     chunked = read_trace(s.path)
