@@ -27,12 +27,17 @@ min_safe_acc_bits, clamps, cycles and stalls).
 
 All values are exact Python-sized integers held in int64 arrays; registers are signed two's
 complement of the configured width; roundings are those of the requantizer units.
+
+This module holds the engine (:class:`StepwiseRun`, :func:`simulate_stepwise`); the window and
+op records are in stepwise_ops.py, the collected result and :func:`compare_with_fast` in
+stepwise_result.py, time-bin accumulation in stepwise_bins.py. Every name is importable from
+here as before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,193 +45,20 @@ from ..config import ConfigError, HwConfig, LayerHw, requant_clamp
 from ..fixedpoint import Register, RegisterOverflowError
 from ..network import Layer, QuantizedNetwork
 from ..units.combiner import combine
-from ..units.mac_array import bits_for_range, fit_policy, overflow_error
+from ..units.mac_array import fit_policy, overflow_error
 from ..units.readout import join_modules
 from ..units.requantizer import model_multipliers, requantize, seed_floor_divide
 from ..units.spike_order import time_bin_of
 from ..units.weight_memory import WeightMemory
 from .fast import SimResult, check_fit, prepare_inputs
 from .stepwise_bins import NO_EVENT, BinAdd, step_bins
+from .stepwise_ops import DrainOp, FlushOp, MacOp, Op, Window
+from .stepwise_result import PathStats, StepLayer, StepwiseResult, compare_with_fast
 
 __all__ = [
     "BinAdd", "DrainOp", "FlushOp", "MacOp", "Op", "PathStats", "StepLayer", "StepwiseResult",
     "StepwiseRun", "Window", "check_steppable", "compare_with_fast", "simulate_stepwise",
 ]
-
-
-@dataclass(frozen=True)
-class Window:
-    """What to step through and report. Ranges are inclusive; None = everything.
-
-    queries (lo, hi), modules (indices), layers (names), neurons (lo, hi), cycles (lo, hi).
-    """
-
-    queries: tuple[int, int] | None = None
-    modules: tuple[int, ...] | None = None
-    layers: tuple[str, ...] | None = None
-    neurons: tuple[int, int] | None = None
-    cycles: tuple[int, int] | None = None
-
-    def query_ok(self, q: int) -> bool:
-        return self.queries is None or self.queries[0] <= q <= self.queries[1]
-
-    def module_ok(self, m: int) -> bool:
-        return self.modules is None or m in self.modules
-
-    def layer_ok(self, name: str) -> bool:
-        return self.layers is None or name in self.layers
-
-    def neurons_overlap(self, lo: int, hi: int) -> bool:
-        return self.neurons is None or (lo <= self.neurons[1] and self.neurons[0] <= hi)
-
-    def cycles_overlap(self, lo: int, hi: int) -> bool:
-        return self.cycles is None or (lo <= self.cycles[1] and self.cycles[0] <= hi)
-
-
-@dataclass
-class MacOp:
-    """One step of one lane tile: fetch cycles first_cycle..cycle-1, then at ``cycle`` every
-    busy lane adds its adder-tree output into its accumulator.
-
-    kind: "mac" (products of ``inputs``) or "correction" (raw operands: the offset correction
-    is the tree value, no products). Lane i holds neuron ``neurons[i]``. Arrays are int64:
-    inputs/x/x_op (m,), w_op/products (n, m), pre_exact/pre_value (n, g) with g = ceil(m/P)
-    (pre-add stage only, else None), tree/acc_before/acc_exact/acc_after (n,). *_kind arrays
-    hold "" (no event) or the policy applied: "wrap", "saturate" or "error".
-
-    ``schedule.order = "time_bin"``: ``tree`` is the exact sum of the step's products and the
-    register writes are ``bin_adds`` (one per bin whose last input is in this step, in bin
-    order; none if no bin closes here). acc_before is the accumulator at the start of the
-    step, acc_after after its last write, acc_exact the exact value of its last write
-    (acc_before if none), acc_kind the policy if any write of the step overflowed.
-    """
-
-    query: int
-    module: int
-    layer: str
-    path: str
-    tile: int
-    step: int
-    kind: str
-    first_cycle: int
-    cycle: int
-    neurons: np.ndarray
-    inputs: np.ndarray
-    x: np.ndarray
-    x_op: np.ndarray
-    w_op: np.ndarray
-    products: np.ndarray
-    pre_exact: np.ndarray | None
-    pre_value: np.ndarray | None
-    pre_kind: np.ndarray | None
-    tree: np.ndarray
-    acc_before: np.ndarray
-    acc_exact: np.ndarray
-    acc_after: np.ndarray
-    acc_kind: np.ndarray
-    weights_per_cycle: int
-    acc_bits: int
-    pre_add_width: int
-    pre_add_bits: int
-    bin_adds: tuple[BinAdd, ...] | None = None
-
-
-@dataclass
-class DrainOp:
-    """One requantizer issue cycle: up to ``requant.throughput`` accumulators of a tile become
-    output codes (the result leaves the pipeline ``latency`` cycles later).
-
-    acc[path] int64 (n,) accumulator values; scaled[path] the split layout's per-path values
-    (else empty); unclamped/codes (n,); clamp_kind "" | "clamp_low" | "clamp_high".
-    """
-
-    query: int
-    module: int
-    layer: str
-    tile: int
-    cycle: int
-    neurons: np.ndarray
-    acc: dict[str, np.ndarray]
-    scaled: dict[str, np.ndarray]
-    unclamped: np.ndarray
-    codes: np.ndarray
-    clamp_kind: np.ndarray
-    out_bits: int
-    latency: int
-
-
-@dataclass
-class FlushOp:
-    """One of the requantizer's ``latency`` pipeline-flush cycles at the end of a layer."""
-
-    query: int
-    module: int
-    layer: str
-    cycle: int
-    index: int
-
-
-Op = MacOp | DrainOp | FlushOp
-
-
-@dataclass
-class PathStats:
-    """Overflow accounting of one weight path (same meaning as LaneStats)."""
-
-    acc_wrap: np.ndarray
-    acc_saturate: np.ndarray
-    pre_add_events: np.ndarray
-    pairs: dict[tuple[int, int], list[int]] = field(default_factory=dict)
-    first: tuple[int, int, int] | None = None
-    first_pre_add: tuple[int, int, int] | None = None
-    partial_min: int = 0
-    partial_max: int = 0
-    max_abs_acc: int = 0
-
-    @property
-    def min_safe_acc_bits(self) -> int:
-        return bits_for_range(self.partial_min, self.partial_max)
-
-    def pair_events(self) -> np.ndarray:
-        """int64 (E, 5) rows (query, neuron, acc_wrap, acc_saturate, pre_add), sorted."""
-        rows = [[q, j, *v] for (q, j), v in sorted(self.pairs.items())]
-        return np.asarray(rows, dtype=np.int64).reshape(-1, 5)
-
-
-@dataclass
-class StepLayer:
-    """One layer of one module over the queries stepped (arrays (Q, N) / (Q,) / (N,))."""
-
-    module: int
-    layer: str
-    acc: dict[str, np.ndarray]
-    codes: np.ndarray
-    unclamped: np.ndarray
-    stats: dict[str, PathStats]
-    clamp_low: np.ndarray
-    clamp_high: np.ndarray
-    cycles: np.ndarray
-    stalls: np.ndarray
-
-    @property
-    def key(self) -> str:
-        return f"{self.module}/{self.layer}"
-
-
-@dataclass
-class StepwiseResult:
-    """Outputs (Q, places) and per-layer results of a stepwise run over queries 0..Q-1."""
-
-    outputs: np.ndarray
-    predictions: np.ndarray
-    layers: list[StepLayer]
-    cycles_per_query: np.ndarray
-
-    def layer(self, module: int, name: str) -> StepLayer:
-        for lr in self.layers:
-            if lr.module == module and lr.layer == name:
-                return lr
-        raise KeyError(f"{module}/{name}")
 
 
 @dataclass
@@ -678,53 +510,3 @@ def simulate_stepwise(
     check_fit(net, cfg)
     codes, _ = prepare_inputs(net, cfg, inputs, source)
     return StepwiseRun(net, cfg, codes, window).result
-
-
-def compare_with_fast(fast: SimResult, step: StepwiseResult) -> list[str]:
-    """Every difference between a fast-path and a stepwise result (empty = bit for bit).
-
-    Compares the first Q queries (Q = queries stepped): outputs, per layer and path the
-    accumulator values, per-neuron wrap/saturate/pre-add counts, per-pair events, first
-    events, min_safe_acc_bits, max_abs_acc, output codes, clamps, cycles and stalls.
-    """
-    q = step.outputs.shape[0]
-    diffs: list[str] = []
-
-    def check(name: str, a: object, b: object) -> None:
-        if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-            same = np.array_equal(np.asarray(a), np.asarray(b))
-        else:
-            same = a == b
-        if not same:
-            diffs.append(f"{name}: fast {a!r} != stepwise {b!r}")
-
-    check("outputs", fast.outputs[:q], step.outputs)
-    check("predictions", fast.predictions[:q], step.predictions)
-    check("cycles_per_query", fast.cycles_per_query[:q], step.cycles_per_query)
-    full = q == fast.outputs.shape[0]
-    for sl in step.layers:
-        fl = fast.layer(sl.module, sl.layer)
-        key = sl.key
-        check(f"{key} codes", fl.codes[:q], sl.codes)
-        check(f"{key} unclamped", fl.unclamped[:q], sl.unclamped)
-        check(f"{key} cycles", fl.cycles[:q], sl.cycles)
-        check(f"{key} stalls", fl.stalls[:q], sl.stalls)
-        for name, st in sl.stats.items():
-            fs = fl.mac[name]
-            check(f"{key} {name} acc", fl.acc[name][:q], sl.acc[name])
-            if not full:
-                continue
-            check(f"{key} {name} acc_wrap", fs.acc_wrap, st.acc_wrap)
-            check(f"{key} {name} acc_saturate", fs.acc_saturate, st.acc_saturate)
-            check(f"{key} {name} pre_add_events", fs.pre_add_events, st.pre_add_events)
-            check(f"{key} {name} pair_events", fs.pair_events, st.pair_events())
-            check(f"{key} {name} first", fs.first, st.first)
-            check(f"{key} {name} first_pre_add", fs.first_pre_add, st.first_pre_add)
-            if fs.partial_exact:  # report.headroom = "bound" reports a bracket instead
-                check(f"{key} {name} min_safe_acc_bits", fs.min_safe_acc_bits,
-                      st.min_safe_acc_bits)
-            check(f"{key} {name} max_abs_acc", fs.max_abs_acc, st.max_abs_acc)
-        if full:
-            check(f"{key} clamp_low", fl.clamp.low, sl.clamp_low)
-            check(f"{key} clamp_high", fl.clamp.high, sl.clamp_high)
-    return diffs

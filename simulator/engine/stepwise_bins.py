@@ -19,7 +19,7 @@ from ..fixedpoint import Register
 from ..units.mac_array import fit_policy, overflow_error
 
 if TYPE_CHECKING:
-    from .stepwise import PathStats
+    from .stepwise_result import PathStats
 
 NO_EVENT = ""
 
