@@ -114,7 +114,7 @@ def run_demo(
                 req.check_size(res, run_net, cfg)
 
         result, report = execute(cfg, net, spikes, prov, source=str(route_dir / query),
-                                 check=check)
+                                 check=check, overrides=list(overrides))
         report["readout"] = {"query_traversal": query, **readout_block(result, rp["tolerance"])}
         rec = {int(k[2:]): v for k, v in report["readout"]["recall"].items()}
         summary = sets.publish(result, report, run_net, cfg)

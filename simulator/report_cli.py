@@ -74,7 +74,18 @@ REPORT_SPEC: dict[str, Spec] = {
     "memory": {"weight_capacity_bytes": _INT, "weight_bytes_per_module": _list(_INT),
                "weights_per_cycle": _INT, "weight_bytes_read": _INT},
     "energy": {"macs": _INT, "requantizations": _INT, "total_uj": _NUM, "per_query_uj": _NUM},
-    "comparison": _opt(_map(_opt(("scalar",)))),
+    "comparison": _opt({"reference": _STR, "codes_total": _INT, "codes_differing": _INT,
+                        "max_abs_code_difference": _opt(_INT), "argmax_differing": _INT,
+                        "queries": _INT, "overrides_applied": _list(_STR),
+                        "overrides_not_applied": _list(_STR)}),
+    "compare_with_codes": _opt({"source": _opt(_STR), "sha256": _opt(_STR),
+                                "code_offset": _INT, "codes_total": _INT,
+                                "codes_differing": _INT, "max_abs_code_difference": _opt(_INT),
+                                "argmax_differing": _INT, "queries": _INT,
+                                "first_difference": _opt({"query": _INT, "place": _INT,
+                                                          "hwsim": _INT, "external": _INT})}),
+    "requantized": _opt(_map({"bits": _INT, "from_bits": _INT, "rule": _STR,
+                              "paths": _opt(_list(dict)), "quantizers": _opt(_list(dict))})),
     "notes": _list(_STR),
     "files": _list(_STR),
     "readout": _opt(dict),
@@ -318,12 +329,49 @@ def memory_energy_tables(rep: dict[str, Any]) -> str:
     return t1 + "\n\n" + t2
 
 
+def _value(v: Any) -> Any:
+    """Lists print as comma-separated items ('-' when empty), objects as k=v pairs."""
+    if isinstance(v, list):
+        return ", ".join(str(x) for x in v) if v else "-"
+    if isinstance(v, dict):
+        return " ".join(f"{k}={x}" for k, x in v.items())
+    return v
+
+
 def comparison_table(rep: dict[str, Any]) -> str:
+    """The hidden reference run (``comparison``) and ``--compare-with`` codes, if present."""
+    out = []
     c = rep.get("comparison")
-    if not c:
+    if c:
+        rows = [[k, _value(v)] for k, v in c.items()]
+        out.append(format_table(["quantity", "value"], rows,
+                                f"comparison with {c.get('reference')}"))
+    e = rep.get("compare_with_codes")
+    if e:
+        rows = [[k, _value(v)] for k, v in e.items()]
+        out.append(format_table(["quantity", "value"], rows,
+                                f"comparison with codes from {e.get('source')}"))
+    return "\n\n".join(out)
+
+
+def requantized_table(rep: dict[str, Any]) -> str:
+    """Weights or spikes narrower than the model (``requantized``): one row per weight path."""
+    rq = rep.get("requantized") or {}
+    rows = []
+    for what, block in rq.items():
+        for p in block.get("paths") or []:
+            rows.append([what, f"{block.get('from_bits')} -> {block.get('bits')}",
+                         f"{p.get('module', '-')}/{p.get('layer', '-')}/{p.get('path', '-')}",
+                         p.get("channels_rescaled"), p.get("channels"),
+                         p.get("max_abs_code_before"), p.get("max_abs_code_after")])
+        for a in block.get("quantizers") or []:  # spikes: one row per activation register
+            rows.append([what, f"{block.get('from_bits')} -> {a.get('bits')}",
+                         a.get("register"), None, None, None, None])
+    if not rows:
         return ""
-    rows = [[k, v] for k, v in c.items()]
-    return format_table(["quantity", "value"], rows, f"comparison with {c.get('reference')}")
+    return format_table(["what", "bits", "path", "rescaled", "channels", "max |code| before",
+                         "after"], rows, "re-quantized to narrower widths") + \
+        "".join(f"\nrule ({w}): {b.get('rule')}" for w, b in rq.items())
 
 
 def report_text(rep: dict[str, Any]) -> str:
@@ -343,9 +391,9 @@ def report_text(rep: dict[str, Any]) -> str:
     ]
     parts = ["\n".join(head), overflow_table(rep), layers_table(rep), cycles_table(rep),
              memory_energy_tables(rep)]
-    comp = comparison_table(rep)
-    if comp:
-        parts.append(comp)
+    for extra in (requantized_table(rep), comparison_table(rep)):
+        if extra:
+            parts.append(extra)
     notes = rep.get("notes") or []
     if notes:
         parts.append("notes:\n" + "\n".join(f"  - {n}" for n in notes))

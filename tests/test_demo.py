@@ -49,6 +49,32 @@ def test_demo_reports_recall_cycles_overflow_and_trace(
     assert rec["int8"]["1"] >= rec["float"]["1"] - 0.03
 
 
+def test_demo_with_overrides_then_report(
+    cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--set items reach the hidden reference run's bookkeeping, and ``hwsim report`` prints
+    the comparison's override lists and the re-quantized block (both used to fail)."""
+    out = tmp_path / "demo_sets"
+    sets = ["clock.mhz=100", "accumulator.bits=30", "layers.feature.spikes.bits=7"]
+    argv = ["demo", "--out", str(out), "--quiet", "--trace", "off"]
+    for item in sets:
+        argv += ["--set", item]
+    assert main(argv) == 0
+    capsys.readouterr()
+    report = json.loads((out / "report.json").read_text())
+    comp = report["comparison"]
+    # pytorch_fbgemm pins the accumulator and spike widths (arithmetic); the clock it takes
+    assert comp["overrides_not_applied"] == ["accumulator.bits=30", "layers.feature.spikes.bits=7"]
+    assert comp["overrides_applied"] == ["clock.mhz=100"]
+    assert report["requantized"]["spikes"]["quantizers"][0]["bits"] == 7
+    assert main(["report", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "comparison with pytorch_fbgemm" in text
+    assert "accumulator.bits=30, layers.feature.spikes.bits=7" in text and "clock.mhz=100" in text
+    row = next(line for line in text.splitlines() if line.startswith("spikes"))
+    assert "8 -> 7" in row and "network input" in row
+
+
 def test_run_from_images_prints_recall(
     cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

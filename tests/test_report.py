@@ -138,6 +138,31 @@ def test_report_json_and_comparison(runs: dict[str, Any], tmp_path: Path,
     assert json.loads(capsys.readouterr().out)["comparison"]["codes_differing"] == 3
 
 
+def test_report_prints_override_lists_and_external_codes(
+        runs: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rep = dict(runs["wide"].report)
+    rep["comparison"] = {"reference": "pytorch_fbgemm", "codes_total": 54, "codes_differing": 0,
+                         "max_abs_code_difference": 0, "argmax_differing": 0, "queries": 6,
+                         "overrides_applied": ["clock.mhz=50"], "overrides_not_applied": []}
+    rep["compare_with_codes"] = {"source": "rtl_codes.npy", "sha256": "ab" * 32,
+                                 "code_offset": 128, "codes_total": 54, "codes_differing": 1,
+                                 "max_abs_code_difference": 2, "argmax_differing": 0,
+                                 "queries": 6, "first_difference": {"query": 4, "place": 7,
+                                                                    "hwsim": 200,
+                                                                    "external": 198}}
+    (tmp_path / "report.json").write_text(json.dumps(rep))
+    assert main([str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "comparison with codes from rtl_codes.npy" in text
+    assert "query=4 place=7 hwsim=200 external=198" in text
+    assert "clock.mhz=50" in text
+    rep["comparison"]["overrides_applied"] = 5
+    (tmp_path / "report.json").write_text(json.dumps(rep))
+    assert main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "comparison.overrides_applied" in err and "a list" in err
+
+
 def test_report_plots(runs: dict[str, Any], tmp_path: Path,
                       capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("matplotlib")
