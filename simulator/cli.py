@@ -21,7 +21,10 @@ from typing import Any, NoReturn
 from . import __version__
 from .commands import config as config_command
 from .commands import demo as demo_command
+from .commands import export as export_command
+from .commands import report as report_command
 from .commands import run as run_command
+from .commands import sweep as sweep_command
 from .commands import train as train_command
 from .commands._options import EXIT_CROSS_CHECK, EXIT_OVERFLOW, EXIT_USER_ERROR
 from .config import ConfigError
@@ -60,20 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from .bench import add_bench_parser
-    from .exploration.cli import add_sweep_parser
-    from .formats.cli import add_export_parser
-    from .report_cli import add_report_parser
     from .vectors import add_vectors_parser
 
     run_command.add_parser(sub)
     demo_command.add_parser(sub)
     train_command.add_parser(sub)
     config_command.add_parser(sub)
-    add_report_parser(sub)
+    report_command.add_parser(sub)
     add_bench_parser(sub)
     add_vectors_parser(sub)
-    add_export_parser(sub)
-    add_sweep_parser(sub)
+    export_command.add_parser(sub)
+    sweep_command.add_parser(sub)
     return p
 
 

@@ -1,5 +1,5 @@
 """``hwsim export`` and ``hwsim run --compare-with`` through the command line (needs the
-wiring of simulator/formats/cli.py into simulator/cli.py and runner.run_job)."""
+wiring of simulator/commands/export.py and run.py into simulator/cli.py and runner.run_job)."""
 
 from __future__ import annotations
 

@@ -10,15 +10,12 @@ import engine_oracle as E
 import numpy as np
 import pytest
 
+from simulator.commands.export import add_export_parser, non_float32_scales
+from simulator.commands.run import add_compare_with_argument
 from simulator.compare import compare_external, load_external_codes, reference_run
 from simulator.config import ConfigError, load_config
 from simulator.engine import InputError, simulate
 from simulator.formats import export_model, import_model
-from simulator.formats.cli import (
-    add_compare_with_argument,
-    add_export_parser,
-    non_float32_scales,
-)
 from simulator.loaders import load_model, save_npz
 from simulator.network import ModelError
 

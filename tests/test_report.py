@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from simulator.bench import bench_inputs, bench_network
+from simulator.commands.report import format_table, load_report, main, report_text
 from simulator.loaders.npz import save_npz
 from simulator.report import nonzero_pairs
-from simulator.report_cli import format_table, load_report, main, report_text
 from simulator.runner import run_job
 
 NARROW = ["accumulator.bits=13", 'accumulator.overflow="saturate"']

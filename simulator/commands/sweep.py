@@ -1,4 +1,5 @@
-"""``hwsim sweep``: the argument parser and the command (the work is in api.py)."""
+"""``hwsim sweep``: the argument parser and the command (the work is in
+simulator/exploration/api.py; docs/sweeps.md)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,11 @@ import os
 import sys
 from typing import Any
 
-from .table import OutputError, accuracy_column, format_table, pareto_front
+from ..exploration.table import OutputError, accuracy_column, format_table, pareto_front
+from ._options import EXIT_USER_ERROR
 
-EXIT_USER_ERROR = 2
 
-
-def add_sweep_parser(sub: Any) -> argparse.ArgumentParser:
+def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``sweep`` subcommand to the ``hwsim`` subparsers."""
     sw = sub.add_parser(
         "sweep", help="run a grid of config points; one table, Pareto points, plots",
@@ -83,8 +83,8 @@ def pareto_text(df: Any) -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from ..exploration.api import sweep
     from ..plots import PlotError, _pyplot
-    from .api import sweep
 
     if args.jobs is None:
         args.jobs = os.cpu_count() or 1
@@ -112,3 +112,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     files = "sweep.parquet, sweep.csv, points/<point>/report.json"
     print(f"wrote {args.out}/{{{files}}}" + (" and PNG plots" if args.plot else ""))
     return 0
+
+
+add_sweep_parser = add_parser  # the name simulator/exploration/cli.py exported

@@ -1,8 +1,5 @@
-"""Command-line pieces for engine graphs: ``hwsim export`` and ``hwsim run --compare-with``.
-
-Wired into simulator/cli.py by :func:`add_export_parser` (a subcommand) and
-:func:`add_compare_with_argument` / :func:`compare_with_block` (an option of ``run``).
-"""
+"""``hwsim export``: write a model as an ONNX or TFLite engine graph (simulator/formats/;
+docs/engines.md). ``hwsim run --compare-with`` is an option of run (commands/run.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..formats import FORMATS, SUFFIXES, export_model
+from ..formats.onnx import ONNX_FORMS
 from ..network import ModelError, QuantizedNetwork
-from . import FORMATS, SUFFIXES, export_model
-from .onnx import ONNX_FORMS
 
 
-def add_export_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """``hwsim export --format onnx|tflite --model M --out F [--form ...] [--batch N]``."""
     ex = sub.add_parser(
         "export",
@@ -92,14 +89,7 @@ def non_float32_scales(net: QuantizedNetwork) -> int:
     return int(np.count_nonzero(allv.astype(np.float32).astype(np.float64) != allv))
 
 
-def add_compare_with_argument(run_parser: argparse.ArgumentParser) -> None:
-    """``hwsim run --compare-with CODES.npy``."""
-    run_parser.add_argument(
-        "--compare-with", dest="compare_with", metavar="CODES.npy",
-        help="output codes produced elsewhere (an engine, an RTL simulation), shape (queries, "
-        "places): report.json gains compare_with_codes (differing codes and argmaxes)",
-    )
+add_export_parser = add_parser  # the name simulator/formats/cli.py exported
 
-
-__all__ = ["add_compare_with_argument", "add_export_parser", "check_export_arguments",
-           "cmd_export"]
+__all__ = ["add_export_parser", "add_parser", "check_export_arguments", "cmd_export",
+           "non_float32_scales"]
