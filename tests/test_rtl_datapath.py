@@ -304,3 +304,22 @@ def test_dut_without_timing_ports_runs_functionally(corners: Path, tmp_path: Pat
     assert br.ok, br.output
     assert br.passed == 2 * 20 * 4 and br.cycles is None
     assert "cycle checks off" in br.output
+
+
+@needs_icarus
+@pytest.mark.parametrize(("override", "why"), [
+    ("requant.latency=0", "requant.latency 0"),
+    ("schedule.mode='event_driven'", "a query without any step"),
+])
+def test_unsupported_cycle_checks_say_why_and_run_functionally(
+    tmp_path: Path, override: str, why: str
+) -> None:
+    out = tmp_path / "cv"
+    generate_corners("int8_fixed_point", out, formats=["readmemh"], timing=True,
+                     overrides=[*CORNER_OVERRIDES, override], policies=("wrap",))
+    (entry,) = json.loads((out / "manifest.json").read_text())["layers"]
+    cyc = entry["datapath"]["cycle_checks"]
+    assert not cyc["checked"] and why in cyc["reason"] and cyc["comparisons"] == 0
+    br = run_stream_bench(out, entry["dir"], "icarus")
+    assert br.ok and br.passed == entry["datapath"]["comparisons"] == 2 * 20 * 4, br.output
+    assert br.cycles is None

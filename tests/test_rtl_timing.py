@@ -3,9 +3,9 @@
 * the t_accw / t_issue vectors follow simulator/engine/schedule.py (TileSchedule, the
   schedule the engine's cycle counts come from), recomputed here from the manifest;
 * Icarus (both layers) and Verilator (the output layer: one build) run the shipped datapath
-  on them with zero mismatches in every word and every cycle: weight-memory stalls (2 banks:
-  16 weights per cycle for 64 lanes), a tile of 36 busy lanes (the output layer's second),
-  selections that start mid-tile, the output layer starting after the feature layer.
+  on them with zero mismatches in every word and every cycle: weight-memory stalls (1 bank:
+  8 weights per cycle for 16 lanes), a tile of 4 busy lanes (the output layer's last, neurons
+  96..99), selections that start mid-tile, the output layer starting after the feature layer.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def vec(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     rng = np.random.default_rng(5)
     np.save(d / "x.npy", rng.random((2, 784)).astype(np.float32))
     job = generate("int8_fixed_point", DEFAULT_MODEL, d / "x.npy", d / "v",
-                   formats=["readmemh", "npy"], neurons="56:71", timing=True,
-                   overrides=["weights.banks=2"])
+                   formats=["readmemh", "npy"], neurons="88:99", timing=True,
+                   overrides=["mac.lanes=16", "weights.banks=1"])
     return d / "v", job.manifest
 
 
@@ -52,7 +52,7 @@ def test_timing_vectors_follow_the_engine_schedule(vec: tuple[Path, dict]) -> No
                              weights_per_cycle=hw["weight_memory"]["weights_per_cycle"],
                              requant_throughput=thr, requant_latency=lat, paths=1,
                              extra_steps=0)
-        assert hw["weight_memory"]["weights_per_cycle"] == 16  # stalls: 64 lanes need 4 cycles
+        assert hw["weight_memory"]["weights_per_cycle"] == 8  # stalls: 16 lanes need 2 cycles
         d = root / e["dir"]
         t_accw, t_issue, t_out = (np.load(d / f"{v}.npy").astype(np.int64)
                                   for v in ("t_accw", "t_issue", "t_out"))
@@ -88,7 +88,7 @@ def test_icarus_checks_every_cycle_of_the_demo_model(vec: tuple[Path, dict]) -> 
         br = run_stream_bench(root, e["dir"], "icarus")
         assert br.ok, br.output
         ncyc = dp["cycle_checks"]["comparisons"]
-        assert br.passed == dp["comparisons"] == 4 * 2 * 16 + ncyc and br.failed == 0
+        assert br.passed == dp["comparisons"] == 4 * 2 * 12 + ncyc and br.failed == 0
         assert br.cycles == (ncyc, 0)
 
 
