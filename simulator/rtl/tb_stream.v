@@ -57,6 +57,7 @@ module tb_stream #(
     parameter integer T_BITS = 32,     // width of the cycle files (signed)
     parameter signed [63:0] T_COMPARISONS = 0,
     parameter integer FAST_FORWARD = 1,  // skip idle cycles (no work in the DUT) before a beat
+    parameter integer WATCHDOG = 1000000,  // cycles in_ready may stay low before the bench fails
     parameter integer MAX_REPORT = 10,
     parameter X_FILE = "x.hex",
     parameter W_FILE = "w.hex",
@@ -161,7 +162,7 @@ module tb_stream #(
 
     integer i, q, t, l, s, k, j, nb, nt, cnt, steps, fd, rc, nwords, nbad, nwide;
     integer load_errors, passed, failed, cpassed, cfailed, n_beats, n_accw, n_extra, otile, dq, dt;
-    integer cyc, ml, mj, mw, oq, ot, ol, oj, tiles_sent, skipped;
+    integer cyc, ml, mj, mw, oq, ot, ol, oj, tiles_sent, skipped, stuck;
     reg signed [63:0] total, want_cmp;
     reg file_ok;
     reg running = 1'b0;
@@ -304,9 +305,16 @@ module tb_stream #(
                 end
             end
             in_valid = 1'b1;
+            stuck = 0;
             while (!in_ready) begin
                 @(posedge clk);
                 #1;
+                stuck = stuck + 1;
+                if (stuck > WATCHDOG) begin
+                    $display("tb_stream: %0d passed, %0d failed (in_ready low for %0d cycles)",
+                             passed, failed + 1, stuck);
+                    $fatal(1, "tb_stream: FAILED: the DUT stopped taking beats (in_ready low)");
+                end
             end
             @(posedge clk);
             #1;
@@ -496,7 +504,7 @@ module tb_stream #(
         end
         // the last words: wait for the outputs (and the last output-word strobes)
         i = 0;
-        while (!tiles_done && i < 100000 + 4 * LATENCY) begin
+        while (!tiles_done && i < WATCHDOG) begin
             @(posedge clk);
             #1;
             i = i + 1;
