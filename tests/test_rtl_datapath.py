@@ -288,7 +288,7 @@ module legacy_dp #(
         .LATENCY(1)) core (
         .clk(clk), .rst_n(rst_n), .in_valid(in_valid), .in_ready(in_ready),
         .in_first(in_first), .in_last(in_last), .in_x(in_x), .in_w(in_w), .in_wzp(in_wzp),
-        .in_m0(in_m0), .in_shift(in_shift), .in_lanes({$clog2(LANES + 1){1'b0}}),
+        .in_m0(in_m0), .in_shift(in_shift), .in_lanes({$clog2(LANES + 1){1'b0}}), .in_skip(1'b0),
         .out_valid(out_valid), .out_ready(out_ready), .out_acc(out_acc), .out_y(out_y),
         .out_ev(out_ev), .out_flags(out_flags), .acc_we(), .rq_issue(), .out_word_valid());
 endmodule
@@ -307,19 +307,39 @@ def test_dut_without_timing_ports_runs_functionally(corners: Path, tmp_path: Pat
 
 
 @needs_icarus
-@pytest.mark.parametrize(("override", "why"), [
-    ("requant.latency=0", "requant.latency 0"),
-    ("schedule.mode='event_driven'", "a query without any step"),
-])
-def test_unsupported_cycle_checks_say_why_and_run_functionally(
-    tmp_path: Path, override: str, why: str
-) -> None:
+def test_latency_zero_is_not_cycle_checked_and_runs_functionally(tmp_path: Path) -> None:
     out = tmp_path / "cv"
     generate_corners("int8_fixed_point", out, formats=["readmemh"], timing=True,
-                     overrides=[*CORNER_OVERRIDES, override], policies=("wrap",))
+                     overrides=[*CORNER_OVERRIDES, "requant.latency=0"], policies=("wrap",))
     (entry,) = json.loads((out / "manifest.json").read_text())["layers"]
     cyc = entry["datapath"]["cycle_checks"]
-    assert not cyc["checked"] and why in cyc["reason"] and cyc["comparisons"] == 0
+    assert not cyc["checked"] and "requant.latency 0" in cyc["reason"]
+    assert cyc["comparisons"] == 0
     br = run_stream_bench(out, entry["dir"], "icarus")
     assert br.ok and br.passed == entry["datapath"]["comparisons"] == 2 * 20 * 4, br.output
     assert br.cycles is None
+
+
+@needs_icarus
+def test_event_driven_tiles_without_steps_are_cycle_checked(tmp_path: Path) -> None:
+    """Query 1 of the corner set has every input at the zero point: event-driven, its tiles
+    have no step and drain at once (in_skip beats); a late requantizer still fails."""
+    out = tmp_path / "cv"
+    generate_corners("int8_fixed_point", out, formats=["readmemh"], timing=True,
+                     overrides=[*CORNER_OVERRIDES, "schedule.mode='event_driven'",
+                                "requant.throughput=3", "requant.latency=4"],
+                     policies=("saturate",))
+    (entry,) = json.loads((out / "manifest.json").read_text())["layers"]
+    assert entry["timing"]["steps_per_query"][1] == 0
+    cyc = entry["datapath"]["cycle_checks"]
+    assert cyc["checked"], cyc["reason"]
+    br = run_stream_bench(out, entry["dir"], "icarus")
+    assert br.ok and br.cycles == (cyc["comparisons"], 0), br.output
+    assert br.passed == entry["datapath"]["comparisons"] == 2 * 20 * 4 + cyc["comparisons"]
+    site, repl = TIMING_MUTANTS["latency_one_more"]
+    dp = tmp_path / "hwsim_datapath.v"
+    dp.write_text(_src("hwsim_datapath.v").replace(TIMING_SITES[site], repl))
+    files = [Path(str(RTL.joinpath("hwsim_lane.v"))), Path(str(RTL.joinpath("hwsim_requant.v"))),
+             dp]
+    bad = run_stream_bench(out, entry["dir"], "icarus", rtl=files)
+    assert not bad.ok and bad.cycles is not None and bad.cycles[1] > 0, bad.output

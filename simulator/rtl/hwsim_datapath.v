@@ -8,7 +8,10 @@
 //     (accumulators and event counters clear), in_last its last one (in_m0 / in_shift, the
 //     requantizer parameters of each lane, and in_lanes, the tile's busy lanes, are sampled
 //     with it). Every accepted beat writes the accumulators of all lanes (acc_we high).
-//     Pad a short last step with inputs equal to ZX (zero products).
+//     Pad a short last step with inputs equal to ZX (zero products). A beat with in_skip
+//     high is a whole tile without any step (event-driven, every input at the zero point):
+//     no accumulator write; its words are 0 and its drain starts in the beat's own cycle
+//     (in_first / in_last / in_x / in_w are ignored, in_m0 / in_shift / in_lanes sampled).
 //   * drain: in the cycles after the last beat the tile's busy lanes enter the requantizer,
 //     THROUGHPUT lanes per cycle in lane order (rq_issue[i] high in lane i's issue cycle);
 //     in_ready is low while the tile drains. THROUGHPUT requantizer pipelines (lane i uses
@@ -57,6 +60,7 @@ module hwsim_datapath #(
     input  wire [LANES*M0_BITS-1:0]      in_m0,
     input  wire [LANES*SHIFT_BITS-1:0]   in_shift,
     input  wire [LW-1:0]                 in_lanes,   // busy lanes 1..LANES (0: all)
+    input  wire                          in_skip,    // the beat is a tile without any step
     // output stream: one word per lane
     output reg                           out_valid,
     input  wire                          out_ready,
@@ -78,10 +82,18 @@ module hwsim_datapath #(
     reg        draining;
     reg [31:0] grp_base;    // first lane of the group issued this cycle
     reg [31:0] busy;        // busy lanes of the tile being drained
+    reg        zero_q;      // the tile being drained had no step: its words are 0
     wire       adv = !(out_valid && !out_ready);  // pipelines move (no output stall)
-    wire       step_en = in_valid && !draining;
-    wire       last_grp = grp_base + TP >= busy || grp_base + TP >= LANES;
-    assign in_ready = !draining;
+    wire       step_en = in_valid && !in_skip && !draining;
+    wire       skip_en = in_valid && in_skip && !draining && adv;  // drain starts now
+    wire [31:0] in_busy = (in_lanes == {LW{1'b0}}) ? LANES : {{(32 - LW){1'b0}}, in_lanes};
+    // the group issued this cycle: of the draining tile, or group 0 of a skipped one
+    wire       iss_on = (draining && adv) || skip_en;
+    wire [31:0] iss_base = draining ? grp_base : 32'd0;
+    wire [31:0] iss_busy = draining ? busy : in_busy;
+    wire       iss_zero = draining ? zero_q : 1'b1;
+    wire       last_grp = iss_base + TP >= iss_busy || iss_base + TP >= LANES;
+    assign in_ready = !draining && (adv || !in_skip);
     assign acc_we = step_en;
 
     always @(posedge clk) begin
@@ -89,10 +101,17 @@ module hwsim_datapath #(
             draining <= 1'b0;
             grp_base <= 32'd0;
             busy <= 32'd0;
+            zero_q <= 1'b0;
         end else if (step_en && in_last) begin
             draining <= 1'b1;
             grp_base <= 32'd0;
-            busy <= (in_lanes == {LW{1'b0}}) ? LANES : {{(32 - LW){1'b0}}, in_lanes};
+            busy <= in_busy;
+            zero_q <= 1'b0;
+        end else if (skip_en) begin
+            draining <= !last_grp;  // group 0 issues now
+            grp_base <= TP;
+            busy <= in_busy;
+            zero_q <= 1'b1;
         end else if (draining && adv) begin
             grp_base <= grp_base + TP;
             if (last_grp) draining <= 1'b0;
@@ -102,8 +121,7 @@ module hwsim_datapath #(
     integer li;
     always @(*) begin
         for (li = 0; li < LANES; li = li + 1)
-            rq_issue[li] = draining && adv && li >= grp_base && li < grp_base + TP
-                           && li < busy;
+            rq_issue[li] = iss_on && li >= iss_base && li < iss_base + TP && li < iss_busy;
     end
 
     reg [LANES*M0_BITS-1:0]    m0_q;
@@ -112,11 +130,14 @@ module hwsim_datapath #(
         if (!rst_n) begin
             m0_q <= {LANES*M0_BITS{1'b0}};
             shift_q <= {LANES*SHIFT_BITS{1'b0}};
-        end else if (step_en && in_last) begin
+        end else if ((step_en && in_last) || skip_en) begin
             m0_q <= in_m0;
             shift_q <= in_shift;
         end
     end
+    // requantizer parameters of the group issued now (a skipped tile's come with its beat)
+    wire [LANES*M0_BITS-1:0]    iss_m0 = draining ? m0_q : in_m0;
+    wire [LANES*SHIFT_BITS-1:0] iss_shift = draining ? shift_q : in_shift;
 
     // --- MAC lanes ----------------------------------------------------------------------
     wire [LANES*ACC_BITS-1:0] acc_bus;
@@ -142,7 +163,7 @@ module hwsim_datapath #(
     generate
         if (LAT == 1) begin : tag0
             assign land_mask = rq_issue;
-            assign land_last = draining && adv && last_grp;
+            assign land_last = iss_on && last_grp;
         end else begin : tagn
             reg [LANES-1:0] mask_q [0:LAT-2];
             reg             last_q [0:LAT-2];
@@ -155,7 +176,7 @@ module hwsim_datapath #(
                     end
                 end else if (adv) begin
                     mask_q[0] <= rq_issue;
-                    last_q[0] <= draining && last_grp;
+                    last_q[0] <= iss_on && last_grp;
                     for (si = 1; si < LAT - 1; si = si + 1) begin
                         mask_q[si] <= mask_q[si-1];
                         last_q[si] <= last_q[si-1];
@@ -187,10 +208,12 @@ module hwsim_datapath #(
                 s_shift = {SHIFT_BITS{1'b0}};
                 for (ln = r; ln < LANES; ln = ln + TP)
                     if (rq_issue[ln]) begin
-                        s_acc = s_acc | acc_bus[ln*ACC_BITS +: ACC_BITS];
-                        s_ev = s_ev | ev_bus[ln*EV_BITS +: EV_BITS];
-                        s_m0 = s_m0 | m0_q[ln*M0_BITS +: M0_BITS];
-                        s_shift = s_shift | shift_q[ln*SHIFT_BITS +: SHIFT_BITS];
+                        if (!iss_zero) begin
+                            s_acc = s_acc | acc_bus[ln*ACC_BITS +: ACC_BITS];
+                            s_ev = s_ev | ev_bus[ln*EV_BITS +: EV_BITS];
+                        end
+                        s_m0 = s_m0 | iss_m0[ln*M0_BITS +: M0_BITS];
+                        s_shift = s_shift | iss_shift[ln*SHIFT_BITS +: SHIFT_BITS];
                     end
             end
             wire signed [PB-1:0] s_prod = {{(M0_BITS + 1){s_acc[ACC_BITS-1]}}, s_acc}

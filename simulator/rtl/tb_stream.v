@@ -13,8 +13,8 @@
 // Tiles follow the schedule: tile t holds neurons t*LANES .. t*LANES+LANES-1 of the layer's
 // N_OUT; lanes of unselected neurons get zero weights and are not compared.
 //
-// Cycle checks (compile with -DHWSIM_TIMING: the DUT has the timing ports in_lanes, acc_we,
-// rq_issue, out_word_valid; and TIMING = 1: the layer has --timing vectors t_accw, t_issue,
+// Cycle checks (compile with -DHWSIM_TIMING: the DUT has the timing ports in_lanes, in_skip,
+// acc_we, rq_issue, out_word_valid; and TIMING = 1: the layer has --timing vectors t_accw, t_issue,
 // t_out): cycle 0 is the first clock cycle with rst_n high; each beat is offered in the cycle
 // t_accw gives (idle cycles before it: weight-memory stalls, drains, other layers), and the
 // cycle of every accumulator write (acc_we), requantizer issue (rq_issue) and output word
@@ -78,8 +78,10 @@ module tb_stream #(
     localparam integer NT = (N0 + N - 1) / LANES - TILE0 + 1;  // tiles streamed per query
 `ifdef HWSIM_TIMING
     localparam integer CHECK_CYCLES = TIMING;
+    localparam integer SKIP_PORT = 1;   // the DUT has in_skip
 `else
     localparam integer CHECK_CYCLES = 0;
+    localparam integer SKIP_PORT = 0;
 `endif
     localparam integer TD = (CHECK_CYCLES != 0) ? 1 : 0;  // cycle files are loaded
     localparam integer NA = (TD != 0) ? Q * T_TILES * T_STEPS : 1;
@@ -125,6 +127,7 @@ module tb_stream #(
     reg [LANES*M0_BITS-1:0]      in_m0 = {LANES*M0_BITS{1'b0}};
     reg [LANES*SHIFT_BITS-1:0]   in_shift = {LANES*SHIFT_BITS{1'b0}};
     reg [LW-1:0]                 in_lanes = {LW{1'b0}};
+    reg                          in_skip = 1'b0;
     wire                         out_valid;
     reg                          out_ready = 1'b0;
     wire [LANES*ACC_BITS-1:0]    out_acc;
@@ -148,7 +151,7 @@ module tb_stream #(
         .in_first(in_first), .in_last(in_last), .in_x(in_x), .in_w(in_w), .in_wzp(in_wzp),
         .in_m0(in_m0), .in_shift(in_shift),
 `ifdef HWSIM_TIMING
-        .in_lanes(in_lanes), .acc_we(acc_we), .rq_issue(rq_issue),
+        .in_lanes(in_lanes), .in_skip(in_skip), .acc_we(acc_we), .rq_issue(rq_issue),
         .out_word_valid(out_word_valid),
 `endif
         .out_valid(out_valid), .out_ready(out_ready),
@@ -162,9 +165,9 @@ module tb_stream #(
 
     integer i, q, t, l, s, k, j, nb, nt, cnt, steps, fd, rc, nwords, nbad, nwide;
     integer load_errors, passed, failed, cpassed, cfailed, n_beats, n_accw, n_extra, otile, dq, dt;
-    integer cyc, ml, mj, mw, oq, ot, ol, oj, tiles_sent, skipped, stuck;
+    integer cyc, ml, mj, mw, oq, ot, ol, oj, tiles_sent, skipped, stuck, next_dq, next_dt;
     reg signed [63:0] total, want_cmp;
-    reg file_ok;
+    reg file_ok, skip_q;
     reg running = 1'b0;
     reg tiles_done = 1'b0;
     reg [127:0] scratch;
@@ -294,6 +297,7 @@ module tb_stream #(
     // work: the cycle counter jumps to `target` (FAST_FORWARD = 1).
     task send_beat;
         input integer target;
+        input skip;   // an in_skip beat: its lanes issue in its own cycle
         begin
             while (CHECK_CYCLES != 0 && cyc < target) begin
                 if (FAST_FORWARD != 0 && dut_idle(LANES)) begin
@@ -315,6 +319,10 @@ module tb_stream #(
                              passed, failed + 1, stuck);
                     $fatal(1, "tb_stream: FAILED: the DUT stopped taking beats (in_ready low)");
                 end
+            end
+            if (skip) begin
+                dq = next_dq;   // the tile that drains from this cycle on
+                dt = next_dt;
             end
             @(posedge clk);
             #1;
@@ -458,7 +466,10 @@ module tb_stream #(
                     cnt = cnt + 1;
                 end
             steps = (cnt + TREE - 1) / TREE;
-            if (steps == 0) steps = 1;  // an all-skipped query: one beat of zero products
+            // a query without any active input: one in_skip beat per tile (timing ports), or
+            // one beat of zero products (a DUT without them)
+            skip_q = (steps == 0) && (SKIP_PORT != 0);
+            if (steps == 0) steps = 1;
             for (nb = 0; nb < NT; nb = nb + 1) begin
                 t = TILE0 + nb;
                 nt = (N_OUT - t * LANES < LANES) ? (N_OUT - t * LANES) : LANES;  // busy lanes
@@ -486,19 +497,33 @@ module tb_stream #(
                     end
                     in_first = (s == 0);
                     in_last = (s == steps - 1);
+                    in_skip = skip_q;
                     i = -1;   // the beat's cycle
-                    if (TD != 0 && s < T_STEPS && nb < T_TILES && n_beats < NA) begin
-                        beat_idx[n_beats] = (q * T_TILES + nb) * T_STEPS + s;
-                        i = tval(tamem[beat_idx[n_beats]]);
-                        sent[beat_idx[n_beats]] = 1'b1;
+                    if (skip_q) begin
+                        // the tile's drain starts in the beat's cycle: lane l issues
+                        // floor(l / THROUGHPUT) cycles later
+                        for (l = LANES - 1; l >= 0; l = l - 1) begin
+                            j = t * LANES + l - N0;
+                            if (TD != 0 && j >= 0 && j < N)
+                                i = tval(timem[q * N + j]) - l / THROUGHPUT;
+                        end
+                        next_dq = q;
+                        next_dt = t;
+                    end else begin
+                        if (TD != 0 && s < T_STEPS && nb < T_TILES && n_beats < NA) begin
+                            beat_idx[n_beats] = (q * T_TILES + nb) * T_STEPS + s;
+                            i = tval(tamem[beat_idx[n_beats]]);
+                            sent[beat_idx[n_beats]] = 1'b1;
+                        end
+                        n_beats = n_beats + 1;
                     end
-                    n_beats = n_beats + 1;
-                    send_beat(i);
+                    send_beat(i, skip_q);
                     if (s == steps - 1) begin
                         dq = q;   // the tile whose lanes drain next
                         dt = t;
                         tiles_sent = tiles_sent + 1;
                     end
+                    in_skip = 1'b0;
                 end
             end
         end

@@ -155,7 +155,7 @@ def run_stream_bench(
 
     ``rtl``: the DUT's source files instead of the folder's ``rtl/hwsim_*.v`` (``dut`` names
     its top module, which must have the hwsim_datapath port list). Runs in ``out_dir``.
-    ``timing_ports``: the DUT has the timing ports (in_lanes, acc_we, rq_issue,
+    ``timing_ports``: the DUT has the timing ports (in_lanes, in_skip, acc_we, rq_issue,
     out_word_valid, parameters THROUGHPUT, LATENCY, LW); the bench is then compiled with
     ``-DHWSIM_TIMING`` and checks every cycle when the layer has ``--timing`` vectors.
     Default: True for the shipped datapath (``rtl`` None or a ``hwsim_datapath`` DUT), False

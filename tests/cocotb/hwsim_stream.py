@@ -53,6 +53,7 @@ class Beat:
     shift: int
     lanes: int
     accw_index: tuple[int, int, int] | None
+    skip: bool = False  # a tile without any step (in_skip): its lanes issue in its cycle
 
 
 @cocotb.test()
@@ -79,8 +80,10 @@ async def stream_vectors(dut: object) -> None:
 
     # every beat, in order, on the schedule's tiling
     beats: list[Beat] = []
+    thr = int(p["THROUGHPUT"])
     for q in range(q_n):
         idx = [k for k in range(x.shape[1]) if not (p["EVENT_DRIVEN"] and x[q, k] == zx)]
+        skip = not idx  # no active input: one in_skip beat per tile
         steps = max(1, -(-len(idx) // tree))
         for ti in range(n_tiles):
             t = tile0 + ti
@@ -94,19 +97,24 @@ async def stream_vectors(dut: object) -> None:
                 for lane in range(lanes):
                     row = [w[sel[lane], k] if ok[lane] else 0 for k in ks]
                     ws += row + [0] * (tree - len(ks))
-                where = (q, ti, s) if timing and s < t_accw.shape[2] else None
+                where = (q, ti, s) if timing and s < t_accw.shape[2] and not skip else None
+                target = int(t_accw[where]) if where else -1
+                if skip and timing:  # the drain starts in the beat's cycle
+                    lane, j = next((ln, j) for ln, j in enumerate(sel) if 0 <= j < n_n)
+                    target = int(t_issue[q, j]) - lane // thr
                 beats.append(Beat(
-                    q, t, s, int(t_accw[where]) if where else -1, s == 0, s == steps - 1,
+                    q, t, s, target, s == 0, s == steps - 1,
                     _pack(xs, xb), _pack(ws, wb),
                     _pack([wzp[j] if o else 0 for j, o in zip(sel, ok, strict=True)], wb),
                     _pack([m0[j] if o else 0 for j, o in zip(sel, ok, strict=True)], mb),
                     _pack([shift[j] if o else 0 for j, o in zip(sel, ok, strict=True)], sb),
-                    busy, where))
+                    busy, where, skip))
 
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())  # type: ignore[attr-defined]
     dut.rst_n.value = 0  # type: ignore[attr-defined]
     dut.in_valid.value = 0  # type: ignore[attr-defined]
     dut.in_lanes.value = 0  # type: ignore[attr-defined]
+    dut.in_skip.value = 0  # type: ignore[attr-defined]
     dut.out_ready.value = 0  # type: ignore[attr-defined]
     for _ in range(2):
         await RisingEdge(dut.clk)  # type: ignore[attr-defined]
@@ -147,11 +155,15 @@ async def stream_vectors(dut: object) -> None:
             dut.in_lanes.value = beat.lanes  # type: ignore[attr-defined]
             dut.in_first.value = int(beat.first)  # type: ignore[attr-defined]
             dut.in_last.value = int(beat.last)  # type: ignore[attr-defined]
+            dut.in_skip.value = int(beat.skip)  # type: ignore[attr-defined]
             dut.in_valid.value = 1  # type: ignore[attr-defined]
         else:
             dut.in_valid.value = 0  # type: ignore[attr-defined]
         await ReadOnly()
         ready = int(dut.in_ready.value)  # type: ignore[attr-defined]
+        taken = beat is not None and not idle_gap and bool(ready)
+        if taken and beat.skip:  # type: ignore[union-attr]
+            drain = (beat.q, beat.tile)  # type: ignore[union-attr]
         if timing:
             if int(dut.acc_we.value):  # type: ignore[attr-defined]
                 obs_accw.append(cyc)
@@ -189,10 +201,10 @@ async def stream_vectors(dut: object) -> None:
                 check("acc_ev", q, j, aev[q, j], _lane(o_ev, lane, eb, False))
                 check("flags", q, j, want_flags, _lane(o_fl, lane, 4, False))
             otile += 1
-        if beat is not None and not idle_gap and ready:
+        if taken:
             b += 1  # taken at the closing edge
-            if beat.last:
-                drain = (beat.q, beat.tile)
+            if beat.last:  # type: ignore[union-attr]
+                drain = (beat.q, beat.tile)  # type: ignore[union-attr]
                 tiles_sent += 1
         if b == len(beats) and otile == q_n * n_tiles:
             flush += 1
