@@ -1,5 +1,7 @@
 """cocotb 2.x drives the shipped datapath (simulator/rtl/) from a vectors folder's manifest
-and .npy files under Icarus (tests/cocotb/hwsim_stream.py); a broken rounding mode fails."""
+and .npy files under Icarus (tests/cocotb/hwsim_stream.py), checking every word and, with
+--timing vectors, every cycle; a broken rounding mode fails the words, a requantizer one
+cycle too slow fails the cycles."""
 
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ pytestmark = [pytest.mark.slow,  # two Icarus builds through cocotb's runner, ~1
 
 HERE = Path(__file__).resolve().parent
 DUT_PARAMS = ("LANES", "TREE", "X_BITS", "X_SIGNED", "W_BITS", "ACC_BITS", "OVERFLOW", "EV_BITS",
-              "M0_BITS", "SHIFT_BITS", "ROUNDING", "Y_BITS", "ZX", "ZY", "CLAMP_LO", "CLAMP_HI")
+              "M0_BITS", "SHIFT_BITS", "ROUNDING", "Y_BITS", "ZX", "ZY", "CLAMP_LO", "CLAMP_HI",
+              "THROUGHPUT", "LATENCY")
 
 
 def _run(vec: Path, layer: str, rtl: Path, build: Path) -> Path:
@@ -51,12 +54,15 @@ def _test_module_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def vec(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cocotb") / "cv"
-    generate_corners("int8_fixed_point", out, formats=["npy", "readmemh"],
-                     overrides=["accumulator.bits=18", "mac.lanes=8"])
+    generate_corners("int8_fixed_point", out, formats=["npy", "readmemh"], timing=True,
+                     overrides=["accumulator.bits=18", "mac.lanes=8", "weights.banks=1",
+                                "weights.word_bits=32", "schedule.mode='event_driven'",
+                                "requant.throughput=3", "requant.latency=4"])
     return out
 
 
 def test_cocotb_drives_the_datapath_from_the_manifest(vec: Path, tmp_path: Path) -> None:
+    # event-driven: query 1 (every input at the zero point) has tiles without steps (in_skip)
     for layer in ("c_saturate", "c_wrap"):
         xml = _run(vec, layer, vec / "rtl", tmp_path / layer)
         assert _failures(xml) == 0, xml.read_text()
@@ -72,3 +78,18 @@ def test_cocotb_catches_a_wrong_rounding_mode(vec: Path, tmp_path: Path) -> None
         _run(vec, "c_wrap", rtl, tmp_path / "b")
     (xml,) = (tmp_path / "b").glob("*.xml")
     assert _failures(xml) == 1 and "mismatches" in xml.read_text()
+
+
+def test_cocotb_catches_a_slow_requantizer(vec: Path, tmp_path: Path) -> None:
+    rtl = tmp_path / "rtl"
+    shutil.copytree(vec / "rtl", rtl)
+    src = (rtl / "hwsim_datapath.v").read_text()
+    site = "localparam integer LAT = (LATENCY < 1) ? 1 : LATENCY;"
+    assert site in src
+    slow = src.replace(site, "localparam integer LAT = LATENCY + 1;")  # one cycle late
+    (rtl / "hwsim_datapath.v").write_text(slow)
+    with pytest.raises(SystemExit):
+        _run(vec, "c_saturate", rtl, tmp_path / "b")
+    (xml,) = (tmp_path / "b").glob("*.xml")
+    text = xml.read_text()
+    assert _failures(xml) == 1 and "cycle mismatches" in text, text

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .encoding import VectorsError
-from .writer import RTL_DIR, RTL_FILES, STREAM_TOP, TB_FILE, TB_TOP
+from .writer import RTL_DIR, RTL_FILES, STREAM_TOP, TB_FILE, TB_TOP, TIMING_DEFINE
 
 EXIT_RTL_FAILED = 1
 _TB_SUMMARY = re.compile(r"tb_layer: (\d+) passed, (\d+) failed")
@@ -35,6 +35,8 @@ class BenchRun:
     output: str
     bench: str = "tb_layer"
     simulator: str = "icarus"
+    #: tb_stream with cycle checks: (passed, failed) of the cycle comparisons, else None
+    cycles: tuple[int, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -82,6 +84,8 @@ def run_testbench(
 
 SIMULATORS: tuple[str, ...] = ("icarus", "verilator")
 _STREAM_SUMMARY = re.compile(r"tb_stream: (\d+) passed, (\d+) failed")
+_CYCLE_SUMMARY = re.compile(
+    r"tb_stream: words \d+ passed, \d+ failed; cycles (\d+) passed, (\d+) failed")
 
 
 def verilator_command() -> tuple[list[str], dict[str, str]] | None:
@@ -145,11 +149,17 @@ def lint_datapath(rtl_dir: str | Path, params: dict[str, int] | None = None,
 def run_stream_bench(
     out_dir: str | Path, layer_dir: str, simulator: str = "icarus",
     rtl: list[str | Path] | None = None, dut: str | None = None, timeout: float = 3600.0,
+    timing_ports: bool | None = None,
 ) -> BenchRun:
     """Compile and run ``rtl/tb_stream.v`` + the datapath + ``<layer_dir>/tb_stream_top.v``.
 
     ``rtl``: the DUT's source files instead of the folder's ``rtl/hwsim_*.v`` (``dut`` names
     its top module, which must have the hwsim_datapath port list). Runs in ``out_dir``.
+    ``timing_ports``: the DUT has the timing ports (in_lanes, in_skip, acc_we, rq_issue,
+    out_word_valid, parameters THROUGHPUT, LATENCY, LW); the bench is then compiled with
+    ``-DHWSIM_TIMING`` and checks every cycle when the layer has ``--timing`` vectors.
+    Default: True for the shipped datapath (``rtl`` None or a ``hwsim_datapath`` DUT), False
+    for another ``dut`` (functional checks only).
     """
     why = simulator_missing(simulator)
     if why:
@@ -163,6 +173,10 @@ def run_stream_bench(
                  [f"{RTL_DIR}/{n}" for n in RTL_FILES if n != "tb_stream.v"])
     sources = [*dut_files, f"{RTL_DIR}/tb_stream.v", f"{layer_dir}/{STREAM_TOP}"]
     define = [f"HWSIM_DUT={dut}"] if dut else []
+    if timing_ports is None:
+        timing_ports = dut in (None, "hwsim_datapath")
+    if timing_ports:
+        define.append(TIMING_DEFINE)
     with tempfile.TemporaryDirectory(prefix="hwsim-stream-") as td:
         if simulator == "icarus":
             exe = str(Path(td) / "tb.vvp")
@@ -190,4 +204,7 @@ def run_stream_bench(
     text = run.stdout + run.stderr
     m = _STREAM_SUMMARY.search(text)
     passed, failed = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
-    return BenchRun(layer_dir, run.returncode, passed, failed, text, "tb_stream", simulator)
+    c = _CYCLE_SUMMARY.search(text)
+    cycles = (int(c.group(1)), int(c.group(2))) if c else None
+    return BenchRun(layer_dir, run.returncode, passed, failed, text, "tb_stream", simulator,
+                    cycles)

@@ -106,8 +106,10 @@ def cmd_vectors(args: argparse.Namespace) -> int:
         if args.check_rtl and not lv.stream_reason:
             br = run_stream_bench(job.out_dir, lv.dir, args.simulator)
             verdict = "PASS" if br.ok else "FAIL"
+            cyc = ("" if br.cycles is None else
+                   f" (cycles: {br.cycles[0]} passed, {br.cycles[1]} failed)")
             print(f"{lv.dir}: clocked datapath ({args.simulator}) {verdict}: {br.passed} passed, "
-                  f"{br.failed} failed")
+                  f"{br.failed} failed{cyc}")
             if not br.ok:
                 print(br.output.rstrip())
                 status = EXIT_RTL_FAILED

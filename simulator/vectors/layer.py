@@ -292,6 +292,7 @@ def layer_vectors(
         "ZX": int(zx), "ZY": int(zy), "CLAMP_LO": clamp[0], "CLAMP_HI": clamp[1],
         "EXP_ACC_EVENTS": acc_events, "EXP_PRE_EVENTS": pre_events,
         "LANES": mac.lanes, "N0": n0, "EV_BITS": ev_bits,
+        "N_OUT": n_all, "THROUGHPUT": rq.throughput, "LATENCY": rq.latency,
     }
     comparisons = q * (n1 - n0) * (2 if checks_codes else 1) + 3 * q * (n1 - n0) + 2
     params["COMPARISONS"] = comparisons
