@@ -142,3 +142,27 @@ def test_vectors_from_images_equal_run_saved_codes(
     y = np.load(vec_dir / "m0_output" / "y.npy").reshape(5, -1)
     outputs = np.load(run_dir / "outputs.npy")
     assert np.array_equal(y.astype(np.int64), outputs[:5])
+
+
+@pytest.mark.parametrize("command", ["run", "vectors"])
+def test_images_input_reads_the_model_within_the_config_limit(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With --data-dir the model is read under the config's weight memory, before any image."""
+    import simulator.vpr.model_inputs as mi
+
+    def no_images(*_a: object, **_k: object) -> None:
+        raise AssertionError("images read before the model was checked")
+
+    monkeypatch.setattr(mi, "load_traversal", no_images)
+    images = tmp_path / "images"
+    images.mkdir()
+    argv = [command, "--config", "int8_fixed_point", "--model", str(DEFAULT_MODEL),
+            "--data-dir", str(images), "--query", "q", "--out", str(tmp_path / "o"),
+            "--set", "weights.capacity_kib=64"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'weights.capacity_kib' = 64" in err[0], err
+    assert "refusing to read its weights" in err[0]
+    assert not (tmp_path / "o").exists()

@@ -6,8 +6,6 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from ..engine import InputError
-
 EXIT_USER_ERROR = 2
 EXIT_OVERFLOW = 3
 EXIT_CROSS_CHECK = 4
@@ -52,11 +50,11 @@ def dims(text: str) -> tuple[int, int]:
 
 
 def check_patch_fits(patch: int, dims: tuple[int, int], option: str = "--patch") -> None:
-    """A window wider than 2*max(H,W)-1 already covers the whole image from every pixel."""
-    biggest = 2 * max(dims) - 1
-    if patch > biggest:
-        raise InputError(f"{option} {patch}: larger than {biggest}, the widest window a "
-                         f"{dims[0]}x{dims[1]} image can use; choose an odd size <= {biggest}")
+    """See :func:`simulator.vpr.model_inputs.check_patch_fits` (imported when used: it
+    pulls in OpenCV)."""
+    from ..vpr.model_inputs import check_patch_fits as check
+
+    check(patch, dims, option)
 
 
 def progress_bar(total: int, desc: str, quiet: bool) -> Any:

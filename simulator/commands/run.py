@@ -78,33 +78,15 @@ def _total_events(report: dict) -> int:
 
 
 def _images_input(args: argparse.Namespace, model_path: str) -> tuple[object, str]:
-    """Float spikes (Q, K) from --data-dir/--query with the model's preprocessing."""
-    from ..loaders import load_model
-    from ..vpr.datasets import load_codes, load_traversal
+    """Float spikes (Q, K) from --data-dir/--query with the model's preprocessing; the model
+    is read within the config's weight-memory limit (the config is loaded first)."""
+    from ..config import load_config
+    from ..loaders import ModelLimits, load_model
+    from ..vpr.model_inputs import traversal_spikes
 
-    net = load_model(model_path)
-    meta = net.metadata
-    hw: tuple[int, ...] = args.dims or tuple(int(d) for d in meta.get("dims", ()))
-    if len(hw) != 2:
-        side = int(round(net.in_features**0.5))
-        if side * side != net.in_features:
-            raise InputError(
-                f"{model_path}: cannot infer image dims for {net.in_features} inputs; "
-                "pass --dims H,W"
-            )
-        hw = (side, side)
-    if hw[0] * hw[1] != net.in_features:
-        raise InputError(
-            f"--dims {hw[0]},{hw[1]} gives {hw[0] * hw[1]} inputs but the model "
-            f"({model_path}) takes {net.in_features}"
-        )
-    patch = args.patch or int(meta.get("patch", 15))
-    check_patch_fits(patch, hw)  # type: ignore[arg-type]
-    trav = load_traversal(args.data_dir, args.query, max_samples=args.max_samples)
-    codes = load_codes(trav, dims=hw, patch=patch, progress=not args.quiet)
-    import numpy as np
-
-    return (codes.astype(np.float32) / np.float32(255.0)), f"{args.data_dir} traversal {args.query}"
+    net = load_model(model_path, ModelLimits.for_config(load_config(args.config, args.set)))
+    return traversal_spikes(net, model_path, args.data_dir, args.query, args.dims, args.patch,
+                            args.max_samples, progress=not args.quiet)
 
 
 def _check_run_options(args: argparse.Namespace) -> None:

@@ -23,26 +23,17 @@ from .writer import FORMATS, MANIFEST, TB_FILE, TB_TOP, check_out_dir, generate,
 # --- command line -------------------------------------------------------------------------
 
 
-def images_input(model: str, data_dir: str, query: str) -> tuple[np.ndarray, str]:
+def images_input(model: str, data_dir: str, query: str, config: str = "int8_fixed_point",
+                 overrides: list[str] | tuple[str, ...] = ()) -> tuple[np.ndarray, str]:
     """Float spikes (Q, K) of traversal ``query`` in ``data_dir`` with the model's
-    preprocessing (image size and patch from its metadata, as ``hwsim run --data-dir``)."""
-    from ..loaders import load_model
-    from ..vpr.datasets import load_codes, load_traversal
+    preprocessing (image size and patch from its metadata, as ``hwsim run --data-dir``); the
+    model is read within ``config``'s weight-memory limit."""
+    from ..config import load_config
+    from ..loaders import ModelLimits, load_model
+    from ..vpr.model_inputs import traversal_spikes
 
-    net = load_model(model)
-    meta = net.metadata
-    dims = tuple(int(d) for d in meta.get("dims", ()))
-    if len(dims) != 2:
-        side = int(round(net.in_features**0.5))
-        if side * side != net.in_features:
-            raise VectorsError(f"{model}: no image dims in its metadata and {net.in_features} "
-                               "inputs are not a square image; use hwsim run --data-dir "
-                               "--dims H,W --save-codes and --input instead")
-        dims = (side, side)
-    patch = int(meta.get("patch", 15))
-    trav = load_traversal(data_dir, query)
-    codes = load_codes(trav, dims=dims, patch=patch, progress=False)
-    return codes.astype(np.float32) / np.float32(255.0), f"{data_dir} traversal {query}"
+    net = load_model(model, ModelLimits.for_config(load_config(config, overrides)))
+    return traversal_spikes(net, model, data_dir, query)
 
 
 def _note(line: str) -> None:
@@ -83,7 +74,8 @@ def cmd_vectors(args: argparse.Namespace) -> int:
                 raise VectorsError("--query: give the traversal of --data-dir to use, e.g. "
                                    "--query summer")
             check_out_dir(Path(args.out), args.force)  # before the images are read
-            inputs, label = images_input(args.model, args.data_dir, args.query)
+            inputs, label = images_input(args.model, args.data_dir, args.query, args.config,
+                                          args.set)
         job = generate(args.config, args.model, label, args.out, args.module, args.layer,
                        args.queries, args.neurons, fmts, args.set, args.timing, args.cycles,
                        force=args.force, inputs=inputs, note=_note)
