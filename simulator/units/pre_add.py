@@ -50,7 +50,8 @@ class PreAdd:
 
 
 def pre_add_stage(
-    x: np.ndarray, zx: int, ox: np.ndarray, ow: np.ndarray, aw: np.ndarray, spec: MacSpec
+    x: np.ndarray, zx: int, ox: np.ndarray, ow: np.ndarray, aw: np.ndarray | None,
+    spec: MacSpec, cache: dict | None = None,
 ) -> PreAdd:
     """Find every pre-add register write that overflows, exactly.
 
@@ -59,6 +60,9 @@ def pre_add_stage(
     bound sum_k |x'_qk| |w'_jk| still leaves it are summed exactly. Event-driven (groups
     differ per query): groups with sum_k |x'_qk| max_j |w'_jk| outside the register are summed
     exactly for every neuron. Either way only true overflows are recorded.
+
+    aw: |w'| (computed here when None); ``cache``: a dict that lives as long as ``ow`` does
+    (the hot entries of each threshold are kept there).
     """
     q_count, k = ox.shape
     n = ow.shape[0]
@@ -70,12 +74,9 @@ def pre_add_stage(
         xmax = int(np.abs(ox).max(initial=0))
         if xmax == 0:
             return res
-        wsum = np.zeros((n, groups.shape[0]), dtype=np.int64)  # sum_{k in group} |w'_jk|
-        for r in range(p):
-            part = aw[:, r::p]
-            wsum[:, : part.shape[1]] += part
-        hot_j, hot_g = np.nonzero(wsum > preg.max // xmax)  # wsum * xmax > max
-        del wsum
+        hot_j, hot_g = _hot_entries(ow, aw, p, preg.max // xmax, groups.shape[0], cache)
+        if _dense_compiled(res, spec, ox, ow, groups, hot_j, hot_g, xmax):
+            return res
         step = max(1, _PRE_BATCH_ELEMENTS // p)
         for e0 in range(0, hot_j.size, step):
             hj = hot_j[e0 : e0 + step]
@@ -98,6 +99,7 @@ def pre_add_stage(
                     q = int(part_q[0])
                     _record(res, spec, q0 + q, hj[part_e], hg[part_e], sums[q, part_e])
         return res
+    aw = np.abs(ow.astype(np.int64)) if aw is None else aw
     wmax = np.concatenate([aw.max(axis=0, initial=0), [0]])  # (K + 1,)
     cstep = max(1, _PRE_BATCH_ELEMENTS // max(n * p, 1))
     for q in range(q_count):
@@ -113,6 +115,89 @@ def pre_add_stage(
                 jj, ci = np.nonzero(over)
                 _record(res, spec, q, jj, cc[ci], s[jj, ci])
     return res
+
+
+def _hot_entries(
+    ow: np.ndarray, aw: np.ndarray | None, p: int, limit: int, g_count: int,
+    cache: dict | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(neurons, groups) of the entries whose sum of |w'| exceeds ``limit``, sorted by
+    (neuron, group): only they can leave the pre-add register (limit = max // max|x'|)."""
+    key = ("pre_add_hot", p, limit)
+    if cache is not None and key in cache:
+        return cache[key]
+    wsum = cache.get(("pre_add_wsum", p)) if cache is not None else None
+    if wsum is None:
+        n = ow.shape[0]
+        aw = np.abs(ow.astype(np.int64)) if aw is None else aw
+        wsum = np.zeros((n, g_count), dtype=np.int64)  # sum_{k in group} |w'_jk|
+        for r in range(p):
+            part = aw[:, r::p]
+            wsum[:, : part.shape[1]] += part
+        if cache is not None:
+            cache[("pre_add_wsum", p)] = wsum
+    hot = np.nonzero(wsum > limit)
+    if cache is not None:
+        cache[key] = hot
+    return hot
+
+
+def _dense_compiled(
+    res: PreAdd, spec: MacSpec, ox: np.ndarray, ow: np.ndarray, groups: np.ndarray,
+    hot_j: np.ndarray, hot_g: np.ndarray, xmax: int,
+) -> bool:
+    """The hot entries of a dense schedule through the compiled kernel (pre_add_kernel.py).
+
+    Fills ``res`` and returns True; False (nothing done) without numba or when the sums
+    would not be exact in float64.
+    """
+    from .pre_add_kernel import evaluate_hot, hot_kernel_available
+
+    if not hot_j.size:
+        return True
+    if not hot_kernel_available():
+        return False
+    q_count, k = ox.shape
+    n = res.n
+    p = spec.pre_add_width
+    preg = spec.pre_register
+    wmax = int(np.abs(ow).max(initial=0))
+    s_max = p * xmax * wmax  # |every group sum|
+    if s_max >= 1 << 53 or max(preg.max, -preg.min) >= 1 << 53:
+        return False
+    dt = np.float32 if s_max < 1 << 24 and max(preg.max, -preg.min) < 1 << 24 else np.float64
+    xt = np.zeros((k + 1, q_count), dtype=dt)  # row k: the zero padding
+    xt[:k] = ox.T
+    cols = groups[hot_g]  # (E, P), hot entries sorted by (j, g)
+    wv = np.where(cols < k, ow[hot_j[:, None], np.minimum(cols, k - 1)], 0).astype(dt)
+    seg_j, seg_start = np.unique(hot_j, return_index=True)
+    seg_ptr = np.append(seg_start, hot_j.size).astype(np.int64)
+    dpos, dneg, cnt, first = evaluate_hot(
+        xt, seg_ptr, seg_j.astype(np.int64), cols, wv, hot_g.astype(np.int64), preg.min,
+        preg.max, spec.pre_add_overflow == "wrap", n,
+    )
+    del xt
+    counts = cnt.sum(axis=0)
+    if not counts.any():
+        return True
+    res.dpos, res.dneg = dpos, dneg
+    res.delta = dpos + dneg
+    res.counts = counts
+    qi, ji = np.nonzero(cnt)  # sorted by (query, neuron)
+    z = np.zeros(qi.size, dtype=np.int64)
+    res.rows = [np.stack([qi, ji, z, z, cnt[qi, ji]], axis=1)]
+    q0 = int(qi[0])
+    js = np.flatnonzero(cnt[q0])
+    gs = first[q0, js]
+    steps = gs // (spec.adder_tree_width // p)
+    tiles = js // spec.lanes
+    i0 = np.lexsort((js, steps, tiles))[0]
+    j0, g0 = int(js[i0]), int(gs[i0])
+    c0 = groups[g0]
+    c0 = c0[c0 < k]
+    res.first = (q0, int(tiles[i0]), int(steps[i0]), j0)
+    res.first_value = int((ox[q0, c0].astype(np.int64) * ow[j0, c0].astype(np.int64)).sum())
+    return True
 
 
 def _record(
