@@ -138,6 +138,8 @@ def _operands(
     if operand == "offset":
         ow = w if not zw64.any() else (w.astype(np.int16) - zw64[:, None]).astype(np.int16)
         return xi - zx, ow, None
+    if zx == 0 and not zw64.any():
+        return xi, w, None  # the offset correction adds 0: no event, no new partial sum
     k = x.shape[1]
     corr = (-zx * w.sum(axis=1, dtype=np.int64))[None, :] - zw64[None, :] * xi.sum(axis=1)[:, None]
     return xi, w, corr + k * zx * zw64[None, :]

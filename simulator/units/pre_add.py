@@ -75,7 +75,7 @@ def pre_add_stage(
         if xmax == 0:
             return res
         hot_j, hot_g = _hot_entries(ow, aw, p, preg.max // xmax, groups.shape[0], cache)
-        if _dense_compiled(res, spec, ox, ow, groups, hot_j, hot_g, xmax):
+        if _dense_compiled(res, spec, ox, ow, groups, hot_j, hot_g, xmax, cache):
             return res
         step = max(1, _PRE_BATCH_ELEMENTS // p)
         for e0 in range(0, hot_j.size, step):
@@ -99,7 +99,7 @@ def pre_add_stage(
                     q = int(part_q[0])
                     _record(res, spec, q0 + q, hj[part_e], hg[part_e], sums[q, part_e])
         return res
-    aw = np.abs(ow.astype(np.int64)) if aw is None else aw
+    aw = _abs(ow) if aw is None else aw
     wmax = np.concatenate([aw.max(axis=0, initial=0), [0]])  # (K + 1,)
     cstep = max(1, _PRE_BATCH_ELEMENTS // max(n * p, 1))
     for q in range(q_count):
@@ -129,8 +129,9 @@ def _hot_entries(
     wsum = cache.get(("pre_add_wsum", p)) if cache is not None else None
     if wsum is None:
         n = ow.shape[0]
-        aw = np.abs(ow.astype(np.int64)) if aw is None else aw
-        wsum = np.zeros((n, g_count), dtype=np.int64)  # sum_{k in group} |w'_jk|
+        aw = _abs(ow) if aw is None else aw
+        big = p * int(aw.max(initial=0)) >= 1 << 31
+        wsum = np.zeros((n, g_count), dtype=np.int64 if big else np.int32)  # sum |w'| in group
         for r in range(p):
             part = aw[:, r::p]
             wsum[:, : part.shape[1]] += part
@@ -142,14 +143,37 @@ def _hot_entries(
     return hot
 
 
+def _hot_operands(
+    ow: np.ndarray, groups: np.ndarray, hot_j: np.ndarray, hot_g: np.ndarray,
+    cache: dict | None, limit: int,
+) -> tuple[np.ndarray, ...]:
+    """Kernel operands of the hot entries of threshold ``limit`` (kept in ``cache`` with the
+    weights): hot groups (ascending), their entry ranges, and per entry (sorted by group,
+    then decreasing sum of |w'|) the neuron, the P weights (int64) and their sum of |w'|."""
+    key = ("pre_add_hot_operands", groups.shape[1], limit)
+    if cache is not None and key in cache:
+        return cache[key]
+    k = ow.shape[1]
+    cols = groups[hot_g]  # (E, P)
+    wv = np.where(cols < k, ow[hot_j[:, None], np.minimum(cols, k - 1)], 0).astype(np.int64)
+    wsum = np.abs(wv).sum(axis=1)
+    order = np.lexsort((hot_j, -wsum, hot_g))
+    hot_groups, gstart = np.unique(hot_g[order], return_index=True)
+    out = (hot_groups.astype(np.int64), np.append(gstart, hot_g.size).astype(np.int64),
+           hot_j[order].astype(np.int64), np.ascontiguousarray(wv[order]), wsum[order])
+    if cache is not None:
+        cache[key] = out
+    return out
+
+
 def _dense_compiled(
     res: PreAdd, spec: MacSpec, ox: np.ndarray, ow: np.ndarray, groups: np.ndarray,
-    hot_j: np.ndarray, hot_g: np.ndarray, xmax: int,
+    hot_j: np.ndarray, hot_g: np.ndarray, xmax: int, cache: dict | None = None,
 ) -> bool:
     """The hot entries of a dense schedule through the compiled kernel (pre_add_kernel.py).
 
-    Fills ``res`` and returns True; False (nothing done) without numba or when the sums
-    would not be exact in float64.
+    Fills ``res`` and returns True; False (nothing done) without numba or when a group sum
+    might not fit int64.
     """
     from .pre_add_kernel import evaluate_hot, hot_kernel_available
 
@@ -161,34 +185,28 @@ def _dense_compiled(
     n = res.n
     p = spec.pre_add_width
     preg = spec.pre_register
-    wmax = int(np.abs(ow).max(initial=0))
-    s_max = p * xmax * wmax  # |every group sum|
-    if s_max >= 1 << 53 or max(preg.max, -preg.min) >= 1 << 53:
+    hot_groups, gptr, ent_j, ent_w, ent_wsum = _hot_operands(ow, groups, hot_j, hot_g, cache,
+                                                               preg.max // xmax)
+    if int(ent_wsum.max(initial=0)) * xmax >= 1 << 62 or preg.bits > 62:
         return False
-    dt = np.float32 if s_max < 1 << 24 and max(preg.max, -preg.min) < 1 << 24 else np.float64
-    xt = np.zeros((k + 1, q_count), dtype=dt)  # row k: the zero padding
-    xt[:k] = ox.T
-    cols = groups[hot_g]  # (E, P), hot entries sorted by (j, g)
-    wv = np.where(cols < k, ow[hot_j[:, None], np.minimum(cols, k - 1)], 0).astype(dt)
-    seg_j, seg_start = np.unique(hot_j, return_index=True)
-    seg_ptr = np.append(seg_start, hot_j.size).astype(np.int64)
     dpos, dneg, cnt, first = evaluate_hot(
-        xt, seg_ptr, seg_j.astype(np.int64), cols, wv, hot_g.astype(np.int64), preg.min,
-        preg.max, spec.pre_add_overflow == "wrap", n,
+        np.ascontiguousarray(ox, dtype=np.int64), groups, hot_groups, gptr, ent_j, ent_w,
+        ent_wsum, preg.min, preg.max, spec.pre_add_overflow == "wrap", n,
     )
-    del xt
-    counts = cnt.sum(axis=0)
+    counts = cnt.sum(axis=0, dtype=np.int64)
     if not counts.any():
         return True
     res.dpos, res.dneg = dpos, dneg
     res.delta = dpos + dneg
     res.counts = counts
-    qi, ji = np.nonzero(cnt)  # sorted by (query, neuron)
-    z = np.zeros(qi.size, dtype=np.int64)
-    res.rows = [np.stack([qi, ji, z, z, cnt[qi, ji]], axis=1)]
-    q0 = int(qi[0])
+    flat = np.flatnonzero(cnt)  # (query, neuron) order
+    rows = np.zeros((flat.size, 5), dtype=np.int64)
+    rows[:, 0], rows[:, 1] = np.divmod(flat, n)
+    rows[:, 4] = cnt.ravel()[flat]
+    res.rows = [rows]
+    q0 = int(rows[0, 0])
     js = np.flatnonzero(cnt[q0])
-    gs = first[q0, js]
+    gs = first[q0, js].astype(np.int64) - 1
     steps = gs // (spec.adder_tree_width // p)
     tiles = js // spec.lanes
     i0 = np.lexsort((js, steps, tiles))[0]
@@ -224,6 +242,11 @@ def _record(
     if res.first is None or key < res.first:
         res.first = key
         res.first_value = int(s[i0])
+
+
+def _abs(ow: np.ndarray) -> np.ndarray:
+    """|w'| without an int64 copy of int8 weights (|-128| needs int16)."""
+    return np.abs(ow.astype(np.int16 if ow.dtype in (np.int8, np.uint8) else np.int64))
 
 
 def _groups(idx: np.ndarray, p: int, pad: int) -> np.ndarray:

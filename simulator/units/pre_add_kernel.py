@@ -2,15 +2,16 @@
 
 A hot entry e is one (neuron j, group g) whose P weights can push the group's sum out of the
 signed pre-add register for some input (pre_add.py finds them from the weights alone). For
-every query q the kernel forms the exact group sum s = sum_p x'_q,k_p w'_j,k_p, fits it into
-the register (wrap, or saturate; ``error`` fits as saturate, as everywhere) and accumulates,
-per (neuron, query), the positive and negative corrections fitted - s, the number of events
-(fitted != s) and the smallest group number with an event.
+every query q the kernel forms the exact group sum s = sum_p x'_q,k_p w'_j,k_p (int64), fits
+it into the register (wrap, or saturate; ``error`` fits as saturate, as everywhere) and
+accumulates, per (query, neuron), the positive and negative corrections fitted - s, the
+number of events (fitted != s) and 1 + the smallest group number with an event.
 
-Sums are formed in float32 when every |s| stays below 2**24 (float64 below 2**53), so they are
-exact integers; corrections are accumulated in int64. Work is spread over neurons (each
-neuron's outputs are written by one thread); outputs are (query, neuron) arrays, written only
-at events. The numpy fallback in pre_add.py gives the same integers
+Pruning (exact): |s| <= m * sum_p |w'_j,k_p| with m = max_p |x'_q,k_p|, so for each (query,
+group) only the entries whose sum of |w'| exceeds (register limit) // m are evaluated; they
+come first because each group's entries are sorted by decreasing sum of |w'|. Work is spread
+over queries (each query's output row is written by one thread), outputs are written only at
+events. The numpy fallback in pre_add.py gives the same integers
 (``HWSIM_NUMBA=0``); tests run both.
 """
 
@@ -36,12 +37,13 @@ def hot_kernel_available() -> bool:
 
 
 def evaluate_hot(
-    xt: np.ndarray,
-    seg_ptr: np.ndarray,
-    seg_j: np.ndarray,
-    cols: np.ndarray,
-    wv: np.ndarray,
-    ent_g: np.ndarray,
+    ox: np.ndarray,
+    groups: np.ndarray,
+    hot_groups: np.ndarray,
+    gptr: np.ndarray,
+    ent_j: np.ndarray,
+    ent_w: np.ndarray,
+    ent_wsum: np.ndarray,
     reg_min: int,
     reg_max: int,
     wrap: bool,
@@ -49,20 +51,20 @@ def evaluate_hot(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Run the compiled kernel.
 
-    xt: float (K + 1, Q) inputs x' transposed, row K all zero (padding slot); entries sorted
-    by neuron, neuron seg_j[s] owning entries [seg_ptr[s], seg_ptr[s+1]); cols int64 (E, P)
-    input indices; wv float (E, P) weights (0 at padding); ent_g int64 (E,) group numbers.
-    Returns int64 (Q, N) arrays: positive and negative correction sums, events, first event
-    group (-1 where none).
+    ox: int64 (Q, K) inputs x'; groups int64 (G, P) input indices (K = zero padding);
+    hot_groups (H,) ascending, group hot_groups[h] owning entries [gptr[h], gptr[h+1]),
+    sorted by decreasing ent_wsum (sum_p |w'|); ent_j (E,) neurons; ent_w int64 (E, P).
+    Returns (Q, N) arrays: positive and negative correction sums (int64), events (int32),
+    1 + the group of the first event (int32; 0 where none).
     """
     kern = _NB["kernel"]
-    q = xt.shape[1]
+    q = ox.shape[0]
     dpos = np.zeros((q, n), dtype=np.int64)
     dneg = np.zeros((q, n), dtype=np.int64)
-    cnt = np.zeros((q, n), dtype=np.int64)
-    first = np.full((q, n), -1, dtype=np.int64)
-    kern(xt, seg_ptr, seg_j, cols, wv, ent_g, xt.dtype.type(reg_min),  # type: ignore[operator]
-         xt.dtype.type(reg_max), wrap, dpos, dneg, cnt, first)
+    cnt = np.zeros((q, n), dtype=np.int32)
+    first = np.zeros((q, n), dtype=np.int32)
+    kern(ox, groups, hot_groups, gptr, ent_j, ent_w, ent_wsum, reg_min,  # type: ignore[operator]
+         reg_max, wrap, dpos, dneg, cnt, first)
     return dpos, dneg, cnt, first
 
 
@@ -70,39 +72,54 @@ def _compile() -> object:
     import numba
 
     @numba.njit(parallel=True, cache=True, nogil=True)
-    def kernel(xt, seg_ptr, seg_j, cols, wv, ent_g, reg_min, reg_max, wrap,  # noqa: PLR0913
-               dpos, dneg, cnt, first):  # pragma: no cover - compiled
-        nq = xt.shape[1]
-        p_count = cols.shape[1]
+    def kernel(ox, groups, hot_groups, gptr, ent_j, ent_w, ent_wsum, reg_min,  # noqa: PLR0913
+               reg_max, wrap, dpos, dneg, cnt, first):  # pragma: no cover - compiled
+        k = ox.shape[1]
+        p_count = groups.shape[1]
         span = reg_max - reg_min + 1
-        for s in numba.prange(seg_j.size):
-            j = seg_j[s]
-            sums = np.empty(nq, dtype=xt.dtype)
-            for e in range(seg_ptr[s], seg_ptr[s + 1]):
-                g = ent_g[e]
-                row = xt[cols[e, 0]]
-                w0 = wv[e, 0]
-                for i in range(nq):
-                    sums[i] = row[i] * w0
-                for p in range(1, p_count):
-                    row = xt[cols[e, p]]
-                    wp = wv[e, p]
-                    for i in range(nq):
-                        sums[i] += row[i] * wp
-                for i in range(nq):
-                    v = sums[i]
-                    if wrap:
-                        f = v - span * np.floor((v - reg_min) / span)
+        safe = min(reg_max, -reg_min)  # |s| <= safe fits the register
+        for q in numba.prange(ox.shape[0]):
+            xq = ox[q]
+            dp = dpos[q]
+            dn = dneg[q]
+            ct = cnt[q]
+            fs = first[q]
+            xs = np.zeros(p_count, dtype=np.int64)
+            for h in range(hot_groups.size):
+                g = hot_groups[h]
+                m = 0
+                for p in range(p_count):
+                    c = groups[g, p]
+                    v = xq[c] if c < k else 0
+                    xs[p] = v
+                    m = max(m, abs(v))
+                if m == 0:
+                    continue
+                lim = safe // m  # entries with sum |w'| <= lim cannot leave the register
+                a = xs[0]
+                b = xs[1] if p_count > 1 else 0
+                for e in range(gptr[h], gptr[h + 1]):
+                    if ent_wsum[e] <= lim:
+                        break
+                    if p_count == 2:  # VPMADDUBSW pairs: the common case, unrolled
+                        s = a * ent_w[e, 0] + b * ent_w[e, 1]
                     else:
-                        f = min(max(v, reg_min), reg_max)
-                    if f != v:  # an event: rare, so the (Q, N) outputs are touched rarely
-                        d = np.int64(f - v)
-                        if d > 0:
-                            dpos[i, j] += d
+                        s = 0
+                        for p in range(p_count):
+                            s += xs[p] * ent_w[e, p]
+                    if s < reg_min or s > reg_max:
+                        if wrap:
+                            f = (s - reg_min) % span + reg_min
                         else:
-                            dneg[i, j] += d
-                        cnt[i, j] += 1
-                        if first[i, j] < 0:
-                            first[i, j] = g
+                            f = reg_min if s < reg_min else reg_max
+                        d = f - s
+                        j = ent_j[e]
+                        if d > 0:
+                            dp[j] += d
+                        else:
+                            dn[j] += d
+                        ct[j] += 1
+                        if fs[j] == 0:
+                            fs[j] = g + 1
 
     return kernel
