@@ -207,8 +207,11 @@ def test_split_sign_sums_are_exact() -> None:
         for _ in range(2):
             got = split_sign_sums(x, w, xmax, cache)
             assert got is not None
-            pos, neg = got
-            assert np.array_equal(pos, x @ np.maximum(w, 0).T)
-            assert np.array_equal(neg, x @ np.minimum(w, 0).T)
+            want_pos, want_neg = x @ np.maximum(w, 0).T, x @ np.minimum(w, 0).T
+            neg, pos = got.bounds()
+            assert np.array_equal(pos, want_pos) and np.array_equal(neg, want_neg)
+            assert np.array_equal(got.exact, x @ w.T)
+            assert (got.pos_max(), got.neg_min()) == (max(0, int(want_pos.max())),
+                                                      min(0, int(want_neg.min())))
     too_wide = np.full((2, 4), 1 << 40)
     assert split_sign_sums(np.ones((1, 4), np.int64) * (1 << 20), too_wide, 1 << 20) is None

@@ -24,7 +24,7 @@ from .accumulator import (
 )
 from .partial_sums import abs_wide, chunk_size, pair_bounds
 from .pre_add import PreAdd, pre_add_stage
-from .sign_split import split_sign_sums
+from .sign_split import SplitSums, split_sign_sums
 
 _PAIR_BATCH_ELEMENTS = 1 << 24  # products held at once during ordered evaluation
 
@@ -80,28 +80,33 @@ def accumulate_ordered(
                 finish_stats(stats, spec, pre, None, [], query_offset, defer_errors)
                 return total, stats
     split = split_sign_sums(ox, ow, ax_max, cache) if nonneg else None
+    have_split = split is not None
     if split is not None:
-        pos, neg = split
-        exact = pos + neg
-        total = _total(exact, pre, corr)
-        lo_b, hi_b = _pair_hull(neg, pos, pre, spec)
-        del pos, neg
-        lo_known, hi_known = _known_range(exact, total, pre, corr)
-        if _settled(lo_b, hi_b, total, lo_known, hi_known, spec, track_max):
+        mac = split.exact  # becomes the MAC part's final value, in place
+        if pre is not None and pre.delta is not None:
+            mac += pre.delta
+        total = mac + corr if corr is not None else mac
+        lo_known, hi_known = range_of(total)
+        if corr is not None:
+            mlo, mhi = range_of(mac)
+            lo_known, hi_known = min(lo_known, mlo), max(hi_known, mhi)
+        lo_all, hi_all = _split_extremes(split, pre, spec)
+        if _settled(lo_all, hi_all, total, lo_known, hi_known, spec, track_max):
             stats.max_abs_acc = max(-int(total.min(initial=0)), int(total.max(initial=0)))
             stats.partial_min, stats.partial_max = lo_known, hi_known
-            finish_stats(stats, spec, pre, None, [], query_offset, defer_errors)
+            _finish(stats, spec, pre, None, [], query_offset, defer_errors)
             return total, stats
-        del exact
+        lo_b, hi_b = _pair_hull(split, pre, spec)
+        del mac, total, split
     xs, xr = narrow(ox)
     ws, wr = narrow(ow)
     exact, lo_c, hi_c = pair_bounds(xs, ws, xr, wr, chunk_size(ox.shape[1], 1), cache)
     del xs, ws
-    if pre is not None and pre.dpos is not None:
+    if pre is not None and pre.delta is not None:
         lo_c += pre.dneg
         hi_c += pre.dpos
     total = _total(exact, pre, corr)
-    if split is not None:  # both bound every partial sum: keep the tighter of each
+    if have_split:  # both bound every partial sum: keep the tighter of each
         np.maximum(lo_b, lo_c, out=lo_b)
         np.minimum(hi_b, hi_c, out=hi_b)
     else:
@@ -121,7 +126,7 @@ def accumulate_ordered(
         acc_first = _ordered(x, zx, ox, ow, corr, spec, flagged, acc, stats, pair_rows)
     if track_max:
         _widen_exactly(x, zx, ox, ow, corr, spec, flagged, lo_b, hi_b, acc, stats, pair_rows)
-    finish_stats(stats, spec, pre, acc_first, pair_rows, query_offset, defer_errors)
+    _finish(stats, spec, pre, acc_first, pair_rows, query_offset, defer_errors)
     return acc, stats
 
 
@@ -146,20 +151,33 @@ def _operands(
 
 
 def _pair_hull(
-    neg: np.ndarray, pos: np.ndarray, pre: PreAdd | None, spec: MacSpec
+    split: SplitSums, pre: PreAdd | None, spec: MacSpec
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Bounds [lo, hi] (Q, N) on every partial sum of the MAC part from the split sums.
+    """Bounds [lo, hi] int64 (Q, N) on every partial sum of the MAC part from the split sums.
 
     A saturating (or ``error``) pre-add stage moves each group value towards 0 without
     changing its sign, so [neg, pos] still holds; a wrapping one may add any of its
     corrections: their negative and positive sums widen the bounds.
     """
-    lo, hi = neg, pos
-    if (pre is not None and pre.dpos is not None and pre.dneg is not None
-            and spec.pre_add_overflow == "wrap"):
-        lo = lo + pre.dneg
-        hi = hi + pre.dpos
+    lo, hi = split.bounds()
+    if _pre_widens(pre, spec):
+        assert pre is not None and pre.dpos is not None and pre.dneg is not None
+        lo += pre.dneg
+        hi += pre.dpos
     return lo, hi
+
+
+def _pre_widens(pre: PreAdd | None, spec: MacSpec) -> bool:
+    return (pre is not None and pre.delta is not None and pre.dneg is not None
+            and spec.pre_add_overflow == "wrap")
+
+
+def _split_extremes(split: SplitSums, pre: PreAdd | None, spec: MacSpec) -> tuple[int, int]:
+    """(min, max) over all pairs of :func:`_pair_hull`, without building it when possible."""
+    if not _pre_widens(pre, spec):
+        return split.neg_min(), split.pos_max()
+    lo, hi = _pair_hull(split, pre, spec)
+    return int(lo.min(initial=0)), int(hi.max(initial=0))
 
 
 def _known_range(
@@ -176,19 +194,39 @@ def _known_range(
 
 
 def _settled(
-    lo_b: np.ndarray, hi_b: np.ndarray, total: np.ndarray, lo_known: int, hi_known: int,
+    lo_all: int, hi_all: int, total: np.ndarray, lo_known: int, hi_known: int,
     spec: MacSpec, track_max: bool,
 ) -> bool:
-    """True if the bounds rule out every accumulator event and (track_max) every partial sum
-    outside the width of the known range: the final values then settle the run."""
+    """True if the bounds [lo_all, hi_all] on every partial sum of the MAC part rule out
+    every accumulator event and (track_max) every partial sum outside the width of the known
+    range: the final values then settle the run."""
     reg = spec.register
-    lo = min(int(lo_b.min(initial=0)), int(total.min(initial=0)))
-    hi = max(int(hi_b.max(initial=0)), int(total.max(initial=0)))
+    lo = min(lo_all, int(total.min(initial=0)))
+    hi = max(hi_all, int(total.max(initial=0)))
     if not reg.contains(lo, hi):
         return False
     if not track_max:
         return True
     return Register(bits_for_range(lo_known, hi_known), True).contains(lo, hi)
+
+
+def _finish(
+    stats: LaneStats, spec: MacSpec, pre: PreAdd | None,
+    acc_first: tuple[int, int, int, int, int] | None, pair_rows: list[np.ndarray],
+    query_offset: int, defer_errors: bool,
+) -> None:
+    """finish_stats, handing a single already merged pre-add event table over as is (no copy
+    of millions of rows) when there are no accumulator events."""
+    if pre is None or pair_rows or len(pre.rows) != 1 or not pre.rows_merged:
+        finish_stats(stats, spec, pre, acc_first, pair_rows, query_offset, defer_errors)
+        return
+    rows = pre.rows
+    pre.rows = []
+    try:
+        finish_stats(stats, spec, pre, acc_first, pair_rows, query_offset, defer_errors)
+    finally:
+        pre.rows = rows
+    stats.pair_events = rows[0]
 
 
 def _widen_exactly(

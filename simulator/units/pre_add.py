@@ -33,18 +33,24 @@ class PreAdd:
     q_count: int
     n: int
     delta: np.ndarray | None = None  # (Q, N) sum of corrections
-    dpos: np.ndarray | None = None  # (Q, N) sum of positive corrections
     dneg: np.ndarray | None = None  # (Q, N) sum of negative corrections
     counts: np.ndarray | None = None  # (N,) events per neuron
     rows: list[np.ndarray] = field(default_factory=list)  # pair event rows
     first: tuple[int, int, int, int] | None = None  # (query, tile, step, neuron)
     first_value: int = 0
+    rows_merged: bool = False  # rows is one table sorted by (query, neuron), one row per pair
+
+    @property
+    def dpos(self) -> np.ndarray | None:
+        """(Q, N) sum of positive corrections (computed: delta - dneg)."""
+        if self.delta is None or self.dneg is None:
+            return None
+        return self.delta - self.dneg
 
     def alloc(self) -> None:
         if self.delta is None:
             shape = (self.q_count, self.n)
             self.delta = np.zeros(shape, dtype=np.int64)
-            self.dpos = np.zeros(shape, dtype=np.int64)
             self.dneg = np.zeros(shape, dtype=np.int64)
             self.counts = np.zeros(self.n, dtype=np.int64)
 
@@ -189,32 +195,35 @@ def _dense_compiled(
                                                                preg.max // xmax)
     if int(ent_wsum.max(initial=0)) * xmax >= 1 << 62 or preg.bits > 62:
         return False
-    dpos, dneg, cnt, first = evaluate_hot(
+    delta, dneg, cnt = evaluate_hot(
         np.ascontiguousarray(ox, dtype=np.int64), groups, hot_groups, gptr, ent_j, ent_w,
         ent_wsum, preg.min, preg.max, spec.pre_add_overflow == "wrap", n,
     )
     counts = cnt.sum(axis=0, dtype=np.int64)
     if not counts.any():
         return True
-    res.dpos, res.dneg = dpos, dneg
-    res.delta = dpos + dneg
+    res.delta, res.dneg = delta, dneg
     res.counts = counts
     flat = np.flatnonzero(cnt)  # (query, neuron) order
     rows = np.zeros((flat.size, 5), dtype=np.int64)
     rows[:, 0], rows[:, 1] = np.divmod(flat, n)
     rows[:, 4] = cnt.ravel()[flat]
+    del flat, cnt
     res.rows = [rows]
+    res.rows_merged = True
+    # The first event lies in the first query with one: find it there with numpy.
     q0 = int(rows[0, 0])
-    js = np.flatnonzero(cnt[q0])
-    gs = first[q0, js].astype(np.int64) - 1
+    ent_g = np.repeat(hot_groups, np.diff(gptr))
+    cols = groups[ent_g]  # (E, P); index k is the zero padding
+    xq = np.append(ox[q0].astype(np.int64), 0)
+    s = (xq[cols] * ent_w).sum(axis=1)
+    ev = np.flatnonzero((s < preg.min) | (s > preg.max))
+    js, gs = ent_j[ev], ent_g[ev]
     steps = gs // (spec.adder_tree_width // p)
     tiles = js // spec.lanes
     i0 = np.lexsort((js, steps, tiles))[0]
-    j0, g0 = int(js[i0]), int(gs[i0])
-    c0 = groups[g0]
-    c0 = c0[c0 < k]
-    res.first = (q0, int(tiles[i0]), int(steps[i0]), j0)
-    res.first_value = int((ox[q0, c0].astype(np.int64) * ow[j0, c0].astype(np.int64)).sum())
+    res.first = (q0, int(tiles[i0]), int(steps[i0]), int(js[i0]))
+    res.first_value = int(s[ev[i0]])
     return True
 
 
@@ -223,12 +232,11 @@ def _record(
 ) -> None:
     """Record pre-add overflows of query q: neurons jj, group numbers gg, exact sums s."""
     res.alloc()
-    assert res.delta is not None and res.dpos is not None and res.dneg is not None
+    assert res.delta is not None and res.dneg is not None
     assert res.counts is not None
     n = res.n
     d = _fit(s, spec.pre_register, spec.pre_add_overflow) - s
     np.add.at(res.delta[q], jj, d)
-    np.add.at(res.dpos[q], jj, np.maximum(d, 0))
     np.add.at(res.dneg[q], jj, np.minimum(d, 0))
     cnt = np.bincount(jj, minlength=n).astype(np.int64)
     res.counts += cnt

@@ -4,8 +4,9 @@ A hot entry e is one (neuron j, group g) whose P weights can push the group's su
 signed pre-add register for some input (pre_add.py finds them from the weights alone). For
 every query q the kernel forms the exact group sum s = sum_p x'_q,k_p w'_j,k_p (int64), fits
 it into the register (wrap, or saturate; ``error`` fits as saturate, as everywhere) and
-accumulates, per (query, neuron), the positive and negative corrections fitted - s, the
-number of events (fitted != s) and 1 + the smallest group number with an event.
+accumulates, per (query, neuron), the sum of the corrections fitted - s, of the negative ones,
+and the number of events (fitted != s). (pre_add.py finds the first event with numpy, in the
+first query that has one.)
 
 Pruning (exact): |s| <= m * sum_p |w'_j,k_p| with m = max_p |x'_q,k_p|, so for each (query,
 group) only the entries whose sum of |w'| exceeds (register limit) // m are evaluated; they
@@ -54,18 +55,17 @@ def evaluate_hot(
     ox: int64 (Q, K) inputs x'; groups int64 (G, P) input indices (K = zero padding);
     hot_groups (H,) ascending, group hot_groups[h] owning entries [gptr[h], gptr[h+1]),
     sorted by decreasing ent_wsum (sum_p |w'|); ent_j (E,) neurons; ent_w int64 (E, P).
-    Returns (Q, N) arrays: positive and negative correction sums (int64), events (int32),
-    1 + the group of the first event (int32; 0 where none).
+    Returns (Q, N) arrays: the sum of all and of the negative corrections (int64), events
+    (int32).
     """
     kern = _NB["kernel"]
     q = ox.shape[0]
-    dpos = np.zeros((q, n), dtype=np.int64)
+    delta = np.zeros((q, n), dtype=np.int64)
     dneg = np.zeros((q, n), dtype=np.int64)
     cnt = np.zeros((q, n), dtype=np.int32)
-    first = np.zeros((q, n), dtype=np.int32)
     kern(ox, groups, hot_groups, gptr, ent_j, ent_w, ent_wsum, reg_min,  # type: ignore[operator]
-         reg_max, wrap, dpos, dneg, cnt, first)
-    return dpos, dneg, cnt, first
+         reg_max, wrap, delta, dneg, cnt)
+    return delta, dneg, cnt
 
 
 def _compile() -> object:
@@ -73,17 +73,16 @@ def _compile() -> object:
 
     @numba.njit(parallel=True, cache=True, nogil=True)
     def kernel(ox, groups, hot_groups, gptr, ent_j, ent_w, ent_wsum, reg_min,  # noqa: PLR0913
-               reg_max, wrap, dpos, dneg, cnt, first):  # pragma: no cover - compiled
+               reg_max, wrap, delta, dneg, cnt):  # pragma: no cover - compiled
         k = ox.shape[1]
         p_count = groups.shape[1]
         span = reg_max - reg_min + 1
         safe = min(reg_max, -reg_min)  # |s| <= safe fits the register
         for q in numba.prange(ox.shape[0]):
             xq = ox[q]
-            dp = dpos[q]
+            dl = delta[q]
             dn = dneg[q]
             ct = cnt[q]
-            fs = first[q]
             xs = np.zeros(p_count, dtype=np.int64)
             for h in range(hot_groups.size):
                 g = hot_groups[h]
@@ -114,12 +113,9 @@ def _compile() -> object:
                             f = reg_min if s < reg_min else reg_max
                         d = f - s
                         j = ent_j[e]
-                        if d > 0:
-                            dp[j] += d
-                        else:
+                        dl[j] += d
+                        if d < 0:
                             dn[j] += d
                         ct[j] += 1
-                        if fs[j] == 0:
-                            fs[j] = g + 1
 
     return kernel

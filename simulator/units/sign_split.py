@@ -19,6 +19,8 @@ in int64. Stacked float weights of read-only matrices are kept in the caller's c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 _BLOCK = 64  # K granularity of the chunk cut
@@ -73,20 +75,41 @@ def _stacked(ow: np.ndarray, dtype: type) -> np.ndarray:
     return out
 
 
+@dataclass
+class SplitSums:
+    """Exact sums of every pair: ``exact`` int64 (Q, N) = pos + neg; ``pos`` / ``neg``
+    (Q, N) hold exact integers (float32 views of the one product when K is one chunk, else
+    int64)."""
+
+    exact: np.ndarray
+    pos: np.ndarray
+    neg: np.ndarray
+
+    def pos_max(self) -> int:
+        return int(self.pos.max(initial=0))
+
+    def neg_min(self) -> int:
+        return int(self.neg.min(initial=0))
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(neg, pos) as int64 (Q, N) arrays (new arrays: the caller may change them)."""
+        return self.neg.astype(np.int64), self.pos.astype(np.int64)
+
+
 def split_sign_sums(
     ox: np.ndarray, ow: np.ndarray, xmax: int, cache: dict | None = None
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Exact (pos, neg) int64 (Q, N) of x' (Q, K) >= 0 with max ``xmax`` against w' (N, K).
+) -> SplitSums | None:
+    """Exact split sums of x' (Q, K) >= 0 with max ``xmax`` against w' (N, K).
 
     ``cache``: a dict that lives as long as ``ow`` does (the stacked float weights and the
-    chunk cut are kept there). None when x' and w' are too wide for exact float sums.
+    64-input block sums are kept there). None when x' and w' are too wide for exact float
+    sums.
     """
     q, k = ox.shape
     n = ow.shape[0]
-    pos = np.zeros((q, n), dtype=np.int64)
-    neg = np.zeros((q, n), dtype=np.int64)
     if not (q and n and k) or xmax == 0:
-        return pos, neg
+        z = np.zeros((q, n), dtype=np.int64)
+        return SplitSums(z, z.copy(), z.copy())
     cache = {} if cache is None else cache
     if "sign_split_blocks" not in cache:
         cache["sign_split_blocks"] = block_sums(ow)
@@ -102,12 +125,19 @@ def split_sign_sums(
     if plan is None:
         return None
     dtype, chunks, wst = plan
+    if len(chunks) == 1 and q * 2 * n <= _QUERY_BLOCK_ELEMENTS:  # one product, no copies
+        part = ox.astype(dtype) @ wst  # (Q, 2N), exact
+        total = part[:, :n].astype(np.int64)
+        np.add(total, part[:, n:], out=total, casting="unsafe")  # float64 sums: exact
+        return SplitSums(total, part[:, :n], part[:, n:])
+    pos = np.zeros((q, n), dtype=np.int64)
+    neg = np.zeros((q, n), dtype=np.int64)
     qb = max(1, _QUERY_BLOCK_ELEMENTS // (2 * n))
     for q0 in range(0, q, qb):
         q1 = min(q, q0 + qb)
         xf = ox[q0:q1].astype(dtype)
         for a, b in chunks:
             part = xf[:, a:b] @ wst[a:b]  # (qb, 2N), exact
-            pos[q0:q1] += part[:, :n].astype(np.int64)
-            neg[q0:q1] += part[:, n:].astype(np.int64)
-    return pos, neg
+            np.add(pos[q0:q1], part[:, :n], out=pos[q0:q1], casting="unsafe")
+            np.add(neg[q0:q1], part[:, n:], out=neg[q0:q1], casting="unsafe")
+    return SplitSums(pos + neg, pos, neg)
