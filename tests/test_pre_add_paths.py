@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from simulator.engine.reference import accumulate_query
-from simulator.units import chunk_stepper, pre_add_kernel
+from simulator.units import chunk_stepper, pre_add_kernel, sign_split
 from simulator.units.accumulator import MacSpec, bits_for_range, fit_policy, operands
 from simulator.units.mac_array import accumulate
 from simulator.units.pre_add import pre_add_stage
@@ -127,7 +127,10 @@ def _check(x: np.ndarray, zx: int, w: np.ndarray, zw: np.ndarray, spec: MacSpec,
 
 
 @pytest.mark.parametrize("part", range(2))
-def test_pre_add_path_equals_a_step_loop(stepper: str, part: int) -> None:
+def test_pre_add_path_equals_a_step_loop(stepper: str, part: int,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # exact positive sums of the flagged pairs: by dot products (part 0) or a full product
+    monkeypatch.setattr(sign_split, "DOT_PAIRS_MAX_FRACTION", 1.0 if part == 0 else 0.0)
     pre_events = 0
     for seed in range(part, N_CASES, 2):
         x, zx, w, zw, spec = _case(seed)
@@ -193,8 +196,9 @@ def test_pre_add_kernel_equals_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_split_sign_sums_are_exact() -> None:
-    """Exact against int64 products, also when K must be cut into several chunks or the
-    operands need float64; a cache gives the same numbers."""
+    """Exact sums and exact positive sums against int64 products, bounds that hold, also when
+    K must be cut into several chunks or the operands need float64; a cache gives the same
+    numbers."""
     rng = np.random.default_rng(3)
     for wmax, xmax, k in ((127, 255, 3000), (127, 255, 40), (30000, 255, 700),
                           (1 << 20, 1 << 12, 300), (0, 255, 10)):
@@ -208,10 +212,18 @@ def test_split_sign_sums_are_exact() -> None:
             got = split_sign_sums(x, w, xmax, cache)
             assert got is not None
             want_pos, want_neg = x @ np.maximum(w, 0).T, x @ np.minimum(w, 0).T
-            neg, pos = got.bounds()
-            assert np.array_equal(pos, want_pos) and np.array_equal(neg, want_neg)
             assert np.array_equal(got.exact, x @ w.T)
-            assert (got.pos_max(), got.neg_min()) == (max(0, int(want_pos.max())),
-                                                      min(0, int(want_neg.min())))
+            lo, hi = got.hull()
+            assert (hi >= want_pos).all() and (lo <= want_neg).all()
+            if wmax and k >= 8:  # the bound is not the exact sum (it would not need a test)
+                assert (hi > want_pos).any()
+            qs, js = np.nonzero(np.ones_like(want_pos, dtype=bool))
+            assert np.array_equal(got.exact_pos(qs, js), want_pos[qs, js])  # full product
+            sign_split.DOT_PAIRS_MAX_FRACTION, was = 1.0, sign_split.DOT_PAIRS_MAX_FRACTION
+            try:  # dot products
+                assert np.array_equal(got.exact_pos(qs[::37], js[::37]),
+                                      want_pos[qs, js][::37])
+            finally:
+                sign_split.DOT_PAIRS_MAX_FRACTION = was
     too_wide = np.full((2, 4), 1 << 40)
     assert split_sign_sums(np.ones((1, 4), np.int64) * (1 << 20), too_wide, 1 << 20) is None

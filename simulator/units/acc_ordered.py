@@ -82,21 +82,21 @@ def accumulate_ordered(
     split = split_sign_sums(ox, ow, ax_max, cache) if nonneg else None
     have_split = split is not None
     if split is not None:
-        mac = split.exact  # becomes the MAC part's final value, in place
+        mac = split.exact  # the MAC part's final value
         if pre is not None and pre.delta is not None:
-            mac += pre.delta
+            mac = mac + pre.delta
         total = mac + corr if corr is not None else mac
         lo_known, hi_known = range_of(total)
         if corr is not None:
             mlo, mhi = range_of(mac)
             lo_known, hi_known = min(lo_known, mlo), max(hi_known, mhi)
-        lo_all, hi_all = _split_extremes(split, pre, spec)
-        if _settled(lo_all, hi_all, total, lo_known, hi_known, spec, track_max):
+        lo_b, hi_b = _split_hull(split, pre, spec, lo_known, hi_known, track_max)
+        if _settled(int(lo_b.min(initial=0)), int(hi_b.max(initial=0)), total, lo_known,
+                    hi_known, spec, track_max):
             stats.max_abs_acc = max(-int(total.min(initial=0)), int(total.max(initial=0)))
             stats.partial_min, stats.partial_max = lo_known, hi_known
             _finish(stats, spec, pre, None, [], query_offset, defer_errors)
             return total, stats
-        lo_b, hi_b = _pair_hull(split, pre, spec)
         del mac, total, split
     xs, xr = narrow(ox)
     ws, wr = narrow(ow)
@@ -150,34 +150,38 @@ def _operands(
     return xi, w, corr + k * zx * zw64[None, :]
 
 
-def _pair_hull(
-    split: SplitSums, pre: PreAdd | None, spec: MacSpec
+def _split_hull(
+    split: SplitSums, pre: PreAdd | None, spec: MacSpec, lo_known: int, hi_known: int,
+    track_max: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Bounds [lo, hi] int64 (Q, N) on every partial sum of the MAC part from the split sums.
+    """Bounds [lo, hi] int64 (Q, N) on every partial sum of the MAC part.
 
-    A saturating (or ``error``) pre-add stage moves each group value towards 0 without
-    changing its sign, so [neg, pos] still holds; a wrapping one may add any of its
-    corrections: their negative and positive sums widen the bounds.
+    From [S - U, U] (sign_split.py); pairs whose bounds reach past the width of the known
+    range (or the register) get their exact [neg, pos]. A saturating (or ``error``) pre-add
+    stage moves each group value towards 0 without changing its sign, so the bounds still
+    hold; a wrapping one may add any of its corrections: their negative and positive sums
+    widen them.
     """
-    lo, hi = split.bounds()
-    if _pre_widens(pre, spec):
-        assert pre is not None and pre.dpos is not None and pre.dneg is not None
+    lo, hi = split.hull()
+    widen = (pre is not None and pre.delta is not None and pre.dneg is not None
+             and spec.pre_add_overflow == "wrap")
+    if widen:
+        assert pre is not None and pre.dneg is not None
         lo += pre.dneg
         hi += pre.dpos
+    reg = spec.register
+    if track_max and reg.contains(lo_known, hi_known):
+        reg = Register(bits_for_range(lo_known, hi_known), True)
+    qs, js = np.nonzero((lo < reg.min) | (hi > reg.max))
+    if qs.size:
+        pos = split.exact_pos(qs, js)
+        lo[qs, js] = split.exact[qs, js] - pos
+        hi[qs, js] = pos
+        if widen:
+            assert pre is not None and pre.dneg is not None and pre.delta is not None
+            lo[qs, js] += pre.dneg[qs, js]
+            hi[qs, js] += pre.delta[qs, js] - pre.dneg[qs, js]
     return lo, hi
-
-
-def _pre_widens(pre: PreAdd | None, spec: MacSpec) -> bool:
-    return (pre is not None and pre.delta is not None and pre.dneg is not None
-            and spec.pre_add_overflow == "wrap")
-
-
-def _split_extremes(split: SplitSums, pre: PreAdd | None, spec: MacSpec) -> tuple[int, int]:
-    """(min, max) over all pairs of :func:`_pair_hull`, without building it when possible."""
-    if not _pre_widens(pre, spec):
-        return split.neg_min(), split.pos_max()
-    lo, hi = _pair_hull(split, pre, spec)
-    return int(lo.min(initial=0)), int(hi.max(initial=0))
 
 
 def _known_range(

@@ -1,20 +1,27 @@
-"""Exact split-sign sums of every (query, neuron) pair: the whole-pair partial-sum bounds.
+"""Exact sums of every (query, neuron) pair with whole-pair bounds on their partial sums.
 
 For non-negative multiplier inputs x' >= 0 (raw uint8 codes, or offset codes with zx = 0):
 
-    pos_qj = sum_k x'_qk max(w'_jk, 0)      neg_qj = sum_k x'_qk min(w'_jk, 0)
+    pos_qj = sum_k x'_qk max(w'_jk, 0)      neg_qj = sum_k x'_qk min(w'_jk, 0) = S_qj - pos_qj
 
-S = pos + neg is the exact sum of the products, and every index-order partial sum of the
-products lies in [neg, pos] (the sums of the negative and of the positive products). A
-saturating pre-add stage keeps that true: each fitted group value lies between 0 and the
-group's exact sum.
+every index-order partial sum of the products lies in [neg, pos] (the sums of the negative
+and of the positive products). A saturating pre-add stage keeps that true: each fitted group
+value lies between 0 and the group's exact sum.
 
-Both come from one float32 BLAS product of x' against the stacked matrix [w'+ ; w'-]. It is
-exact without any rounding analysis of the BLAS: every product x' w'+ is >= 0 (every x' w'- is
-<= 0), so each intermediate sum in any summation order is an integer of magnitude at most the
-K-chunk's bound max x' * max_j sum_{k in chunk} |w'-+_jk|; chunks are cut so that this stays
-below 2**24 (float64 and 2**53 when single inputs are too wide), and chunk results are summed
-in int64. Stacked float weights of read-only matrices are kept in the caller's cache.
+Cost: the exact sums S take one float32 BLAS product; pos is bounded from above by a product
+four times shorter, over blocks of B = 4 inputs:
+
+    pos_qj <= U_qj = sum_blocks (max_{k in block} x'_qk) * (sum_{k in block} max(w'_jk, 0))
+
+so every partial sum lies in [S - U, U]. Only the pairs whose [S - U, U] may reach past the
+width that matters get their exact pos (a dot product each; one more full product when they
+are many). Both products are exact without any rounding analysis of the BLAS: every partial
+sum of S in any order lies between a sum of negative and a sum of positive products, and U's
+terms are all >= 0, so each intermediate value is an integer of magnitude at most the
+K-chunk's bound max x' * max_j sum_{k in chunk} |w'+-_jk|; chunks are cut (at multiples of 64
+inputs) so that this stays below 2**24 (float64 and 2**53 when single inputs are too wide),
+and chunk results are summed in int64. Float weights of read-only matrices are kept in the
+caller's cache.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 _BLOCK = 64  # K granularity of the chunk cut
-_QUERY_BLOCK_ELEMENTS = 1 << 23  # (query, 2 N) float results held at once
+BOUND_BLOCK = 4  # inputs per block of the bound on the positive sums (divides _BLOCK)
+DOT_PAIRS_MAX_FRACTION = 1 / 200  # above this share of pairs, exact_pos runs a full product
 
 
 def block_sums(ow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -65,79 +73,118 @@ def split_chunks(
     return chunks
 
 
-def _stacked(ow: np.ndarray, dtype: type) -> np.ndarray:
-    """(K, 2N) [w'+ | w'-] in ``dtype`` (C order: one BLAS operand)."""
+def _as_float_t(ow: np.ndarray, dtype: type) -> np.ndarray:
+    """(K, N) w'^T in ``dtype`` (C order: one BLAS operand)."""
+    return np.ascontiguousarray(ow.T, dtype=dtype)
+
+
+def _pos_blocks_t(ow: np.ndarray, dtype: type) -> np.ndarray:
+    """(ceil(K / B), N): sum of w'+ over each block of B inputs, in ``dtype``."""
     n, k = ow.shape
-    out = np.empty((k, 2 * n), dtype=dtype)
-    wt = ow.T
-    np.maximum(wt, 0, out=out[:, :n], casting="unsafe")
-    np.minimum(wt, 0, out=out[:, n:], casting="unsafe")
-    return out
+    nb = -(-k // BOUND_BLOCK)
+    out = np.zeros((nb, n), dtype=np.int64)
+    wt = np.maximum(ow.T, 0)
+    for r in range(BOUND_BLOCK):
+        part = wt[r::BOUND_BLOCK]
+        out[: part.shape[0]] += part
+    return out.astype(dtype)
+
+
+def _block_max(x: np.ndarray, dtype: type) -> np.ndarray:
+    """(Q, ceil(K / B)) max of x' >= 0 over each block of B inputs (zero padded)."""
+    q, k = x.shape
+    nb = -(-k // BOUND_BLOCK)
+    xp = np.zeros((q, nb * BOUND_BLOCK), dtype=dtype)
+    xp[:, :k] = x
+    return xp.reshape(q, nb, BOUND_BLOCK).max(axis=2)
 
 
 @dataclass
 class SplitSums:
-    """Exact sums of every pair: ``exact`` int64 (Q, N) = pos + neg; ``pos`` / ``neg``
-    (Q, N) hold exact integers (float32 views of the one product when K is one chunk, else
-    int64)."""
+    """Exact sums ``exact`` int64 (Q, N) of every pair and an upper bound ``pos_ub`` (Q, N,
+    exact integers) on its sum of positive products; :meth:`exact_pos` gives exact ones."""
 
     exact: np.ndarray
-    pos: np.ndarray
-    neg: np.ndarray
+    pos_ub: np.ndarray
+    ox: np.ndarray
+    ow: np.ndarray
+    chunks: list[tuple[int, int]]
+    dtype: type
+    cache: dict
 
-    def pos_max(self) -> int:
-        return int(self.pos.max(initial=0))
+    def hull(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, hi) int64 (Q, N) = (S - pos_ub, pos_ub): lo <= neg and pos <= hi."""
+        hi = self.pos_ub.astype(np.int64)
+        lo = self.exact - hi
+        return lo, hi
 
-    def neg_min(self) -> int:
-        return int(self.neg.min(initial=0))
-
-    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """(neg, pos) as int64 (Q, N) arrays (new arrays: the caller may change them)."""
-        return self.neg.astype(np.int64), self.pos.astype(np.int64)
+    def exact_pos(self, qs: np.ndarray, js: np.ndarray) -> np.ndarray:
+        """Exact int64 pos of the pairs (qs, js): dot products, or one more full product
+        when the pairs are many."""
+        q, n = self.exact.shape
+        k = self.ox.shape[1]
+        if qs.size <= DOT_PAIRS_MAX_FRACTION * q * n:
+            out = np.empty(qs.size, dtype=np.int64)
+            wide = k * int(self.ox.max(initial=0)) * int(np.abs(self.ow).max(initial=0))
+            dt = np.float64 if wide < 1 << 53 else np.int64  # float64 sums exact below 2**53
+            step = max(1, (1 << 21) // max(k, 1))
+            for i in range(0, qs.size, step):
+                xb = self.ox[qs[i: i + step]].astype(dt)
+                wb = np.maximum(self.ow[js[i: i + step]], 0).astype(dt)
+                out[i: i + step] = np.einsum("ik,ik->i", xb, wb)
+            return out
+        key = ("sign_split_pos", self.dtype)
+        if key not in self.cache:
+            self.cache[key] = np.ascontiguousarray(np.maximum(self.ow.T, 0), dtype=self.dtype)
+        wpos = self.cache[key]
+        pos = np.zeros((q, n), dtype=np.int64)
+        xf = self.ox.astype(self.dtype)
+        for a, b in self.chunks:
+            np.add(pos, xf[:, a:b] @ wpos[a:b], out=pos, casting="unsafe")  # exact
+        return pos[qs, js]
 
 
 def split_sign_sums(
     ox: np.ndarray, ow: np.ndarray, xmax: int, cache: dict | None = None
 ) -> SplitSums | None:
-    """Exact split sums of x' (Q, K) >= 0 with max ``xmax`` against w' (N, K).
+    """Exact sums and positive-sum bounds of x' (Q, K) >= 0 with max ``xmax`` against w'
+    (N, K).
 
-    ``cache``: a dict that lives as long as ``ow`` does (the stacked float weights and the
-    64-input block sums are kept there). None when x' and w' are too wide for exact float
-    sums.
+    ``cache``: a dict that lives as long as ``ow`` does (float weights and 64-input block
+    sums are kept there). None when x' and w' are too wide for exact float sums.
     """
     q, k = ox.shape
     n = ow.shape[0]
+    cache = {} if cache is None else cache
     if not (q and n and k) or xmax == 0:
         z = np.zeros((q, n), dtype=np.int64)
-        return SplitSums(z, z.copy(), z.copy())
-    cache = {} if cache is None else cache
+        return SplitSums(z, z.copy(), ox, ow, [], np.float64, cache)
     if "sign_split_blocks" not in cache:
         cache["sign_split_blocks"] = block_sums(ow)
     plan = None
     for dtype, exact in ((np.float32, 1 << 24), (np.float64, 1 << 53)):
         chunks = split_chunks(cache["sign_split_blocks"], k, xmax, exact)
         if chunks is not None:
-            key = ("sign_split_weights", dtype)
-            if key not in cache:
-                cache[key] = _stacked(ow, dtype)
-            plan = (dtype, chunks, cache[key])
+            for name, make in (("w", _as_float_t), ("pos_blocks", _pos_blocks_t)):
+                if (f"sign_split_{name}", dtype) not in cache:
+                    cache[(f"sign_split_{name}", dtype)] = make(ow, dtype)
+            plan = (dtype, chunks)
             break
     if plan is None:
         return None
-    dtype, chunks, wst = plan
-    if len(chunks) == 1 and q * 2 * n <= _QUERY_BLOCK_ELEMENTS:  # one product, no copies
-        part = ox.astype(dtype) @ wst  # (Q, 2N), exact
-        total = part[:, :n].astype(np.int64)
-        np.add(total, part[:, n:], out=total, casting="unsafe")  # float64 sums: exact
-        return SplitSums(total, part[:, :n], part[:, n:])
-    pos = np.zeros((q, n), dtype=np.int64)
-    neg = np.zeros((q, n), dtype=np.int64)
-    qb = max(1, _QUERY_BLOCK_ELEMENTS // (2 * n))
-    for q0 in range(0, q, qb):
-        q1 = min(q, q0 + qb)
-        xf = ox[q0:q1].astype(dtype)
-        for a, b in chunks:
-            part = xf[:, a:b] @ wst[a:b]  # (qb, 2N), exact
-            np.add(pos[q0:q1], part[:, :n], out=pos[q0:q1], casting="unsafe")
-            np.add(neg[q0:q1], part[:, n:], out=neg[q0:q1], casting="unsafe")
-    return SplitSums(pos + neg, pos, neg)
+    dtype, chunks = plan
+    wt = cache[("sign_split_w", dtype)]
+    wpb = cache[("sign_split_pos_blocks", dtype)]
+    xf = ox.astype(dtype)
+    xm = _block_max(xf, dtype)
+    if len(chunks) == 1:
+        total = (xf @ wt).astype(np.int64)  # exact
+        pos_ub = xm @ wpb  # exact integers
+        return SplitSums(total, pos_ub, ox, ow, chunks, dtype, cache)
+    total = np.zeros((q, n), dtype=np.int64)
+    pos_ub = np.zeros((q, n), dtype=np.int64)
+    for a, b in chunks:  # a is a multiple of 64, so of B
+        np.add(total, xf[:, a:b] @ wt[a:b], out=total, casting="unsafe")
+        ba, bb = a // BOUND_BLOCK, -(-b // BOUND_BLOCK)
+        np.add(pos_ub, xm[:, ba:bb] @ wpb[ba:bb], out=pos_ub, casting="unsafe")
+    return SplitSums(total, pos_ub, ox, ow, chunks, dtype, cache)
