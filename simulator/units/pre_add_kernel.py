@@ -60,11 +60,14 @@ def evaluate_hot(
     """
     kern = _NB["kernel"]
     q = ox.shape[0]
+    xmax = int(np.abs(ox).max(initial=0))
+    safe = min(reg_max, -reg_min)
+    lim = safe // np.maximum(np.arange(min(xmax, 1 << 16) + 1, dtype=np.int64), 1)
     delta = np.zeros((q, n), dtype=np.int64)
     dneg = np.zeros((q, n), dtype=np.int64)
     cnt = np.zeros((q, n), dtype=np.int32)
-    kern(ox, groups, hot_groups, gptr, ent_j, ent_w, ent_wsum, reg_min,  # type: ignore[operator]
-         reg_max, wrap, delta, dneg, cnt)
+    kern(ox, groups, hot_groups, gptr, ent_j, ent_w, ent_wsum, lim,  # type: ignore[operator]
+         reg_min, reg_max, wrap, delta, dneg, cnt)
     return delta, dneg, cnt
 
 
@@ -72,8 +75,8 @@ def _compile() -> object:
     import numba
 
     @numba.njit(parallel=True, cache=True, nogil=True)
-    def kernel(ox, groups, hot_groups, gptr, ent_j, ent_w, ent_wsum, reg_min,  # noqa: PLR0913
-               reg_max, wrap, delta, dneg, cnt):  # pragma: no cover - compiled
+    def kernel(ox, groups, hot_groups, gptr, ent_j, ent_w, ent_wsum, lim_of,  # noqa: PLR0913
+               reg_min, reg_max, wrap, delta, dneg, cnt):  # pragma: no cover - compiled
         k = ox.shape[1]
         p_count = groups.shape[1]
         span = reg_max - reg_min + 1
@@ -94,7 +97,8 @@ def _compile() -> object:
                     m = max(m, abs(v))
                 if m == 0:
                     continue
-                lim = safe // m  # entries with sum |w'| <= lim cannot leave the register
+                # entries with sum |w'| <= lim cannot leave the register
+                lim = lim_of[m] if m < lim_of.size else safe // m
                 a = xs[0]
                 b = xs[1] if p_count > 1 else 0
                 for e in range(gptr[h], gptr[h + 1]):

@@ -32,7 +32,7 @@ import numpy as np
 
 _BLOCK = 64  # K granularity of the chunk cut
 BOUND_BLOCK = 4  # inputs per block of the bound on the positive sums (divides _BLOCK)
-DOT_PAIRS_MAX_FRACTION = 1 / 200  # above this share of pairs, exact_pos runs a full product
+DOT_PAIRS_MAX_FRACTION = 1 / 20  # above this share of pairs, exact_pos runs a full product
 
 
 def block_sums(ow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -94,9 +94,14 @@ def _block_max(x: np.ndarray, dtype: type) -> np.ndarray:
     """(Q, ceil(K / B)) max of x' >= 0 over each block of B inputs (zero padded)."""
     q, k = x.shape
     nb = -(-k // BOUND_BLOCK)
-    xp = np.zeros((q, nb * BOUND_BLOCK), dtype=dtype)
-    xp[:, :k] = x
-    return xp.reshape(q, nb, BOUND_BLOCK).max(axis=2)
+    if k % BOUND_BLOCK:
+        xp = np.zeros((q, nb * BOUND_BLOCK), dtype=dtype)
+        xp[:, :k] = x
+        x = xp
+    out = x[:, 0::BOUND_BLOCK].astype(dtype)
+    for r in range(1, BOUND_BLOCK):
+        np.maximum(out, x[:, r::BOUND_BLOCK], out=out, casting="unsafe")
+    return out
 
 
 @dataclass
@@ -122,16 +127,17 @@ class SplitSums:
         """Exact int64 pos of the pairs (qs, js): dot products, or one more full product
         when the pairs are many."""
         q, n = self.exact.shape
-        k = self.ox.shape[1]
-        if qs.size <= DOT_PAIRS_MAX_FRACTION * q * n:
+        if qs.size <= DOT_PAIRS_MAX_FRACTION * q * n:  # per query: rows of w'+ times x'_q
             out = np.empty(qs.size, dtype=np.int64)
-            wide = k * int(self.ox.max(initial=0)) * int(np.abs(self.ow).max(initial=0))
-            dt = np.float64 if wide < 1 << 53 else np.int64  # float64 sums exact below 2**53
-            step = max(1, (1 << 21) // max(k, 1))
-            for i in range(0, qs.size, step):
-                xb = self.ox[qs[i: i + step]].astype(dt)
-                wb = np.maximum(self.ow[js[i: i + step]], 0).astype(dt)
-                out[i: i + step] = np.einsum("ik,ik->i", xb, wb)
+            dt = np.float64 if self.pos_ub.max(initial=0) < 1 << 53 else np.int64  # exact
+            order = np.argsort(qs, kind="stable")
+            qo = qs[order]
+            starts = np.flatnonzero(np.diff(qo, prepend=-1))
+            ends = np.append(starts[1:], qo.size)
+            for a, b in zip(starts, ends, strict=True):
+                sel = order[a:b]
+                wrows = np.maximum(self.ow[js[sel]], 0).astype(dt)
+                out[sel] = wrows @ self.ox[qo[a]].astype(dt)
             return out
         key = ("sign_split_pos", self.dtype)
         if key not in self.cache:
@@ -163,7 +169,10 @@ def split_sign_sums(
         cache["sign_split_blocks"] = block_sums(ow)
     plan = None
     for dtype, exact in ((np.float32, 1 << 24), (np.float64, 1 << 53)):
-        chunks = split_chunks(cache["sign_split_blocks"], k, xmax, exact)
+        ckey = ("sign_split_chunks", dtype, xmax)
+        if ckey not in cache:
+            cache[ckey] = split_chunks(cache["sign_split_blocks"], k, xmax, exact)
+        chunks = cache[ckey]
         if chunks is not None:
             for name, make in (("w", _as_float_t), ("pos_blocks", _pos_blocks_t)):
                 if (f"sign_split_{name}", dtype) not in cache:
