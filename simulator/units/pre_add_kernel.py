@@ -58,15 +58,27 @@ def evaluate_hot(
     Returns (Q, N) arrays: the sum of all and of the negative corrections (int64), events
     (int32).
     """
-    kern = _NB["kernel"]
-    q = ox.shape[0]
+    kern, kern2 = _NB["kernel"]  # type: ignore[misc]
+    q, k = ox.shape
     xmax = int(np.abs(ox).max(initial=0))
     safe = min(reg_max, -reg_min)
     lim = safe // np.maximum(np.arange(min(xmax, 1 << 16) + 1, dtype=np.int64), 1)
     delta = np.zeros((q, n), dtype=np.int64)
     dneg = np.zeros((q, n), dtype=np.int64)
     cnt = np.zeros((q, n), dtype=np.int32)
-    kern(ox, groups, hot_groups, gptr, ent_j, ent_w, ent_wsum, lim,  # type: ignore[operator]
+    wmax = int(np.abs(ent_w).max(initial=0))
+    small = max(xmax * wmax * 2, safe + 1, -reg_min) < 1 << 30 and xmax <= 1 << 16
+    if groups.shape[1] == 2 and small:  # pairs in int32 (VPMADDUBSW): the common case
+        xpad = np.zeros((q, k + 1), dtype=np.int32)  # column k: the zero padding
+        xpad[:, :k] = ox
+        cols = groups[hot_groups].astype(np.int32)
+        w32 = ent_w.astype(np.int32)
+        kern2(xpad, np.ascontiguousarray(cols[:, 0]), np.ascontiguousarray(cols[:, 1]), gptr,
+              ent_j.astype(np.int32), np.ascontiguousarray(w32[:, 0]),
+              np.ascontiguousarray(w32[:, 1]), ent_wsum.astype(np.int32), lim.astype(np.int32),
+              np.int32(reg_min), np.int32(reg_max), wrap, delta, dneg, cnt)
+        return delta, dneg, cnt
+    kern(ox, groups, hot_groups, gptr, ent_j, ent_w, ent_wsum, lim,
          reg_min, reg_max, wrap, delta, dneg, cnt)
     return delta, dneg, cnt
 
@@ -122,4 +134,36 @@ def _compile() -> object:
                             dn[j] += d
                         ct[j] += 1
 
-    return kernel
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def kernel2(xpad, c0, c1, gptr, ent_j, w0, w1, wsum, lim_of, reg_min,  # noqa: PLR0913
+                reg_max, wrap, delta, dneg, cnt):  # pragma: no cover - compiled
+        span = np.int64(reg_max) - np.int64(reg_min) + 1
+        for q in numba.prange(xpad.shape[0]):
+            xq = xpad[q]
+            dl = delta[q]
+            dn = dneg[q]
+            ct = cnt[q]
+            for h in range(c0.size):
+                a = xq[c0[h]]
+                b = xq[c1[h]]
+                m = max(abs(a), abs(b))
+                if m == 0:
+                    continue
+                lm = lim_of[m]  # entries with sum |w'| <= lm cannot leave the register
+                for e in range(gptr[h], gptr[h + 1]):
+                    if wsum[e] <= lm:
+                        break
+                    s = a * w0[e] + b * w1[e]
+                    if s > reg_max or s < reg_min:
+                        if wrap:
+                            f = (np.int64(s) - reg_min) % span + reg_min
+                        else:
+                            f = reg_max if s > reg_max else reg_min
+                        d = np.int64(f) - np.int64(s)
+                        j = ent_j[e]
+                        dl[j] += d
+                        if d < 0:
+                            dn[j] += d
+                        ct[j] += 1
+
+    return kernel, kernel2
