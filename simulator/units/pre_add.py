@@ -204,11 +204,13 @@ def _dense_compiled(
         return True
     res.delta, res.dneg = delta, dneg
     res.counts = counts
-    flat = np.flatnonzero(cnt)  # (query, neuron) order
-    rows = np.zeros((flat.size, 5), dtype=np.int64)
-    rows[:, 0], rows[:, 1] = np.divmod(flat, n)
-    rows[:, 4] = cnt.ravel()[flat]
-    del flat, cnt
+    qi, ji = np.nonzero(cnt)  # (query, neuron) order
+    rows = np.empty((qi.size, 5), dtype=np.int64)
+    rows[:, 0] = qi
+    rows[:, 1] = ji
+    rows[:, 2:4] = 0
+    rows[:, 4] = cnt[qi, ji]
+    del qi, ji, cnt
     res.rows = [rows]
     res.rows_merged = True
     # The first event lies in the first query with one: find it there with numpy.
