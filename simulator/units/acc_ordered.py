@@ -47,8 +47,11 @@ def accumulate_ordered(
     zeros = np.zeros(n, dtype=np.int64)
     stats = LaneStats(zeros.copy(), zeros.copy(), zeros.copy(), 0, None, 0)
     ox, ow, corr = _operands(x, zx, w, zw, spec.operand)
-    ax_row_max = int(np.abs(ox).sum(axis=1).max(initial=0))
-    ax_max = int(np.abs(ox).max(initial=0))
+    nonneg = int(ox.min(initial=0)) >= 0  # whole-pair bounds from split sums (below)
+    ax = ox if nonneg else np.abs(ox)
+    ax_row_max = int(ax.sum(axis=1).max(initial=0))
+    ax_max = int(ax.max(initial=0))
+    del ax
     cache = None  # derived weights kept with a read-only weight matrix when w' is w - zw
     zw64 = np.asarray(zw, dtype=np.int64)
     if _mm_frozen(w) and (spec.operand == "offset" or not zw64.any()):
@@ -68,7 +71,6 @@ def accumulate_ordered(
     simple = pre is None and corr is None
     if simple and sep <= limit and not track_max:
         return exact_matmul(ox, ow), stats
-    nonneg = int(ox.min(initial=0)) >= 0  # whole-pair bounds from split sums (below)
     if sep <= limit and not (track_max and nonneg):
         total = _total(exact_matmul(ox, ow), pre, corr)
         lo_known, hi_known = range_of(total)
