@@ -22,8 +22,9 @@ from .accumulator import (
     operands,
     range_of,
 )
-from .partial_sums import chunk_size, pair_bounds
+from .partial_sums import abs_wide, chunk_size, pair_bounds
 from .pre_add import PreAdd, pre_add_stage
+from .sign_split import SplitSums, split_sign_sums
 
 _PAIR_BATCH_ELEMENTS = 1 << 24  # products held at once during ordered evaluation
 
@@ -45,20 +46,32 @@ def accumulate_ordered(
     reg = spec.register
     zeros = np.zeros(n, dtype=np.int64)
     stats = LaneStats(zeros.copy(), zeros.copy(), zeros.copy(), 0, None, 0)
-    ox, ow, corr = operands(x, zx, w, zw, spec.operand)
-    ax = np.abs(ox)
-    aw = np.abs(ow)
+    ox, ow, corr = _operands(x, zx, w, zw, spec.operand)
+    nonneg = int(ox.min(initial=0)) >= 0  # whole-pair bounds from split sums (below)
+    ax = ox if nonneg else np.abs(ox)
+    ax_row_max = int(ax.sum(axis=1).max(initial=0))
+    ax_max = int(ax.max(initial=0))
+    del ax
+    cache = None  # derived weights kept with a read-only weight matrix when w' is w - zw
+    zw64 = np.asarray(zw, dtype=np.int64)
+    if _mm_frozen(w) and (spec.operand == "offset" or not zw64.any()):
+        winfo = weight_info(w, zw)
+        cache = winfo.derived
+        aw_max, aw_row_max = winfo.abs_max, winfo.abs_row_sum_max
+        aw = None
+    else:
+        aw = abs_wide(ow)
+        aw_max, aw_row_max = int(aw.max(initial=0)), int(aw.sum(axis=1, dtype=np.int64).max(
+            initial=0))
     # Separable bound on |every partial sum| of every pair (pre-add fits never grow a value).
-    sep = min(
-        int(ax.sum(axis=1).max(initial=0)) * int(aw.max(initial=0)),
-        int(ax.max(initial=0)) * int(aw.sum(axis=1).max(initial=0)),
-    )
+    sep = min(ax_row_max * aw_max, ax_max * aw_row_max)
     limit = min(reg.max, -reg.min)
-    pre = pre_add_stage(x, zx, ox, ow, aw, spec) if spec.pre_add_width > 1 else None
+    pre = pre_add_stage(x, zx, ox, ow, aw, spec, cache) if spec.pre_add_width > 1 else None
+    del aw
     simple = pre is None and corr is None
     if simple and sep <= limit and not track_max:
         return exact_matmul(ox, ow), stats
-    if sep <= limit:
+    if sep <= limit and not (track_max and nonneg):
         total = _total(exact_matmul(ox, ow), pre, corr)
         lo_known, hi_known = range_of(total)
         if reg.contains(lo_known, hi_known):
@@ -68,22 +81,44 @@ def accumulate_ordered(
                 stats.partial_min, stats.partial_max = lo_known, hi_known
                 finish_stats(stats, spec, pre, None, [], query_offset, defer_errors)
                 return total, stats
+    split = split_sign_sums(ox, ow, ax_max, cache) if nonneg else None
+    have_split = split is not None
+    if split is not None:
+        mac = split.exact  # the MAC part's final value
+        if pre is not None and pre.delta is not None:
+            mac = mac + pre.delta
+        total = mac + corr if corr is not None else mac
+        lo_known, hi_known = range_of(total)
+        if corr is not None:
+            mlo, mhi = range_of(mac)
+            lo_known, hi_known = min(lo_known, mlo), max(hi_known, mhi)
+        lo_b, hi_b = _split_hull(split, pre, spec, lo_known, hi_known, track_max)
+        if _settled(int(lo_b.min(initial=0)), int(hi_b.max(initial=0)), total, lo_known,
+                    hi_known, spec, track_max):
+            stats.max_abs_acc = max(-int(total.min(initial=0)), int(total.max(initial=0)))
+            stats.partial_min, stats.partial_max = lo_known, hi_known
+            _finish(stats, spec, pre, None, [], query_offset, defer_errors)
+            return total, stats
+        del mac, total, split
     xs, xr = narrow(ox)
     ws, wr = narrow(ow)
-    cache = None  # chunked weights kept with a read-only weight matrix when w' is w - zw
-    zw64 = np.asarray(zw, dtype=np.int64)
-    if _mm_frozen(w) and (spec.operand == "offset" or not zw64.any()):
-        cache = weight_info(w, zw).derived
-    exact, lo_b, hi_b = pair_bounds(xs, ws, xr, wr, chunk_size(ox.shape[1], 1), cache)
+    exact, lo_c, hi_c = pair_bounds(xs, ws, xr, wr, chunk_size(ox.shape[1], 1), cache)
     del xs, ws
+    if pre is not None and pre.delta is not None:
+        lo_c += pre.dneg
+        hi_c += pre.dpos
     total = _total(exact, pre, corr)
-    if pre is not None and pre.dpos is not None:
-        lo_b += pre.dneg
-        hi_b += pre.dpos
+    if have_split:  # both bound every partial sum: keep the tighter of each
+        np.maximum(lo_b, lo_c, out=lo_b)
+        np.minimum(hi_b, hi_c, out=hi_b)
+    else:
+        lo_b, hi_b = lo_c, hi_c
+    del lo_c, hi_c
     np.minimum(lo_b, total, out=lo_b)  # the offset correction's addition ends at the total
     np.maximum(hi_b, total, out=hi_b)
-    lo_known, hi_known = range_of(total)
-    stats.max_abs_acc = max(-lo_known, hi_known)
+    lo_known, hi_known = _known_range(exact, total, pre, corr)
+    del exact
+    stats.max_abs_acc = max(-int(total.min(initial=0)), int(total.max(initial=0)))
     stats.partial_min, stats.partial_max = lo_known, hi_known
     flagged = (hi_b > reg.max) | (lo_b < reg.min)  # events possible: evaluate them all
     acc = total
@@ -93,8 +128,112 @@ def accumulate_ordered(
         acc_first = _ordered(x, zx, ox, ow, corr, spec, flagged, acc, stats, pair_rows)
     if track_max:
         _widen_exactly(x, zx, ox, ow, corr, spec, flagged, lo_b, hi_b, acc, stats, pair_rows)
-    finish_stats(stats, spec, pre, acc_first, pair_rows, query_offset, defer_errors)
+    _finish(stats, spec, pre, acc_first, pair_rows, query_offset, defer_errors)
     return acc, stats
+
+
+def _operands(
+    x: np.ndarray, zx: int, w: np.ndarray, zw: np.ndarray, operand: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`simulator.units.accumulator.operands` with w' kept narrow (int8 / int16 for int8
+    weights instead of an int64 copy); the same integers."""
+    zw64 = np.asarray(zw, dtype=np.int64)
+    if w.dtype != np.int8 or (zw64.size and int(np.abs(zw64).max()) >= 1 << 14):
+        ox, ow, corr = operands(x, zx, w, zw, operand)
+        return ox, narrow(ow)[0], corr
+    xi = x.astype(np.int64)
+    if operand == "offset":
+        ow = w if not zw64.any() else (w.astype(np.int16) - zw64[:, None]).astype(np.int16)
+        return xi - zx, ow, None
+    if zx == 0 and not zw64.any():
+        return xi, w, None  # the offset correction adds 0: no event, no new partial sum
+    k = x.shape[1]
+    corr = (-zx * w.sum(axis=1, dtype=np.int64))[None, :] - zw64[None, :] * xi.sum(axis=1)[:, None]
+    return xi, w, corr + k * zx * zw64[None, :]
+
+
+def _split_hull(
+    split: SplitSums, pre: PreAdd | None, spec: MacSpec, lo_known: int, hi_known: int,
+    track_max: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds [lo, hi] int64 (Q, N) on every partial sum of the MAC part.
+
+    From [S - U, U] (sign_split.py); pairs whose bounds reach past the width of the known
+    range (or the register) get their exact [neg, pos]. A saturating (or ``error``) pre-add
+    stage moves each group value towards 0 without changing its sign, so the bounds still
+    hold; a wrapping one may add any of its corrections: their negative and positive sums
+    widen them.
+    """
+    lo, hi = split.hull()
+    widen = (pre is not None and pre.delta is not None and pre.dneg is not None
+             and spec.pre_add_overflow == "wrap")
+    if widen:
+        assert pre is not None and pre.dneg is not None
+        lo += pre.dneg
+        hi += pre.dpos
+    reg = spec.register
+    if track_max and reg.contains(lo_known, hi_known):
+        reg = Register(bits_for_range(lo_known, hi_known), True)
+    qs, js = np.nonzero((lo < reg.min) | (hi > reg.max))
+    if qs.size:
+        pos = split.exact_pos(qs, js)
+        lo[qs, js] = split.exact[qs, js] - pos
+        hi[qs, js] = pos
+        if widen:
+            assert pre is not None and pre.dneg is not None and pre.delta is not None
+            lo[qs, js] += pre.dneg[qs, js]
+            hi[qs, js] += pre.delta[qs, js] - pre.dneg[qs, js]
+    return lo, hi
+
+
+def _known_range(
+    exact: np.ndarray, total: np.ndarray, pre: PreAdd | None, corr: np.ndarray | None
+) -> tuple[int, int]:
+    """Range (0 included) of values the register surely holds: every pair's final value and,
+    when the offset correction is a separate last addition, the MAC part's result before it."""
+    lo, hi = range_of(total)
+    if corr is not None:
+        mac = exact if pre is None or pre.delta is None else exact + pre.delta
+        mlo, mhi = range_of(mac)
+        lo, hi = min(lo, mlo), max(hi, mhi)
+    return lo, hi
+
+
+def _settled(
+    lo_all: int, hi_all: int, total: np.ndarray, lo_known: int, hi_known: int,
+    spec: MacSpec, track_max: bool,
+) -> bool:
+    """True if the bounds [lo_all, hi_all] on every partial sum of the MAC part rule out
+    every accumulator event and (track_max) every partial sum outside the width of the known
+    range: the final values then settle the run."""
+    reg = spec.register
+    lo = min(lo_all, int(total.min(initial=0)))
+    hi = max(hi_all, int(total.max(initial=0)))
+    if not reg.contains(lo, hi):
+        return False
+    if not track_max:
+        return True
+    return Register(bits_for_range(lo_known, hi_known), True).contains(lo, hi)
+
+
+def _finish(
+    stats: LaneStats, spec: MacSpec, pre: PreAdd | None,
+    acc_first: tuple[int, int, int, int, int] | None, pair_rows: list[np.ndarray],
+    query_offset: int, defer_errors: bool,
+) -> None:
+    """finish_stats, handing a single already merged pre-add event table over as is (no copy
+    of millions of rows) when there are no accumulator events."""
+    if pre is None or pair_rows or len(pre.rows) != 1 or not pre.rows_merged:
+        finish_stats(stats, spec, pre, acc_first, pair_rows, query_offset, defer_errors)
+        return
+    rows = pre.rows
+    pre.rows = []
+    try:
+        finish_stats(stats, spec, pre, acc_first, pair_rows, query_offset, defer_errors)
+    finally:
+        pre.rows = rows
+    stats.pair_events = rows[0]
+
 
 def _widen_exactly(
     x: np.ndarray,

@@ -33,24 +33,31 @@ class PreAdd:
     q_count: int
     n: int
     delta: np.ndarray | None = None  # (Q, N) sum of corrections
-    dpos: np.ndarray | None = None  # (Q, N) sum of positive corrections
     dneg: np.ndarray | None = None  # (Q, N) sum of negative corrections
     counts: np.ndarray | None = None  # (N,) events per neuron
     rows: list[np.ndarray] = field(default_factory=list)  # pair event rows
     first: tuple[int, int, int, int] | None = None  # (query, tile, step, neuron)
     first_value: int = 0
+    rows_merged: bool = False  # rows is one table sorted by (query, neuron), one row per pair
+
+    @property
+    def dpos(self) -> np.ndarray | None:
+        """(Q, N) sum of positive corrections (computed: delta - dneg)."""
+        if self.delta is None or self.dneg is None:
+            return None
+        return self.delta - self.dneg
 
     def alloc(self) -> None:
         if self.delta is None:
             shape = (self.q_count, self.n)
             self.delta = np.zeros(shape, dtype=np.int64)
-            self.dpos = np.zeros(shape, dtype=np.int64)
             self.dneg = np.zeros(shape, dtype=np.int64)
             self.counts = np.zeros(self.n, dtype=np.int64)
 
 
 def pre_add_stage(
-    x: np.ndarray, zx: int, ox: np.ndarray, ow: np.ndarray, aw: np.ndarray, spec: MacSpec
+    x: np.ndarray, zx: int, ox: np.ndarray, ow: np.ndarray, aw: np.ndarray | None,
+    spec: MacSpec, cache: dict | None = None,
 ) -> PreAdd:
     """Find every pre-add register write that overflows, exactly.
 
@@ -59,6 +66,9 @@ def pre_add_stage(
     bound sum_k |x'_qk| |w'_jk| still leaves it are summed exactly. Event-driven (groups
     differ per query): groups with sum_k |x'_qk| max_j |w'_jk| outside the register are summed
     exactly for every neuron. Either way only true overflows are recorded.
+
+    aw: |w'| (computed here when None); ``cache``: a dict that lives as long as ``ow`` does
+    (the hot entries of each threshold are kept there).
     """
     q_count, k = ox.shape
     n = ow.shape[0]
@@ -70,12 +80,9 @@ def pre_add_stage(
         xmax = int(np.abs(ox).max(initial=0))
         if xmax == 0:
             return res
-        wsum = np.zeros((n, groups.shape[0]), dtype=np.int64)  # sum_{k in group} |w'_jk|
-        for r in range(p):
-            part = aw[:, r::p]
-            wsum[:, : part.shape[1]] += part
-        hot_j, hot_g = np.nonzero(wsum > preg.max // xmax)  # wsum * xmax > max
-        del wsum
+        hot_j, hot_g = _hot_entries(ow, aw, p, preg.max // xmax, groups.shape[0], cache)
+        if _dense_compiled(res, spec, ox, ow, groups, hot_j, hot_g, xmax, cache):
+            return res
         step = max(1, _PRE_BATCH_ELEMENTS // p)
         for e0 in range(0, hot_j.size, step):
             hj = hot_j[e0 : e0 + step]
@@ -98,6 +105,7 @@ def pre_add_stage(
                     q = int(part_q[0])
                     _record(res, spec, q0 + q, hj[part_e], hg[part_e], sums[q, part_e])
         return res
+    aw = _abs(ow) if aw is None else aw
     wmax = np.concatenate([aw.max(axis=0, initial=0), [0]])  # (K + 1,)
     cstep = max(1, _PRE_BATCH_ELEMENTS // max(n * p, 1))
     for q in range(q_count):
@@ -115,17 +123,122 @@ def pre_add_stage(
     return res
 
 
+def _hot_entries(
+    ow: np.ndarray, aw: np.ndarray | None, p: int, limit: int, g_count: int,
+    cache: dict | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(neurons, groups) of the entries whose sum of |w'| exceeds ``limit``, sorted by
+    (neuron, group): only they can leave the pre-add register (limit = max // max|x'|)."""
+    key = ("pre_add_hot", p, limit)
+    if cache is not None and key in cache:
+        return cache[key]
+    wsum = cache.get(("pre_add_wsum", p)) if cache is not None else None
+    if wsum is None:
+        n = ow.shape[0]
+        aw = _abs(ow) if aw is None else aw
+        big = p * int(aw.max(initial=0)) >= 1 << 31
+        wsum = np.zeros((n, g_count), dtype=np.int64 if big else np.int32)  # sum |w'| in group
+        for r in range(p):
+            part = aw[:, r::p]
+            wsum[:, : part.shape[1]] += part
+        if cache is not None:
+            cache[("pre_add_wsum", p)] = wsum
+    hot = np.nonzero(wsum > limit)
+    if cache is not None:
+        cache[key] = hot
+    return hot
+
+
+def _hot_operands(
+    ow: np.ndarray, groups: np.ndarray, hot_j: np.ndarray, hot_g: np.ndarray,
+    cache: dict | None, limit: int,
+) -> tuple[np.ndarray, ...]:
+    """Kernel operands of the hot entries of threshold ``limit`` (kept in ``cache`` with the
+    weights): hot groups (ascending), their entry ranges, and per entry (sorted by group,
+    then decreasing sum of |w'|) the neuron, the P weights (int64) and their sum of |w'|."""
+    key = ("pre_add_hot_operands", groups.shape[1], limit)
+    if cache is not None and key in cache:
+        return cache[key]
+    k = ow.shape[1]
+    cols = groups[hot_g]  # (E, P)
+    wv = np.where(cols < k, ow[hot_j[:, None], np.minimum(cols, k - 1)], 0).astype(np.int64)
+    wsum = np.abs(wv).sum(axis=1)
+    order = np.lexsort((hot_j, -wsum, hot_g))
+    hot_groups, gstart = np.unique(hot_g[order], return_index=True)
+    out = (hot_groups.astype(np.int64), np.append(gstart, hot_g.size).astype(np.int64),
+           hot_j[order].astype(np.int64), np.ascontiguousarray(wv[order]), wsum[order])
+    if cache is not None:
+        cache[key] = out
+    return out
+
+
+def _dense_compiled(
+    res: PreAdd, spec: MacSpec, ox: np.ndarray, ow: np.ndarray, groups: np.ndarray,
+    hot_j: np.ndarray, hot_g: np.ndarray, xmax: int, cache: dict | None = None,
+) -> bool:
+    """The hot entries of a dense schedule through the compiled kernel (pre_add_kernel.py).
+
+    Fills ``res`` and returns True; False (nothing done) without numba or when a group sum
+    might not fit int64.
+    """
+    from .pre_add_kernel import evaluate_hot, hot_kernel_available
+
+    if not hot_j.size:
+        return True
+    if not hot_kernel_available():
+        return False
+    q_count, k = ox.shape
+    n = res.n
+    p = spec.pre_add_width
+    preg = spec.pre_register
+    hot_groups, gptr, ent_j, ent_w, ent_wsum = _hot_operands(ow, groups, hot_j, hot_g, cache,
+                                                               preg.max // xmax)
+    if int(ent_wsum.max(initial=0)) * xmax >= 1 << 62 or preg.bits > 62:
+        return False
+    delta, dneg, cnt = evaluate_hot(
+        np.ascontiguousarray(ox, dtype=np.int64), groups, hot_groups, gptr, ent_j, ent_w,
+        ent_wsum, preg.min, preg.max, spec.pre_add_overflow == "wrap", n,
+    )
+    counts = cnt.sum(axis=0, dtype=np.int64)
+    if not counts.any():
+        return True
+    res.delta, res.dneg = delta, dneg
+    res.counts = counts
+    qi, ji = np.nonzero(cnt)  # (query, neuron) order
+    rows = np.empty((qi.size, 5), dtype=np.int64)
+    rows[:, 0] = qi
+    rows[:, 1] = ji
+    rows[:, 2:4] = 0
+    rows[:, 4] = cnt[qi, ji]
+    del qi, ji, cnt
+    res.rows = [rows]
+    res.rows_merged = True
+    # The first event lies in the first query with one: find it there with numpy.
+    q0 = int(rows[0, 0])
+    ent_g = np.repeat(hot_groups, np.diff(gptr))
+    cols = groups[ent_g]  # (E, P); index k is the zero padding
+    xq = np.append(ox[q0].astype(np.int64), 0)
+    s = (xq[cols] * ent_w).sum(axis=1)
+    ev = np.flatnonzero((s < preg.min) | (s > preg.max))
+    js, gs = ent_j[ev], ent_g[ev]
+    steps = gs // (spec.adder_tree_width // p)
+    tiles = js // spec.lanes
+    i0 = np.lexsort((js, steps, tiles))[0]
+    res.first = (q0, int(tiles[i0]), int(steps[i0]), int(js[i0]))
+    res.first_value = int(s[ev[i0]])
+    return True
+
+
 def _record(
     res: PreAdd, spec: MacSpec, q: int, jj: np.ndarray, gg: np.ndarray, s: np.ndarray
 ) -> None:
     """Record pre-add overflows of query q: neurons jj, group numbers gg, exact sums s."""
     res.alloc()
-    assert res.delta is not None and res.dpos is not None and res.dneg is not None
+    assert res.delta is not None and res.dneg is not None
     assert res.counts is not None
     n = res.n
     d = _fit(s, spec.pre_register, spec.pre_add_overflow) - s
     np.add.at(res.delta[q], jj, d)
-    np.add.at(res.dpos[q], jj, np.maximum(d, 0))
     np.add.at(res.dneg[q], jj, np.minimum(d, 0))
     cnt = np.bincount(jj, minlength=n).astype(np.int64)
     res.counts += cnt
@@ -139,6 +252,11 @@ def _record(
     if res.first is None or key < res.first:
         res.first = key
         res.first_value = int(s[i0])
+
+
+def _abs(ow: np.ndarray) -> np.ndarray:
+    """|w'| without an int64 copy of int8 weights (|-128| needs int16)."""
+    return np.abs(ow.astype(np.int16 if ow.dtype in (np.int8, np.uint8) else np.int64))
 
 
 def _groups(idx: np.ndarray, p: int, pad: int) -> np.ndarray:

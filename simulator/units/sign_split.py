@@ -1,0 +1,199 @@
+"""Exact sums of every (query, neuron) pair with whole-pair bounds on their partial sums.
+
+For non-negative multiplier inputs x' >= 0 (raw uint8 codes, or offset codes with zx = 0):
+
+    pos_qj = sum_k x'_qk max(w'_jk, 0)      neg_qj = sum_k x'_qk min(w'_jk, 0) = S_qj - pos_qj
+
+every index-order partial sum of the products lies in [neg, pos] (the sums of the negative
+and of the positive products). A saturating pre-add stage keeps that true: each fitted group
+value lies between 0 and the group's exact sum.
+
+Cost: the exact sums S take one float32 BLAS product; pos is bounded from above by a product
+four times shorter, over blocks of B = 4 inputs:
+
+    pos_qj <= U_qj = sum_blocks (max_{k in block} x'_qk) * (sum_{k in block} max(w'_jk, 0))
+
+so every partial sum lies in [S - U, U]. Only the pairs whose [S - U, U] may reach past the
+width that matters get their exact pos (a dot product each; one more full product when they
+are many). Both products are exact without any rounding analysis of the BLAS: every partial
+sum of S in any order lies between a sum of negative and a sum of positive products, and U's
+terms are all >= 0, so each intermediate value is an integer of magnitude at most the
+K-chunk's bound max x' * max_j sum_{k in chunk} |w'+-_jk|; chunks are cut (at multiples of 64
+inputs) so that this stays below 2**24 (float64 and 2**53 when single inputs are too wide),
+and chunk results are summed in int64. Float weights of read-only matrices are kept in the
+caller's cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+_BLOCK = 64  # K granularity of the chunk cut
+BOUND_BLOCK = 4  # inputs per block of the bound on the positive sums (divides _BLOCK)
+DOT_PAIRS_MAX_FRACTION = 1 / 20  # above this share of pairs, exact_pos runs a full product
+
+
+def block_sums(ow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sum of w'+, sum of |w'-|) int64 (N, blocks) over blocks of 64 inputs."""
+    n, k = ow.shape
+    starts = np.arange(0, k, _BLOCK)
+    bpos = np.add.reduceat(np.maximum(ow, 0), starts, axis=1, dtype=np.int64)
+    bneg = -np.add.reduceat(np.minimum(ow, 0), starts, axis=1, dtype=np.int64)
+    return bpos, bneg
+
+
+def split_chunks(
+    blocks: tuple[np.ndarray, np.ndarray], k: int, xmax: int, exact: int
+) -> list[tuple[int, int]] | None:
+    """K-chunks [a, b) with xmax * max_j sum_{k in [a, b)} |w'+-_jk| < ``exact``.
+
+    ``blocks``: :func:`block_sums`; cut at multiples of 64 inputs; None when even one
+    64-input block is too long.
+    """
+    bpos, bneg = blocks
+    n, nb = bpos.shape
+    cap = (exact - 1) // max(xmax, 1)
+    if max(int(bpos.max(initial=0)), int(bneg.max(initial=0))) > cap:
+        return None
+    chunks = []
+    a = 0
+    run_p = np.zeros(n, dtype=np.int64)
+    run_n = np.zeros(n, dtype=np.int64)
+    for b in range(nb):
+        if int((run_p + bpos[:, b]).max()) > cap or int((run_n + bneg[:, b]).max()) > cap:
+            chunks.append((a * _BLOCK, b * _BLOCK))
+            a = b
+            run_p[:] = 0
+            run_n[:] = 0
+        run_p += bpos[:, b]
+        run_n += bneg[:, b]
+    chunks.append((a * _BLOCK, k))
+    return chunks
+
+
+def _as_float_t(ow: np.ndarray, dtype: type) -> np.ndarray:
+    """(K, N) w'^T in ``dtype`` (C order: one BLAS operand)."""
+    return np.ascontiguousarray(ow.T, dtype=dtype)
+
+
+def _pos_blocks_t(ow: np.ndarray, dtype: type) -> np.ndarray:
+    """(ceil(K / B), N): sum of w'+ over each block of B inputs, in ``dtype``."""
+    n, k = ow.shape
+    nb = -(-k // BOUND_BLOCK)
+    out = np.zeros((nb, n), dtype=np.int64)
+    wt = np.maximum(ow.T, 0)
+    for r in range(BOUND_BLOCK):
+        part = wt[r::BOUND_BLOCK]
+        out[: part.shape[0]] += part
+    return out.astype(dtype)
+
+
+def _block_max(x: np.ndarray, dtype: type) -> np.ndarray:
+    """(Q, ceil(K / B)) max of x' >= 0 over each block of B inputs (zero padded)."""
+    q, k = x.shape
+    nb = -(-k // BOUND_BLOCK)
+    if k % BOUND_BLOCK:
+        xp = np.zeros((q, nb * BOUND_BLOCK), dtype=dtype)
+        xp[:, :k] = x
+        x = xp
+    out = x[:, 0::BOUND_BLOCK].astype(dtype)
+    for r in range(1, BOUND_BLOCK):
+        np.maximum(out, x[:, r::BOUND_BLOCK], out=out, casting="unsafe")
+    return out
+
+
+@dataclass
+class SplitSums:
+    """Exact sums ``exact`` int64 (Q, N) of every pair and an upper bound ``pos_ub`` (Q, N,
+    exact integers) on its sum of positive products; :meth:`exact_pos` gives exact ones."""
+
+    exact: np.ndarray
+    pos_ub: np.ndarray
+    ox: np.ndarray
+    ow: np.ndarray
+    chunks: list[tuple[int, int]]
+    dtype: type
+    cache: dict
+
+    def hull(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, hi) int64 (Q, N) = (S - pos_ub, pos_ub): lo <= neg and pos <= hi."""
+        hi = self.pos_ub.astype(np.int64)
+        lo = self.exact - hi
+        return lo, hi
+
+    def exact_pos(self, qs: np.ndarray, js: np.ndarray) -> np.ndarray:
+        """Exact int64 pos of the pairs (qs, js): dot products, or one more full product
+        when the pairs are many."""
+        q, n = self.exact.shape
+        if qs.size <= DOT_PAIRS_MAX_FRACTION * q * n:  # per query: rows of w'+ times x'_q
+            out = np.empty(qs.size, dtype=np.int64)
+            dt = np.float64 if self.pos_ub.max(initial=0) < 1 << 53 else np.int64  # exact
+            order = np.argsort(qs, kind="stable")
+            qo = qs[order]
+            starts = np.flatnonzero(np.diff(qo, prepend=-1))
+            ends = np.append(starts[1:], qo.size)
+            for a, b in zip(starts, ends, strict=True):
+                sel = order[a:b]
+                wrows = np.maximum(self.ow[js[sel]], 0).astype(dt)
+                out[sel] = wrows @ self.ox[qo[a]].astype(dt)
+            return out
+        key = ("sign_split_pos", self.dtype)
+        if key not in self.cache:
+            self.cache[key] = np.ascontiguousarray(np.maximum(self.ow.T, 0), dtype=self.dtype)
+        wpos = self.cache[key]
+        pos = np.zeros((q, n), dtype=np.int64)
+        xf = self.ox.astype(self.dtype)
+        for a, b in self.chunks:
+            np.add(pos, xf[:, a:b] @ wpos[a:b], out=pos, casting="unsafe")  # exact
+        return pos[qs, js]
+
+
+def split_sign_sums(
+    ox: np.ndarray, ow: np.ndarray, xmax: int, cache: dict | None = None
+) -> SplitSums | None:
+    """Exact sums and positive-sum bounds of x' (Q, K) >= 0 with max ``xmax`` against w'
+    (N, K).
+
+    ``cache``: a dict that lives as long as ``ow`` does (float weights and 64-input block
+    sums are kept there). None when x' and w' are too wide for exact float sums.
+    """
+    q, k = ox.shape
+    n = ow.shape[0]
+    cache = {} if cache is None else cache
+    if not (q and n and k) or xmax == 0:
+        z = np.zeros((q, n), dtype=np.int64)
+        return SplitSums(z, z.copy(), ox, ow, [], np.float64, cache)
+    if "sign_split_blocks" not in cache:
+        cache["sign_split_blocks"] = block_sums(ow)
+    plan = None
+    for dtype, exact in ((np.float32, 1 << 24), (np.float64, 1 << 53)):
+        ckey = ("sign_split_chunks", dtype, xmax)
+        if ckey not in cache:
+            cache[ckey] = split_chunks(cache["sign_split_blocks"], k, xmax, exact)
+        chunks = cache[ckey]
+        if chunks is not None:
+            for name, make in (("w", _as_float_t), ("pos_blocks", _pos_blocks_t)):
+                if (f"sign_split_{name}", dtype) not in cache:
+                    cache[(f"sign_split_{name}", dtype)] = make(ow, dtype)
+            plan = (dtype, chunks)
+            break
+    if plan is None:
+        return None
+    dtype, chunks = plan
+    wt = cache[("sign_split_w", dtype)]
+    wpb = cache[("sign_split_pos_blocks", dtype)]
+    xf = ox.astype(dtype)
+    xm = _block_max(xf, dtype)
+    if len(chunks) == 1:
+        total = (xf @ wt).astype(np.int64)  # exact
+        pos_ub = xm @ wpb  # exact integers
+        return SplitSums(total, pos_ub, ox, ow, chunks, dtype, cache)
+    total = np.zeros((q, n), dtype=np.int64)
+    pos_ub = np.zeros((q, n), dtype=np.int64)
+    for a, b in chunks:  # a is a multiple of 64, so of B
+        np.add(total, xf[:, a:b] @ wt[a:b], out=total, casting="unsafe")
+        ba, bb = a // BOUND_BLOCK, -(-b // BOUND_BLOCK)
+        np.add(pos_ub, xm[:, ba:bb] @ wpb[ba:bb], out=pos_ub, casting="unsafe")
+    return SplitSums(total, pos_ub, ox, ow, chunks, dtype, cache)

@@ -1,0 +1,229 @@
+"""The pre-add (AVX2 VPMADDUBSW-style) fast path agrees bit for bit with a plain step loop.
+
+simulator/units/acc_ordered.py settles most runs from exact split-sign sums
+(sign_split.py: [neg, pos] bounds every partial sum) and the hot pre-add entries
+(pre_add.py, compiled in pre_add_kernel.py with a numpy fallback). These tests run it, with
+numba and with the fallback (HWSIM_NUMBA=0), against a per-query step loop
+(simulator/engine/reference.py) plus an independent loop over every partial sum for
+``min_safe_acc_bits``: final accumulators, per-neuron and per-pair accumulator and pre-add
+events, first events and the exact width. The stepwise engine comparison of the whole
+engine is tests/test_stepwise.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simulator.engine.reference import accumulate_query
+from simulator.units import chunk_stepper, pre_add_kernel, sign_split
+from simulator.units.accumulator import MacSpec, bits_for_range, fit_policy, operands
+from simulator.units.mac_array import accumulate
+from simulator.units.pre_add import pre_add_stage
+from simulator.units.sign_split import split_sign_sums
+
+N_CASES = 200  # per stepping implementation
+
+
+@pytest.fixture(params=["numba", "numpy"])
+def stepper(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test with the compiled pre-add kernel and with the numpy fallback."""
+    if request.param == "numba":
+        monkeypatch.setenv("HWSIM_NUMBA", "1")
+        if not pre_add_kernel.hot_kernel_available():
+            pytest.skip("numba is not installed")
+    else:
+        monkeypatch.setenv("HWSIM_NUMBA", "0")
+        assert not chunk_stepper.numba_enabled()
+        assert not pre_add_kernel.hot_kernel_available()
+    return str(request.param)
+
+
+def _partial_range(x: np.ndarray, zx: int, w: np.ndarray, zw: np.ndarray,
+                   spec: MacSpec) -> tuple[int, int]:
+    """(min, max) (0 included) of every accumulator addition's exact result, one loop."""
+    lo = hi = 0
+    ox, ow, corr = operands(x, zx, w, zw, spec.operand)
+    g, p = spec.adder_tree_width, spec.pre_add_width
+    for q in range(x.shape[0]):
+        idx = np.flatnonzero(x[q] != zx) if spec.event_driven else np.arange(x.shape[1])
+        run = np.zeros(w.shape[0], dtype=np.int64)
+        for s in range(0, idx.size, g):
+            ids = idx[s: s + g]
+            prods = ow[:, ids] * ox[q, ids][None, :]
+            prods = np.concatenate([prods, np.zeros((prods.shape[0], -ids.size % p),
+                                                    np.int64)], axis=1)
+            pre = prods.reshape(prods.shape[0], -1, p).sum(axis=2)
+            run = run + fit_policy(pre, spec.pre_register, spec.pre_add_overflow).sum(axis=1)
+            lo, hi = min(lo, int(run.min())), max(hi, int(run.max()))
+        if corr is not None:
+            run = run + corr[q]
+            lo, hi = min(lo, int(run.min())), max(hi, int(run.max()))
+    return lo, hi
+
+
+def _case(seed: int) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, MacSpec]:
+    rng = np.random.default_rng(70_000 + seed)
+    q = int(rng.integers(1, 6))
+    k = int(rng.integers(1, 50)) if rng.random() < 0.8 else int(rng.integers(100, 300))
+    n = int(rng.integers(1, 14))
+    style = rng.integers(4)
+    if style == 0:
+        w = rng.integers(-128, 128, (n, k))
+    elif style == 1:  # extremes: pairs that saturate both ways
+        w = rng.choice(np.array([-128, 127, 127, 0, -128]), (n, k))
+    elif style == 2:  # VPRTempo-like: few large excitatory, many small inhibitory weights
+        w = np.where(rng.random((n, k)) < 0.15, rng.integers(64, 128, (n, k)),
+                     -rng.integers(0, 65, (n, k)))
+    else:
+        w = rng.integers(-20, 21, (n, k))
+    p = int(rng.choice([2, 2, 3, 4]))
+    raw = rng.random() < 0.7
+    zx = 0 if rng.random() < 0.6 else int(rng.integers(0, 256))
+    zw = rng.integers(-3, 4, n) if rng.random() < 0.2 else np.zeros(n, dtype=np.int64)
+    x = rng.integers(0, 256, (q, k))
+    if rng.random() < 0.3:
+        x = np.where(rng.random((q, k)) < 0.5, zx, x)
+    if rng.random() < 0.15:
+        x[:] = 255  # every pair at its largest
+    wide = rng.random() < 0.6
+    spec = MacSpec(
+        acc_bits=32 if wide else int(rng.integers(8, 28)),
+        overflow=str(rng.choice(["wrap", "saturate"])),
+        adder_tree_width=p * int(rng.integers(1, 4)),
+        operand="raw" if raw else "offset",
+        pre_add_width=p,
+        pre_add_bits=16 if rng.random() < 0.5 else int(rng.integers(6, 17)),
+        pre_add_overflow=str(rng.choice(["wrap", "saturate", "saturate"])),
+        event_driven=(not raw) and rng.random() < 0.2,
+        lanes=int(rng.integers(1, 9)),
+    )
+    return x.astype(np.uint8), zx, w.astype(np.int8), zw.astype(np.int64), spec
+
+
+def _check(x: np.ndarray, zx: int, w: np.ndarray, zw: np.ndarray, spec: MacSpec,
+           tag: str) -> int:
+    acc, st = accumulate(x.astype(np.int64), zx, w, zw, spec)
+    rows = {(int(r[0]), int(r[1])): tuple(int(v) for v in r[2:]) for r in st.pair_events}
+    first = first_pre = None
+    events = 0
+    for q in range(x.shape[0]):
+        ra = accumulate_query(x[q], zx, w, zw, spec)
+        assert np.array_equal(ra.acc, acc[q]), tag
+        ev = np.stack([ra.acc_wrap, ra.acc_saturate, ra.pre_add], axis=1)
+        for j in np.flatnonzero(ev.sum(axis=1)):
+            assert rows.pop((q, int(j))) == tuple(int(v) for v in ev[j]), (tag, q, j)
+        events += int(ev.sum())
+        if first is None and ra.first is not None:
+            first = (q, *ra.first)
+        if first_pre is None and ra.first_pre_add is not None:
+            first_pre = (q, *ra.first_pre_add)
+    assert not rows, tag
+    assert st.first == first, tag
+    assert st.first_pre_add == first_pre, tag
+    lo, hi = _partial_range(x, zx, w, zw, spec)
+    assert st.min_safe_acc_bits == bits_for_range(lo, hi), tag
+    return events
+
+
+@pytest.mark.parametrize("part", range(2))
+def test_pre_add_path_equals_a_step_loop(stepper: str, part: int,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # exact positive sums of the flagged pairs: by dot products (part 0) or a full product
+    monkeypatch.setattr(sign_split, "DOT_PAIRS_MAX_FRACTION", 1.0 if part == 0 else 0.0)
+    pre_events = 0
+    for seed in range(part, N_CASES, 2):
+        x, zx, w, zw, spec = _case(seed)
+        pre_events += _check(x, zx, w, zw, spec, f"seed {seed} {spec}")
+    assert pre_events > 0
+
+
+def test_vprtempo_like_layer_is_settled_by_split_sums(stepper: str) -> None:
+    """A layer shaped like the benchmark's (raw uint8 inputs, a correction for zx = 255,
+    dense hot pairs): settled without stepping a pair, and still equal to the loop."""
+    rng = np.random.default_rng(5)
+    n, k = 24, 400
+    w = np.where(rng.random((n, k)) < 0.12, rng.integers(64, 128, (n, k)),
+                 -rng.integers(0, 65, (n, k))).astype(np.int8)
+    x = rng.integers(0, 256, (6, k)).astype(np.uint8)
+    for zx in (0, 255):
+        spec = MacSpec(32, "wrap", 4, "raw", 2, 16, "saturate", False, 8)
+        acc, st = accumulate(x.astype(np.int64), zx, w, np.zeros(n, np.int64), spec)
+        assert st.ordered_pairs == 0 and st.pre_add_events.sum() > 0
+        _check(x, zx, w, np.zeros(n, np.int64), spec, f"zx {zx}")
+
+
+def test_partial_sum_exactly_at_the_width_edge(stepper: str) -> None:
+    """min_safe_acc_bits when a partial sum (not the final one) sits exactly on a power of
+    two: 2 * 127 * 127 * m reaches 2**15 - 2 ... then negatives bring the final sum down."""
+    k = 8
+    w = np.array([[127] * 4 + [-1] * 4, [127] * 6 + [-128] * 2], dtype=np.int8)
+    for top in (255, 254, 129, 128):
+        x = np.array([[top] * 4 + [255] * 4], dtype=np.uint8)
+        for pre_bits in (16, 17):
+            spec = MacSpec(32, "wrap", 2, "raw", 2, pre_bits, "saturate", False, 1)
+            _check(x, 0, w, np.zeros(2, np.int64), spec, f"top {top} bits {pre_bits}")
+    assert k == x.shape[1]
+
+
+def test_pre_add_kernel_equals_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled hot-entry kernel and the numpy loop find the same events and sums."""
+    if not pre_add_kernel.hot_kernel_available():
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(11)
+    for case in range(12):
+        q, k, n = int(rng.integers(1, 9)), int(rng.integers(1, 301)), int(rng.integers(1, 40))
+        w = rng.choice(np.array([-128, -90, 127, 100, 3, 0]), (n, k)).astype(np.int8)
+        x = rng.integers(0, 256, (q, k)).astype(np.int64)
+        p = int(rng.choice([2, 3, 4]))
+        spec = MacSpec(32, "wrap", p, "raw", p, int(rng.integers(8, 17)),
+                       str(rng.choice(["wrap", "saturate"])), False, int(rng.integers(1, 9)))
+        ox, ow, _ = operands(x, 0, w, np.zeros(n, np.int64), "raw")
+        got = {}
+        for mode in ("1", "0"):
+            monkeypatch.setenv("HWSIM_NUMBA", mode)
+            got[mode] = pre_add_stage(x, 0, ox, ow, np.abs(ow), spec)
+        a, b = got["1"], got["0"]
+        for name in ("delta", "dpos", "dneg", "counts"):
+            va, vb = getattr(a, name), getattr(b, name)
+            assert (va is None) == (vb is None), (case, name)
+            assert va is None or np.array_equal(va, vb), (case, name)
+        assert (a.first, a.first_value) == (b.first, b.first_value), case
+        ra = np.concatenate(a.rows) if a.rows else np.zeros((0, 5), np.int64)
+        rb = np.concatenate(b.rows) if b.rows else np.zeros((0, 5), np.int64)
+        rb = rb[np.lexsort((rb[:, 1], rb[:, 0]))]
+        assert np.array_equal(ra, rb), case
+
+
+def test_split_sign_sums_are_exact() -> None:
+    """Exact sums and exact positive sums against int64 products, bounds that hold, also when
+    K must be cut into several chunks or the operands need float64; a cache gives the same
+    numbers."""
+    rng = np.random.default_rng(3)
+    for wmax, xmax, k in ((127, 255, 3000), (127, 255, 40), (30000, 255, 700),
+                          (1 << 20, 1 << 12, 300), (0, 255, 10)):
+        w = rng.integers(-wmax, wmax + 1, (17, k))
+        w[0] = wmax  # one neuron with the largest positive sum
+        w[1] = -wmax
+        x = rng.integers(0, xmax + 1, (9, k))
+        x[0] = xmax
+        cache: dict = {}
+        for _ in range(2):
+            got = split_sign_sums(x, w, xmax, cache)
+            assert got is not None
+            want_pos, want_neg = x @ np.maximum(w, 0).T, x @ np.minimum(w, 0).T
+            assert np.array_equal(got.exact, x @ w.T)
+            lo, hi = got.hull()
+            assert (hi >= want_pos).all() and (lo <= want_neg).all()
+            if wmax and k >= 8:  # the bound is not the exact sum (it would not need a test)
+                assert (hi > want_pos).any()
+            qs, js = np.nonzero(np.ones_like(want_pos, dtype=bool))
+            assert np.array_equal(got.exact_pos(qs, js), want_pos[qs, js])  # full product
+            sign_split.DOT_PAIRS_MAX_FRACTION, was = 1.0, sign_split.DOT_PAIRS_MAX_FRACTION
+            try:  # dot products
+                assert np.array_equal(got.exact_pos(qs[::37], js[::37]),
+                                      want_pos[qs, js][::37])
+            finally:
+                sign_split.DOT_PAIRS_MAX_FRACTION = was
+    too_wide = np.full((2, 4), 1 << 40)
+    assert split_sign_sums(np.ones((1, 4), np.int64) * (1 << 20), too_wide, 1 << 20) is None
