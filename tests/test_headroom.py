@@ -73,3 +73,49 @@ def test_bound_mode_still_counts_every_event() -> None:
     assert np.array_equal(e.acc_saturate, b.acc_saturate)
     assert np.array_equal(exact.outputs, bound.outputs)
     assert b.partial_exact and b.min_safe_acc_bits == e.min_safe_acc_bits
+
+
+def test_sign_bounds_settle_the_exact_width_for_non_negative_inputs(monkeypatch) -> None:
+    """zx = 0 (x' >= 0): the screened path proves the final sums' width from sign bounds
+    (sign_split.py) or hands over to the chunked path; either way the width equals a loop,
+    in dense and event-driven schedules, also when a prefix runs past the final sums."""
+    import simulator.units.acc_screened as scr
+
+    verdicts: list[bool] = []
+    real = scr._split_settles
+
+    def spy(split, safe):  # noqa: ANN001, ANN202
+        verdicts.append(real(split, safe))
+        return verdicts[-1]
+
+    monkeypatch.setattr(scr, "_split_settles", spy)
+    for seed in range(24):
+        rng = np.random.default_rng(100 + seed)
+        k, n1 = int(rng.integers(8, 300)), int(rng.integers(2, 24))
+        net = _net(rng, k, n1, 3)
+        w = net.modules[0].layer("feature").paths[0].weight
+        if seed % 3 == 0:  # positives first, negatives last: prefixes far past the final sums
+            w.flags.writeable = True
+            w[:] = np.where(np.arange(k) < k // 2, np.abs(w.astype(np.int16)),
+                            -np.abs(w.astype(np.int16))).clip(-128, 127).astype(np.int8)
+        module = net.modules[0]
+        object.__setattr__(module, "input_zero_point", 0)
+        x = rng.random((5, k)).astype(np.float32)
+        x[rng.random(x.shape) < 0.3] = 0.0
+        tree = int(rng.choice([1, 2, 4]))
+        mode = "event_driven" if seed % 2 else "dense"
+        sets = [f"accumulator.adder_tree_width={tree}", f"schedule.mode={mode}"]
+        res = simulate(net, load_config("pytorch_fbgemm", sets), x)
+        codes = res.input_codes[0]
+        active = [[kk for kk in range(k) if mode == "dense" or codes[q, kk] != 0]
+                  for q in range(codes.shape[0])]
+        lo = hi = 0
+        for q, ks in enumerate(active):
+            for j in range(w.shape[0]):
+                acc = 0
+                for s0 in range(0, len(ks), tree):
+                    acc += sum(int(codes[q, kk]) * int(w[j, kk]) for kk in ks[s0:s0 + tree])
+                    lo, hi = min(lo, acc), max(hi, acc)
+        st = res.layer(0, "feature").mac["combined"]
+        assert st.partial_exact and st.min_safe_acc_bits == bits_for_range(lo, hi), seed
+    assert True in verdicts and False in verdicts  # both outcomes were exercised

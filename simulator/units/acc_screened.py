@@ -2,8 +2,11 @@
 
 With offset operands and no pre-add, |every partial sum of (q, j)| <= min(sum_k |x'_qk| max|w'|,
 max|x'| sum_k |w'_jk|). When that fits the register, one exact matrix product settles the layer;
-when it also fits the width of the final sums, ``min_safe_acc_bits`` is exact too. Weight facts
-are computed once per (read-only) weight matrix.
+when it also fits the width of the final sums, ``min_safe_acc_bits`` is exact too. Otherwise,
+for inputs x' >= 0 (zx = 0), the sign bounds of sign_split.py (a 4x shorter product, exact
+positive sums for the few pairs it leaves open) usually prove the final sums' width exact
+without the chunked path's absolute-sum product. Weight facts are computed once per
+(read-only) weight matrix.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 from ..fixedpoint import Register
 from ..kernels import _mm_frozen, exact_matmul
 from .accumulator import LaneStats, MacSpec, bits_for_range, range_of
+from .sign_split import SplitSums, split_sign_sums
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,14 @@ def accumulate_screened(
     sep = min(int(ax_row.max(initial=0)) * wi.abs_max, ax_max * wi.abs_row_sum_max)
     if sep > min(reg.max, -reg.min):
         return None
-    total = exact_matmul(ox, wi.ow, a_range=(min(xlo, 0), max(xhi, 0)), b_range=(wi.lo, wi.hi))
+    split = None
+    if track_max and exact_headroom and xlo >= 0:  # sums and sign bounds from one product
+        split = split_sign_sums(ox, wi.ow, ax_max, wi.derived if _mm_frozen(w) else None)
+    if split is not None:
+        total = split.exact
+    else:
+        total = exact_matmul(ox, wi.ow, a_range=(min(xlo, 0), max(xhi, 0)),
+                             b_range=(wi.lo, wi.hi))
     n = w.shape[0]
     zeros = np.zeros(n, dtype=np.int64)
     stats = LaneStats(zeros, zeros.copy(), zeros.copy(), 0, None, 0)
@@ -102,6 +113,23 @@ def accumulate_screened(
         stats.partial_exact = False
         stats.partial_bound = sep
         return total, stats
+    if split is not None and _split_settles(split, safe):
+        return total, stats
     if known is not None:
         known["sums"] = total
     return None
+
+
+def _split_settles(split: SplitSums, safe: Register) -> bool:
+    """True when every partial sum of every pair provably stays inside ``safe`` (the width
+    of the final sums): [S - U, U] from the block bound, exact [neg, pos] for the pairs that
+    bound leaves unsettled (x' >= 0: every prefix lies between the negative and the positive
+    products' sums, whatever the order or the skipped inputs)."""
+    lo, hi = split.hull()
+    qs, js = np.nonzero((lo < safe.min) | (hi > safe.max))
+    del lo, hi
+    if not qs.size:
+        return True
+    pos = split.exact_pos(qs, js)
+    neg = split.exact[qs, js] - pos
+    return not bool(((neg < safe.min) | (pos > safe.max)).any())
