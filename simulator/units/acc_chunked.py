@@ -25,6 +25,7 @@ from .accumulator import (
     range_of,
 )
 from .partial_sums import ChunkPlan, abs_wide, chunk_size, evaluate_pairs
+from .tile_stepper import evaluate_tiles, tiles_available
 
 
 def _abs_weights(ow: np.ndarray, cache: dict | None) -> np.ndarray:
@@ -41,16 +42,23 @@ def _abs_weights(ow: np.ndarray, cache: dict | None) -> np.ndarray:
     return aw
 
 
-def events_dense(neg: np.ndarray, pos: np.ndarray, reg: Register, chunks: int) -> bool:
+def events_dense(neg: np.ndarray, pos: np.ndarray, reg: Register, chunks: int,
+                 policy: str = "wrap") -> bool:
     """True when the pairs' bounds span so many register ranges that most chunks would be
     stepped anyway: stepping whole pairs then beats computing chunk statistics first.
 
+    Saturate: after a pair's first clip the register sits at a range edge and nearly every
+    later chunk that adds products of that sign must be stepped, so a smaller span suffices
+    when the compiled tile loop (:mod:`simulator.units.tile_stepper`) steps whole pairs.
     A performance choice only (both ways give the same integers); tests force either.
     """
     if not neg.size:
         return False
     spans = ((pos - reg.min) >> reg.bits) - ((neg - reg.min) >> reg.bits)
-    return float(spans.mean()) >= max(2.0, chunks / 6)
+    need = max(2.0, chunks / 6)
+    if policy == "saturate" and tiles_available():
+        need = 1.5
+    return float(spans.mean()) >= need
 
 
 def accumulate_chunked(
@@ -127,15 +135,24 @@ def accumulate_chunked(
         cs = chunk_size(k, g)
         given = None
         narrowest = safe if safe is not None and safe.bits < reg.bits else reg
-        dense_events = events_dense(neg[qs, js], pos[qs, js], narrowest, -(-k // cs))
+        dense_events = events_dense(neg[qs, js], pos[qs, js], narrowest, -(-k // cs),
+                                    spec.overflow)
+        track = None  # pairs whose partial sums may widen min_safe_acc_bits (tiles only)
+        if dense_events and safe is not None:
+            track = (neg[qs, js] < safe.min) | (pos[qs, js] > safe.max)
         if not keep_bounds:
             del neg, pos
         if dense_events:
             cs = max(g, -(-k // g) * g)  # one chunk: step whole pairs, S and A known already
             given = (s[qs, js], a[qs, js])
         plan = ChunkPlan(active, g, cs, dense=not spec.event_driven)
-        res = evaluate_pairs(plan, oxs, ows, qs, js, reg, spec.overflow, safe, xr, wr,
-                             cache, given)
+        res = None
+        if dense_events:  # whole pairs in tiles, the register vectorised across neurons
+            res = evaluate_tiles(plan, oxs, ows, qs, js, reg, spec.overflow, xr, wr, cache,
+                                 track)
+        if res is None:
+            res = evaluate_pairs(plan, oxs, ows, qs, js, reg, spec.overflow, safe, xr, wr,
+                                 cache, given)
         stats.ordered_pairs = int(qs.size)
         pmin, pmax = min(pmin, res.partial_min), max(pmax, res.partial_max)
         r = res.acc
