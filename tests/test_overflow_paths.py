@@ -160,6 +160,36 @@ def test_tile_stepper_equals_stepwise(part: int, monkeypatch: pytest.MonkeyPatch
     assert calls["tiles"] > 20 and calls["f64"] > 0
 
 
+def test_wrap_stream_equals_stepwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wrap, dense schedule: chunk statistics streamed one chunk at a time for all queries
+    (simulator/units/wrap_stream.py), short chunks so that many chunks are flagged."""
+    from simulator.units import wrap_stream
+
+    monkeypatch.setenv("HWSIM_NUMBA", "1")
+    if not chunk_stepper.numba_enabled():
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(acc_chunked, "events_dense", lambda *a: False)
+    used = {"n": 0}
+    real = wrap_stream.evaluate_wrap_streamed
+
+    def counting(*a, **kw):
+        r = real(*a, **kw)
+        used["n"] += r is not None
+        return r
+
+    monkeypatch.setattr(acc_chunked, "evaluate_wrap_streamed", counting)
+    for seed in range(40):
+        rng = np.random.default_rng(8_000 + seed)
+        m = int(rng.integers(1, 5))
+        monkeypatch.setattr(acc_chunked, "chunk_size", lambda k, g, m=m: m * g)
+        net, cfg, x, sets = chunked_case(20_000 + seed)
+        sets = [*sets, "accumulator.overflow=wrap", "schedule.mode=dense"]
+        cfg = load_config(cfg.name, sets)
+        diffs = compare_with_fast(simulate(net, cfg, x), simulate_stepwise(net, cfg, x))
+        assert not diffs, f"seed {seed} {sets}: " + "; ".join(diffs[:6])
+    assert used["n"] > 10
+
+
 # --- hand-made edge cases ---------------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ from .accumulator import (
 )
 from .partial_sums import ChunkPlan, abs_wide, chunk_size, evaluate_pairs
 from .tile_stepper import evaluate_tiles, tiles_available
+from .wrap_stream import evaluate_wrap_streamed
 
 
 def _abs_weights(ow: np.ndarray, cache: dict | None) -> np.ndarray:
@@ -150,6 +151,8 @@ def accumulate_chunked(
         if dense_events:  # whole pairs in tiles, the register vectorised across neurons
             res = evaluate_tiles(plan, oxs, ows, qs, js, reg, spec.overflow, xr, wr, cache,
                                  track)
+        elif spec.overflow == "wrap":  # all queries' chunk statistics, one chunk at a time
+            res = evaluate_wrap_streamed(plan, oxs, ows, qs, js, reg, safe, xr, wr, cache)
         if res is None:
             res = evaluate_pairs(plan, oxs, ows, qs, js, reg, spec.overflow, safe, xr, wr,
                                  cache, given)
