@@ -152,7 +152,8 @@ def accumulate_chunked(
             res = evaluate_tiles(plan, oxs, ows, qs, js, reg, spec.overflow, xr, wr, cache,
                                  track)
         elif spec.overflow == "wrap":  # all queries' chunk statistics, one chunk at a time
-            res = evaluate_wrap_streamed(plan, oxs, ows, qs, js, reg, safe, xr, wr, cache)
+            res = evaluate_wrap_streamed(plan, oxs, ows, qs, js, reg, safe, xr, wr, cache,
+                                         early_exit=not keep_bounds)
         if res is None:
             res = evaluate_pairs(plan, oxs, ows, qs, js, reg, spec.overflow, safe, xr, wr,
                                  cache, given)

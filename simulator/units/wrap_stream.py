@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..fixedpoint import Register
-from .chunk_stepper import numba_enabled, step_items
+from .chunk_stepper import numba_enabled
 from .partial_sums import ChunkPlan, ChunkResult, _float_for, wrap_values
 
 _NB: dict[str, object] = {}
@@ -56,9 +56,16 @@ def evaluate_wrap_streamed(
     xr: tuple[int, int],
     wr: tuple[int, int],
     cache: dict | None = None,
+    early_exit: bool = True,
 ) -> ChunkResult | None:
     """:class:`ChunkResult` of the wrap register for pairs (qs, js) (sorted by query), or None
-    when this path does not apply (event_driven schedule, numba off, few live pairs)."""
+    when this path does not apply (event_driven schedule, numba off, few live pairs).
+
+    early_exit: a flagged chunk's stepping stops at a checkpoint once the chunk's remaining
+    |products| can neither reach the current window's edges nor leave ``safe`` (the skipped
+    partial sums then cannot change an event or ``min_safe_acc_bits``); off when the partial
+    sum range must cover every stepped checkpoint (``report.headroom = "bound"``).
+    """
     if not plan.dense or not numba_enabled() or not qs.size:
         return None
     q_count, n = ox.shape[0], ow.shape[0]
@@ -68,9 +75,11 @@ def evaluate_wrap_streamed(
         dt = _float_for(plan.cs, xr, wr)
     except OverflowError:
         return None
+    safe_lo = safe.min if safe is not None else -(1 << 62)
+    safe_hi = safe.max if safe is not None else 1 << 62
     if "flag" not in _NB:
         _NB["flag"] = _compile()
-    flag = _NB["flag"]
+    flag, step = _NB["flag"]  # type: ignore[misc]
     wt, wa = _weights_t(ow, dt, cache)
     xf = np.ascontiguousarray(ox, dtype=dt)
     xa = xf if xr[0] >= 0 else np.abs(xf)
@@ -99,9 +108,15 @@ def evaluate_wrap_streamed(
             continue
         pi = pair_id[qi, ji]
         start = prefix[qi, ji].astype(np.int64)  # prefix before chunk c (flag kept it)
-        nw, _, fs, fv, lo, hi = step_items(oxc, owc, qs, js, pi, np.full(pi.size, c), start,
-                                           None, plan, reg.min, reg.max, reg.bits, True)
-        out.partial_min, out.partial_max = min(out.partial_min, lo), max(out.partial_max, hi)
+        rem = abss[qi, ji].astype(np.int64)  # sum of |products| of the chunk
+        nw = np.zeros(pi.size, dtype=np.int64)
+        fs = np.full(pi.size, -1, dtype=np.int64)
+        fv = np.zeros(pi.size, dtype=np.int64)
+        lo_hi = np.zeros((pi.size, 2), dtype=np.int64)
+        step(oxc, owc, qi, ji, start, rem, a, b, plan.g, k, reg.min, reg.bits,  # type: ignore[operator]
+             safe_lo, safe_hi, early_exit, nw, fs, fv, lo_hi)
+        out.partial_min = min(out.partial_min, int(lo_hi[:, 0].min()))
+        out.partial_max = max(out.partial_max, int(lo_hi[:, 1].max()))
         out.stepped_chunks += int(pi.size)
         ev = nw > 0
         if ev.any():
@@ -139,4 +154,43 @@ def _compile() -> object:
                 need[q, j] = nd
                 prefix[q, j] = p if nd else p + s
 
-    return flag
+    @numba.njit(cache=True, nogil=True, parallel=True)
+    def step(ox, ow, qi, ji, start, rem, a, b, g, k, reg_min, bits, safe_lo, safe_hi, early,
+             nw, fs, fv, lo_hi):  # pragma: no cover - compiled
+        """Step items (query qi, neuron ji) over inputs [a, b) from prefix ``start``; dense
+        schedule: a checkpoint ends every G inputs and the last input."""
+        for it in numba.prange(qi.size):
+            q = qi[it]
+            j = ji[it]
+            p = start[it]
+            left = rem[it]
+            win = (p - reg_min) >> bits
+            wlo = reg_min + (win << bits)
+            whi = wlo + (np.int64(1) << bits) - 1
+            lo = np.int64(0)
+            hi = np.int64(0)
+            cnt = 0
+            for kk in range(a, b):
+                pr = np.int64(ox[q, kk]) * np.int64(ow[j, kk])
+                p += pr
+                left -= abs(pr)
+                if (kk + 1) % g != 0 and kk != k - 1:
+                    continue
+                lo = min(lo, p)
+                hi = max(hi, p)
+                if p < wlo or p > whi:
+                    cnt += 1
+                    if fs[it] < 0:
+                        fs[it] = kk // g
+                        fv[it] = p - (win << bits)  # the register before plus the tree output
+                    win = (p - reg_min) >> bits
+                    wlo = reg_min + (win << bits)
+                    whi = wlo + (np.int64(1) << bits) - 1
+                if early and p - left >= wlo and p + left <= whi and p - left >= safe_lo \
+                        and p + left <= safe_hi:
+                    break
+            nw[it] = cnt
+            lo_hi[it, 0] = lo
+            lo_hi[it, 1] = hi
+
+    return flag, step
