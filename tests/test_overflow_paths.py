@@ -138,12 +138,14 @@ def test_tile_stepper_equals_stepwise(part: int, monkeypatch: pytest.MonkeyPatch
     if not tile_stepper.tiles_available():
         pytest.skip("numba is not installed")
     monkeypatch.setattr(acc_chunked, "events_dense", lambda *a: True)
-    calls = {"tiles": 0, "f64": 0}
+    calls = {"tiles": 0, "f64": 0, "fused": 0}
     real_step = tile_stepper.step_tiles
 
     def counting(*a, **kw):
         calls["tiles"] += 1
-        calls["f64"] += a[-1] is np.float64
+        calls["f64"] += a[7] is np.float64
+        live, track = a[3], a[6]  # fused steps: dense G <= 4, a live pair not tracked
+        calls["fused"] += 0 < a[8] <= 4 and bool((live & ~track).any())
         return real_step(*a, **kw)
 
     monkeypatch.setattr(tile_stepper, "step_tiles", counting)
@@ -157,7 +159,7 @@ def test_tile_stepper_equals_stepwise(part: int, monkeypatch: pytest.MonkeyPatch
             cfg = load_config(cfg.name, sets)
         diffs = compare_with_fast(simulate(net, cfg, x), simulate_stepwise(net, cfg, x))
         assert not diffs, f"seed {seed} {sets}: " + "; ".join(diffs[:6])
-    assert calls["tiles"] > 20 and calls["f64"] > 0
+    assert calls["tiles"] > 20 and calls["f64"] > 0 and calls["fused"] > 5
 
 
 def test_wrap_stream_equals_stepwise(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -88,13 +88,16 @@ def step_tiles(
     wrap: bool,
     track: np.ndarray | None,
     dt: type,
+    dense_g: int = 0,
 ) -> TileResult:
     """Step every pair of the tiles that hold a ``live`` pair over all inputs.
 
     ox: (Q, K) x' in ``dt``; owt: (K, N) w' transposed, in ``dt``, C-contiguous; ckpt: bool
     (Q, K) checkpoints; live: bool (Q, N) pairs whose results are needed; track: bool (Q, N)
     pairs whose checkpoint partial sums' min / max are needed (their tiles track them for every
-    pair). Results of the other pairs of a stepped tile are exact too; pairs of skipped tiles
+    pair). dense_g: the adder-tree width G when the schedule is dense and G <= 4 (a step's
+    products are then fused into the register update; tiles that track partial sums excepted),
+    else 0. Results of the other pairs of a stepped tile are exact too; pairs of skipped tiles
     hold zeros (partial min / max: 0).
     """
     tiles_available()
@@ -116,9 +119,10 @@ def step_tiles(
     fv = np.zeros((q, n), dtype=dt)
     pmn = np.zeros((q, n) if track_partial else (1, 1), dtype=np.float64)
     pmx = np.zeros_like(pmn)
+    g4 = dense_g if 0 < dense_g <= 4 else 0
     consts = np.array([reg.min, reg.max, 1 << reg.bits, 1.0 / (1 << reg.bits)], dtype=dt)
     kern(np.ascontiguousarray(ox, dtype=dt), owt, np.ascontiguousarray(ckpt), flags,  # type: ignore[operator]
-         consts, wrap, qb, nb, r, cnt, fs, fv, pmn, pmx)
+         consts, wrap, g4, qb, nb, r, cnt, fs, fv, pmn, pmx)
     return TileResult(r.astype(np.int64), cnt.astype(np.int64), fs.astype(np.int64),
                       fv.astype(np.int64),
                       pmn.astype(np.int64) if track_partial else None,
@@ -167,7 +171,7 @@ def evaluate_tiles(
     tmask = np.zeros((q_count, n), dtype=np.bool_)
     tmask[tq, tj] = True
     t = step_tiles(ox, _weights_t(ow, dt, cache), plan.ckpt, live, reg, policy == "wrap",
-                   tmask, dt)
+                   tmask, dt, plan.g if plan.dense else 0)
     del live, tmask
     ev = t.events[qs, js]
     zeros = np.zeros(qs.size, dtype=np.int64)
@@ -184,7 +188,7 @@ def _compile() -> object:
     import numba
 
     @numba.njit(cache=True, nogil=True, parallel=True)
-    def kernel(ox, owt, ckpt, flags, consts, wrap, qb, nb,  # noqa: PLR0913
+    def kernel(ox, owt, ckpt, flags, consts, wrap, g4, qb, nb,  # noqa: PLR0913
                r_out, cnt_out, fs_out, fv_out, pmn_out, pmx_out):  # pragma: no cover - compiled
         q_all, k_all = ox.shape
         n_all = owt.shape[1]
@@ -193,10 +197,76 @@ def _compile() -> object:
         for t in numba.prange(n_tq * n_tj):
             tq = t // n_tj
             tj = t - tq * n_tj
-            if flags[tq, tj]:
+            if flags[tq, tj] == 1 and g4 > 0:
+                _tile4(ox, owt, consts, wrap, g4, tq * qb, min(tq * qb + qb, q_all), tj * nb,
+                       min(tj * nb + nb, n_all), k_all, r_out, cnt_out, fs_out, fv_out)
+            elif flags[tq, tj]:
                 _tile(ox, owt, ckpt, consts, wrap, flags[tq, tj] == 2, tq * qb,
                       min(tq * qb + qb, q_all), tj * nb, min(tj * nb + nb, n_all), k_all,
                       r_out, cnt_out, fs_out, fv_out, pmn_out, pmx_out)
+
+    @numba.njit(nogil=True, inline="always")
+    def _tile4(ox, owt, consts, wrap, g, q0, q1, j0, j1, k_all,  # noqa: PLR0913
+               r_out, cnt_out, fs_out, fv_out):  # pragma: no cover - compiled
+        """Dense schedule, G <= 4: each step's (up to) four products fused into the update."""
+        mn = consts[0]
+        mx = consts[1]
+        wide = consts[2]
+        inv = consts[3]
+        zero = mn - mn
+        one = zero + 1
+        nq = q1 - q0
+        r = np.zeros((nq, j1 - j0), dtype=owt.dtype)
+        cnt = np.zeros_like(r)
+        fs = np.full_like(r, -1)
+        fv = np.zeros_like(r)
+        st = zero
+        for k0 in range(0, k_all, g):
+            m = min(g, k_all - k0)
+            k1 = k0 + 1 if m > 1 else k0  # missing terms: x = 0 times any row
+            k2 = k0 + 2 if m > 2 else k0
+            k3 = k0 + 3 if m > 3 else k0
+            w0 = owt[k0, j0:j1]
+            w1 = owt[k1, j0:j1]
+            w2 = owt[k2, j0:j1]
+            w3 = owt[k3, j0:j1]
+            for i in range(nq):
+                x0 = ox[q0 + i, k0]
+                x1 = ox[q0 + i, k1] if m > 1 else zero
+                x2 = ox[q0 + i, k2] if m > 2 else zero
+                x3 = ox[q0 + i, k3] if m > 3 else zero
+                if x0 == zero and x1 == zero and x2 == zero and x3 == zero:
+                    continue
+                ri = r[i]
+                ci = cnt[i]
+                fsi = fs[i]
+                fvi = fv[i]
+                if wrap:
+                    for jj in range(j1 - j0):
+                        e = ri[jj] + (x0 * w0[jj] + x1 * w1[jj] + x2 * w2[jj] + x3 * w3[jj])
+                        c = e - wide * np.floor((e - mn) * inv)
+                        ev = c != e
+                        ci[jj] += one if ev else zero
+                        nw = ev & (fsi[jj] < zero)
+                        fsi[jj] = st if nw else fsi[jj]
+                        fvi[jj] = e if nw else fvi[jj]
+                        ri[jj] = c
+                else:
+                    for jj in range(j1 - j0):
+                        e = ri[jj] + (x0 * w0[jj] + x1 * w1[jj] + x2 * w2[jj] + x3 * w3[jj])
+                        c = mn if e < mn else e
+                        c = mx if c > mx else c
+                        ev = c != e
+                        ci[jj] += one if ev else zero
+                        nw = ev & (fsi[jj] < zero)
+                        fsi[jj] = st if nw else fsi[jj]
+                        fvi[jj] = e if nw else fvi[jj]
+                        ri[jj] = c
+            st += one
+        r_out[q0:q1, j0:j1] = r
+        cnt_out[q0:q1, j0:j1] = cnt
+        fs_out[q0:q1, j0:j1] = fs
+        fv_out[q0:q1, j0:j1] = fv
 
     @numba.njit(nogil=True, inline="always")
     def _tile(ox, owt, ckpt, consts, wrap, track, q0, q1, j0, j1, k_all,  # noqa: PLR0913
