@@ -11,10 +11,11 @@ the statistics are computed chunk by chunk for *all* queries at once:
   weights kept with the read-only weight matrix (exact: every chunk sum of |products| stays
   below 2**24, ``_float_for``; float64 otherwise) - large products run at BLAS speed, where
   the blocked (C, q, cs) stacks of the general path ran several times slower;
-* a compiled pass adds the chunk sums to the running prefix (float64, exact below 2**53) and
-  flags the (pair, chunk) items that may wrap (or leave the ``safe`` register, for
-  ``min_safe_acc_bits``);
-* the flagged items of the chunk are stepped at once (:func:`chunk_stepper.step_items`).
+* one compiled pass per chunk (parallel over queries) flags the pairs whose
+  P(a_c) + [neg_c, pos_c] may wrap (or leave the ``safe`` register, for
+  ``min_safe_acc_bits``), steps those checkpoint by checkpoint right away - stopping once the
+  chunk's remaining |products| can reach neither edge of the current window nor leave
+  ``safe`` - and moves every pair's exact prefix past the chunk.
 
 Memory: (Q, N) arrays only, never (pairs x chunks). Outputs equal the general path's
 (tests/test_overflow_paths.py). numba only; without it the general path runs.
@@ -29,6 +30,7 @@ from .chunk_stepper import numba_enabled
 from .partial_sums import ChunkPlan, ChunkResult, _float_for, wrap_values
 
 _NB: dict[str, object] = {}
+STREAM_CHUNKS = 24  # chunks per K (48 and 96 measured no better on the bench: noise-level)
 
 
 def _weights_t(ow: np.ndarray, dt: type, cache: dict | None) -> tuple[np.ndarray, np.ndarray]:
@@ -71,63 +73,43 @@ def evaluate_wrap_streamed(
     q_count, n = ox.shape[0], ow.shape[0]
     if qs.size * 2 < q_count * n:  # a sparse set of pairs: the general path gathers them
         return None
+    k = ox.shape[1]
+    cs = -(-max(1, -(-k // STREAM_CHUNKS)) // plan.g) * plan.g
+    cs = min(plan.cs, cs)  # a multiple of G: every chunk starts on an adder-tree step
     try:
-        dt = _float_for(plan.cs, xr, wr)
+        dt = _float_for(cs, xr, wr)
     except OverflowError:
         return None
     safe_lo = safe.min if safe is not None else -(1 << 62)
     safe_hi = safe.max if safe is not None else 1 << 62
-    if "flag" not in _NB:
-        _NB["flag"] = _compile()
-    flag, step = _NB["flag"]  # type: ignore[misc]
+    if "pass" not in _NB:
+        _NB["pass"] = _compile()
+    chunk_pass = _NB["pass"]
     wt, wa = _weights_t(ow, dt, cache)
     xf = np.ascontiguousarray(ox, dtype=dt)
     xa = xf if xr[0] >= 0 else np.abs(xf)
     pair_id = np.full((q_count, n), -1, dtype=np.int64)
     f = qs.size
     pair_id[qs, js] = np.arange(f)
-    prefix = np.zeros((q_count, n), dtype=np.float64)
-    safe_min = float(safe.min) if safe is not None else -np.inf
-    safe_max = float(safe.max) if safe is not None else np.inf
+    prefix = np.zeros((q_count, n), dtype=np.int64)
     out = ChunkResult(np.zeros(f, np.int64), np.zeros(f, np.int64), np.zeros(f, np.int64),
                       np.full(f, -1, np.int64), np.zeros(f, np.int64), 0, 0, 0)
     sums = np.empty((q_count, n), dtype=dt)
     abss = np.empty((q_count, n), dtype=dt)
-    need = np.empty((q_count, n), dtype=np.bool_)
+    row_stats = np.zeros((q_count, 3), dtype=np.int64)  # partial min, max, stepped items
     oxc = np.ascontiguousarray(ox)
     owc = np.ascontiguousarray(ow)
-    k = ox.shape[1]
-    for c in range(plan.c):
-        a, b = c * plan.cs, min((c + 1) * plan.cs, k)
+    for a in range(0, k, cs):
+        b = min(a + cs, k)
         np.matmul(xf[:, a:b], wt[a:b], out=sums)
         np.matmul(xa[:, a:b], wa[a:b], out=abss)
-        flag(sums, abss, prefix, pair_id, float(reg.min), float(1 << reg.bits),  # type: ignore[operator]
-             safe_min, safe_max, need)
-        qi, ji = np.nonzero(need)
-        if not qi.size:
-            continue
-        pi = pair_id[qi, ji]
-        start = prefix[qi, ji].astype(np.int64)  # prefix before chunk c (flag kept it)
-        rem = abss[qi, ji].astype(np.int64)  # sum of |products| of the chunk
-        nw = np.zeros(pi.size, dtype=np.int64)
-        fs = np.full(pi.size, -1, dtype=np.int64)
-        fv = np.zeros(pi.size, dtype=np.int64)
-        lo_hi = np.zeros((pi.size, 2), dtype=np.int64)
-        step(oxc, owc, qi, ji, start, rem, a, b, plan.g, k, reg.min, reg.bits,  # type: ignore[operator]
-             safe_lo, safe_hi, early_exit, nw, fs, fv, lo_hi)
-        out.partial_min = min(out.partial_min, int(lo_hi[:, 0].min()))
-        out.partial_max = max(out.partial_max, int(lo_hi[:, 1].max()))
-        out.stepped_chunks += int(pi.size)
-        ev = nw > 0
-        if ev.any():
-            pe = pi[ev]
-            out.wraps[pe] += nw[ev]
-            new = out.first_step[pe] < 0  # chunks come in order: the first one is earliest
-            out.first_step[pe[new]] = fs[ev][new]
-            out.first_value[pe[new]] = fv[ev][new]
-        # the flagged pairs' prefix still stands before chunk c: move it past the chunk
-        prefix[qi, ji] += sums[qi, ji].astype(np.float64)
-    out.acc = wrap_values(prefix[qs, js].astype(np.int64), reg)
+        chunk_pass(sums, abss, prefix, pair_id, oxc, owc, a, b, plan.g, k,  # type: ignore[operator]
+                   reg.min, reg.bits, safe_lo, safe_hi, early_exit, out.wraps, out.first_step,
+                   out.first_value, row_stats)
+    out.partial_min = int(row_stats[:, 0].min(initial=0))
+    out.partial_max = int(row_stats[:, 1].max(initial=0))
+    out.stepped_chunks = int(row_stats[:, 2].sum())
+    out.acc = wrap_values(prefix[qs, js], reg)
     return out
 
 
@@ -135,62 +117,61 @@ def _compile() -> object:
     import numba
 
     @numba.njit(cache=True, nogil=True, parallel=True)
-    def flag(sums, abss, prefix, pair_id, reg_min, wide, safe_min, safe_max,
-             need):  # pragma: no cover - compiled
-        """need[q, j]: pair (q, j) is evaluated and may wrap or leave ``safe`` in this chunk;
-        the prefix of every other pair moves past the chunk."""
+    def chunk_pass(sums, abss, prefix, pair_id, ox, ow, a, b, g, k, reg_min, bits, safe_lo,
+                   safe_hi, early, wraps, first_step, first_value,
+                   row_stats):  # pragma: no cover - compiled
+        """One chunk [a, b) for every pair: flag the pairs that may wrap (or leave [safe_lo,
+        safe_hi]) from P(a) + [neg, pos], step those, move every prefix past the chunk.
+
+        Dense schedule: a checkpoint ends every G inputs (chunks start on one) and the last
+        input; the register before the chunk holds P(a) modulo 2**bits.
+        """
         q_all, n = sums.shape
-        inv = 1.0 / wide
+        one = np.int64(1)
         for q in numba.prange(q_all):
+            lo = row_stats[q, 0]
+            hi = row_stats[q, 1]
+            items = row_stats[q, 2]
             for j in range(n):
-                s = np.float64(sums[q, j])
-                a = np.float64(abss[q, j])
-                p = prefix[q, j]
-                lo = p + (s - a) * 0.5
-                hi = p + (s + a) * 0.5
-                wl = np.floor((lo - reg_min) * inv)
-                wh = np.floor((hi - reg_min) * inv)
-                nd = (pair_id[q, j] >= 0) & ((wl != wh) | (lo < safe_min) | (hi > safe_max))
-                need[q, j] = nd
-                prefix[q, j] = p if nd else p + s
-
-    @numba.njit(cache=True, nogil=True, parallel=True)
-    def step(ox, ow, qi, ji, start, rem, a, b, g, k, reg_min, bits, safe_lo, safe_hi, early,
-             nw, fs, fv, lo_hi):  # pragma: no cover - compiled
-        """Step items (query qi, neuron ji) over inputs [a, b) from prefix ``start``; dense
-        schedule: a checkpoint ends every G inputs and the last input."""
-        for it in numba.prange(qi.size):
-            q = qi[it]
-            j = ji[it]
-            p = start[it]
-            left = rem[it]
-            win = (p - reg_min) >> bits
-            wlo = reg_min + (win << bits)
-            whi = wlo + (np.int64(1) << bits) - 1
-            lo = np.int64(0)
-            hi = np.int64(0)
-            cnt = 0
-            for kk in range(a, b):
-                pr = np.int64(ox[q, kk]) * np.int64(ow[j, kk])
-                p += pr
-                left -= abs(pr)
-                if (kk + 1) % g != 0 and kk != k - 1:
+                pid = pair_id[q, j]
+                s = np.int64(sums[q, j])
+                p0 = prefix[q, j]
+                prefix[q, j] = p0 + s
+                if pid < 0:
                     continue
-                lo = min(lo, p)
-                hi = max(hi, p)
-                if p < wlo or p > whi:
-                    cnt += 1
-                    if fs[it] < 0:
-                        fs[it] = kk // g
-                        fv[it] = p - (win << bits)  # the register before plus the tree output
-                    win = (p - reg_min) >> bits
-                    wlo = reg_min + (win << bits)
-                    whi = wlo + (np.int64(1) << bits) - 1
-                if early and p - left >= wlo and p + left <= whi and p - left >= safe_lo \
-                        and p + left <= safe_hi:
-                    break
-            nw[it] = cnt
-            lo_hi[it, 0] = lo
-            lo_hi[it, 1] = hi
+                av = np.int64(abss[q, j])
+                neg = p0 + ((s - av) >> 1)
+                pos = p0 + ((s + av) >> 1)
+                if ((neg - reg_min) >> bits) == ((pos - reg_min) >> bits) and neg >= safe_lo \
+                        and pos <= safe_hi:
+                    continue
+                items += 1
+                p = p0
+                left = av
+                win = (p - reg_min) >> bits
+                wlo = reg_min + (win << bits)
+                whi = wlo + (one << bits) - 1
+                for t0 in range(a, b, g):
+                    t1 = min(t0 + g, b)
+                    for kk in range(t0, t1):
+                        pr = np.int64(ox[q, kk]) * np.int64(ow[j, kk])
+                        p += pr
+                        left -= abs(pr)
+                    lo = min(lo, p)
+                    hi = max(hi, p)
+                    if p < wlo or p > whi:
+                        wraps[pid] += 1
+                        if first_step[pid] < 0:
+                            first_step[pid] = t0 // g
+                            first_value[pid] = p - (win << bits)  # register before + tree
+                        win = (p - reg_min) >> bits
+                        wlo = reg_min + (win << bits)
+                        whi = wlo + (one << bits) - 1
+                    if early and p - left >= wlo and p + left <= whi and p - left >= safe_lo \
+                            and p + left <= safe_hi:
+                        break
+            row_stats[q, 0] = lo
+            row_stats[q, 1] = hi
+            row_stats[q, 2] = items
 
-    return flag, step
+    return chunk_pass
