@@ -62,6 +62,16 @@ def events_dense(neg: np.ndarray, pos: np.ndarray, reg: Register, chunks: int,
     return float(spans.mean()) >= need
 
 
+def _first_of(*keys: np.ndarray) -> int:
+    """Index of the lexicographically smallest (keys[0], keys[1], ...) row: the first element
+    of ``np.lexsort(keys[::-1])`` in linear time."""
+    cand = np.arange(keys[0].size)
+    for key in keys:
+        v = key[cand]
+        cand = cand[v == v.min()]
+    return int(cand[0])
+
+
 def accumulate_chunked(
     x: np.ndarray,
     zx: int,
@@ -174,14 +184,15 @@ def accumulate_chunked(
             first_value = np.where(new, e, first_value)
             r = fit_policy(e, reg, spec.overflow)
         acc[qs, js] = r
-        np.add.at(stats.acc_wrap, js, wraps)
-        np.add.at(stats.acc_saturate, js, sats)
+        for dst, cnt in ((stats.acc_wrap, wraps), (stats.acc_saturate, sats)):
+            if cnt.any():  # per-neuron sums (exact: far below 2**53)
+                dst += np.bincount(js, weights=cnt, minlength=n).astype(np.int64)
         ev = np.flatnonzero(wraps + sats)
         if ev.size:
             z = np.zeros(ev.size, dtype=np.int64)
             pair_rows.append(np.stack([qs[ev], js[ev], wraps[ev], sats[ev], z], axis=1))
             tiles = js[ev] // spec.lanes
-            i0 = np.lexsort((js[ev], first_step[ev], tiles, qs[ev]))[0]
+            i0 = _first_of(qs[ev], tiles, first_step[ev], js[ev])
             e0 = ev[i0]
             acc_first = (int(qs[e0]), int(tiles[i0]), int(first_step[e0]), int(js[e0]),
                          int(first_value[e0]))
