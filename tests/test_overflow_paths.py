@@ -128,6 +128,7 @@ def test_production_chunk_size_on_longer_k(stepper: str, whole_pairs: bool,
         assert not diffs, f"seed {seed} {sets}: " + "; ".join(diffs[:4])
 
 
+@pytest.mark.slow  # ~30-50 s per part on 2 cores, numba's first compilation included
 @pytest.mark.parametrize("part", range(2))
 def test_tile_stepper_equals_stepwise(part: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Whole pairs stepped in tiles (the compiled dense-events path): small, ragged tiles,
