@@ -97,7 +97,9 @@ def evaluate_wrap_streamed(
     sums = np.empty((q_count, n), dtype=dt)
     abss = np.empty((q_count, n), dtype=dt)
     row_stats = np.zeros((q_count, 3), dtype=np.int64)  # partial min, max, stepped items
-    oxc = np.ascontiguousarray(ox)
+    # x' as int16 when it fits (uint8 / int8 / int16): fewer compiled signatures
+    small = ox.dtype in (np.uint8, np.int8, np.int16)
+    oxc = np.ascontiguousarray(ox, dtype=np.int16 if small else ox.dtype)
     owc = np.ascontiguousarray(ow)
     for a in range(0, k, cs):
         b = min(a + cs, k)
