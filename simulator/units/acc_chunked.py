@@ -65,8 +65,8 @@ def events_dense(neg: np.ndarray, pos: np.ndarray, reg: Register, chunks: int,
 def _first_of(*keys: np.ndarray) -> int:
     """Index of the lexicographically smallest (keys[0], keys[1], ...) row: the first element
     of ``np.lexsort(keys[::-1])`` in linear time."""
-    cand = np.arange(keys[0].size)
-    for key in keys:
+    cand = np.flatnonzero(keys[0] == keys[0].min())
+    for key in keys[1:]:
         v = key[cand]
         cand = cand[v == v.min()]
     return int(cand[0])
@@ -146,8 +146,9 @@ def accumulate_chunked(
         cs = chunk_size(k, g)
         given = None
         narrowest = safe if safe is not None and safe.bits < reg.bits else reg
-        dense_events = events_dense(neg[qs, js], pos[qs, js], narrowest, -(-k // cs),
-                                    spec.overflow)
+        sub = slice(None, None, max(1, qs.size >> 18))  # a heuristic: ~256 k pairs decide
+        dense_events = events_dense(neg[qs[sub], js[sub]], pos[qs[sub], js[sub]], narrowest,
+                                    -(-k // cs), spec.overflow)
         track = None  # pairs whose partial sums may widen min_safe_acc_bits (tiles only)
         if dense_events and safe is not None:
             track = (neg[qs, js] < safe.min) | (pos[qs, js] > safe.max)
