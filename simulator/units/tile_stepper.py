@@ -79,6 +79,15 @@ def tiles_available() -> bool:
     return True
 
 
+def _tile_any(mask: np.ndarray, qb: int, nb: int) -> np.ndarray:
+    """bool (tiles of qb queries, tiles of nb neurons): the tile holds a True of ``mask``."""
+    q, n = mask.shape
+    tq, tn = -(-q // qb), -(-n // nb)
+    pad = np.zeros((tq * qb, tn * nb), dtype=np.bool_)
+    pad[:q, :n] = mask
+    return pad.reshape(tq, qb, tn, nb).any(axis=(1, 3))
+
+
 def step_tiles(
     ox: np.ndarray,
     owt: np.ndarray,
@@ -104,15 +113,11 @@ def step_tiles(
     kern = _NB["kernel"]
     q, n = live.shape
     qb, nb = QUERY_BLOCK, NEURON_BLOCK
-    flags = np.zeros((-(-q // qb), -(-n // nb)), dtype=np.int8)
-    lq, lj = np.nonzero(live)
-    flags[lq // qb, lj // nb] = 1
+    flags = _tile_any(live, qb, nb).astype(np.int8)
     track_partial = track is not None and bool(track.any())
     if track_partial:
         assert track is not None
-        lq, lj = np.nonzero(track)
-        flags[lq // qb, lj // nb] = 2
-    del lq, lj
+        flags[_tile_any(track, qb, nb)] = 2
     r = np.zeros((q, n), dtype=dt)
     cnt = np.zeros((q, n), dtype=dt)
     fs = np.full((q, n), -1, dtype=dt)
@@ -173,15 +178,22 @@ def evaluate_tiles(
     t = step_tiles(ox, _weights_t(ow, dt, cache), plan.ckpt, live, reg, policy == "wrap",
                    tmask, dt, plan.g if plan.dense else 0)
     del live, tmask
-    ev = t.events[qs, js]
+    flat = qs * n + js
+    if qs.size == q_count * n and bool((np.diff(flat) == 1).all()):  # all, row-major
+        def pick(a: np.ndarray) -> np.ndarray:
+            return a.ravel()
+    else:
+        def pick(a: np.ndarray) -> np.ndarray:
+            return a[qs, js]
+    ev = pick(t.events)
     zeros = np.zeros(qs.size, dtype=np.int64)
     wraps, sats = (ev, zeros) if policy == "wrap" else (zeros, ev)
     pmin = pmax = 0
     if t.partial_min is not None and t.partial_max is not None:
         pmin = int(t.partial_min[tq, tj].min(initial=0))
         pmax = int(t.partial_max[tq, tj].max(initial=0))
-    return ChunkResult(t.acc[qs, js], wraps, sats, t.first_step[qs, js],
-                       t.first_value[qs, js], pmin, pmax, int(qs.size))
+    return ChunkResult(pick(t.acc), wraps, sats, pick(t.first_step), pick(t.first_value),
+                       pmin, pmax, int(qs.size))
 
 
 def _compile() -> object:
