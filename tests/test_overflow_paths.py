@@ -128,6 +128,71 @@ def test_production_chunk_size_on_longer_k(stepper: str, whole_pairs: bool,
         assert not diffs, f"seed {seed} {sets}: " + "; ".join(diffs[:4])
 
 
+@pytest.mark.slow  # ~30-50 s per part on 2 cores, numba's first compilation included
+@pytest.mark.parametrize("part", range(2))
+def test_tile_stepper_equals_stepwise(part: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whole pairs stepped in tiles (the compiled dense-events path): small, ragged tiles,
+    float32 and float64 registers (wide accumulators), tracked partial sums, every mode."""
+    from simulator.units import tile_stepper
+
+    monkeypatch.setenv("HWSIM_NUMBA", "1")
+    if not tile_stepper.tiles_available():
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(acc_chunked, "events_dense", lambda *a: True)
+    calls = {"tiles": 0, "f64": 0, "fused": 0}
+    real_step = tile_stepper.step_tiles
+
+    def counting(*a, **kw):
+        calls["tiles"] += 1
+        calls["f64"] += a[7] is np.float64
+        live, track = a[3], a[6]  # fused steps: dense G <= 4, a live pair not tracked
+        calls["fused"] += 0 < a[8] <= 4 and bool((live & ~track).any())
+        return real_step(*a, **kw)
+
+    monkeypatch.setattr(tile_stepper, "step_tiles", counting)
+    for seed in range(part, 80, 2):
+        rng = np.random.default_rng(7_000 + seed)
+        monkeypatch.setattr(tile_stepper, "QUERY_BLOCK", int(rng.choice([1, 2, 3, 8])))
+        monkeypatch.setattr(tile_stepper, "NEURON_BLOCK", int(rng.choice([1, 4, 5, 256])))
+        net, cfg, x, sets = chunked_case(10_000 + seed)
+        if seed % 3 == 0:  # a wide register: float64 tiles
+            sets = [*sets, f"accumulator.bits={int(rng.integers(25, 40))}"]
+            cfg = load_config(cfg.name, sets)
+        diffs = compare_with_fast(simulate(net, cfg, x), simulate_stepwise(net, cfg, x))
+        assert not diffs, f"seed {seed} {sets}: " + "; ".join(diffs[:6])
+    assert calls["tiles"] > 20 and calls["f64"] > 0 and calls["fused"] > 5
+
+
+def test_wrap_stream_equals_stepwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wrap, dense schedule: chunk statistics streamed one chunk at a time for all queries
+    (simulator/units/wrap_stream.py), short chunks so that many chunks are flagged."""
+    from simulator.units import wrap_stream
+
+    monkeypatch.setenv("HWSIM_NUMBA", "1")
+    if not chunk_stepper.numba_enabled():
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(acc_chunked, "events_dense", lambda *a: False)
+    used = {"n": 0}
+    real = wrap_stream.evaluate_wrap_streamed
+
+    def counting(*a, **kw):
+        r = real(*a, **kw)
+        used["n"] += r is not None
+        return r
+
+    monkeypatch.setattr(acc_chunked, "evaluate_wrap_streamed", counting)
+    for seed in range(40):
+        rng = np.random.default_rng(8_000 + seed)
+        m = int(rng.integers(1, 5))
+        monkeypatch.setattr(acc_chunked, "chunk_size", lambda k, g, m=m: m * g)
+        net, cfg, x, sets = chunked_case(20_000 + seed)
+        sets = [*sets, "accumulator.overflow=wrap", "schedule.mode=dense"]
+        cfg = load_config(cfg.name, sets)
+        diffs = compare_with_fast(simulate(net, cfg, x), simulate_stepwise(net, cfg, x))
+        assert not diffs, f"seed {seed} {sets}: " + "; ".join(diffs[:6])
+    assert used["n"] > 10
+
+
 # --- hand-made edge cases ---------------------------------------------------------------------
 
 

@@ -25,6 +25,8 @@ from .accumulator import (
     range_of,
 )
 from .partial_sums import ChunkPlan, abs_wide, chunk_size, evaluate_pairs
+from .tile_stepper import evaluate_tiles, tiles_available
+from .wrap_stream import evaluate_wrap_streamed
 
 
 def _abs_weights(ow: np.ndarray, cache: dict | None) -> np.ndarray:
@@ -41,16 +43,33 @@ def _abs_weights(ow: np.ndarray, cache: dict | None) -> np.ndarray:
     return aw
 
 
-def events_dense(neg: np.ndarray, pos: np.ndarray, reg: Register, chunks: int) -> bool:
+def events_dense(neg: np.ndarray, pos: np.ndarray, reg: Register, chunks: int,
+                 policy: str = "wrap") -> bool:
     """True when the pairs' bounds span so many register ranges that most chunks would be
     stepped anyway: stepping whole pairs then beats computing chunk statistics first.
 
+    Saturate: after a pair's first clip the register sits at a range edge and nearly every
+    later chunk that adds products of that sign must be stepped, so a smaller span suffices
+    when the compiled tile loop (:mod:`simulator.units.tile_stepper`) steps whole pairs.
     A performance choice only (both ways give the same integers); tests force either.
     """
     if not neg.size:
         return False
     spans = ((pos - reg.min) >> reg.bits) - ((neg - reg.min) >> reg.bits)
-    return float(spans.mean()) >= max(2.0, chunks / 6)
+    need = max(2.0, chunks / 6)
+    if policy == "saturate" and tiles_available():
+        need = 1.5
+    return float(spans.mean()) >= need
+
+
+def _first_of(*keys: np.ndarray) -> int:
+    """Index of the lexicographically smallest (keys[0], keys[1], ...) row: the first element
+    of ``np.lexsort(keys[::-1])`` in linear time."""
+    cand = np.flatnonzero(keys[0] == keys[0].min())
+    for key in keys[1:]:
+        v = key[cand]
+        cand = cand[v == v.min()]
+    return int(cand[0])
 
 
 def accumulate_chunked(
@@ -127,15 +146,28 @@ def accumulate_chunked(
         cs = chunk_size(k, g)
         given = None
         narrowest = safe if safe is not None and safe.bits < reg.bits else reg
-        dense_events = events_dense(neg[qs, js], pos[qs, js], narrowest, -(-k // cs))
+        sub = slice(None, None, max(1, qs.size >> 18))  # a heuristic: ~256 k pairs decide
+        dense_events = events_dense(neg[qs[sub], js[sub]], pos[qs[sub], js[sub]], narrowest,
+                                    -(-k // cs), spec.overflow)
+        track = None  # pairs whose partial sums may widen min_safe_acc_bits (tiles only)
+        if dense_events and safe is not None:
+            track = (neg[qs, js] < safe.min) | (pos[qs, js] > safe.max)
         if not keep_bounds:
             del neg, pos
         if dense_events:
             cs = max(g, -(-k // g) * g)  # one chunk: step whole pairs, S and A known already
             given = (s[qs, js], a[qs, js])
         plan = ChunkPlan(active, g, cs, dense=not spec.event_driven)
-        res = evaluate_pairs(plan, oxs, ows, qs, js, reg, spec.overflow, safe, xr, wr,
-                             cache, given)
+        res = None
+        if dense_events:  # whole pairs in tiles, the register vectorised across neurons
+            res = evaluate_tiles(plan, oxs, ows, qs, js, reg, spec.overflow, xr, wr, cache,
+                                 track)
+        elif spec.overflow == "wrap":  # all queries' chunk statistics, one chunk at a time
+            res = evaluate_wrap_streamed(plan, oxs, ows, qs, js, reg, safe, xr, wr, cache,
+                                         early_exit=not keep_bounds)
+        if res is None:
+            res = evaluate_pairs(plan, oxs, ows, qs, js, reg, spec.overflow, safe, xr, wr,
+                                 cache, given)
         stats.ordered_pairs = int(qs.size)
         pmin, pmax = min(pmin, res.partial_min), max(pmax, res.partial_max)
         r = res.acc
@@ -153,14 +185,15 @@ def accumulate_chunked(
             first_value = np.where(new, e, first_value)
             r = fit_policy(e, reg, spec.overflow)
         acc[qs, js] = r
-        np.add.at(stats.acc_wrap, js, wraps)
-        np.add.at(stats.acc_saturate, js, sats)
+        for dst, cnt in ((stats.acc_wrap, wraps), (stats.acc_saturate, sats)):
+            if cnt.any():  # per-neuron sums (exact: far below 2**53)
+                dst += np.bincount(js, weights=cnt, minlength=n).astype(np.int64)
         ev = np.flatnonzero(wraps + sats)
         if ev.size:
             z = np.zeros(ev.size, dtype=np.int64)
             pair_rows.append(np.stack([qs[ev], js[ev], wraps[ev], sats[ev], z], axis=1))
             tiles = js[ev] // spec.lanes
-            i0 = np.lexsort((js[ev], first_step[ev], tiles, qs[ev]))[0]
+            i0 = _first_of(qs[ev], tiles, first_step[ev], js[ev])
             e0 = ev[i0]
             acc_first = (int(qs[e0]), int(tiles[i0]), int(first_step[e0]), int(js[e0]),
                          int(first_value[e0]))

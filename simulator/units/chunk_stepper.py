@@ -45,7 +45,7 @@ def step_items(
     js: np.ndarray,
     pi: np.ndarray,
     ci: np.ndarray,
-    prefix: np.ndarray,
+    start: np.ndarray,
     d: np.ndarray | None,
     plan: object,
     reg_min: int,
@@ -53,7 +53,8 @@ def step_items(
     bits: int,
     wrap: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
-    """Step items (pair pi, chunk ci) with the compiled loop.
+    """Step items (pair pi, chunk ci) with the compiled loop; ``start``: per item the exact
+    prefix sum P at the chunk's first input.
 
     Returns per item (wraps, saturations, first event step or -1, its exact value) and the
     (min, max) of the checkpoint partial sums seen. Saturate: ``d`` (per pair) is updated.
@@ -67,7 +68,7 @@ def step_items(
     pm = np.zeros(2, dtype=np.int64)
     dd = d if d is not None else np.zeros(1, dtype=np.int64)
     kern(  # type: ignore[operator]
-        ox, ow, qs, js, pi, ci, prefix, dd, d is not None, plan.cs, plan.ext_pos,  # type: ignore[attr-defined]
+        ox, ow, qs, js, pi, ci, start, dd, d is not None, plan.cs, plan.ext_pos,  # type: ignore[attr-defined]
         plan.ckpt, plan.stepno, reg_min, reg_max, bits, wrap,  # type: ignore[attr-defined]
         nw, ns, fs, fv, pm,
     )
@@ -78,7 +79,7 @@ def _compile() -> object:
     import numba
 
     @numba.njit(cache=True, nogil=True)
-    def kernel(ox, ow, qs, js, pi, ci, prefix, d, use_d, cs, ext_pos, ckpt, stepno,  # noqa: PLR0913
+    def kernel(ox, ow, qs, js, pi, ci, pstart, d, use_d, cs, ext_pos, ckpt, stepno,  # noqa: PLR0913
                reg_min, reg_max, bits, wrap, nw, ns, fs, fv, pm):  # pragma: no cover - compiled
         k = ox.shape[1]
         wide = np.int64(1) << bits
@@ -89,12 +90,12 @@ def _compile() -> object:
             c = ci[it]
             q = qs[p]
             j = js[p]
-            start = prefix[p, c]
+            start = pstart[it]
             for e in range(ext_pos.shape[2]):
                 kk = ext_pos[q, c, e]
                 if kk < k:
                     start -= np.int64(ox[q, kk]) * np.int64(ow[j, kk])
-            cur = prefix[p, c]  # P(a); the register holds the checkpoint before: start
+            cur = pstart[it]  # P(a); the register holds the checkpoint before: start
             prev = start
             if wrap:
                 win = (start - reg_min) // wide

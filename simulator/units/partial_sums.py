@@ -441,7 +441,7 @@ class _Stepper:
         self.items += int(pi.size)
         if numba_enabled():
             nw, ns, fs, fv, lo, hi = step_items(
-                self.ox, self.ow, self.qs, self.js, pi, ci, prefix, d, plan, self.reg.min,
+                self.ox, self.ow, self.qs, self.js, pi, ci, prefix[pi, ci], d, plan, self.reg.min,
                 self.reg.max, self.reg.bits, self.policy == "wrap",
             )
             self.pmin, self.pmax = min(self.pmin, lo), max(self.pmax, hi)

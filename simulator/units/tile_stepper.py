@@ -1,0 +1,364 @@
+"""Dense accumulator events: whole pairs stepped in tiles, the register vectorised across neurons.
+
+When most (query, neuron) pairs hold events at most of their adder-tree steps (e.g. a 20-bit
+saturating register, where every pair clips again at ~half of its steps after the first clip),
+stepping whole pairs one at a time with gathered products is the bottleneck. Here a *tile*
+(a block of queries x a block of neurons) is stepped over the inputs in order: for input k the
+weight row w'[:, k] of the block (weights transposed to (K, N), contiguous) is multiplied by
+each query's x'[q, k] and added to the block's tree outputs; at a checkpoint of query q (the
+last input of an adder-tree step) the register of every neuron of the block is updated at once:
+
+* e = r + v (the tree output v: exact sum of the step's products);
+* an event iff e leaves [reg.min, reg.max]; wrap: r = e - 2**bits * floor((e - min) / 2**bits),
+  saturate: r = clip(e);
+* the pair's first event: the step number and e.
+
+Inputs with x' = 0 are skipped (adding 0 never causes an event; a step whose products are all
+0 leaves the register, the partial sum and the event counts as they are).
+
+The register arrays are floating point so that the compiled loop vectorises (AVX2: 8 float32
+lanes): float32 when every value involved is an integer below 2**24 in magnitude (register
+range plus twice the largest tree output; step numbers), float64 below 2**53 (exact
+likewise); :func:`float_for_tiles` decides. The exact partial sums (for ``min_safe_acc_bits``)
+are tracked per pair in float64 (|P| <= K max|x'| max|w'| < 2**53).
+
+numba only (``pip install 'tempo-hwsim[fast]'``); without it the chunked path's numpy
+stepper (simulator/units/partial_sums.py) computes the same integers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..fixedpoint import Register
+from .chunk_stepper import numba_enabled
+from .partial_sums import ChunkPlan, ChunkResult
+
+QUERY_BLOCK = 8  # queries per tile: each weight row is reused for that many queries
+NEURON_BLOCK = 256  # neurons per tile: the register arrays of a tile stay in L1/L2 cache
+_NB: dict[str, object] = {}
+
+
+@dataclass
+class TileResult:
+    """Per pair (query, neuron) of the tiles that were stepped (arrays (Q, N))."""
+
+    acc: np.ndarray  # int64 final register values
+    events: np.ndarray  # int64 wrap or saturate events
+    first_step: np.ndarray  # int64 step of the first event or -1
+    first_value: np.ndarray  # int64 exact result of that addition
+    partial_min: np.ndarray | None  # int64 min / max checkpoint partial sum (0 included)
+    partial_max: np.ndarray | None
+
+
+def float_for_tiles(reg: Register, g: int, k: int, xr: tuple[int, int],
+                    wr: tuple[int, int]) -> type | None:
+    """float32 / float64 when every register value, tree output and step number is an exact
+    integer in it (else None: the tiles cannot be used)."""
+    mx = max(-xr[0], xr[1], 1)
+    mw = max(-wr[0], wr[1], 1)
+    tree = min(g, max(k, 1)) * mx * mw  # |tree output| and its running sums
+    span = max(-reg.min, reg.max + 1) + (1 << reg.bits) + 2 * tree
+    if k * mx * mw >= 1 << 53:
+        return None
+    if span < 1 << 24 and k < 1 << 24:
+        return np.float32
+    if span < 1 << 53:
+        return np.float64
+    return None
+
+
+def tiles_available() -> bool:
+    """True when the compiled tile loop can be used (numba installed and enabled)."""
+    if not numba_enabled():
+        return False
+    if "kernel" not in _NB:
+        _NB["kernel"] = _compile()
+    return True
+
+
+def _tile_any(mask: np.ndarray, qb: int, nb: int) -> np.ndarray:
+    """bool (tiles of qb queries, tiles of nb neurons): the tile holds a True of ``mask``."""
+    q, n = mask.shape
+    tq, tn = -(-q // qb), -(-n // nb)
+    pad = np.zeros((tq * qb, tn * nb), dtype=np.bool_)
+    pad[:q, :n] = mask
+    return pad.reshape(tq, qb, tn, nb).any(axis=(1, 3))
+
+
+def step_tiles(
+    ox: np.ndarray,
+    owt: np.ndarray,
+    ckpt: np.ndarray,
+    live: np.ndarray,
+    reg: Register,
+    wrap: bool,
+    track: np.ndarray | None,
+    dt: type,
+    dense_g: int = 0,
+) -> TileResult:
+    """Step every pair of the tiles that hold a ``live`` pair over all inputs.
+
+    ox: (Q, K) x' in ``dt``; owt: (K, N) w' transposed, in ``dt``, C-contiguous; ckpt: bool
+    (Q, K) checkpoints; live: bool (Q, N) pairs whose results are needed; track: bool (Q, N)
+    pairs whose checkpoint partial sums' min / max are needed (their tiles track them for every
+    pair). dense_g: the adder-tree width G when the schedule is dense and G <= 4 (a step's
+    products are then fused into the register update; tiles that track partial sums excepted),
+    else 0. Results of the other pairs of a stepped tile are exact too; pairs of skipped tiles
+    hold zeros (partial min / max: 0).
+    """
+    tiles_available()
+    kern = _NB["kernel"]
+    q, n = live.shape
+    qb, nb = QUERY_BLOCK, NEURON_BLOCK
+    flags = _tile_any(live, qb, nb).astype(np.int8)
+    track_partial = track is not None and bool(track.any())
+    if track_partial:
+        assert track is not None
+        flags[_tile_any(track, qb, nb)] = 2
+    r = np.zeros((q, n), dtype=dt)
+    cnt = np.zeros((q, n), dtype=dt)
+    fs = np.full((q, n), -1, dtype=dt)
+    fv = np.zeros((q, n), dtype=dt)
+    pmn = np.zeros((q, n) if track_partial else (1, 1), dtype=np.float64)
+    pmx = np.zeros_like(pmn)
+    g4 = dense_g if 0 < dense_g <= 4 else 0
+    consts = np.array([reg.min, reg.max, 1 << reg.bits, 1.0 / (1 << reg.bits)], dtype=dt)
+    kern(np.ascontiguousarray(ox, dtype=dt), owt, np.ascontiguousarray(ckpt), flags,  # type: ignore[operator]
+         consts, wrap, g4, qb, nb, r, cnt, fs, fv, pmn, pmx)
+    return TileResult(r.astype(np.int64), cnt.astype(np.int64), fs.astype(np.int64),
+                      fv.astype(np.int64),
+                      pmn.astype(np.int64) if track_partial else None,
+                      pmx.astype(np.int64) if track_partial else None)
+
+
+def _weights_t(ow: np.ndarray, dt: type, cache: dict | None) -> np.ndarray:
+    """w' transposed to (K, N), C-contiguous, in ``dt`` (kept with the read-only weights)."""
+    key = ("tiles_wt", dt)
+    if cache is not None and key in cache:
+        return cache[key]
+    wt = np.ascontiguousarray(ow.T, dtype=dt)
+    if cache is not None:
+        wt.flags.writeable = False
+        cache[key] = wt
+    return wt
+
+
+def evaluate_tiles(
+    plan: ChunkPlan,
+    ox: np.ndarray,
+    ow: np.ndarray,
+    qs: np.ndarray,
+    js: np.ndarray,
+    reg: Register,
+    policy: str,
+    xr: tuple[int, int],
+    wr: tuple[int, int],
+    cache: dict | None = None,
+    track: np.ndarray | None = None,
+) -> ChunkResult | None:
+    """The chunked path's :class:`ChunkResult` for pairs (qs, js), every pair stepped whole in
+    tiles; None when the compiled loop is unavailable or its floats would not be exact.
+
+    track: bool (F,) pairs whose partial sums' min / max enter the result (None: all).
+    """
+    if not tiles_available():
+        return None
+    dt = float_for_tiles(reg, plan.g, plan.k, xr, wr)
+    if dt is None:
+        return None
+    q_count, n = ox.shape[0], ow.shape[0]
+    live = np.zeros((q_count, n), dtype=np.bool_)
+    live[qs, js] = True
+    tq, tj = (qs, js) if track is None else (qs[track], js[track])
+    tmask = np.zeros((q_count, n), dtype=np.bool_)
+    tmask[tq, tj] = True
+    t = step_tiles(ox, _weights_t(ow, dt, cache), plan.ckpt, live, reg, policy == "wrap",
+                   tmask, dt, plan.g if plan.dense else 0)
+    del live, tmask
+    flat = qs * n + js
+    if qs.size == q_count * n and bool((np.diff(flat) == 1).all()):  # all, row-major
+        def pick(a: np.ndarray) -> np.ndarray:
+            return a.ravel()
+    else:
+        def pick(a: np.ndarray) -> np.ndarray:
+            return a[qs, js]
+    ev = pick(t.events)
+    zeros = np.zeros(qs.size, dtype=np.int64)
+    wraps, sats = (ev, zeros) if policy == "wrap" else (zeros, ev)
+    pmin = pmax = 0
+    if t.partial_min is not None and t.partial_max is not None:
+        pmin = int(t.partial_min[tq, tj].min(initial=0))
+        pmax = int(t.partial_max[tq, tj].max(initial=0))
+    return ChunkResult(pick(t.acc), wraps, sats, pick(t.first_step), pick(t.first_value),
+                       pmin, pmax, int(qs.size))
+
+
+def _compile() -> object:
+    import numba
+
+    @numba.njit(cache=True, nogil=True, parallel=True)
+    def kernel(ox, owt, ckpt, flags, consts, wrap, g4, qb, nb,  # noqa: PLR0913
+               r_out, cnt_out, fs_out, fv_out, pmn_out, pmx_out):  # pragma: no cover - compiled
+        q_all, k_all = ox.shape
+        n_all = owt.shape[1]
+        n_tq = flags.shape[0]
+        n_tj = flags.shape[1]
+        for t in numba.prange(n_tq * n_tj):
+            tq = t // n_tj
+            tj = t - tq * n_tj
+            if flags[tq, tj] == 1 and g4 > 0:
+                _tile4(ox, owt, consts, wrap, g4, tq * qb, min(tq * qb + qb, q_all), tj * nb,
+                       min(tj * nb + nb, n_all), k_all, r_out, cnt_out, fs_out, fv_out)
+            elif flags[tq, tj]:
+                _tile(ox, owt, ckpt, consts, wrap, flags[tq, tj] == 2, tq * qb,
+                      min(tq * qb + qb, q_all), tj * nb, min(tj * nb + nb, n_all), k_all,
+                      r_out, cnt_out, fs_out, fv_out, pmn_out, pmx_out)
+
+    @numba.njit(nogil=True, inline="always")
+    def _tile4(ox, owt, consts, wrap, g, q0, q1, j0, j1, k_all,  # noqa: PLR0913
+               r_out, cnt_out, fs_out, fv_out):  # pragma: no cover - compiled
+        """Dense schedule, G <= 4: each step's (up to) four products fused into the update."""
+        mn = consts[0]
+        mx = consts[1]
+        wide = consts[2]
+        inv = consts[3]
+        zero = mn - mn
+        one = zero + 1
+        nq = q1 - q0
+        r = np.zeros((nq, j1 - j0), dtype=owt.dtype)
+        cnt = np.zeros_like(r)
+        fs = np.full_like(r, -1)
+        fv = np.zeros_like(r)
+        st = zero
+        for k0 in range(0, k_all, g):
+            m = min(g, k_all - k0)
+            k1 = k0 + 1 if m > 1 else k0  # missing terms: x = 0 times any row
+            k2 = k0 + 2 if m > 2 else k0
+            k3 = k0 + 3 if m > 3 else k0
+            w0 = owt[k0, j0:j1]
+            w1 = owt[k1, j0:j1]
+            w2 = owt[k2, j0:j1]
+            w3 = owt[k3, j0:j1]
+            for i in range(nq):
+                x0 = ox[q0 + i, k0]
+                x1 = ox[q0 + i, k1] if m > 1 else zero
+                x2 = ox[q0 + i, k2] if m > 2 else zero
+                x3 = ox[q0 + i, k3] if m > 3 else zero
+                if x0 == zero and x1 == zero and x2 == zero and x3 == zero:
+                    continue
+                ri = r[i]
+                ci = cnt[i]
+                fsi = fs[i]
+                fvi = fv[i]
+                if wrap:
+                    for jj in range(j1 - j0):
+                        e = ri[jj] + (x0 * w0[jj] + x1 * w1[jj] + x2 * w2[jj] + x3 * w3[jj])
+                        c = e - wide * np.floor((e - mn) * inv)
+                        ev = c != e
+                        ci[jj] += one if ev else zero
+                        nw = ev & (fsi[jj] < zero)
+                        fsi[jj] = st if nw else fsi[jj]
+                        fvi[jj] = e if nw else fvi[jj]
+                        ri[jj] = c
+                else:
+                    for jj in range(j1 - j0):
+                        e = ri[jj] + (x0 * w0[jj] + x1 * w1[jj] + x2 * w2[jj] + x3 * w3[jj])
+                        c = mn if e < mn else e
+                        c = mx if c > mx else c
+                        ev = c != e
+                        ci[jj] += one if ev else zero
+                        nw = ev & (fsi[jj] < zero)
+                        fsi[jj] = st if nw else fsi[jj]
+                        fvi[jj] = e if nw else fvi[jj]
+                        ri[jj] = c
+            st += one
+        r_out[q0:q1, j0:j1] = r
+        cnt_out[q0:q1, j0:j1] = cnt
+        fs_out[q0:q1, j0:j1] = fs
+        fv_out[q0:q1, j0:j1] = fv
+
+    @numba.njit(nogil=True, inline="always")
+    def _tile(ox, owt, ckpt, consts, wrap, track, q0, q1, j0, j1, k_all,  # noqa: PLR0913
+              r_out, cnt_out, fs_out, fv_out, pmn_out, pmx_out):  # pragma: no cover - compiled
+        mn = consts[0]
+        mx = consts[1]
+        wide = consts[2]
+        inv = consts[3]
+        zero = mn - mn
+        one = zero + 1
+        nq = q1 - q0
+        nj = j1 - j0
+        v = np.zeros((nq, nj), dtype=owt.dtype)
+        r = np.zeros((nq, nj), dtype=owt.dtype)
+        cnt = np.zeros((nq, nj), dtype=owt.dtype)
+        fs = np.full((nq, nj), -1, dtype=owt.dtype)
+        fv = np.zeros((nq, nj), dtype=owt.dtype)
+        p = np.zeros((nq if track else 1, nj), dtype=np.float64)
+        pmn = np.zeros_like(p)
+        pmx = np.zeros_like(p)
+        dirty = np.zeros(nq, dtype=np.bool_)
+        step = np.zeros(nq, dtype=owt.dtype)
+        for k in range(k_all):
+            wrow = owt[k, j0:j1]
+            for i in range(nq):
+                xv = ox[q0 + i, k]
+                if xv != zero:
+                    vi = v[i]
+                    for jj in range(nj):
+                        vi[jj] += xv * wrow[jj]
+                    dirty[i] = True
+                if not ckpt[q0 + i, k]:
+                    continue
+                if dirty[i]:
+                    vi = v[i]
+                    if track:
+                        pi = p[i]
+                        pn = pmn[i]
+                        px = pmx[i]
+                        for jj in range(nj):
+                            s = pi[jj] + vi[jj]
+                            pi[jj] = s
+                            pn[jj] = s if s < pn[jj] else pn[jj]
+                            px[jj] = s if s > px[jj] else px[jj]
+                    ri = r[i]
+                    ci = cnt[i]
+                    fsi = fs[i]
+                    fvi = fv[i]
+                    st = step[i]
+                    if wrap:
+                        for jj in range(nj):
+                            e = ri[jj] + vi[jj]
+                            vi[jj] = zero
+                            c = e - wide * np.floor((e - mn) * inv)
+                            ev = c != e
+                            ci[jj] += one if ev else zero
+                            nw = ev & (fsi[jj] < zero)
+                            fsi[jj] = st if nw else fsi[jj]
+                            fvi[jj] = e if nw else fvi[jj]
+                            ri[jj] = c
+                    else:
+                        for jj in range(nj):
+                            e = ri[jj] + vi[jj]
+                            vi[jj] = zero
+                            c = mn if e < mn else e
+                            c = mx if c > mx else c
+                            ev = c != e
+                            ci[jj] += one if ev else zero
+                            nw = ev & (fsi[jj] < zero)
+                            fsi[jj] = st if nw else fsi[jj]
+                            fvi[jj] = e if nw else fvi[jj]
+                            ri[jj] = c
+                    dirty[i] = False
+                step[i] += one
+        r_out[q0:q1, j0:j1] = r
+        cnt_out[q0:q1, j0:j1] = cnt
+        fs_out[q0:q1, j0:j1] = fs
+        fv_out[q0:q1, j0:j1] = fv
+        if track:
+            pmn_out[q0:q1, j0:j1] = pmn
+            pmx_out[q0:q1, j0:j1] = pmx
+
+    return kernel
