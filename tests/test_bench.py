@@ -216,6 +216,24 @@ def test_bench_scenarios_are_valid_configs() -> None:
         assert cfg.name == sc.preset and sc.target in (2.0, 3.0, 5.0)
 
 
+def test_scenarios_run_each_in_its_own_process() -> None:
+    """--scenarios runs every scenario in a fresh interpreter (its own peak RSS) and gets its
+    BenchResult back intact; a wrong result in the child would show in the parent's table."""
+    from simulator.bench_scenarios import run_scenarios
+
+    lines: list[str] = []
+    rows = run_scenarios(24, 40, 6, queries=5, repeats=1, check_queries=3, out=lines.append,
+                         only=("22-bit wrap", "x86_avx2"), backends=["numpy"])
+    assert [sc.name for sc, _ in rows] == ["22-bit wrap", "x86_avx2_fbgemm"]
+    for sc, res in rows:
+        assert res.shape == (24, 40, 6) and res.queries == 5 and not res.failed
+        assert res.peak_rss_mib > 0 and res.ratio() > 0 and set(res.sim_s) == {"numpy"}
+    assert rows[0][1].reference_queries == 3  # narrow register: checked by the step loop
+    last = [ln for ln in lines if "ratio_vs_fbgemm " in ln]
+    assert len(last) == 2 and all(ln.startswith("  ") for ln in last)  # relayed child lines
+    assert any(ln.startswith("| 22-bit wrap |") for ln in lines)
+
+
 def test_bench_parser_registers_subcommand() -> None:
     import argparse
 
