@@ -225,7 +225,7 @@ def test_scenarios_run_each_in_its_own_process() -> None:
     rows = run_scenarios(24, 40, 6, queries=5, repeats=1, check_queries=3, out=lines.append,
                          only=("22-bit wrap", "x86_avx2"), backends=["numpy"])
     assert [sc.name for sc, _ in rows] == ["22-bit wrap", "x86_avx2_fbgemm"]
-    for sc, res in rows:
+    for _, res in rows:
         assert res.shape == (24, 40, 6) and res.queries == 5 and not res.failed
         assert res.peak_rss_mib > 0 and res.ratio() > 0 and set(res.sim_s) == {"numpy"}
     assert rows[0][1].reference_queries == 3  # narrow register: checked by the step loop
