@@ -6,6 +6,7 @@ Oracle for the partial sums: a plain Python loop over the accumulation order.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from simulator.config import load_config
 from simulator.engine import simulate
@@ -36,7 +37,8 @@ def _loop_widest(x: np.ndarray, zx: int, w: np.ndarray, tree: int) -> tuple[int,
     return lo, hi
 
 
-def test_exact_headroom_equals_a_loop_and_bound_mode_brackets_it() -> None:
+@pytest.mark.parametrize("preset", ["pytorch_fbgemm", "int8_fixed_point"])  # wrap, saturate
+def test_exact_headroom_equals_a_loop_and_bound_mode_brackets_it(preset: str) -> None:
     checked = 0
     for seed in range(6):
         rng = np.random.default_rng(seed)
@@ -44,8 +46,8 @@ def test_exact_headroom_equals_a_loop_and_bound_mode_brackets_it() -> None:
         x = rng.random((4, net.in_features)).astype(np.float32)
         tree = int(rng.choice([1, 2, 4]))
         sets = [f"accumulator.adder_tree_width={tree}"]
-        exact = simulate(net, load_config("pytorch_fbgemm", sets), x)
-        bound = simulate(net, load_config("pytorch_fbgemm", [*sets, "report.headroom=bound"]), x)
+        exact = simulate(net, load_config(preset, sets), x)
+        bound = simulate(net, load_config(preset, [*sets, "report.headroom=bound"]), x)
         assert np.array_equal(exact.outputs, bound.outputs)
         lay = net.modules[0].layer("feature")
         lo, hi = _loop_widest(exact.input_codes[0], net.modules[0].input_zero_point,

@@ -126,6 +126,9 @@ def accumulate_chunked(
     live = (neg < reg.min) | (pos > reg.max)
     if corr is not None:
         live |= (total < reg.min) | (total > reg.max)
+    # With no event possible anywhere a saturating register never clips: it holds the same
+    # integers as a wrapping one that never wraps, so the wrap paths may evaluate it.
+    policy = spec.overflow if bool(live.any()) else "wrap"
     safe = None
     if track_max and exact_headroom:
         safe = Register(bits_for_range(lo_known, hi_known), True)
@@ -148,7 +151,7 @@ def accumulate_chunked(
         narrowest = safe if safe is not None and safe.bits < reg.bits else reg
         sub = slice(None, None, max(1, qs.size >> 18))  # a heuristic: ~256 k pairs decide
         dense_events = events_dense(neg[qs[sub], js[sub]], pos[qs[sub], js[sub]], narrowest,
-                                    -(-k // cs), spec.overflow)
+                                    -(-k // cs), policy)
         track = None  # pairs whose partial sums may widen min_safe_acc_bits (tiles only)
         if dense_events and safe is not None:
             track = (neg[qs, js] < safe.min) | (pos[qs, js] > safe.max)
@@ -160,14 +163,13 @@ def accumulate_chunked(
         plan = ChunkPlan(active, g, cs, dense=not spec.event_driven)
         res = None
         if dense_events:  # whole pairs in tiles, the register vectorised across neurons
-            res = evaluate_tiles(plan, oxs, ows, qs, js, reg, spec.overflow, xr, wr, cache,
-                                 track)
-        elif spec.overflow == "wrap":  # all queries' chunk statistics, one chunk at a time
+            res = evaluate_tiles(plan, oxs, ows, qs, js, reg, policy, xr, wr, cache, track)
+        elif policy == "wrap":  # all queries' chunk statistics, one chunk at a time
             res = evaluate_wrap_streamed(plan, oxs, ows, qs, js, reg, safe, xr, wr, cache,
                                          early_exit=not keep_bounds)
         if res is None:
-            res = evaluate_pairs(plan, oxs, ows, qs, js, reg, spec.overflow, safe, xr, wr,
-                                 cache, given)
+            res = evaluate_pairs(plan, oxs, ows, qs, js, reg, policy, safe, xr, wr, cache,
+                                 given)
         stats.ordered_pairs = int(qs.size)
         pmin, pmax = min(pmin, res.partial_min), max(pmax, res.partial_max)
         r = res.acc
