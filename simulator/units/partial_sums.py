@@ -66,20 +66,60 @@ class ChunkPlan:
         self.c = max(1, -(-k // cs))
         self.dense = dense
         self.ext = 0 if dense else g - 1
+        self.active = active
+        self._arrays: dict[str, np.ndarray] | None = None
+
+    # The per-input arrays below are built on first use: the streamed wrap path needs none
+    # of them (building them cost ~25 % of a dense 500-query output layer).
+    @property
+    def n_act(self) -> np.ndarray:
+        """int64 (Q,) active inputs per query."""
+        return self._derived()["n_act"]
+
+    @property
+    def steps(self) -> np.ndarray:
+        """int64 (Q,) accumulator additions of the MAC part per query."""
+        return self._derived()["steps"]
+
+    @property
+    def ckpt(self) -> np.ndarray:
+        """bool (Q, K) True on the last input of an adder-tree step."""
+        return self._derived()["ckpt"]
+
+    @property
+    def stepno(self) -> np.ndarray:
+        """int64 (Q, K) the adder-tree step an input belongs to."""
+        return self._derived()["stepno"]
+
+    @property
+    def rank0(self) -> np.ndarray:
+        """int64 (Q, C) active inputs before each chunk's start."""
+        return self._derived()["rank0"]
+
+    @property
+    def act_pos(self) -> np.ndarray:
+        """int64 (Q, K + G) position of the active input of each rank (K: none)."""
+        return self._derived()["act_pos"]
+
+    @property
+    def ext_pos(self) -> np.ndarray:
+        """int64 (Q, C, G - 1) the active inputs before each chunk that its first step takes
+        (event_driven only; K: none), right-aligned."""
+        return self._derived()["ext_pos"]
+
+    def _derived(self) -> dict[str, np.ndarray]:
+        if self._arrays is not None:
+            return self._arrays
+        active, q, k, g, dense = self.active, self.q, self.k, self.g, self.dense
         rank = np.cumsum(active, axis=1, dtype=np.int64) - active  # active inputs before k
-        self.n_act = active.sum(axis=1).astype(np.int64)
-        self.steps = -(-self.n_act // g)  # accumulator additions of the MAC part
-        last = active & (rank == self.n_act[:, None] - 1)
-        self.ckpt = active & (((rank + 1) % g == 0) | last)
-        self.stepno = rank // g
-        starts = np.arange(self.c) * cs
+        n_act = active.sum(axis=1).astype(np.int64)
+        last = active & (rank == n_act[:, None] - 1)
+        starts = np.arange(self.c) * self.cs
         r0 = rank[:, starts] if k else np.zeros((q, self.c), np.int64)  # (Q, C)
-        self.rank0 = r0
         act_pos = np.full((q, k + g), k, dtype=np.int64)
         if not dense:
             qi, ki = np.nonzero(active)
             act_pos[qi, rank[qi, ki]] = ki
-        self.act_pos = act_pos
         if not dense and g > 1:
             ext = np.full((q, self.c, self.ext), k, dtype=np.int64)
             n_ext = r0 % g
@@ -88,9 +128,12 @@ class ChunkPlan:
                 ok = back <= n_ext
                 ext[..., i] = np.where(ok, act_pos[np.arange(q)[:, None],
                                                    np.maximum(r0 - back, 0)], k)
-            self.ext_pos = ext
         else:
-            self.ext_pos = np.zeros((q, self.c, 0), dtype=np.int64)
+            ext = np.zeros((q, self.c, 0), dtype=np.int64)
+        self._arrays = {"n_act": n_act, "steps": -(-n_act // g),
+                        "ckpt": active & (((rank + 1) % g == 0) | last), "stepno": rank // g,
+                        "rank0": r0, "act_pos": act_pos, "ext_pos": ext}
+        return self._arrays
 
     def back_chunks(self) -> int:
         """How many chunks before chunk c the checkpoint preceding it may lie (0 when dense)."""
