@@ -121,3 +121,49 @@ def test_sign_bounds_settle_the_exact_width_for_non_negative_inputs(monkeypatch)
         st = res.layer(0, "feature").mac["combined"]
         assert st.partial_exact and st.min_safe_acc_bits == bits_for_range(lo, hi), seed
     assert True in verdicts and False in verdicts  # both outcomes were exercised
+
+
+def test_event_driven_width_from_every_prefix_equals_a_loop(monkeypatch) -> None:
+    """Event-driven, no possible event, zx != 0: the width is settled by the dense every-prefix
+    pass when no prefix leaves the final sums' width, else by the event-driven evaluation;
+    both equal a loop over the event-driven checkpoints."""
+    import simulator.units.acc_chunked as ch
+
+    outcomes: list[bool] = []
+    real = ch._every_prefix_inside
+
+    def spy(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        res = real(*a, **k)
+        outcomes.append(res is not None)
+        return res
+
+    monkeypatch.setattr(ch, "_every_prefix_inside", spy)
+    for seed in range(16):
+        rng = np.random.default_rng(300 + seed)
+        k, n1 = int(rng.integers(8, 200)), int(rng.integers(2, 20))
+        net = _net(rng, k, n1, 3)
+        w = net.modules[0].layer("feature").paths[0].weight
+        if seed % 2:  # positives first, negatives last: prefixes far past the final sums
+            w.flags.writeable = True
+            w[:] = np.where(np.arange(k) < k // 2, np.abs(w.astype(np.int16)),
+                            -np.abs(w.astype(np.int16))).clip(-128, 127).astype(np.int8)
+        zx = int(rng.integers(5, 80))
+        object.__setattr__(net.modules[0], "input_zero_point", zx)
+        x = rng.random((4, k)).astype(np.float32)
+        x[rng.random(x.shape) < 0.3] = 0.0  # quantized to zx: skipped
+        tree = int(rng.choice([1, 2, 4]))
+        preset = "int8_fixed_point" if seed % 4 < 2 else "pytorch_fbgemm"
+        sets = [f"accumulator.adder_tree_width={tree}", "schedule.mode=event_driven"]
+        res = simulate(net, load_config(preset, sets), x)
+        codes = res.input_codes[0].astype(np.int64)
+        lo = hi = 0
+        for q in range(codes.shape[0]):
+            ks = [kk for kk in range(k) if codes[q, kk] != zx]
+            for j in range(w.shape[0]):
+                acc = 0
+                for s0 in range(0, len(ks), tree):
+                    acc += sum((int(codes[q, kk]) - zx) * int(w[j, kk]) for kk in ks[s0:s0 + tree])
+                    lo, hi = min(lo, acc), max(hi, acc)
+        st = res.layer(0, "feature").mac["combined"]
+        assert st.min_safe_acc_bits == bits_for_range(lo, hi), seed
+    assert True in outcomes and False in outcomes  # both ways were taken

@@ -24,7 +24,7 @@ from .accumulator import (
     operands,
     range_of,
 )
-from .partial_sums import ChunkPlan, abs_wide, chunk_size, evaluate_pairs
+from .partial_sums import ChunkPlan, ChunkResult, abs_wide, chunk_size, evaluate_pairs
 from .tile_stepper import evaluate_tiles, tiles_available
 from .wrap_stream import evaluate_wrap_streamed
 
@@ -41,6 +41,23 @@ def _abs_weights(ow: np.ndarray, cache: dict | None) -> np.ndarray:
         aw.flags.writeable = False
         cache["abs"] = aw
     return aw
+
+
+def _every_prefix_inside(
+    oxs: np.ndarray, ows: np.ndarray, qs: np.ndarray, js: np.ndarray, reg: Register,
+    safe: Register, xr: tuple[int, int], wr: tuple[int, int], cache: dict | None,
+) -> ChunkResult | None:
+    """Event-driven pairs with no possible event: if no index-order prefix sum at all (the
+    dense schedule with G = 1, every input a checkpoint) leaves ``safe``, neither does any
+    event-driven checkpoint (each is such a prefix: skipped inputs add x' = 0), so the dense
+    streamed path settles the width. None when it does not apply or a prefix leaves ``safe``
+    (the event-driven evaluation then runs)."""
+    k = oxs.shape[1]
+    plan1 = ChunkPlan(np.ones(oxs.shape, dtype=bool), 1, chunk_size(k, 1), dense=True)
+    res = evaluate_wrap_streamed(plan1, oxs, ows, qs, js, reg, safe, xr, wr, cache)
+    if res is None or res.partial_min < safe.min or res.partial_max > safe.max:
+        return None
+    return res
 
 
 def events_dense(neg: np.ndarray, pos: np.ndarray, reg: Register, chunks: int,
@@ -128,7 +145,8 @@ def accumulate_chunked(
         live |= (total < reg.min) | (total > reg.max)
     # With no event possible anywhere a saturating register never clips: it holds the same
     # integers as a wrapping one that never wraps, so the wrap paths may evaluate it.
-    policy = spec.overflow if bool(live.any()) else "wrap"
+    event_possible = bool(live.any())
+    policy = spec.overflow if event_possible else "wrap"
     safe = None
     if track_max and exact_headroom:
         safe = Register(bits_for_range(lo_known, hi_known), True)
@@ -162,7 +180,11 @@ def accumulate_chunked(
             given = (s[qs, js], a[qs, js])
         plan = ChunkPlan(active, g, cs, dense=not spec.event_driven)
         res = None
-        if dense_events:  # whole pairs in tiles, the register vectorised across neurons
+        if spec.event_driven and not event_possible and not keep_bounds and safe is not None:
+            res = _every_prefix_inside(oxs, ows, qs, js, reg, safe, xr, wr, cache)
+        if res is not None:
+            pass
+        elif dense_events:  # whole pairs in tiles, the register vectorised across neurons
             res = evaluate_tiles(plan, oxs, ows, qs, js, reg, policy, xr, wr, cache, track)
         elif policy == "wrap":  # all queries' chunk statistics, one chunk at a time
             res = evaluate_wrap_streamed(plan, oxs, ows, qs, js, reg, safe, xr, wr, cache,
