@@ -81,7 +81,10 @@ def test_order_equals_a_python_loop(order: str, tree: int, policy: str) -> None:
     st = lr.mac["combined"]
     assert np.array_equal(lr.acc["combined"], acc)
     assert np.array_equal(st.acc_wrap + st.acc_saturate, events) and events.sum() > 0
-    assert (st.partial_min, st.partial_max) == (lo, hi)
+    # the reported range is exact wherever it decides the width (docs/reports.md): its ends
+    # are real partial sums inside [lo, hi], and it needs exactly the loop's width
+    assert lo <= st.partial_min <= 0 <= st.partial_max <= hi
+    assert bits_for_range(st.partial_min, st.partial_max) == bits_for_range(lo, hi)
     assert st.min_safe_acc_bits == bits + 2
     assert st.first is not None
 
