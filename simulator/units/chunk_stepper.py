@@ -20,10 +20,34 @@ test_overflow_paths.py). Why numba: docs/performance.md.
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
 _NB: dict[str, object] = {}
+
+PARALLEL_LOCK = threading.Lock()
+"""Held around every call of a parallel compiled kernel (``parallel=True``): numba's
+``workqueue`` threading layer (chosen by :func:`numba_enabled`) must not be entered by two
+Python threads at once."""
+
+
+def _choose_threading_layer() -> None:
+    """Run numba's parallel kernels on its ``workqueue`` layer unless NUMBA_THREADING_LAYER
+    says otherwise.
+
+    Why: the kernels alternate with float32 BLAS products (OpenBLAS threads). Under the
+    default ``omp`` layer, GNU OpenMP's idle workers spin after each kernel and take the cores
+    from OpenBLAS's threads: on this 2-core host 24 alternations of a 500 x 262 x 500 product
+    pair and a chunk pass took 206 ms against 61 ms with ``workqueue``, whose idle workers
+    sleep (docs/performance.md). Takes effect only if no numba kernel has launched threads in
+    this process yet.
+    """
+    if "NUMBA_THREADING_LAYER" in os.environ:
+        return
+    import numba
+
+    numba.config.THREADING_LAYER = "workqueue"
 
 
 def numba_enabled() -> bool:
@@ -32,6 +56,7 @@ def numba_enabled() -> bool:
         return False
     if "kernel" not in _NB:
         try:
+            _choose_threading_layer()
             _NB["kernel"] = _compile()
         except ImportError:
             _NB["kernel"] = None

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .chunk_stepper import numba_enabled
+from .chunk_stepper import PARALLEL_LOCK, numba_enabled
 
 _NB: dict[str, object] = {}
 
@@ -73,13 +73,16 @@ def evaluate_hot(
         xpad[:, :k] = ox
         cols = groups[hot_groups].astype(np.int32)
         w32 = ent_w.astype(np.int32)
-        kern2(xpad, np.ascontiguousarray(cols[:, 0]), np.ascontiguousarray(cols[:, 1]), gptr,
-              ent_j.astype(np.int32), np.ascontiguousarray(w32[:, 0]),
-              np.ascontiguousarray(w32[:, 1]), ent_wsum.astype(np.int32), lim.astype(np.int32),
-              np.int32(reg_min), np.int32(reg_max), wrap, delta, dneg, cnt)
+        c0, c1 = np.ascontiguousarray(cols[:, 0]), np.ascontiguousarray(cols[:, 1])
+        w0, w1 = np.ascontiguousarray(w32[:, 0]), np.ascontiguousarray(w32[:, 1])
+        with PARALLEL_LOCK:
+            kern2(xpad, c0, c1, gptr, ent_j.astype(np.int32), w0, w1,
+                  ent_wsum.astype(np.int32), lim.astype(np.int32), np.int32(reg_min),
+                  np.int32(reg_max), wrap, delta, dneg, cnt)
         return delta, dneg, cnt
-    kern(ox, groups, hot_groups, gptr, ent_j, ent_w, ent_wsum, lim,
-         reg_min, reg_max, wrap, delta, dneg, cnt)
+    with PARALLEL_LOCK:
+        kern(ox, groups, hot_groups, gptr, ent_j, ent_w, ent_wsum, lim,
+             reg_min, reg_max, wrap, delta, dneg, cnt)
     return delta, dneg, cnt
 
 

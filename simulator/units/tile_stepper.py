@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..fixedpoint import Register
-from .chunk_stepper import numba_enabled
+from .chunk_stepper import PARALLEL_LOCK, numba_enabled
 from .partial_sums import ChunkPlan, ChunkResult
 
 QUERY_BLOCK = 8  # queries per tile: each weight row is reused for that many queries
@@ -126,8 +126,10 @@ def step_tiles(
     pmx = np.zeros_like(pmn)
     g4 = dense_g if 0 < dense_g <= 4 else 0
     consts = np.array([reg.min, reg.max, 1 << reg.bits, 1.0 / (1 << reg.bits)], dtype=dt)
-    kern(np.ascontiguousarray(ox, dtype=dt), owt, np.ascontiguousarray(ckpt), flags,  # type: ignore[operator]
-         consts, wrap, g4, qb, nb, r, cnt, fs, fv, pmn, pmx)
+    oxd, ckc = np.ascontiguousarray(ox, dtype=dt), np.ascontiguousarray(ckpt)
+    with PARALLEL_LOCK:
+        kern(oxd, owt, ckc, flags, consts, wrap, g4, qb, nb, r, cnt, fs, fv,  # type: ignore[operator]
+             pmn, pmx)
     return TileResult(r.astype(np.int64), cnt.astype(np.int64), fs.astype(np.int64),
                       fv.astype(np.int64),
                       pmn.astype(np.int64) if track_partial else None,

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..fixedpoint import Register
-from .chunk_stepper import numba_enabled
+from .chunk_stepper import PARALLEL_LOCK, numba_enabled
 from .partial_sums import ChunkPlan, ChunkResult, _float_for, wrap_values
 
 _NB: dict[str, object] = {}
@@ -105,9 +105,10 @@ def evaluate_wrap_streamed(
         b = min(a + cs, k)
         np.matmul(xf[:, a:b], wt[a:b], out=sums)
         np.matmul(xa[:, a:b], wa[a:b], out=abss)
-        chunk_pass(sums, abss, prefix, pair_id, oxc, owc, a, b, plan.g, k,  # type: ignore[operator]
-                   reg.min, reg.bits, safe_lo, safe_hi, early_exit, out.wraps, out.first_step,
-                   out.first_value, row_stats)
+        with PARALLEL_LOCK:
+            chunk_pass(sums, abss, prefix, pair_id, oxc, owc, a, b, plan.g,  # type: ignore[operator]
+                       k, reg.min, reg.bits, safe_lo, safe_hi, early_exit, out.wraps,
+                       out.first_step, out.first_value, row_stats)
     out.partial_min = int(row_stats[:, 0].min(initial=0))
     out.partial_max = int(row_stats[:, 1].max(initial=0))
     out.stepped_chunks = int(row_stats[:, 2].sum())
