@@ -326,3 +326,46 @@ def test_bench_reference_check_catches_a_wrong_result() -> None:
     diffs = reference_check(net, cfg, res, 8)
     assert any("accumulator of neuron 2" in d for d in diffs)
     assert any("events of neuron" in d for d in diffs)
+
+
+# --- every pair to the streamed pass (no full absolute-sum product) ---------------------------
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_every_pair_streamed_equals_stepwise(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When most sampled pairs are live, acc_chunked hands every pair to the streamed pass
+    (or, event-driven with no event possible, the every-prefix pass) without the full A
+    product. Forced here (MOST_LIVE = 0) on >= 64 queries: narrow wrap in the dense schedule,
+    and 32-bit runs whose exact headroom needs the streamed pass, in both schedules."""
+    from simulator.bench import bench_inputs, bench_network
+
+    monkeypatch.setenv("HWSIM_NUMBA", "1")
+    if not chunk_stepper.numba_enabled():
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(acc_chunked, "MOST_LIVE", 0.0)
+    taken = {"n": 0}
+    real = acc_chunked._most_pairs_live
+
+    def spy(*a, **kw):
+        r = real(*a, **kw)
+        taken["n"] += r
+        return r
+
+    monkeypatch.setattr(acc_chunked, "_most_pairs_live", spy)
+    rng = np.random.default_rng(90_000 + seed)
+    k, n1, places = int(rng.integers(40, 140)), int(rng.integers(8, 48)), int(rng.integers(2, 12))
+    net = bench_network(k, n1, places, seed=seed)
+    x = bench_inputs(int(rng.integers(64, 90)), k, seed=seed)
+    g = int(rng.choice([1, 2, 4]))
+    bits = int(rng.integers(12, 20))
+    for sets in ([f"accumulator.bits={bits}", "accumulator.overflow=wrap",
+                  f"accumulator.adder_tree_width={g}"],
+                 [f"accumulator.adder_tree_width={g}"],
+                 [f"accumulator.adder_tree_width={g}", "schedule.mode=event_driven"]):
+        cfg = load_config("pytorch_fbgemm", sets)
+        before = taken["n"]
+        diffs = compare_with_fast(simulate(net, cfg, x), simulate_stepwise(net, cfg, x))
+        assert not diffs, f"seed {seed} {sets}: " + "; ".join(diffs[:6])
+        if sets[0].startswith("accumulator.bits"):
+            assert taken["n"] > before, sets  # the wrap run took the path
+    assert taken["n"] >= 2

@@ -189,8 +189,9 @@ def test_pre_add_kernel_equals_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
             assert (va is None) == (vb is None), (case, name)
             assert va is None or np.array_equal(va, vb), (case, name)
         assert (a.first, a.first_value) == (b.first, b.first_value), case
-        ra = np.concatenate(a.rows) if a.rows else np.zeros((0, 5), np.int64)
-        rb = np.concatenate(b.rows) if b.rows else np.zeros((0, 5), np.int64)
+        ra, rb = ([r() if callable(r) else r for r in res.rows] for res in (a, b))  # builders
+        ra = np.concatenate(ra) if ra else np.zeros((0, 5), np.int64)
+        rb = np.concatenate(rb) if rb else np.zeros((0, 5), np.int64)
         rb = rb[np.lexsort((rb[:, 1], rb[:, 0]))]
         assert np.array_equal(ra, rb), case
 

@@ -9,6 +9,8 @@ hold an event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ..fixedpoint import Register
@@ -17,6 +19,7 @@ from .acc_screened import weight_info
 from .accumulator import (
     LaneStats,
     MacSpec,
+    PairRows,
     bits_for_range,
     finish_stats,
     fit_policy,
@@ -24,6 +27,7 @@ from .accumulator import (
     operands,
     range_of,
 )
+from .chunk_stepper import numba_enabled
 from .partial_sums import ChunkPlan, ChunkResult, abs_wide, chunk_size, evaluate_pairs
 from .tile_stepper import evaluate_tiles, tiles_available
 from .wrap_stream import evaluate_wrap_streamed
@@ -79,6 +83,47 @@ def events_dense(neg: np.ndarray, pos: np.ndarray, reg: Register, chunks: int,
     return float(spans.mean()) >= need
 
 
+SAMPLE_EVERY = 8  # queries: the absolute-sum sample of _most_pairs_live
+MOST_LIVE = 0.9  # share of sampled pairs
+
+
+def _most_pairs_live(
+    oxs: np.ndarray, ows: np.ndarray, s: np.ndarray, reg: Register, safe: Register,
+    xr: tuple[int, int], wr: tuple[int, int], cache: dict | None, chunks: int,
+) -> bool:
+    """True when, in every 8th query, at least 90 % of the pairs' bounds (S -+ A) / 2 leave
+    the register or ``safe`` and events are not dense: the streamed pass then visits nearly
+    every pair, and the full absolute-sum product would only cost time. A performance
+    choice only: every pair handed to the streamed pass comes out exact."""
+    q_count = oxs.shape[0]
+    if q_count < 8 * SAMPLE_EVERY:
+        return False
+    a = exact_matmul(abs_wide(oxs[::SAMPLE_EVERY]), _abs_weights(ows, cache),
+                     a_range=(0, max(-xr[0], xr[1])), b_range=(0, max(-wr[0], wr[1])))
+    ss = s[::SAMPLE_EVERY]
+    neg = (ss - a) >> 1
+    pos = (ss + a) >> 1
+    live = (neg < reg.min) | (pos > reg.max) | (neg < safe.min) | (pos > safe.max)
+    if float(live.mean()) < MOST_LIVE:
+        return False
+    narrowest = safe if safe.bits < reg.bits else reg
+    return not events_dense(neg[live], pos[live], narrowest, chunks, "wrap")
+
+
+def _pair_rows_later(qs: np.ndarray, js: np.ndarray, wraps: np.ndarray, sats: np.ndarray,
+                     ev: np.ndarray) -> Callable[[], np.ndarray]:
+    """Builder of the pair event rows of pairs ``ev`` (sorted by (query, neuron): qs, js come
+    from ``np.nonzero``), for LaneStats.pair_events."""
+
+    def build() -> np.ndarray:
+        rows = np.zeros((ev.size, 5), dtype=np.int64)
+        for col, src in enumerate((qs, js, wraps, sats)):
+            rows[:, col] = src[ev]
+        return rows
+
+    return build
+
+
 def _first_of(*keys: np.ndarray) -> int:
     """Index of the lexicographically smallest (keys[0], keys[1], ...) row: the first element
     of ``np.lexsort(keys[::-1])`` in linear time."""
@@ -103,7 +148,8 @@ def accumulate_chunked(
 ) -> tuple[np.ndarray, LaneStats] | None:
     """Wrap or saturate accumulators without pre-add, by chunked partial sums.
 
-    ``sums``: the exact products x' @ w'.T when already known (offset operands).
+    ``sums``: the exact products x' @ w'.T when already known (offset operands); given only
+    by acc_screened.py, after its separable bound ruled out every register event.
 
     Two exact products give every pair's sums S and absolute sums A; pairs whose bounds
     (S -+ A) / 2 stay inside the register (and inside the width of the final sums, for
@@ -131,34 +177,46 @@ def accumulate_chunked(
         del ox, ow
         cache = None
     s = sums if sums is not None else exact_matmul(oxs, ows, a_range=xr, b_range=wr)
-    a = exact_matmul(abs_wide(oxs), _abs_weights(ows, cache), a_range=(0, max(-xr[0], xr[1])),
-                     b_range=(0, max(-wr[0], wr[1])))
-    neg = (s - a) >> 1  # sum of the negative products (S - A is even)
-    pos = (s + a) >> 1
     total = s if corr is None else s + corr
     lo_known, hi_known = range_of(total)
     if corr is not None:  # the last MAC step's partial sum comes before the correction
         lo_s, hi_s = range_of(s)
         lo_known, hi_known = min(lo_known, lo_s), max(hi_known, hi_s)
-    live = (neg < reg.min) | (pos > reg.max)
-    if corr is not None:
-        live |= (total < reg.min) | (total > reg.max)
-    # With no event possible anywhere a saturating register never clips: it holds the same
-    # integers as a wrapping one that never wraps, so the wrap paths may evaluate it.
-    event_possible = bool(live.any())
-    policy = spec.overflow if event_possible else "wrap"
     safe = None
     if track_max and exact_headroom:
         safe = Register(bits_for_range(lo_known, hi_known), True)
-        live |= (neg < safe.min) | (pos > safe.max)
+    keep_bounds = track_max and not exact_headroom
+    a = neg = pos = None
+    if (safe is not None and corr is None and (spec.overflow == "wrap" or sums is not None)
+            and (not spec.event_driven or sums is not None) and numba_enabled()
+            and _most_pairs_live(oxs, ows, s, reg, safe, xr, wr, cache, chunk_size(k, 1))):
+        # The streamed pass (or, event-driven, the every-prefix pass) visits every pair in
+        # any case: hand it all of them and skip the full absolute-sum product.
+        qs = np.repeat(np.arange(q_count, dtype=np.int64), n)
+        js = np.tile(np.arange(n, dtype=np.int64), q_count)
+        event_possible = sums is None  # given sums: the screened bound ruled out every event
+        policy = "wrap"
+    else:
+        a = exact_matmul(abs_wide(oxs), _abs_weights(ows, cache),
+                         a_range=(0, max(-xr[0], xr[1])), b_range=(0, max(-wr[0], wr[1])))
+        neg = (s - a) >> 1  # sum of the negative products (S - A is even)
+        pos = (s + a) >> 1
+        live = (neg < reg.min) | (pos > reg.max)
+        if corr is not None:
+            live |= (total < reg.min) | (total > reg.max)
+        # With no event possible anywhere a saturating register never clips: it holds the
+        # same integers as a wrapping one that never wraps, so the wrap paths may evaluate it.
+        event_possible = bool(live.any())
+        policy = spec.overflow if event_possible else "wrap"
+        if safe is not None:
+            live |= (neg < safe.min) | (pos > safe.max)
+        qs, js = np.nonzero(live)
+        del live
     zeros = np.zeros(n, dtype=np.int64)
     stats = LaneStats(zeros.copy(), zeros.copy(), zeros.copy(), 0, None, 0)
     stats.max_abs_acc = max(-range_of(total)[0], range_of(total)[1])
     acc = total  # updated in place for the evaluated pairs
-    qs, js = np.nonzero(live)
-    del live
-    keep_bounds = track_max and not exact_headroom
-    pair_rows: list[np.ndarray] = []
+    pair_rows: list[PairRows] = []
     acc_first = None
     pmin, pmax = lo_known, hi_known
     if qs.size:
@@ -168,8 +226,8 @@ def accumulate_chunked(
         given = None
         narrowest = safe if safe is not None and safe.bits < reg.bits else reg
         sub = slice(None, None, max(1, qs.size >> 18))  # a heuristic: ~256 k pairs decide
-        dense_events = events_dense(neg[qs[sub], js[sub]], pos[qs[sub], js[sub]], narrowest,
-                                    -(-k // cs), policy)
+        dense_events = neg is not None and pos is not None and events_dense(
+            neg[qs[sub], js[sub]], pos[qs[sub], js[sub]], narrowest, -(-k // cs), policy)
         track = None  # pairs whose partial sums may widen min_safe_acc_bits (tiles only)
         if dense_events and safe is not None:
             track = (neg[qs, js] < safe.min) | (pos[qs, js] > safe.max)
@@ -214,8 +272,7 @@ def accumulate_chunked(
                 dst += np.bincount(js, weights=cnt, minlength=n).astype(np.int64)
         ev = np.flatnonzero(wraps + sats)
         if ev.size:
-            z = np.zeros(ev.size, dtype=np.int64)
-            pair_rows.append(np.stack([qs[ev], js[ev], wraps[ev], sats[ev], z], axis=1))
+            pair_rows.append(_pair_rows_later(qs, js, wraps, sats, ev))
             tiles = js[ev] // spec.lanes
             i0 = _first_of(qs[ev], tiles, first_step[ev], js[ev])
             e0 = ev[i0]

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +16,10 @@ from ..fixedpoint import Register, RegisterOverflowError, saturate, wrap
 from .pre_add import PreAdd
 
 PAIR_EVENT_COLUMNS: tuple[str, ...] = ("query", "neuron", "acc_wrap", "acc_saturate", "pre_add")
+
+
+PairRows = np.ndarray | Callable[[], np.ndarray]
+"""Pair event rows: an int64 (E, 5) table, or a function that builds it on first use."""
 
 
 def _no_pair_events() -> np.ndarray:
@@ -36,6 +41,8 @@ class LaneStats:
     ordered_pairs: number of (query, neuron) pairs evaluated step by step.
     pair_events: int64 (E, 5) rows (query, neuron, acc_wrap, acc_saturate, pre_add) for every
         pair with at least one event, sorted by (query, neuron); see PAIR_EVENT_COLUMNS.
+        Built on first use when the strategy left a builder in ``pair_event_rows`` (millions
+        of rows cost ~0.5 s of fresh memory here; sweeps and benches never read them).
     error / error_at: with ``accumulate(..., defer_errors=True)``, the ``error``-policy
         exception of the earliest event and its (query, neuron, step) (query within the
         batch), instead of raising; the caller raises the earliest over layers and paths.
@@ -53,11 +60,22 @@ class LaneStats:
     partial_min: int = 0
     partial_max: int = 0
     first_pre_add: tuple[int, int, int] | None = None
-    pair_events: np.ndarray = field(default_factory=_no_pair_events)
+    pair_event_rows: PairRows = field(default_factory=_no_pair_events, repr=False)
     error: RegisterOverflowError | None = None
     error_at: tuple[int, int, int] | None = None
     partial_exact: bool = True
     partial_bound: int = 0
+
+    @property
+    def pair_events(self) -> np.ndarray:
+        """int64 (E, 5) pair event rows (see the class docstring), built on first use."""
+        if callable(self.pair_event_rows):
+            self.pair_event_rows = self.pair_event_rows()
+        return self.pair_event_rows
+
+    @pair_events.setter
+    def pair_events(self, rows: PairRows) -> None:
+        self.pair_event_rows = rows
 
     @property
     def min_safe_acc_bits(self) -> int:
@@ -83,12 +101,15 @@ class LaneStats:
         first_pre = next((shift(s.first_pre_add, o) for s, o in
                           zip(parts, query_offsets, strict=True) if s.first_pre_add is not None),
                          None)
-        rows = []
-        for s, o in zip(parts, query_offsets, strict=True):
-            if s.pair_events.size:
-                r = s.pair_events.copy()
-                r[:, 0] += o
-                rows.append(r)
+        def merged_rows() -> np.ndarray:
+            rows = []
+            for s, o in zip(parts, query_offsets, strict=True):
+                if s.pair_events.size:
+                    r = s.pair_events.copy()
+                    r[:, 0] += o
+                    rows.append(r)
+            return np.concatenate(rows) if rows else _no_pair_events()
+
         return LaneStats(
             np.sum([s.acc_wrap for s in parts], axis=0),
             np.sum([s.acc_saturate for s in parts], axis=0),
@@ -99,7 +120,7 @@ class LaneStats:
             min(s.partial_min for s in parts),
             max(s.partial_max for s in parts),
             first_pre,
-            np.concatenate(rows) if rows else _no_pair_events(),
+            merged_rows,
             next((s.error for s in parts if s.error is not None), None),
             next((shift(s.error_at, o) for s, o in zip(parts, query_offsets, strict=True)
                   if s.error_at is not None), None),
@@ -183,11 +204,14 @@ def finish_stats(
     spec: MacSpec,
     pre: PreAdd | None,
     acc_first: tuple[int, int, int, int, int] | None,
-    pair_rows: list[np.ndarray],
+    pair_rows: list[PairRows],
     query_offset: int,
     defer_errors: bool = False,
 ) -> None:
-    """Fold pre-add results into ``stats``; raise the earliest ``error``-policy event."""
+    """Fold pre-add results into ``stats``; raise the earliest ``error``-policy event.
+
+    ``pair_rows``: blocks of pair event rows; a builder (callable) must yield rows sorted by
+    (query, neuron), one per pair: when it is the only block it is kept unbuilt."""
     rows = list(pair_rows)
     pre_key = None
     if pre is not None and pre.counts is not None:
@@ -198,8 +222,12 @@ def finish_stats(
         stats.first_pre_add = (q, j, step)
         if spec.pre_add_overflow == "error":
             pre_key = (q, tile, step, 0, j)  # a step's pre-adds come before its additions
+    if len(rows) == 1 and callable(rows[0]):
+        stats.pair_events = rows[0]
+        rows = []
+    rows = [r() if callable(r) else r for r in rows]
     if rows:
-        allr = np.concatenate(rows)
+        allr = rows[0] if len(rows) == 1 else np.concatenate(rows)
         if len(rows) == 1 and _sorted_unique_pairs(allr):
             stats.pair_events = allr
             rows = []

@@ -9,6 +9,7 @@ group's sum of |w'| leaves the register, a property of the weights alone (AVX2: 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -35,7 +36,8 @@ class PreAdd:
     delta: np.ndarray | None = None  # (Q, N) sum of corrections
     dneg: np.ndarray | None = None  # (Q, N) sum of negative corrections
     counts: np.ndarray | None = None  # (N,) events per neuron
-    rows: list[np.ndarray] = field(default_factory=list)  # pair event rows
+    # pair event rows: (E, 5) tables, or builders of one (see accumulator.PairRows)
+    rows: list[np.ndarray | Callable[[], np.ndarray]] = field(default_factory=list)
     first: tuple[int, int, int, int] | None = None  # (query, tile, step, neuron)
     first_value: int = 0
     rows_merged: bool = False  # rows is one table sorted by (query, neuron), one row per pair
@@ -204,17 +206,11 @@ def _dense_compiled(
         return True
     res.delta, res.dneg = delta, dneg
     res.counts = counts
-    qi, ji = np.nonzero(cnt)  # (query, neuron) order
-    rows = np.empty((qi.size, 5), dtype=np.int64)
-    rows[:, 0] = qi
-    rows[:, 1] = ji
-    rows[:, 2:4] = 0
-    rows[:, 4] = cnt[qi, ji]
-    del qi, ji, cnt
-    res.rows = [rows]
+    res.rows = [_rows_later(cnt)]
     res.rows_merged = True
     # The first event lies in the first query with one: find it there with numpy.
-    q0 = int(rows[0, 0])
+    q0 = int(np.flatnonzero(cnt.any(axis=1))[0])
+    del cnt
     ent_g = np.repeat(hot_groups, np.diff(gptr))
     cols = groups[ent_g]  # (E, P); index k is the zero padding
     xq = np.append(ox[q0].astype(np.int64), 0)
@@ -227,6 +223,22 @@ def _dense_compiled(
     res.first = (q0, int(tiles[i0]), int(steps[i0]), int(js[i0]))
     res.first_value = int(s[ev[i0]])
     return True
+
+
+def _rows_later(cnt: np.ndarray) -> Callable[[], np.ndarray]:
+    """Builder of the pair event rows (query, neuron, 0, 0, pre-add events) of the (Q, N)
+    event counts ``cnt``, in (query, neuron) order: a table of millions of rows is built only
+    when read (LaneStats.pair_events)."""
+
+    def build() -> np.ndarray:
+        qi, ji = np.nonzero(cnt)
+        rows = np.zeros((qi.size, 5), dtype=np.int64)
+        rows[:, 0] = qi
+        rows[:, 1] = ji
+        rows[:, 4] = cnt[qi, ji]
+        return rows
+
+    return build
 
 
 def _record(
