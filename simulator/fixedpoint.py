@@ -256,6 +256,39 @@ def round_shift(values: np.ndarray, shift: int | np.ndarray, mode: str) -> np.nd
     return q + (above | (tie & (v >= 0)))
 
 
+def _round_shift_biased(v: np.ndarray, s: np.ndarray, mode: str) -> np.ndarray:
+    """round_shift for |v| < 2**62 as one biased arithmetic shift, (v + bias) >> s, in place.
+
+    ``s`` (0..62) broadcasts against ``v`` (per-channel shifts stay per channel). With
+    h = 2**(s-1) for s > 0 (0 for s = 0) the bias is: floor 0, ceil 2**s - 1, half_up h,
+    half_down h - 1, half_away h - 1 + [v >= 0], toward_zero (2**s - 1) [v < 0], half_even
+    h - 1 + (floor(v / 2**s) & 1). |v| + bias < 2**63: no intermediate wraps.
+    """
+    one = np.int64(1)
+    pos = (s > 0).astype(np.int64)
+    half = np.where(s > 0, one << np.maximum(s - 1, 0), 0)
+    if mode == "floor":
+        return v >> s
+    if mode == "half_even":
+        odd = v >> s
+        odd &= pos  # the floor's lowest bit, 0 where s = 0
+        out = v + (half - pos)
+        out += odd
+    elif mode == "half_up":
+        out = v + half
+    elif mode == "half_down":
+        out = v + (half - pos)
+    elif mode == "ceil":
+        out = v + ((one << s) - 1)
+    elif mode == "half_away":
+        out = v + (half - pos)
+        out += (v >= 0) & (pos == 1)
+    else:  # toward_zero
+        out = v + ((v < 0) * ((one << s) - 1))
+    out >>= s
+    return out
+
+
 def round_divide(num: np.ndarray, den: np.ndarray | int, mode: str) -> np.ndarray:
     """Exact integer division round(num / den) with the named rounding; den > 0."""
     check_rounding(mode)
@@ -323,8 +356,10 @@ def multiply_shift(
     left = int(max(-int(s.min()), 0)) if s.size else 0
     right = int(s.max()) if s.size else 0
     if amax.bit_length() + mmax.bit_length() + left <= 62 and right <= 62:
-        prod = (a * m) << np.maximum(-s, 0)  # exact: below 2**62
-        return round_shift(prod, np.broadcast_to(np.maximum(s, 0), prod.shape), mode)
+        prod = a * m  # exact: below 2**62
+        if left:
+            prod <<= np.maximum(-s, 0)
+        return _round_shift_biased(prod, np.maximum(s, 0), mode)
     # wide product: unbounded Python integers per element (rare: |acc * M0| >= 2**62)
     shape = np.broadcast(a, m, s).shape
     out = np.empty(shape, dtype=np.int64)
