@@ -237,6 +237,34 @@ def test_busy_folder_fails_at_once_and_leaves_the_set(work: Path,
     assert _tree(out) == before
 
 
+def test_folder_made_by_a_concurrent_job_meanwhile(work: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two jobs find --out missing and both mkdir it: the slower one's FileExistsError is not
+    an error (the folder lock decides), and it does not count the folder as its own."""
+    out = work / "new" / "out"
+    real_mkdir = os.mkdir
+
+    def racing_mkdir(path, *a, **kw):  # the other job wins the race for every missing folder
+        if "dir_fd" in kw:  # the staging folder inside --out: this job's own
+            return real_mkdir(path, *a, **kw)
+        real_mkdir(path, *a, **kw)
+        raise FileExistsError(errno.EEXIST, "File exists", str(path))
+
+    monkeypatch.setattr(rsmod.os, "mkdir", racing_mkdir)
+    rs = ResultSet(out).open()
+    assert rs.created == []  # made "by the other job": never removed by this one
+    rs.close()
+    assert out.is_dir()
+
+    def file_appears(path, *a, **kw):  # something that is not a folder appears there
+        Path(path).write_text("a file")
+        raise FileExistsError(errno.EEXIST, "File exists", str(path))
+
+    monkeypatch.setattr(rsmod.os, "mkdir", file_appears)
+    with pytest.raises(OutputError, match="File exists"):
+        ResultSet(work / "other").open()
+
+
 def test_concurrent_runs_never_mix(work: Path) -> None:
     """Two real processes with --trace op into one --out: one set, readable, listed."""
     out = work / "out"

@@ -109,7 +109,12 @@ class ResultSet:
             cur = cur.parent
         with writing(out):
             for d in reversed(missing):
-                os.mkdir(d)
+                try:
+                    os.mkdir(d)
+                except FileExistsError:
+                    if d.is_symlink() or not d.is_dir():
+                        raise
+                    continue  # a concurrent job made it just now: the lock below decides
                 self.created.append(d)
             self.dfd = os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
