@@ -369,3 +369,34 @@ def test_every_pair_streamed_equals_stepwise(seed: int, monkeypatch: pytest.Monk
         if sets[0].startswith("accumulator.bits"):
             assert taken["n"] > before, sets  # the wrap run took the path
     assert taken["n"] >= 2
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_streamed_width_when_the_extreme_is_one_past_a_power_of_two(
+        sign: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The widest partial sum sits one past -2**13 (or 2**13 - 1) at one checkpoint inside the
+    streamed pass's flagged chunks, while the final sums need only 8 bits: min_safe_acc_bits
+    must be exactly 15 (14 would hold a value one closer to zero)."""
+    monkeypatch.setenv("HWSIM_NUMBA", "1")
+    if not chunk_stepper.numba_enabled():
+        pytest.skip("numba is not installed")
+    from simulator.units import wrap_stream
+
+    used = {"n": 0}
+    real = wrap_stream.evaluate_wrap_streamed
+
+    def counting(*a, **kw):
+        r = real(*a, **kw)
+        used["n"] += r is not None
+        return r
+
+    monkeypatch.setattr(acc_chunked, "evaluate_wrap_streamed", counting)
+    monkeypatch.setattr(acc_chunked, "events_dense", lambda *a: False)  # not whole-pair tiles
+    # x = 1: the partial sums reach -8193 (14 bits hold -8192) or +8192 (14 bits: 8191)
+    row = [-127] * 64 + [-65] + [127] * 65 if sign > 0 else [127] * 64 + [64] + [-127] * 65
+    w = np.array([row, row])
+    net = _one_layer_net(w)
+    x = np.ones((4, w.shape[1]))
+    st = _check(net, ["accumulator.adder_tree_width=1", "mac.lanes=1"], x, None, monkeypatch)
+    assert used["n"] > 0
+    assert st.min_safe_acc_bits == 15

@@ -223,19 +223,23 @@ def accumulate_chunked(
         active = (x != zx) if spec.event_driven else np.ones(x.shape, dtype=bool)
         g = spec.adder_tree_width
         cs = chunk_size(k, g)
-        given = None
+        every = qs.size == q_count * n  # (qs, js) are distinct and row-major: every pair
+
+        def pick(v: np.ndarray) -> np.ndarray:
+            """v's values at the pairs (qs, js), (F,); a view when they are every pair."""
+            return v.reshape(-1) if every and v.flags.c_contiguous else v[qs, js]
+
         narrowest = safe if safe is not None and safe.bits < reg.bits else reg
         sub = slice(None, None, max(1, qs.size >> 18))  # a heuristic: ~256 k pairs decide
         dense_events = neg is not None and pos is not None and events_dense(
             neg[qs[sub], js[sub]], pos[qs[sub], js[sub]], narrowest, -(-k // cs), policy)
         track = None  # pairs whose partial sums may widen min_safe_acc_bits (tiles only)
         if dense_events and safe is not None:
-            track = (neg[qs, js] < safe.min) | (pos[qs, js] > safe.max)
+            track = (pick(neg) < safe.min) | (pick(pos) > safe.max)
         if not keep_bounds:
             del neg, pos
         if dense_events:
             cs = max(g, -(-k // g) * g)  # one chunk: step whole pairs, S and A known already
-            given = (s[qs, js], a[qs, js])
         plan = ChunkPlan(active, g, cs, dense=not spec.event_driven)
         res = None
         if spec.event_driven and not event_possible and not keep_bounds and safe is not None:
@@ -245,9 +249,9 @@ def accumulate_chunked(
         elif dense_events:  # whole pairs in tiles, the register vectorised across neurons
             res = evaluate_tiles(plan, oxs, ows, qs, js, reg, policy, xr, wr, cache, track)
         elif policy == "wrap":  # all queries' chunk statistics, one chunk at a time
-            res = evaluate_wrap_streamed(plan, oxs, ows, qs, js, reg, safe, xr, wr, cache,
-                                         early_exit=not keep_bounds)
+            res = evaluate_wrap_streamed(plan, oxs, ows, qs, js, reg, safe, xr, wr, cache)
         if res is None:
+            given = (pick(s), pick(a)) if dense_events and a is not None else None
             res = evaluate_pairs(plan, oxs, ows, qs, js, reg, policy, safe, xr, wr, cache,
                                  given)
         stats.ordered_pairs = int(qs.size)
@@ -256,7 +260,7 @@ def accumulate_chunked(
         wraps, sats = res.wraps, res.sats
         first_step, first_value = res.first_step, res.first_value
         if corr is not None:  # one more addition: the offset correction
-            e = r + corr[qs, js]
+            e = r + pick(corr)
             out = (e < reg.min) | (e > reg.max)
             if spec.overflow == "wrap":
                 wraps = wraps + out
@@ -266,7 +270,10 @@ def accumulate_chunked(
             first_step = np.where(new, plan.steps[qs], first_step)
             first_value = np.where(new, e, first_value)
             r = fit_policy(e, reg, spec.overflow)
-        acc[qs, js] = r
+        if every and acc.flags.c_contiguous:
+            acc.reshape(-1)[:] = r
+        else:
+            acc[qs, js] = r
         for dst, cnt in ((stats.acc_wrap, wraps), (stats.acc_saturate, sats)):
             if cnt.any():  # per-neuron sums (exact: far below 2**53)
                 dst += np.bincount(js, weights=cnt, minlength=n).astype(np.int64)

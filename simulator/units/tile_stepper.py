@@ -161,7 +161,8 @@ def evaluate_tiles(
     cache: dict | None = None,
     track: np.ndarray | None = None,
 ) -> ChunkResult | None:
-    """The chunked path's :class:`ChunkResult` for pairs (qs, js), every pair stepped whole in
+    """The chunked path's :class:`ChunkResult` for pairs (qs, js) (distinct, in row-major
+    order, as ``np.nonzero`` gives them), every pair stepped whole in
     tiles; None when the compiled loop is unavailable or its floats would not be exact.
 
     track: bool (F,) pairs whose partial sums' min / max enter the result (None: all).
@@ -172,16 +173,17 @@ def evaluate_tiles(
     if dt is None:
         return None
     q_count, n = ox.shape[0], ow.shape[0]
-    live = np.zeros((q_count, n), dtype=np.bool_)
-    live[qs, js] = True
+    every = qs.size == q_count * n  # distinct row-major pairs: all of them
+    live = np.ones((q_count, n), dtype=np.bool_) if every else np.zeros((q_count, n), np.bool_)
+    if not every:
+        live[qs, js] = True
     tq, tj = (qs, js) if track is None else (qs[track], js[track])
     tmask = np.zeros((q_count, n), dtype=np.bool_)
     tmask[tq, tj] = True
     t = step_tiles(ox, _weights_t(ow, dt, cache), plan.ckpt, live, reg, policy == "wrap",
                    tmask, dt, plan.g if plan.dense else 0)
     del live, tmask
-    flat = qs * n + js
-    if qs.size == q_count * n and bool((np.diff(flat) == 1).all()):  # all, row-major
+    if every:
         def pick(a: np.ndarray) -> np.ndarray:
             return a.ravel()
     else:

@@ -13,9 +13,11 @@ the statistics are computed chunk by chunk for *all* queries at once:
   the blocked (C, q, cs) stacks of the general path ran several times slower;
 * one compiled pass per chunk (parallel over queries) flags the pairs whose
   P(a_c) + [neg_c, pos_c] may wrap (or leave the ``safe`` register, for
-  ``min_safe_acc_bits``), steps those checkpoint by checkpoint right away - stopping once the
-  chunk's remaining |products| can reach neither edge of the current window nor leave
-  ``safe`` - and moves every pair's exact prefix past the chunk.
+  ``min_safe_acc_bits``), moves every pair's exact prefix past the chunk, and then steps a
+  query's flagged pairs *together*: their registers sit in one float64 array (lanes), updated
+  input by input with x'_qk times the row k of w'^T (inputs with x' = 0 skipped) and checked
+  at every checkpoint of the chunk (1.5x faster than stepping pair by pair with an early
+  stop, on the 22-bit wrap bench).
 
 Memory: (Q, N) arrays only, never (pairs x chunks). Outputs equal the general path's
 (tests/test_overflow_paths.py). numba only; without it the general path runs.
@@ -58,15 +60,13 @@ def evaluate_wrap_streamed(
     xr: tuple[int, int],
     wr: tuple[int, int],
     cache: dict | None = None,
-    early_exit: bool = True,
 ) -> ChunkResult | None:
-    """:class:`ChunkResult` of the wrap register for pairs (qs, js) (sorted by query), or None
-    when this path does not apply (event_driven schedule, numba off, few live pairs).
+    """:class:`ChunkResult` of the wrap register for pairs (qs, js) (distinct, in row-major
+    order, as ``np.nonzero`` gives them), or None when this path does not apply
+    (event_driven schedule, numba off, few live pairs, sums of |products| reaching 2**53).
 
-    early_exit: a flagged chunk's stepping stops at a checkpoint once the chunk's remaining
-    |products| can neither reach the current window's edges nor leave ``safe`` (the skipped
-    partial sums then cannot change an event or ``min_safe_acc_bits``); off when the partial
-    sum range must cover every stepped checkpoint (``report.headroom = "bound"``).
+    The partial sum range covers every checkpoint of every flagged chunk (so it also serves
+    ``report.headroom = "bound"``).
     """
     if not plan.dense or not numba_enabled() or not qs.size:
         return None
@@ -80,6 +80,8 @@ def evaluate_wrap_streamed(
         dt = _float_for(cs, xr, wr)
     except OverflowError:
         return None
+    if k * max(-xr[0], xr[1], 1) * max(-wr[0], wr[1], 1) >= 1 << 53:
+        return None  # the float64 lanes would not hold every prefix sum exactly
     safe_lo = safe.min if safe is not None else -(1 << 62)
     safe_hi = safe.max if safe is not None else 1 << 62
     if "pass" not in _NB:
@@ -88,31 +90,31 @@ def evaluate_wrap_streamed(
     wt, wa = _weights_t(ow, dt, cache)
     xf = np.ascontiguousarray(ox, dtype=dt)
     xa = xf if xr[0] >= 0 else np.abs(xf)
-    pair_id = np.full((q_count, n), -1, dtype=np.int64)
     f = qs.size
-    pair_id[qs, js] = np.arange(f)
+    every = f == q_count * n  # distinct row-major pairs: all of them
+    if every:
+        pair_id = np.arange(f, dtype=np.int64).reshape(q_count, n)
+    else:
+        pair_id = np.full((q_count, n), -1, dtype=np.int64)
+        pair_id[qs, js] = np.arange(f)
     prefix = np.zeros((q_count, n), dtype=np.int64)
     out = ChunkResult(np.zeros(f, np.int64), np.zeros(f, np.int64), np.zeros(f, np.int64),
                       np.full(f, -1, np.int64), np.zeros(f, np.int64), 0, 0, 0)
     sums = np.empty((q_count, n), dtype=dt)
     abss = np.empty((q_count, n), dtype=dt)
     row_stats = np.zeros((q_count, 3), dtype=np.int64)  # partial min, max, stepped items
-    # x' as int16 when it fits (uint8 / int8 / int16): fewer compiled signatures
-    small = ox.dtype in (np.uint8, np.int8, np.int16)
-    oxc = np.ascontiguousarray(ox, dtype=np.int16 if small else ox.dtype)
-    owc = np.ascontiguousarray(ow)
     for a in range(0, k, cs):
         b = min(a + cs, k)
         np.matmul(xf[:, a:b], wt[a:b], out=sums)
         np.matmul(xa[:, a:b], wa[a:b], out=abss)
         with PARALLEL_LOCK:
-            chunk_pass(sums, abss, prefix, pair_id, oxc, owc, a, b, plan.g,  # type: ignore[operator]
-                       k, reg.min, reg.bits, safe_lo, safe_hi, early_exit, out.wraps,
-                       out.first_step, out.first_value, row_stats)
+            chunk_pass(sums, abss, prefix, pair_id, xf, wt, a, b, plan.g,  # type: ignore[operator]
+                       reg.min, reg.bits, safe_lo, safe_hi, out.wraps, out.first_step,
+                       out.first_value, row_stats)
     out.partial_min = int(row_stats[:, 0].min(initial=0))
     out.partial_max = int(row_stats[:, 1].max(initial=0))
     out.stepped_chunks = int(row_stats[:, 2].sum())
-    out.acc = wrap_values(prefix[qs, js], reg)
+    out.acc = wrap_values(prefix.reshape(-1) if every else prefix[qs, js], reg)
     return out
 
 
@@ -120,21 +122,28 @@ def _compile() -> object:
     import numba
 
     @numba.njit(cache=True, nogil=True, parallel=True)
-    def chunk_pass(sums, abss, prefix, pair_id, ox, ow, a, b, g, k, reg_min, bits, safe_lo,
-                   safe_hi, early, wraps, first_step, first_value,
+    def chunk_pass(sums, abss, prefix, pair_id, xf, wt, a, b, g, reg_min, bits, safe_lo,
+                   safe_hi, wraps, first_step, first_value,
                    row_stats):  # pragma: no cover - compiled
         """One chunk [a, b) for every pair: flag the pairs that may wrap (or leave [safe_lo,
-        safe_hi]) from P(a) + [neg, pos], step those, move every prefix past the chunk.
+        safe_hi]) from P(a) + [neg, pos], move every prefix past the chunk, step the flagged.
 
         Dense schedule: a checkpoint ends every G inputs (chunks start on one) and the last
-        input; the register before the chunk holds P(a) modulo 2**bits.
+        input; the register before the chunk holds P(a) modulo 2**bits. A query's flagged
+        pairs are stepped together: registers in one float64 array (exact integers, |P| <
+        2**53), updated input by input from xf[q, kk] * wt[kk] (x' = 0 skipped), checked at
+        every checkpoint; windows floor((P - reg_min) / 2**bits) are exact in float64.
         """
         q_all, n = sums.shape
-        one = np.int64(1)
+        span = np.float64(2.0) ** bits
+        inv = 1.0 / span
+        rmin = np.float64(reg_min)
         for q in numba.prange(q_all):
             lo = row_stats[q, 0]
             hi = row_stats[q, 1]
-            items = row_stats[q, 2]
+            fl = np.empty(n, dtype=np.int64)
+            acc = np.empty(n, dtype=np.float64)
+            nf = 0
             for j in range(n):
                 pid = pair_id[q, j]
                 s = np.int64(sums[q, j])
@@ -148,33 +157,46 @@ def _compile() -> object:
                 if ((neg - reg_min) >> bits) == ((pos - reg_min) >> bits) and neg >= safe_lo \
                         and pos <= safe_hi:
                     continue
-                items += 1
-                p = p0
-                left = av
-                win = (p - reg_min) >> bits
-                wlo = reg_min + (win << bits)
-                whi = wlo + (one << bits) - 1
-                for t0 in range(a, b, g):
-                    t1 = min(t0 + g, b)
-                    for kk in range(t0, t1):
-                        pr = np.int64(ox[q, kk]) * np.int64(ow[j, kk])
-                        p += pr
-                        left -= abs(pr)
-                    lo = min(lo, p)
-                    hi = max(hi, p)
-                    if p < wlo or p > whi:
-                        wraps[pid] += 1
-                        if first_step[pid] < 0:
-                            first_step[pid] = t0 // g
-                            first_value[pid] = p - (win << bits)  # register before + tree
-                        win = (p - reg_min) >> bits
-                        wlo = reg_min + (win << bits)
-                        whi = wlo + (one << bits) - 1
-                    if early and p - left >= wlo and p + left <= whi and p - left >= safe_lo \
-                            and p + left <= safe_hi:
-                        break
-            row_stats[q, 0] = lo
-            row_stats[q, 1] = hi
-            row_stats[q, 2] = items
+                fl[nf] = j
+                acc[nf] = np.float64(p0)
+                nf += 1
+            row_stats[q, 2] += nf
+            if nf == 0:
+                continue
+            win = np.empty(nf, dtype=np.float64)
+            ev = np.zeros(nf, dtype=np.int64)
+            fs = np.full(nf, -1, dtype=np.int64)
+            fv = np.zeros(nf, dtype=np.float64)
+            for u in range(nf):
+                win[u] = np.floor((acc[u] - rmin) * inv)
+            lo_f = np.float64(lo)
+            hi_f = np.float64(hi)
+            for t0 in range(a, b, g):
+                for kk in range(t0, min(t0 + g, b)):
+                    xv = np.float64(xf[q, kk])
+                    if xv != 0.0:
+                        row = wt[kk]
+                        for u in range(nf):
+                            acc[u] += xv * np.float64(row[fl[u]])
+                st = t0 // g
+                for u in range(nf):
+                    p = acc[u]
+                    lo_f = min(lo_f, p)
+                    hi_f = max(hi_f, p)
+                    wn = np.floor((p - rmin) * inv)
+                    ch = wn != win[u]
+                    first = ch and fs[u] < 0
+                    ev[u] += ch
+                    fs[u] = st if first else fs[u]
+                    fv[u] = p - win[u] * span if first else fv[u]
+                    win[u] = wn
+            for u in range(nf):
+                pid = pair_id[q, fl[u]]
+                wraps[pid] += ev[u]
+                if fs[u] >= 0 and first_step[pid] < 0:
+                    first_step[pid] = fs[u]
+                    first_value[pid] = np.int64(fv[u])  # register before + tree output
+            row_stats[q, 0] = min(lo, np.int64(lo_f))
+            row_stats[q, 1] = max(hi, np.int64(hi_f))
 
     return chunk_pass
