@@ -400,3 +400,34 @@ def test_streamed_width_when_the_extreme_is_one_past_a_power_of_two(
     st = _check(net, ["accumulator.adder_tree_width=1", "mac.lanes=1"], x, None, monkeypatch)
     assert used["n"] > 0
     assert st.min_safe_acc_bits == 15
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+@pytest.mark.parametrize("policy", ["wrap", "saturate"])
+def test_tiles_width_from_the_streamed_pass(sign: int, policy: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whole-pair tiles on a narrow register no longer track partial sums: the width comes
+    from the streamed pass with an unbounded register (acc_chunked._partial_range). The
+    widest partial sum sits one past a power of two; min_safe_acc_bits must be exactly 15,
+    with events on the 12-bit register."""
+    monkeypatch.setenv("HWSIM_NUMBA", "1")
+    if not chunk_stepper.numba_enabled():
+        pytest.skip("numba is not installed")
+    used = {"n": 0}
+    real = acc_chunked._partial_range
+
+    def counting(*a, **kw):
+        r = real(*a, **kw)
+        used["n"] += r is not None
+        return r
+
+    monkeypatch.setattr(acc_chunked, "_partial_range", counting)
+    monkeypatch.setattr(acc_chunked, "events_dense", lambda *a: True)  # whole-pair tiles
+    row = [-127] * 64 + [-65] + [127] * 65 if sign > 0 else [127] * 64 + [64] + [-127] * 65
+    net = _one_layer_net(np.array([row, row, row]))
+    x = np.ones((4, len(row)))
+    st = _check(net, ["accumulator.adder_tree_width=1", "mac.lanes=1", "accumulator.bits=12",
+                      f"accumulator.overflow={policy}"], x, None, monkeypatch)
+    assert used["n"] > 0
+    assert st.min_safe_acc_bits == 15
+    assert (st.acc_wrap.sum() if policy == "wrap" else st.acc_saturate.sum()) > 0

@@ -47,6 +47,26 @@ def _abs_weights(ow: np.ndarray, cache: dict | None) -> np.ndarray:
     return aw
 
 
+WIDE = Register(62, True)  # a register no exact partial sum here can leave
+
+
+def _partial_range(
+    plan: ChunkPlan, oxs: np.ndarray, ows: np.ndarray, qs: np.ndarray, js: np.ndarray,
+    safe: Register | None, xr: tuple[int, int], wr: tuple[int, int], cache: dict | None,
+) -> tuple[int, int] | None:
+    """(min, max) of the checkpoint partial sums of pairs (qs, js), exact wherever they leave
+    ``safe`` (the final sums' width), by the streamed pass with an unbounded register: the
+    same numbers the event-free run of this layer finds, as partial sums do not depend on the
+    register's policy. Dense schedule only (its checkpoints are the stream's). Cheaper than
+    tracking them in every tile step. None when the streamed pass does not apply."""
+    if safe is None:
+        return None
+    res = evaluate_wrap_streamed(plan, oxs, ows, qs, js, WIDE, safe, xr, wr, cache)
+    if res is None or res.wraps.any():
+        return None
+    return res.partial_min, res.partial_max
+
+
 def _every_prefix_inside(
     oxs: np.ndarray, ows: np.ndarray, qs: np.ndarray, js: np.ndarray, reg: Register,
     safe: Register, xr: tuple[int, int], wr: tuple[int, int], cache: dict | None,
@@ -247,7 +267,15 @@ def accumulate_chunked(
         if res is not None:
             pass
         elif dense_events:  # whole pairs in tiles, the register vectorised across neurons
+            width = None
+            if track is not None and bool(track.any()) and plan.dense:
+                width = _partial_range(plan, oxs, ows, qs[track], js[track], safe, xr, wr,
+                                       cache)
+            if width is not None:  # the tiles need not track partial sums
+                track = np.zeros(qs.size, dtype=bool)
             res = evaluate_tiles(plan, oxs, ows, qs, js, reg, policy, xr, wr, cache, track)
+            if res is not None and width is not None:
+                res.partial_min, res.partial_max = width
         elif policy == "wrap":  # all queries' chunk statistics, one chunk at a time
             res = evaluate_wrap_streamed(plan, oxs, ows, qs, js, reg, safe, xr, wr, cache)
         if res is None:
