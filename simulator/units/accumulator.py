@@ -42,7 +42,8 @@ class LaneStats:
     pair_events: int64 (E, 5) rows (query, neuron, acc_wrap, acc_saturate, pre_add) for every
         pair with at least one event, sorted by (query, neuron); see PAIR_EVENT_COLUMNS.
         Built on first use when the strategy left a builder in ``pair_event_rows`` (millions
-        of rows cost ~0.5 s of fresh memory here; sweeps and benches never read them).
+        of rows cost ~0.5 s of fresh memory here; callers that need only the per-neuron
+        counts never read them).
     error / error_at: with ``accumulate(..., defer_errors=True)``, the ``error``-policy
         exception of the earliest event and its (query, neuron, step) (query within the
         batch), instead of raising; the caller raises the earliest over layers and paths.
