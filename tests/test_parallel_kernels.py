@@ -82,3 +82,17 @@ def test_threading_layer_from_the_environment_is_kept() -> None:
     """
     assert _run(code, {"NUMBA_THREADING_LAYER": "omp"}) == "omp"
     assert _run(code) == "workqueue"
+
+
+def test_first_kernel_on_a_worker_thread_keeps_numbas_default_layer() -> None:
+    """A Dask worker or thread pool runs hwsim off the main thread: the layer is left alone."""
+    code = """
+        import threading
+        import numba
+        from simulator.units import chunk_stepper
+        t = threading.Thread(target=chunk_stepper.numba_enabled)
+        t.start()
+        t.join()
+        print(numba.config.THREADING_LAYER)
+    """
+    assert _run(code) == "default"

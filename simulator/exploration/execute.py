@@ -196,7 +196,8 @@ def dask_client(jobs: int, scheduler: str | None) -> Iterator[Any]:
         with client:
             yield client
         return
-    one = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    one = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "NUMBA_NUM_THREADS": "1"}
     with LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None, env=one) as cluster, Client(cluster) as client:
         yield client

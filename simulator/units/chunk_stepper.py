@@ -41,9 +41,13 @@ def _choose_threading_layer() -> None:
     from OpenBLAS's threads: on this 2-core host 24 alternations of a 500 x 262 x 500 product
     pair and a chunk pass took 206 ms against 61 ms with ``workqueue``, whose idle workers
     sleep (docs/performance.md). Takes effect only if no numba kernel has launched threads in
-    this process yet.
+    this process yet, and only when hwsim's first kernel runs on the main thread: in a worker
+    thread (a Dask worker, a thread pool) numba keeps its default layer, as a service
+    process's other users may expect.
     """
     if "NUMBA_THREADING_LAYER" in os.environ:
+        return
+    if threading.current_thread() is not threading.main_thread():
         return
     import numba
 
