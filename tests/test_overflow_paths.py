@@ -53,6 +53,20 @@ def _short_chunks(monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> 
                         real if mode == 0 else (lambda *a: mode == 1))
 
 
+def _count_results(monkeypatch: pytest.MonkeyPatch, name: str, real) -> dict[str, int]:
+    """Replace acc_chunked.<name> by ``real`` counting the calls that returned a result
+    (not None, and not False)."""
+    used = {"n": 0}
+
+    def counting(*a, **kw):
+        r = real(*a, **kw)
+        used["n"] += r is not None and r is not False
+        return r
+
+    monkeypatch.setattr(acc_chunked, name, counting)
+    return used
+
+
 def chunked_case(seed: int) -> tuple[object, object, np.ndarray, list[str]]:
     """A random configuration that the chunked path handles (no pre-add, wrap|saturate)."""
     rng = np.random.default_rng(50_000 + seed)
@@ -172,15 +186,8 @@ def test_wrap_stream_equals_stepwise(monkeypatch: pytest.MonkeyPatch) -> None:
     if not chunk_stepper.numba_enabled():
         pytest.skip("numba is not installed")
     monkeypatch.setattr(acc_chunked, "events_dense", lambda *a: False)
-    used = {"n": 0}
-    real = wrap_stream.evaluate_wrap_streamed
-
-    def counting(*a, **kw):
-        r = real(*a, **kw)
-        used["n"] += r is not None
-        return r
-
-    monkeypatch.setattr(acc_chunked, "evaluate_wrap_streamed", counting)
+    used = _count_results(monkeypatch, "evaluate_wrap_streamed",
+                          wrap_stream.evaluate_wrap_streamed)
     for seed in range(40):
         rng = np.random.default_rng(8_000 + seed)
         m = int(rng.integers(1, 5))
@@ -343,15 +350,7 @@ def test_every_pair_streamed_equals_stepwise(seed: int, monkeypatch: pytest.Monk
     if not chunk_stepper.numba_enabled():
         pytest.skip("numba is not installed")
     monkeypatch.setattr(acc_chunked, "MOST_LIVE", 0.0)
-    taken = {"n": 0}
-    real = acc_chunked._most_pairs_live
-
-    def spy(*a, **kw):
-        r = real(*a, **kw)
-        taken["n"] += r
-        return r
-
-    monkeypatch.setattr(acc_chunked, "_most_pairs_live", spy)
+    taken = _count_results(monkeypatch, "_most_pairs_live", acc_chunked._most_pairs_live)
     rng = np.random.default_rng(90_000 + seed)
     k, n1, places = int(rng.integers(40, 140)), int(rng.integers(8, 48)), int(rng.integers(2, 12))
     net = bench_network(k, n1, places, seed=seed)
@@ -382,15 +381,8 @@ def test_streamed_width_when_the_extreme_is_one_past_a_power_of_two(
         pytest.skip("numba is not installed")
     from simulator.units import wrap_stream
 
-    used = {"n": 0}
-    real = wrap_stream.evaluate_wrap_streamed
-
-    def counting(*a, **kw):
-        r = real(*a, **kw)
-        used["n"] += r is not None
-        return r
-
-    monkeypatch.setattr(acc_chunked, "evaluate_wrap_streamed", counting)
+    used = _count_results(monkeypatch, "evaluate_wrap_streamed",
+                          wrap_stream.evaluate_wrap_streamed)
     monkeypatch.setattr(acc_chunked, "events_dense", lambda *a: False)  # not whole-pair tiles
     # x = 1: the partial sums reach -8193 (14 bits hold -8192) or +8192 (14 bits: 8191)
     row = [-127] * 64 + [-65] + [127] * 65 if sign > 0 else [127] * 64 + [64] + [-127] * 65
@@ -413,15 +405,7 @@ def test_tiles_width_from_the_streamed_pass(sign: int, policy: str,
     monkeypatch.setenv("HWSIM_NUMBA", "1")
     if not chunk_stepper.numba_enabled():
         pytest.skip("numba is not installed")
-    used = {"n": 0}
-    real = acc_chunked._partial_range
-
-    def counting(*a, **kw):
-        r = real(*a, **kw)
-        used["n"] += r is not None
-        return r
-
-    monkeypatch.setattr(acc_chunked, "_partial_range", counting)
+    used = _count_results(monkeypatch, "_partial_range", acc_chunked._partial_range)
     monkeypatch.setattr(acc_chunked, "events_dense", lambda *a: True)  # whole-pair tiles
     row = [-127] * 64 + [-65] + [127] * 65 if sign > 0 else [127] * 64 + [64] + [-127] * 65
     net = _one_layer_net(np.array([row, row, row]))

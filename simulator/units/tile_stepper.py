@@ -224,8 +224,7 @@ def _compile() -> object:
     @numba.njit(nogil=True, inline="always")
     def _tile4(ox, owt, consts, wrap, g, q0, q1, j0, j1, k_all,  # noqa: PLR0913
                r_out, cnt_out, fs_out, fv_out):  # pragma: no cover - compiled
-        """Dense schedule, G <= 4: each step's (up to) four products fused into the update
-        (G = 1, or a last step of one input: one product)."""
+        """Dense schedule, G <= 4: each step's (up to) four products fused into the update."""
         mn = consts[0]
         mx = consts[1]
         wide = consts[2]
@@ -258,31 +257,10 @@ def _compile() -> object:
                 ci = cnt[i]
                 fsi = fs[i]
                 fvi = fv[i]
-                if wrap and m == 1:  # G = 1: one product per step
-                    for jj in range(j1 - j0):
-                        e = ri[jj] + x0 * w0[jj]
-                        c = e - wide * np.floor((e - mn) * inv)
-                        ev = c != e
-                        ci[jj] += one if ev else zero
-                        nw = ev & (fsi[jj] < zero)
-                        fsi[jj] = st if nw else fsi[jj]
-                        fvi[jj] = e if nw else fvi[jj]
-                        ri[jj] = c
-                elif wrap:
+                if wrap:
                     for jj in range(j1 - j0):
                         e = ri[jj] + (x0 * w0[jj] + x1 * w1[jj] + x2 * w2[jj] + x3 * w3[jj])
                         c = e - wide * np.floor((e - mn) * inv)
-                        ev = c != e
-                        ci[jj] += one if ev else zero
-                        nw = ev & (fsi[jj] < zero)
-                        fsi[jj] = st if nw else fsi[jj]
-                        fvi[jj] = e if nw else fvi[jj]
-                        ri[jj] = c
-                elif m == 1:
-                    for jj in range(j1 - j0):
-                        e = ri[jj] + x0 * w0[jj]
-                        c = mn if e < mn else e
-                        c = mx if c > mx else c
                         ev = c != e
                         ci[jj] += one if ev else zero
                         nw = ev & (fsi[jj] < zero)
