@@ -1,5 +1,8 @@
 """numba's parallel kernels: the threading layer they run on, and concurrent callers.
 
+Off the main thread hwsim uses its numpy fallbacks unless HWSIM_NUMBA_THREADS=1
+(chunk_stepper.numba_enabled); the thread tests below ask for numba explicitly.
+
 simulator/units/chunk_stepper.py picks numba's ``workqueue`` layer (idle workers sleep; the
 default OpenMP layer's spinning workers slowed the BLAS products between kernels several
 times, docs/performance.md) unless NUMBA_THREADING_LAYER is set, and every parallel kernel
@@ -70,7 +73,7 @@ def test_parallel_kernels_run_on_workqueue_and_tolerate_threads() -> None:
     """Eight threads run wrap and saturate configs at once: no abort, the same integers as
     one at a time, and the parallel kernels ran (``threading_layer`` raises otherwise) on the
     workqueue layer."""
-    assert _run(_CONCURRENT) == "workqueue"
+    assert _run(_CONCURRENT, {"HWSIM_NUMBA_THREADS": "1"}) == "workqueue"
 
 
 def test_threading_layer_from_the_environment_is_kept() -> None:
@@ -95,4 +98,18 @@ def test_first_kernel_on_a_worker_thread_keeps_numbas_default_layer() -> None:
         t.join()
         print(numba.config.THREADING_LAYER)
     """
-    assert _run(code) == "default"
+    assert _run(code, {"HWSIM_NUMBA_THREADS": "1"}) == "default"
+
+
+def test_off_the_main_thread_the_numpy_fallbacks_run_unless_asked() -> None:
+    code = """
+        import threading
+        from simulator.units import chunk_stepper
+        got = []
+        t = threading.Thread(target=lambda: got.append(chunk_stepper.numba_enabled()))
+        t.start()
+        t.join()
+        print(got[0], chunk_stepper.numba_enabled())
+    """
+    assert _run(code) == "False True"
+    assert _run(code, {"HWSIM_NUMBA_THREADS": "1"}) == "True True"
