@@ -18,6 +18,7 @@ import numpy as np
 from ..fixedpoint import Register
 from ..kernels import _mm_frozen, exact_matmul
 from .accumulator import LaneStats, MacSpec, bits_for_range, range_of
+from .prefix_screen import PrefixBounds, exact_prefix_range, prefix_bounds
 from .sign_split import SplitSums, split_sign_sums
 
 
@@ -90,14 +91,19 @@ def accumulate_screened(
     sep = min(int(ax_row.max(initial=0)) * wi.abs_max, ax_max * wi.abs_row_sum_max)
     if sep > min(reg.max, -reg.min):
         return None
-    split = None
+    split = screen = None
+    cache = wi.derived if _mm_frozen(w) else None
+    xr, wr = (min(xlo, 0), max(xhi, 0)), (wi.lo, wi.hi)
     if track_max and exact_headroom and xlo >= 0:  # sums and sign bounds from one product
-        split = split_sign_sums(ox, wi.ow, ax_max, wi.derived if _mm_frozen(w) else None)
+        split = split_sign_sums(ox, wi.ow, ax_max, cache)
+    elif track_max and exact_headroom:  # sums and prefix bounds from chunk products
+        screen = prefix_bounds(ox, wi.ow, xr, wr, cache)
     if split is not None:
         total = split.exact
+    elif screen is not None:
+        total = screen.sums
     else:
-        total = exact_matmul(ox, wi.ow, a_range=(min(xlo, 0), max(xhi, 0)),
-                             b_range=(wi.lo, wi.hi))
+        total = exact_matmul(ox, wi.ow, a_range=xr, b_range=wr)
     n = w.shape[0]
     zeros = np.zeros(n, dtype=np.int64)
     stats = LaneStats(zeros, zeros.copy(), zeros.copy(), 0, None, 0)
@@ -114,6 +120,8 @@ def accumulate_screened(
         stats.partial_bound = sep
         return total, stats
     if split is not None and _split_settles(split, safe):
+        return total, stats
+    if screen is not None and _prefixes_settle(screen, ox, wi.ow, safe):
         return total, stats
     if known is not None:
         known["sums"] = total
@@ -133,3 +141,23 @@ def _split_settles(split: SplitSums, safe: Register) -> bool:
     pos = split.exact_pos(qs, js)
     neg = split.exact[qs, js] - pos
     return not bool(((neg < safe.min) | (pos > safe.max)).any())
+
+
+PREFIX_SCAN_MAX_FRACTION = 1 / 32  # above this share of open pairs (and more than
+PREFIX_SCAN_ALWAYS = 1 << 22  # this many products to step) the chunked path runs
+
+
+def _prefixes_settle(screen: PrefixBounds, ox: np.ndarray, ow: np.ndarray,
+                     safe: Register) -> bool:
+    """True when every index-order prefix sum of every pair provably stays inside ``safe``:
+    the chunk-prefix bounds of prefix_screen.py, then every input stepped for the few pairs
+    they leave open. False (the chunked path then runs) when a prefix leaves ``safe`` or too
+    many pairs are open."""
+    qs, js = np.nonzero((screen.lo < safe.min) | (screen.hi > safe.max))
+    if not qs.size:
+        return True
+    if qs.size > screen.sums.size * PREFIX_SCAN_MAX_FRACTION and \
+            qs.size * ox.shape[1] > PREFIX_SCAN_ALWAYS:
+        return False
+    lo, hi = exact_prefix_range(ox, ow, qs, js)
+    return not bool(((lo < safe.min) | (hi > safe.max)).any())

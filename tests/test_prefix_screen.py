@@ -1,0 +1,160 @@
+"""The chunk-prefix screen (simulator/units/prefix_screen.py): exact sums, bounds that hold for
+every index-order prefix, and ``min_safe_acc_bits`` equal to the stepwise engine's when the
+screen settles a layer (or hands it on)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_overflow_paths import _check, _one_layer_net
+
+from simulator.bench import bench_inputs, bench_network
+from simulator.config import load_config
+from simulator.engine import simulate
+from simulator.engine.stepwise import compare_with_fast, simulate_stepwise
+from simulator.units import acc_screened, chunk_stepper, prefix_screen
+
+
+def _operands(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    q, n, k = int(rng.integers(1, 12)), int(rng.integers(1, 12)), int(rng.integers(1, 300))
+    regime = rng.integers(3)
+    lo, hi = ((0, 256), (-255, 1), (-128, 128))[regime]
+    ox = rng.integers(lo, hi, (q, k)).astype(np.int16)
+    ox[rng.random(ox.shape) < 0.2] = 0
+    ow = rng.integers(-128, 128, (n, k)).astype(np.int8)
+    return ox, ow
+
+
+def _ranges(ox: np.ndarray, ow: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
+    return ((min(int(ox.min()), 0), max(int(ox.max()), 0)),
+            (min(int(ow.min()), 0), max(int(ow.max()), 0)))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_bounds_hold_for_every_prefix(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sums equal an int64 product; lo / hi enclose every prefix of a cumulative sum; the
+    numpy and the compiled kernels give the same arrays (buffer blocks of 1..Q queries)."""
+    rng = np.random.default_rng(7_000 + seed)
+    ox, ow = _operands(rng)
+    xr, wr = _ranges(ox, ow)
+    chunks = int(rng.integers(1, 60))
+    monkeypatch.setattr(prefix_screen, "BUFFER_BYTES", int(rng.integers(1, 1 << 16)))
+    prefix = np.cumsum(ox.astype(np.int64)[:, None, :] * ow.astype(np.int64)[None], axis=2)
+    got = []
+    for numba_on in ("0", "1"):
+        monkeypatch.setenv("HWSIM_NUMBA", numba_on)
+        pb = prefix_screen.prefix_bounds(ox, ow, xr, wr, None, chunks)
+        assert pb is not None
+        np.testing.assert_array_equal(pb.sums, ox.astype(np.int64) @ ow.astype(np.int64).T)
+        assert (pb.lo <= prefix.min(axis=2)).all() and (pb.hi >= prefix.max(axis=2)).all()
+        got.append(pb)
+    if chunk_stepper.numba_enabled():
+        np.testing.assert_array_equal(got[0].lo, got[1].lo)
+        np.testing.assert_array_equal(got[0].hi, got[1].hi)
+
+
+def test_bounds_are_the_chunk_prefix_bounds() -> None:
+    """One query, one neuron, chunks of 2: hi = max_c P(a_c) + max x'+ * sum w'+ exactly."""
+    ox = np.array([[3, 1, 0, 2]], dtype=np.int16)
+    ow = np.array([[2, -5, 4, 1]], dtype=np.int8)
+    pb = prefix_screen.prefix_bounds(ox, ow, (0, 3), (-5, 4), None, 2)
+    assert pb is not None
+    # chunk 0: P = 0, up 3 * 2, down 3 * 5; chunk 1: P = 6 - 5 = 1, up 2 * 5, down 0
+    assert pb.sums.tolist() == [[3]] and pb.hi.tolist() == [[11.0]]
+    assert pb.lo.tolist() == [[-15.0]]
+
+
+def test_exact_prefix_range_equals_a_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(11)
+    ox, ow = rng.integers(-200, 200, (5, 37)), rng.integers(-128, 128, (4, 37))
+    qs, js = np.array([0, 0, 3, 4, 2]), np.array([1, 3, 0, 2, 2])
+    monkeypatch.setattr(prefix_screen, "PAIRS_PER_BATCH", 40)  # two pairs per batch
+    lo, hi = prefix_screen.exact_prefix_range(ox, ow, qs, js)
+    for i, (q, j) in enumerate(zip(qs.tolist(), js.tolist())):
+        run, seen = 0, []
+        for kk in range(37):
+            run += int(ox[q, kk]) * int(ow[j, kk])
+            seen.append(run)
+        assert (lo[i], hi[i]) == (min(seen), max(seen))
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_exact_headroom_equals_stepwise(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """32-bit runs (no event possible) whose feature-layer inputs have x' < 0 (zx > 0): the
+    screen settles the width or hands the layer on; either way min_safe_acc_bits, the
+    partial-sum range and every output equal the stepwise engine's, dense (G = 1, 2, 4) and
+    event-driven."""
+    outcomes: list[bool] = []
+    real = acc_screened._prefixes_settle
+
+    def spy(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        r = real(*a, **k)
+        outcomes.append(r)
+        return r
+
+    monkeypatch.setattr(acc_screened, "_prefixes_settle", spy)
+    if seed % 3 == 0:
+        monkeypatch.setenv("HWSIM_NUMBA", "0")
+    if seed % 5 == 4:  # any open pair: the chunked path takes the layer
+        monkeypatch.setattr(acc_screened, "PREFIX_SCAN_ALWAYS", 0)
+        monkeypatch.setattr(acc_screened, "PREFIX_SCAN_MAX_FRACTION", 0.0)
+    rng = np.random.default_rng(8_000 + seed)
+    k, n1, places = int(rng.integers(20, 160)), int(rng.integers(4, 40)), int(rng.integers(2, 9))
+    net = bench_network(k, n1, places, seed=seed)
+    zx = int(rng.integers(1, 200))
+    object.__setattr__(net.modules[0], "input_zero_point", zx)
+    x = bench_inputs(int(rng.integers(3, 30)), k, seed=seed)
+    g = int(rng.choice([1, 2, 4]))
+    sets = [f"accumulator.adder_tree_width={g}"]
+    if seed % 2:
+        sets.append("schedule.mode=event_driven")
+    cfg = load_config("pytorch_fbgemm" if seed % 4 < 2 else "int8_fixed_point", sets)
+    fast, step = simulate(net, cfg, x), simulate_stepwise(net, cfg, x)
+    diffs = compare_with_fast(fast, step)
+    assert not diffs, f"seed {seed} {sets}: " + "; ".join(diffs[:6])
+    assert outcomes, "the screen was not consulted"
+
+
+def test_both_outcomes_across_the_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The screen settles the output layer of a bench-shaped net (x' <= 0), and hands a layer
+    on when a prefix leaves the final sums' width (then the chunked path finds it)."""
+    outcomes: list[bool] = []
+    real = acc_screened._prefixes_settle
+
+    def spy(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        r = real(*a, **k)
+        outcomes.append(r)
+        return r
+
+    monkeypatch.setattr(acc_screened, "_prefixes_settle", spy)
+    net = bench_network(300, 600, 40, seed=3)
+    x = bench_inputs(20, 300, seed=3)
+    cfg = load_config("pytorch_fbgemm")
+    fast = simulate(net, cfg, x)
+    assert True in outcomes
+    assert not compare_with_fast(fast, simulate_stepwise(net, cfg, x))
+
+
+@pytest.mark.parametrize("past", [False, True])
+def test_prefix_at_the_edge_of_the_final_width(past: bool,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """x' = -1; products -127 * 64, -64 (P = -8192 = the 14-bit min), then +-1 pairs; the
+    final sums are -8192 (14 bits). In one net the pairs go up first (every prefix >= -8192:
+    the scan settles 14 bits); in the other down first (a prefix at -8193: 15 bits, the scan
+    must not settle it)."""
+    outcomes: list[bool] = []
+    real = acc_screened._prefixes_settle
+
+    def spy(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        r = real(*a, **k)
+        outcomes.append(r)
+        return r
+
+    monkeypatch.setattr(acc_screened, "_prefixes_settle", spy)
+    tail = [1, -1] * 20 if past else [-1, 1] * 20
+    row = [127] * 64 + [64] + tail
+    net = _one_layer_net(np.array([row, row]), zx=2)
+    x = np.ones((3, len(row)))  # codes 1: x' = -1
+    st = _check(net, ["accumulator.adder_tree_width=1", "mac.lanes=1"], x, None, monkeypatch)
+    assert outcomes and outcomes[0] is (not past)
+    assert st.min_safe_acc_bits == (15 if past else 14)
