@@ -70,7 +70,7 @@ def test_exact_prefix_range_equals_a_loop(monkeypatch: pytest.MonkeyPatch) -> No
     qs, js = np.array([0, 0, 3, 4, 2]), np.array([1, 3, 0, 2, 2])
     monkeypatch.setattr(prefix_screen, "PAIRS_PER_BATCH", 40)  # two pairs per batch
     lo, hi = prefix_screen.exact_prefix_range(ox, ow, qs, js)
-    for i, (q, j) in enumerate(zip(qs.tolist(), js.tolist())):
+    for i, (q, j) in enumerate(zip(qs.tolist(), js.tolist(), strict=True)):
         run, seen = 0, []
         for kk in range(37):
             run += int(ox[q, kk]) * int(ow[j, kk])
