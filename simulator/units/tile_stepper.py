@@ -222,6 +222,22 @@ def _compile() -> object:
                       r_out, cnt_out, fs_out, fv_out, pmn_out, pmx_out)
 
     @numba.njit(nogil=True, inline="always")
+    def _first_events(ri, eb, fsi, fvi, st, zero):  # pragma: no cover - compiled
+        """Record step ``st`` and e for the pairs of a row whose first event this step was
+        (r != e and none before); returns how many. Read-only unless there is one: the
+        updates above store unconditionally (conditional stores in them compiled to masked
+        stores, vmaskmovps, several times slower on this AMD host)."""
+        n_new = 0
+        for jj in range(ri.size):
+            n_new += 1 if (fsi[jj] < zero) & (ri[jj] != eb[jj]) else 0
+        if n_new:
+            for jj in range(ri.size):
+                if fsi[jj] < zero and ri[jj] != eb[jj]:
+                    fsi[jj] = st
+                    fvi[jj] = eb[jj]
+        return n_new
+
+    @numba.njit(nogil=True, inline="always")
     def _tile4(ox, owt, consts, wrap, g, q0, q1, j0, j1, k_all,  # noqa: PLR0913
                r_out, cnt_out, fs_out, fv_out):  # pragma: no cover - compiled
         """Dense schedule, G <= 4: each step's (up to) four products fused into the update."""
@@ -236,6 +252,8 @@ def _compile() -> object:
         cnt = np.zeros_like(r)
         fs = np.full_like(r, -1)
         fv = np.zeros_like(r)
+        eb = np.empty(j1 - j0, dtype=owt.dtype)  # this step's exact sums e, one row
+        pending = np.full(nq, j1 - j0, dtype=np.int64)  # pairs of a row without an event yet
         st = zero
         for k0 in range(0, k_all, g):
             m = min(g, k_all - k0)
@@ -255,29 +273,23 @@ def _compile() -> object:
                     continue
                 ri = r[i]
                 ci = cnt[i]
-                fsi = fs[i]
-                fvi = fv[i]
                 if wrap:
                     for jj in range(j1 - j0):
                         e = ri[jj] + (x0 * w0[jj] + x1 * w1[jj] + x2 * w2[jj] + x3 * w3[jj])
                         c = e - wide * np.floor((e - mn) * inv)
-                        ev = c != e
-                        ci[jj] += one if ev else zero
-                        nw = ev & (fsi[jj] < zero)
-                        fsi[jj] = st if nw else fsi[jj]
-                        fvi[jj] = e if nw else fvi[jj]
+                        eb[jj] = e
+                        ci[jj] += one if c != e else zero
                         ri[jj] = c
                 else:
                     for jj in range(j1 - j0):
                         e = ri[jj] + (x0 * w0[jj] + x1 * w1[jj] + x2 * w2[jj] + x3 * w3[jj])
                         c = mn if e < mn else e
                         c = mx if c > mx else c
-                        ev = c != e
-                        ci[jj] += one if ev else zero
-                        nw = ev & (fsi[jj] < zero)
-                        fsi[jj] = st if nw else fsi[jj]
-                        fvi[jj] = e if nw else fvi[jj]
+                        eb[jj] = e
+                        ci[jj] += one if c != e else zero
                         ri[jj] = c
+                if pending[i] > 0:
+                    pending[i] -= _first_events(ri, eb, fs[i], fv[i], st, zero)
             st += one
         r_out[q0:q1, j0:j1] = r
         cnt_out[q0:q1, j0:j1] = cnt
@@ -305,6 +317,8 @@ def _compile() -> object:
         pmx = np.zeros_like(p)
         dirty = np.zeros(nq, dtype=np.bool_)
         step = np.zeros(nq, dtype=owt.dtype)
+        eb = np.empty(nj, dtype=owt.dtype)
+        pending = np.full(nq, nj, dtype=np.int64)
         for k in range(k_all):
             wrow = owt[k, j0:j1]
             for i in range(nq):
@@ -329,19 +343,13 @@ def _compile() -> object:
                             px[jj] = s if s > px[jj] else px[jj]
                     ri = r[i]
                     ci = cnt[i]
-                    fsi = fs[i]
-                    fvi = fv[i]
-                    st = step[i]
                     if wrap:
                         for jj in range(nj):
                             e = ri[jj] + vi[jj]
                             vi[jj] = zero
                             c = e - wide * np.floor((e - mn) * inv)
-                            ev = c != e
-                            ci[jj] += one if ev else zero
-                            nw = ev & (fsi[jj] < zero)
-                            fsi[jj] = st if nw else fsi[jj]
-                            fvi[jj] = e if nw else fvi[jj]
+                            eb[jj] = e
+                            ci[jj] += one if c != e else zero
                             ri[jj] = c
                     else:
                         for jj in range(nj):
@@ -349,12 +357,11 @@ def _compile() -> object:
                             vi[jj] = zero
                             c = mn if e < mn else e
                             c = mx if c > mx else c
-                            ev = c != e
-                            ci[jj] += one if ev else zero
-                            nw = ev & (fsi[jj] < zero)
-                            fsi[jj] = st if nw else fsi[jj]
-                            fvi[jj] = e if nw else fvi[jj]
+                            eb[jj] = e
+                            ci[jj] += one if c != e else zero
                             ri[jj] = c
+                    if pending[i] > 0:
+                        pending[i] -= _first_events(ri, eb, fs[i], fv[i], step[i], zero)
                     dirty[i] = False
                 step[i] += one
         r_out[q0:q1, j0:j1] = r
