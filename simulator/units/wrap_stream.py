@@ -163,7 +163,8 @@ def _compile() -> object:
             row_stats[q, 2] += nf
             if nf == 0:
                 continue
-            win = np.empty(nf, dtype=np.float64)
+            win = np.empty(nf, dtype=np.float64)  # the registers' 2**bits windows, and
+            win_next = np.empty(nf, dtype=np.float64)  # after this checkpoint (no masked stores)
             ev = np.zeros(nf, dtype=np.int64)
             fs = np.full(nf, -1, dtype=np.int64)
             fv = np.zeros(nf, dtype=np.float64)
@@ -179,17 +180,22 @@ def _compile() -> object:
                         for u in range(nf):
                             acc[u] += xv * np.float64(row[fl[u]])
                 st = t0 // g
+                n_first = 0
                 for u in range(nf):
                     p = acc[u]
                     lo_f = min(lo_f, p)
                     hi_f = max(hi_f, p)
                     wn = np.floor((p - rmin) * inv)
                     ch = wn != win[u]
-                    first = ch and fs[u] < 0
+                    n_first += 1 if ch & (fs[u] < 0) else 0
                     ev[u] += ch
-                    fs[u] = st if first else fs[u]
-                    fv[u] = p - win[u] * span if first else fv[u]
-                    win[u] = wn
+                    win_next[u] = wn
+                if n_first:  # rare: only here a store depends on a condition
+                    for u in range(nf):
+                        if win_next[u] != win[u] and fs[u] < 0:
+                            fs[u] = st
+                            fv[u] = acc[u] - win[u] * span
+                win, win_next = win_next, win
             for u in range(nf):
                 pid = pair_id[q, fl[u]]
                 wraps[pid] += ev[u]
