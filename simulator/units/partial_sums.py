@@ -410,10 +410,13 @@ def _evaluate_block(
     return st.result(total + d, f)
 
 
-def wrap_values(v: np.ndarray, reg: Register) -> np.ndarray:
-    """Two's complement wrap into ``reg`` (signed, < 63 bits)."""
-    wide = 1 << reg.bits
-    return v - wide * ((v - reg.min) >> reg.bits)
+def wrap_values(v: np.ndarray, reg: Register, in_place: bool = False) -> np.ndarray:
+    """Two's complement wrap of int64 ``v`` into ``reg`` (signed, < 63 bits); one temporary
+    (a 3 M-pair layer's fresh temporaries cost ~50 ms each on this VM), none ``in_place``."""
+    t = np.subtract(v, reg.min)
+    t >>= reg.bits
+    t <<= reg.bits  # = 2**bits * window: exact, |v| < 2**62
+    return np.subtract(v, t, out=v if in_place else t)
 
 
 def _hull_windows_differ(

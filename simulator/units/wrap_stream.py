@@ -114,7 +114,8 @@ def evaluate_wrap_streamed(
     out.partial_min = int(row_stats[:, 0].min(initial=0))
     out.partial_max = int(row_stats[:, 1].max(initial=0))
     out.stepped_chunks = int(row_stats[:, 2].sum())
-    out.acc = wrap_values(prefix.reshape(-1) if every else prefix[qs, js], reg)
+    out.acc = wrap_values(prefix.reshape(-1), reg, True) if every else wrap_values(
+        prefix[qs, js], reg, True)  # prefix is this pass's own
     return out
 
 
