@@ -196,10 +196,10 @@ def test_pre_add_kernel_equals_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
         assert np.array_equal(ra, rb), case
 
 
-def test_split_sign_sums_are_exact() -> None:
+def test_split_sign_sums_are_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     """Exact sums and exact positive sums against int64 products, bounds that hold, also when
     K must be cut into several chunks or the operands need float64; a cache gives the same
-    numbers."""
+    numbers; the dot products compiled and in numpy."""
     rng = np.random.default_rng(3)
     for wmax, xmax, k in ((127, 255, 3000), (127, 255, 40), (30000, 255, 700),
                           (1 << 20, 1 << 12, 300), (0, 255, 10)):
@@ -222,8 +222,10 @@ def test_split_sign_sums_are_exact() -> None:
             assert np.array_equal(got.exact_pos(qs, js), want_pos[qs, js])  # full product
             sign_split.DOT_PAIRS_MAX_FRACTION, was = 1.0, sign_split.DOT_PAIRS_MAX_FRACTION
             try:  # dot products
-                assert np.array_equal(got.exact_pos(qs[::37], js[::37]),
-                                      want_pos[qs, js][::37])
+                for numba_on in ("0", "1"):
+                    monkeypatch.setenv("HWSIM_NUMBA", numba_on)
+                    assert np.array_equal(got.exact_pos(qs[::37], js[::37]),
+                                          want_pos[qs, js][::37]), numba_on
             finally:
                 sign_split.DOT_PAIRS_MAX_FRACTION = was
     too_wide = np.full((2, 4), 1 << 40)
