@@ -5,8 +5,9 @@ max|x'| sum_k |w'_jk|). When that fits the register, one exact matrix product se
 when it also fits the width of the final sums, ``min_safe_acc_bits`` is exact too. Otherwise,
 for inputs x' >= 0 (zx = 0), the sign bounds of sign_split.py (a 4x shorter product, exact
 positive sums for the few pairs it leaves open) usually prove the final sums' width exact
-without the chunked path's absolute-sum product. Weight facts are computed once per
-(read-only) weight matrix.
+without the chunked path's absolute-sum product; with some x' < 0 (zx > 0, VPRTempo's
+output layer) the chunk-prefix bounds of prefix_screen.py do the same. Weight facts are
+computed once per (read-only) weight matrix.
 """
 
 from __future__ import annotations

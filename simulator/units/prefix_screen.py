@@ -23,7 +23,7 @@ skipped, so each checkpoint is an index-order prefix) are such prefixes. On the 
 output layer 48 chunks leave ~200 of 250,000 pairs open; :func:`exact_prefix_range` settles
 those by stepping every input (a dot product each).
 
-Cost: the chunk products (~1.5x the one product S they replace) and one compiled pass per
+Cost: the chunk products (1.5-2x the one product S they replace) and one compiled pass per
 chunk over the (Q, N) arrays (numpy without numba: same integers, slower).
 """
 
