@@ -56,9 +56,9 @@ def per_query_events(lr: LayerRun) -> dict[str, list[list[int]]]:
     acc = np.zeros(q, dtype=np.int64)
     pre = np.zeros(q, dtype=np.int64)
     for s in lr.mac.values():
-        ev = s.pair_events
-        np.add.at(acc, ev[:, 0], ev[:, 2] + ev[:, 3])
-        np.add.at(pre, ev[:, 0], ev[:, 4])
+        a, p = s.per_query_counts(q)
+        acc += a
+        pre += p
     clamped = (lr.unclamped != lr.codes).sum(axis=1).astype(np.int64)
     return {"acc": nonzero_pairs(acc), "pre_add": nonzero_pairs(pre),
             "clamp": nonzero_pairs(clamped)}

@@ -20,6 +20,7 @@ from .accumulator import (
     LaneStats,
     MacSpec,
     PairRows,
+    _per_query,
     bits_for_range,
     finish_stats,
     fit_policy,
@@ -141,6 +142,10 @@ def _pair_rows_later(qs: np.ndarray, js: np.ndarray, wraps: np.ndarray, sats: np
             rows[:, col] = src[ev]
         return rows
 
+    def per_query(q_count: int) -> tuple[np.ndarray, np.ndarray]:
+        return _per_query(qs, wraps + sats, np.zeros(qs.size, np.int64), q_count)
+
+    build.per_query = per_query  # type: ignore[attr-defined]
     return build
 
 

@@ -238,6 +238,12 @@ def _rows_later(cnt: np.ndarray) -> Callable[[], np.ndarray]:
         rows[:, 4] = cnt[qi, ji]
         return rows
 
+    def per_query(q_count: int) -> tuple[np.ndarray, np.ndarray]:
+        pre = np.zeros(q_count, dtype=np.int64)
+        pre[: cnt.shape[0]] = cnt.sum(axis=1, dtype=np.int64)
+        return np.zeros(q_count, dtype=np.int64), pre
+
+    build.per_query = per_query  # type: ignore[attr-defined]
     return build
 
 
