@@ -53,6 +53,15 @@ def test_bounds_hold_for_every_prefix(seed: int, monkeypatch: pytest.MonkeyPatch
         np.testing.assert_array_equal(got[0].hi, got[1].hi)
 
 
+@pytest.mark.parametrize("shape", [(0, 3, 5), (2, 0, 5), (2, 3, 0)])
+def test_empty_operands(shape: tuple[int, int, int]) -> None:
+    q, n, k = shape
+    pb = prefix_screen.prefix_bounds(np.zeros((q, k), np.int16), np.zeros((n, k), np.int8),
+                                     (0, 0), (0, 0))
+    assert pb is not None and pb.sums.shape == pb.lo.shape == pb.hi.shape == (q, n)
+    assert not pb.sums.any() and not pb.lo.any() and not pb.hi.any()
+
+
 def test_bounds_are_the_chunk_prefix_bounds() -> None:
     """One query, one neuron, chunks of 2: hi = max_c P(a_c) + max x'+ * sum w'+ exactly."""
     ox = np.array([[3, 1, 0, 2]], dtype=np.int16)

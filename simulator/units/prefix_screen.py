@@ -84,6 +84,9 @@ def prefix_bounds(
     exactly in float64 or the bounds could pass 2**62."""
     q_count, k = ox.shape
     n = ow.shape[0]
+    if not (q_count and n and k):  # no product at all: every sum and bound is 0
+        zero = np.zeros((q_count, n))
+        return PrefixBounds(zero.astype(np.int64), zero, zero.copy())
     xmag = max(-xr[0], xr[1], 1)
     wmag = max(-wr[0], wr[1], 1)
     if k * xmag * wmag >= 1 << 53:
