@@ -230,3 +230,26 @@ def test_split_sign_sums_are_exact(monkeypatch: pytest.MonkeyPatch) -> None:
                 sign_split.DOT_PAIRS_MAX_FRACTION = was
     too_wide = np.full((2, 4), 1 << 40)
     assert split_sign_sums(np.ones((1, 4), np.int64) * (1 << 20), too_wide, 1 << 20) is None
+
+
+def test_open_pairs_equal_the_hull(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SplitSums.open_pairs (compiled, one pass) gives the pairs whose [S - U, U] leaves a
+    range exactly as the hull arrays do, also at thresholds equal to a bound."""
+    rng = np.random.default_rng(21)
+    x = rng.integers(0, 256, (13, 300))
+    w = rng.integers(-128, 128, (40, 300))
+    sp = split_sign_sums(x, w, 255)
+    assert sp is not None
+    lo_b, hi_b = sp.hull()
+    his = [int(np.median(hi_b)), int(hi_b.max()), int(hi_b.max()) - 1, int(hi_b.min())]
+    los = [int(np.median(lo_b)), int(lo_b.min()), int(lo_b.min()) + 1, int(lo_b.max())]
+    seen = set()
+    for lo, hi in zip(los, his, strict=True):
+        lo, hi = min(lo, 0), max(hi, 0)
+        want = np.nonzero((lo_b < lo) | (hi_b > hi))
+        seen.add(want[0].size)
+        for numba_on in ("0", "1"):
+            monkeypatch.setenv("HWSIM_NUMBA", numba_on)
+            got = sp.open_pairs(lo, hi)
+            assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    assert len(seen) > 2  # none, some and many open pairs

@@ -134,9 +134,7 @@ def _split_settles(split: SplitSums, safe: Register) -> bool:
     of the final sums): [S - U, U] from the block bound, exact [neg, pos] for the pairs that
     bound leaves unsettled (x' >= 0: every prefix lies between the negative and the positive
     products' sums, whatever the order or the skipped inputs)."""
-    lo, hi = split.hull()
-    qs, js = np.nonzero((lo < safe.min) | (hi > safe.max))
-    del lo, hi
+    qs, js = split.open_pairs(safe.min, safe.max)
     if not qs.size:
         return True
     pos = split.exact_pos(qs, js)

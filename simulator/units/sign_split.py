@@ -119,6 +119,24 @@ class SplitSums:
     dtype: type
     cache: dict
 
+    def open_pairs(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """(qs, js) int64 of the pairs whose hull [S - pos_ub, pos_ub] leaves [lo, hi], in
+        row-major order: compiled in one pass without (Q, N) temporaries, else from hull()."""
+        if numba_enabled() and self.pos_ub.dtype.kind == "f" and lo <= 0 <= hi:
+            q, n = self.exact.shape
+            counts = np.zeros(q, dtype=np.int64)
+            kern = _open_pairs()
+            kern(self.exact, self.pos_ub, np.float64(lo), np.float64(hi), counts, None, None)
+            starts = np.zeros(q + 1, dtype=np.int64)
+            np.cumsum(counts, out=starts[1:])
+            qs = np.empty(int(starts[-1]), dtype=np.int64)
+            js = np.empty_like(qs)
+            if qs.size:
+                kern(self.exact, self.pos_ub, np.float64(lo), np.float64(hi), starts, qs, js)
+            return qs, js
+        lo_b, hi_b = self.hull()
+        return np.nonzero((lo_b < lo) | (hi_b > hi))
+
     def hull(self) -> tuple[np.ndarray, np.ndarray]:
         """(lo, hi) int64 (Q, N) = (S - pos_ub, pos_ub): lo <= neg and pos <= hi."""
         hi = self.pos_ub.astype(np.int64)
@@ -234,3 +252,34 @@ def _pos_dots() -> object:
 
         _NB["pos_dots"] = locked
     return _NB["pos_dots"]  # type: ignore[return-value]
+
+
+def _open_pairs() -> object:
+    """Compiled :meth:`SplitSums.open_pairs`, parallel over query rows. First call (qs is
+    None): counts[q] = open pairs of row q; second: starts[q] = first slot of row q, fills
+    qs / js. float64 compares are exact: |S| and pos_ub below 2**53 (the float products)."""
+    if "open_pairs" not in _NB:
+        import numba
+
+        @numba.njit(cache=True, nogil=True, parallel=True)
+        def open_pairs(exact, pos_ub, lo, hi, counts, qs, js):  # pragma: no cover - compiled
+            q_all, n = exact.shape
+            for q in numba.prange(q_all):
+                c = 0
+                slot = 0 if qs is None else counts[q]
+                for j in range(n):
+                    u = np.float64(pos_ub[q, j])
+                    if np.float64(exact[q, j]) - u < lo or u > hi:
+                        if qs is not None:
+                            qs[slot + c] = q
+                            js[slot + c] = j
+                        c += 1
+                if qs is None:
+                    counts[q] = c
+
+        def locked(*args: object) -> None:
+            with PARALLEL_LOCK:
+                open_pairs(*args)
+
+        _NB["open_pairs"] = locked
+    return _NB["open_pairs"]  # type: ignore[return-value]
