@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 
 import numpy as np
 
@@ -30,6 +31,16 @@ PARALLEL_LOCK = threading.Lock()
 """Held around every call of a parallel compiled kernel (``parallel=True``): numba's
 ``workqueue`` threading layer (chosen by :func:`numba_enabled`) must not be entered by two
 Python threads at once."""
+
+
+def serialized(kernel: Callable[..., None]) -> Callable[..., None]:
+    """``kernel`` (a compiled parallel function) called under PARALLEL_LOCK."""
+
+    def locked(*args: object) -> None:
+        with PARALLEL_LOCK:
+            kernel(*args)
+
+    return locked
 
 
 def _choose_threading_layer() -> None:

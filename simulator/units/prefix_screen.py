@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .chunk_stepper import PARALLEL_LOCK, numba_enabled
+from .chunk_stepper import numba_enabled, serialized
 from .partial_sums import _float_for
 from .wrap_stream import _weights_t
 
@@ -191,11 +191,7 @@ def _bounds_numba() -> object:
                 hi[q] = h0
                 lo[q] = l0
 
-        def locked(*args: object) -> None:
-            with PARALLEL_LOCK:
-                bounds(*args)
-
-        _NB["bounds"] = locked
+        _NB["bounds"] = serialized(bounds)
     return _NB["bounds"]  # type: ignore[return-value]
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .chunk_stepper import PARALLEL_LOCK, numba_enabled
+from .chunk_stepper import numba_enabled, serialized
 
 _BLOCK = 64  # K granularity of the chunk cut
 BOUND_BLOCK = 4  # inputs per block of the bound on the positive sums (divides _BLOCK)
@@ -246,11 +246,7 @@ def _pos_dots() -> object:
                     acc += np.float64(xr[kk]) * max(np.float64(wr[kk]), 0.0)
                 out[i] = acc
 
-        def locked(*args: object) -> None:
-            with PARALLEL_LOCK:
-                pos_dots(*args)
-
-        _NB["pos_dots"] = locked
+        _NB["pos_dots"] = serialized(pos_dots)
     return _NB["pos_dots"]  # type: ignore[return-value]
 
 
@@ -277,9 +273,5 @@ def _open_pairs() -> object:
                 if qs is None:
                     counts[q] = c
 
-        def locked(*args: object) -> None:
-            with PARALLEL_LOCK:
-                open_pairs(*args)
-
-        _NB["open_pairs"] = locked
+        _NB["open_pairs"] = serialized(open_pairs)
     return _NB["open_pairs"]  # type: ignore[return-value]
