@@ -264,11 +264,12 @@ def _blas_info() -> str:
 
 
 def available_backends() -> list[str]:
-    """['auto', 'numpy'] when torch's int8 matmul is usable (proven exact here), else ['numpy']."""
-    from . import kernels
+    """['auto', 'numpy'] when ``auto`` differs from numpy here (torch's int8 matmul used on a
+    VNNI host, or ONNX Runtime's uint8 product, each proven exact here), else ['numpy']."""
+    from . import kernels, kernels_ort
 
     usable = kernels._mm_torch_fast() and kernels._mm_torch_fn() is not None
-    return ["auto", "numpy"] if usable else ["numpy"]
+    return ["auto", "numpy"] if usable or kernels_ort.available() else ["numpy"]
 
 
 def _peak_rss_reset() -> None:
@@ -442,8 +443,10 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenarios", action="store_true",
                    help="run every scenario of docs/performance.md's table (ignores --config "
                    "and --set) and print the table")
-    p.add_argument("--backend", action="append", choices=("auto", "torch", "numpy", "float64"),
-                   help="exact_matmul backend(s) to time (default: torch if usable, numpy)")
+    p.add_argument("--backend", action="append",
+                   choices=("auto", "torch", "onnxruntime", "numpy", "float64"),
+                   help="exact_matmul backend(s) to time (default: auto when it uses torch "
+                   "or onnxruntime here, and numpy)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the benchmark config")
     p.add_argument("--keep-openblas-env", action="store_true",

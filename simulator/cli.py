@@ -18,7 +18,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from . import __version__
+from . import __version__, _process_env  # noqa: F401  (_process_env: before numpy loads)
 from .commands import config as config_command
 from .commands import demo as demo_command
 from .commands import export as export_command

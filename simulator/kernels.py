@@ -19,8 +19,8 @@ def exact_matmul(
 ) -> np.ndarray:
     """Exact int64 ``a @ b_t.T`` for integer operands (a: (Q, K), b_t: (N, K)).
 
-    Backends (environment variable ``HWSIM_MATMUL`` = auto | torch | numpy | float64; see
-    docs/performance.md), all returning the same integers:
+    Backends (environment variable ``HWSIM_MATMUL`` = auto | torch | onnxruntime | numpy |
+    float64; see docs/performance.md), all returning the same integers:
 
     * torch: ``torch._int_mm`` on int8 operands (exact int32 sums, K cut into pieces of at
       most 131071); an operand spanning <= 256 values is shifted into int8 and the shift is
@@ -28,6 +28,12 @@ def exact_matmul(
       exact on this host (oneDNN without AVX512-VNNI saturates int16 pairs and fails it).
       ``auto`` uses it for products of >= 2**24 multiply-adds on hosts with AVX512-VNNI or
       AMX (elsewhere oneDNN's int8 product was ~30x slower than BLAS).
+    * onnxruntime: ``MatMulInteger`` on uint8 operands with zero points (exact int32 sums,
+      K <= 33,025; simulator/kernels_ort.py), after a self-test on this host. ``auto`` uses
+      it (where torch is not used) for products of >= 2**24 multiply-adds whose operands
+      span <= 256 values each and whose right operand is read-only (its session, holding
+      the packed matrix, is kept with it): ~85 ms against ~140 ms in float32 BLAS for the
+      bench's layer 1 on an AVX2 host.
     * numpy: float32 BLAS on K-chunks short enough that every partial sum of |products|
       stays below 2**24 (so exact whatever the summation order), chunks summed exactly.
     * float64: float64 BLAS on chunks whose partial sums stay below 2**53.
@@ -61,14 +67,43 @@ def exact_matmul(
         tfn = _mm_torch_fn(required=backend == "torch")
         if tfn is not None:
             return _mm_torch(tfn, a, alo, ahi, b_t, blo, bhi)
+    if backend == "onnxruntime" or (backend == "auto" and fits8 and q * n * k >= _MM_TORCH_MIN):
+        out = ort_product(a, (alo, ahi), b_t, (blo, bhi), required=backend == "onnxruntime")
+        if out is not None:
+            return out
     if backend == "float64":
         return _mm_chunked(a, b_t, np.float64, amax * bmax, k * amax * bmax)
     return _mm_numpy(a, alo, ahi, b_t, bmax)
 
 
-_MM_BACKENDS = ("auto", "torch", "numpy", "float64")
+_MM_BACKENDS = ("auto", "torch", "onnxruntime", "numpy", "float64")
 _MM_TORCH_MIN = 1 << 24  # multiply-adds below which "auto" stays with numpy (no torch import)
 _MM_TORCH: dict[str, object] = {}  # self-test result, cached per process
+
+
+def ort_product(a: np.ndarray, a_range: tuple[int, int], b_t: np.ndarray,
+                b_range: tuple[int, int], cache: dict | None = None,
+                required: bool = False) -> np.ndarray | None:
+    """Exact int64 a @ b_t.T through ONNX Runtime (simulator/kernels_ort.py) when it applies;
+    None otherwise, or ValueError when ``required`` (HWSIM_MATMUL=onnxruntime: then a
+    session is built even for a right operand that may change)."""
+    from . import kernels_ort
+
+    out = kernels_ort.ort_matmul(a, a_range, b_t, b_range, cache, one_off=required)
+    if out is None and required:
+        why = kernels_ort.why_unavailable() or "an operand spans more than 256 values"
+        raise ValueError(f"HWSIM_MATMUL=onnxruntime cannot compute this product: {why}")
+    return out
+
+
+def uses_ort() -> bool:
+    """True when products that fit uint8 go through ONNX Runtime (HWSIM_MATMUL = auto or
+    onnxruntime, and it is installed and proven exact here)."""
+    if _mm_backend() not in ("auto", "onnxruntime"):
+        return False
+    from . import kernels_ort
+
+    return kernels_ort.available()
 
 
 def _mm_backend() -> str:

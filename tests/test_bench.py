@@ -13,10 +13,10 @@ import sys
 import numpy as np
 import pytest
 
-from simulator import kernels
+from simulator import kernels, kernels_ort
 from simulator.kernels import exact_matmul
 
-BACKENDS = ("auto", "numpy", "float64", "torch")
+BACKENDS = ("auto", "numpy", "float64", "torch", "onnxruntime")
 
 
 def _torch_ok() -> bool:
@@ -26,6 +26,8 @@ def _torch_ok() -> bool:
 def _use(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
     if backend == "torch" and not _torch_ok():
         pytest.skip(f"torch int8 backend unavailable: {kernels._MM_TORCH.get('why')}")
+    if backend == "onnxruntime" and not kernels_ort.available():
+        pytest.skip(f"onnxruntime backend unavailable: {kernels_ort.why_unavailable()}")
     monkeypatch.setenv("HWSIM_MATMUL", backend)
 
 
@@ -62,8 +64,8 @@ def test_exact_matmul_backends_are_exact(monkeypatch: pytest.MonkeyPatch, backen
     for trial in range(70):
         kind = trial % 7
         a, b = _operands(rng, kind)
-        if backend == "torch" and kind == 5:
-            with pytest.raises(ValueError, match="not int8"):
+        if backend in ("torch", "onnxruntime") and kind == 5:
+            with pytest.raises(ValueError, match="not int8|more than 256 values"):
                 exact_matmul(a, b)
             continue
         got = exact_matmul(a, b)
@@ -71,7 +73,7 @@ def test_exact_matmul_backends_are_exact(monkeypatch: pytest.MonkeyPatch, backen
         assert np.array_equal(got.astype(object), _ref(a, b)), (backend, kind)
 
 
-@pytest.mark.parametrize("backend", ["torch", "numpy"])
+@pytest.mark.parametrize("backend", ["torch", "numpy", "onnxruntime"])
 def test_exact_matmul_long_k_and_int64_sums(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
     _use(monkeypatch, backend)
     rng = np.random.default_rng(7)
@@ -284,7 +286,7 @@ def test_read_only_weights_no_warning(monkeypatch: pytest.MonkeyPatch, backend: 
         assert np.array_equal(exact_matmul(a, w).astype(object), _ref(a, w))
 
 
-@pytest.mark.parametrize("backend", ["auto", "torch", "numpy", "float64"])
+@pytest.mark.parametrize("backend", ["auto", "torch", "numpy", "float64", "onnxruntime"])
 def test_known_ranges_skip_the_scan(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
     _use(monkeypatch, backend)
     rng = np.random.default_rng(11)

@@ -186,6 +186,7 @@ def split_sign_sums(
     """
     q, k = ox.shape
     n = ow.shape[0]
+    kept = cache is not None  # ONNX Runtime sessions are built only for weights that stay
     cache = {} if cache is None else cache
     if not (q and n and k) or xmax == 0:
         z = np.zeros((q, n), dtype=np.int64)
@@ -211,6 +212,18 @@ def split_sign_sums(
     wpb = cache[("sign_split_pos_blocks", dtype)]
     xf = ox.astype(dtype)
     xm = _block_max(xf, dtype)
+    total = _ort_sums(ox, ow, xmax, cache if kept else None)
+    if total is not None:  # the sums from ONNX Runtime's uint8 product; U from BLAS below
+        pos_ub = np.zeros((q, n), dtype=np.int64) if len(chunks) > 1 else None
+        for a, b in chunks:
+            ba, bb = a // BOUND_BLOCK, -(-b // BOUND_BLOCK)
+            part = xm[:, ba:bb] @ wpb[ba:bb]  # exact integers
+            if pos_ub is None:
+                pos_ub = part
+            else:
+                np.add(pos_ub, part, out=pos_ub, casting="unsafe")
+        assert pos_ub is not None
+        return SplitSums(total, pos_ub, ox, ow, chunks, dtype, cache)
     if len(chunks) == 1:
         total = (xf @ wt).astype(np.int64)  # exact
         pos_ub = xm @ wpb  # exact integers
@@ -222,6 +235,23 @@ def split_sign_sums(
         ba, bb = a // BOUND_BLOCK, -(-b // BOUND_BLOCK)
         np.add(pos_ub, xm[:, ba:bb] @ wpb[ba:bb], out=pos_ub, casting="unsafe")
     return SplitSums(total, pos_ub, ox, ow, chunks, dtype, cache)
+
+
+def _ort_sums(ox: np.ndarray, ow: np.ndarray, xmax: int, cache: dict | None
+              ) -> np.ndarray | None:
+    """Exact int64 x' @ w'^T through ONNX Runtime when exact_matmul would use it, else None."""
+    from ..kernels import ort_product, uses_ort
+
+    if not uses_ort() or ox.shape[0] * ow.shape[0] * ox.shape[1] < 1 << 24:
+        return None
+    wkey = "sign_split_w_range"
+    if cache is None or wkey not in cache:
+        wr = (int(ow.min(initial=0)), int(ow.max(initial=0)))
+        if cache is not None:
+            cache[wkey] = wr
+    else:
+        wr = cache[wkey]
+    return ort_product(ox, (0, xmax), ow, wr, cache)
 
 
 _NB: dict[str, object] = {}
