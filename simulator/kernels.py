@@ -67,7 +67,7 @@ def exact_matmul(
         tfn = _mm_torch_fn(required=backend == "torch")
         if tfn is not None:
             return _mm_torch(tfn, a, alo, ahi, b_t, blo, bhi)
-    if backend == "onnxruntime" or (backend == "auto" and fits8 and q * n * k >= _MM_TORCH_MIN):
+    if backend == "onnxruntime" or (backend == "auto" and fits8 and q * n * k >= ORT_MIN_PRODUCTS):
         out = ort_product(a, (alo, ahi), b_t, (blo, bhi), required=backend == "onnxruntime")
         if out is not None:
             return out
@@ -78,6 +78,7 @@ def exact_matmul(
 
 _MM_BACKENDS = ("auto", "torch", "onnxruntime", "numpy", "float64")
 _MM_TORCH_MIN = 1 << 24  # multiply-adds below which "auto" stays with numpy (no torch import)
+ORT_MIN_PRODUCTS = 1 << 24  # likewise for ONNX Runtime (a session per weight matrix, ~50 ms)
 _MM_TORCH: dict[str, object] = {}  # self-test result, cached per process
 
 

@@ -69,18 +69,33 @@ def _threads() -> int:
 def _session(b_u8_t: np.ndarray, bzp: int) -> Any:
     """An InferenceSession computing (A - a_zp) @ (B - bzp) for A uint8 (Q, K), a_zp uint8
     scalar (runtime inputs), B = ``b_u8_t``.T (K, N) uint8 held as an initializer."""
+    return _make_session(np.ascontiguousarray(b_u8_t.T), bzp)
+
+
+def batched_session(b_u8: np.ndarray, bzp: int) -> Any:
+    """A session for batched products: A uint8 (C, Q, K) against ``b_u8`` (C, K, N) ->
+    int32 (C, Q, N), zero points as in :func:`_session` (run it with :func:`run_batched`)."""
+    return _make_session(np.ascontiguousarray(b_u8), bzp)
+
+
+def run_batched(sess: Any, a_u8: np.ndarray, azp: int) -> np.ndarray:
+    """int32 (C, Q, N) of a :func:`batched_session` for A = ``a_u8`` (C, Q, K) uint8."""
+    return _run(sess, a_u8, azp)
+
+
+def _make_session(b: np.ndarray, bzp: int) -> Any:
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    n, k = b_u8_t.shape
-    b = np.ascontiguousarray(b_u8_t.T)
+    *batch, k, n = b.shape
     graph = helper.make_graph(
         [helper.make_node("MatMulInteger", ["A", "B", "a_zp", "b_zp"], ["Y"])],
         "hwsim_exact_matmul",
-        [helper.make_tensor_value_info("A", TensorProto.UINT8, [None, k]),
+        [helper.make_tensor_value_info("A", TensorProto.UINT8, [*batch, None, k]),
          helper.make_tensor_value_info("a_zp", TensorProto.UINT8, [])],
-        [helper.make_tensor_value_info("Y", TensorProto.INT32, [None, n])],
-        initializer=[helper.make_tensor("B", TensorProto.UINT8, [k, n], b.tobytes(), raw=True),
+        [helper.make_tensor_value_info("Y", TensorProto.INT32, [*batch, None, n])],
+        initializer=[helper.make_tensor("B", TensorProto.UINT8, list(b.shape), b.tobytes(),
+                                        raw=True),
                      helper.make_tensor("b_zp", TensorProto.UINT8, [], [bzp])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])

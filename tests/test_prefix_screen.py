@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from test_overflow_paths import _check, _one_layer_net
 
+from simulator import kernels, kernels_ort
 from simulator.bench import bench_inputs, bench_network
 from simulator.config import load_config
 from simulator.engine import simulate
@@ -65,6 +66,22 @@ def test_bounds_hold_for_every_prefix(seed: int, monkeypatch: pytest.MonkeyPatch
     if chunk_stepper.numba_enabled():
         np.testing.assert_array_equal(got[0].lo, got[1].lo)
         np.testing.assert_array_equal(got[0].hi, got[1].hi)
+    if kernels_ort.available():  # chunk sums from one batched ONNX Runtime product
+        ran = []
+        real = kernels_ort.run_batched
+        monkeypatch.setattr(kernels_ort, "run_batched",
+                            lambda *a: ran.append(1) or real(*a))
+        monkeypatch.setattr(kernels, "ORT_MIN_PRODUCTS", 0)
+        monkeypatch.setenv("HWSIM_MATMUL", "auto")
+        pb = prefix_screen.prefix_bounds(ox, ow, xr, wr, {}, chunks)
+        assert pb is not None
+        np.testing.assert_array_equal(pb.sums, got[-1].sums)
+        np.testing.assert_array_equal(pb.lo, got[-1].lo)
+        np.testing.assert_array_equal(pb.hi, got[-1].hi)
+        fits = kernels_ort.zero_point(*xr) is not None and kernels_ort.zero_point(*wr) is not None
+        edges = prefix_screen._chunk_edges(ox.shape[1], chunks)
+        equal = bool(np.all(np.diff(edges)[:-1] == np.diff(edges).max(initial=1)))
+        assert bool(ran) == (fits and equal and ox.size > 0 and ow.size > 0)
 
 
 @pytest.mark.parametrize("shape", [(0, 3, 5), (2, 0, 5), (2, 3, 0)])
@@ -110,6 +127,8 @@ def test_exact_headroom_equals_stepwise(seed: int, monkeypatch: pytest.MonkeyPat
     outcomes = _settle_outcomes(monkeypatch)
     if seed % 3 == 0:
         monkeypatch.setenv("HWSIM_NUMBA", "0")
+    if seed % 3 == 1:  # every product through ONNX Runtime where it applies
+        monkeypatch.setattr(kernels, "ORT_MIN_PRODUCTS", 0)
     if seed % 5 == 4:  # any open pair: the chunked path takes the layer
         monkeypatch.setattr(acc_screened, "PREFIX_SCAN_ALWAYS", 0)
         monkeypatch.setattr(acc_screened, "PREFIX_SCAN_MAX_FRACTION", 0.0)

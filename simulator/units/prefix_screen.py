@@ -29,6 +29,7 @@ chunk over the (Q, N) arrays (numpy without numba: same integers, slower).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,7 +103,8 @@ def prefix_bounds(
     oxi = np.asarray(ox)
     xpos = np.maximum.reduceat(np.maximum(oxi, 0), starts, axis=1).astype(np.float64)
     xneg = (-np.minimum.reduceat(np.minimum(oxi, 0), starts, axis=1)).astype(np.float64)
-    xf = np.ascontiguousarray(oxi, dtype=dt)
+    ort_sums = _ort_chunk_sums(oxi, ow, xr, wr, edges, cache)
+    xf = None if ort_sums is not None else np.ascontiguousarray(oxi, dtype=dt)
     # float64 throughout: every value is an integer of magnitude <= K max|x'| max|w'| < 2**53
     acc = np.zeros((q_count, n), dtype=np.float64)
     lo = np.full((q_count, n), np.inf)
@@ -112,18 +114,59 @@ def prefix_bounds(
     # All chunks' sums of a block of queries first, then one pass per query row through them:
     # the (Q, N) state stays in cache (a pass per chunk over it was memory-bound, ~5x slower).
     qb = max(1, min(q_count, BUFFER_BYTES // max(1, c_count * n * np.dtype(dt).itemsize)))
-    buf = np.empty((c_count, min(qb, q_count), n), dtype=dt)
+    buf = np.empty((c_count, min(qb, q_count), n), dtype=dt) if xf is not None else None
     for q0 in range(0, q_count, qb):
         q1 = min(q_count, q0 + qb)
-        for c in range(c_count):
-            a, b = int(edges[c]), int(edges[c + 1])
-            np.matmul(xf[q0:q1, a:b], wt[a:b], out=buf[c, : q1 - q0])
-        kern(buf[:, : q1 - q0], xpos[q0:q1], xneg[q0:q1], wpos, wneg, acc[q0:q1],
-             lo[q0:q1], hi[q0:q1])
+        if ort_sums is not None:  # (C, q1 - q0, N) int32 from one ONNX Runtime call
+            sums = ort_sums(q0, q1)
+        else:
+            assert xf is not None and buf is not None
+            for c in range(c_count):
+                a, b = int(edges[c]), int(edges[c + 1])
+                np.matmul(xf[q0:q1, a:b], wt[a:b], out=buf[c, : q1 - q0])
+            sums = buf[:, : q1 - q0]
+        kern(sums, xpos[q0:q1], xneg[q0:q1], wpos, wneg, acc[q0:q1], lo[q0:q1], hi[q0:q1])
     return PrefixBounds(acc.astype(np.int64), lo, hi)
 
 
 BUFFER_BYTES = 16 << 20  # chunk sums held at once (per block of queries)
+
+
+def _ort_chunk_sums(ox: np.ndarray, ow: np.ndarray, xr: tuple[int, int], wr: tuple[int, int],
+                    edges: np.ndarray, cache: dict | None) -> Callable | None:
+    """``sums(q0, q1)`` -> int32 (C, q1 - q0, N) exact chunk sums of queries [q0, q1) from
+    one batched ONNX Runtime uint8 product per call (read-only weights whose session is
+    kept, operands with uint8 zero points), or None (then the float BLAS chunks run).
+
+    The K-chunks of ``edges`` are padded to one length cs with zero-valued entries (a'' = 0,
+    b'' = 0), so x' (Q, C cs) -> (C, Q, cs) against w'^T (C, cs, N)."""
+    from .. import kernels, kernels_ort
+
+    q_count, k = ox.shape
+    n = ow.shape[0]
+    azp, bzp = kernels_ort.zero_point(*xr), kernels_ort.zero_point(*wr)
+    if cache is None or azp is None or bzp is None or not kernels.uses_ort() or \
+            q_count * n * k < kernels.ORT_MIN_PRODUCTS:
+        return None
+    c_count = edges.size - 1
+    cs = int(np.diff(edges).max(initial=1))
+    if cs > kernels_ort.K_MAX or np.any(np.diff(edges)[:-1] != cs):
+        return None
+    key = ("prefix_screen_ort", c_count, cs, bzp)
+    if key not in cache:
+        wpad = np.full((n, c_count * cs), bzp, dtype=np.uint8)
+        np.add(ow, bzp, out=wpad[:, :k], dtype=np.int16, casting="unsafe")
+        cache[key] = kernels_ort.batched_session(
+            np.ascontiguousarray(wpad.T).reshape(c_count, cs, n), bzp)
+    sess = cache[key]
+
+    def sums(q0: int, q1: int) -> np.ndarray:
+        apad = np.full((q1 - q0, c_count * cs), azp, dtype=np.uint8)
+        np.add(ox[q0:q1], azp, out=apad[:, :k], dtype=np.int16, casting="unsafe")
+        a3 = np.ascontiguousarray(apad.reshape(q1 - q0, c_count, cs).transpose(1, 0, 2))
+        return kernels_ort.run_batched(sess, a3, azp)
+
+    return sums
 
 
 def _bounds_numpy(sums: np.ndarray, xpos: np.ndarray, xneg: np.ndarray, wpos: np.ndarray,

@@ -240,9 +240,10 @@ def split_sign_sums(
 def _ort_sums(ox: np.ndarray, ow: np.ndarray, xmax: int, cache: dict | None
               ) -> np.ndarray | None:
     """Exact int64 x' @ w'^T through ONNX Runtime when exact_matmul would use it, else None."""
-    from ..kernels import ort_product, uses_ort
+    from .. import kernels
 
-    if not uses_ort() or ox.shape[0] * ow.shape[0] * ox.shape[1] < 1 << 24:
+    if not kernels.uses_ort() or ox.shape[0] * ow.shape[0] * ox.shape[1] < \
+            kernels.ORT_MIN_PRODUCTS:
         return None
     wkey = "sign_split_w_range"
     if cache is None or wkey not in cache:
@@ -251,7 +252,7 @@ def _ort_sums(ox: np.ndarray, ow: np.ndarray, xmax: int, cache: dict | None
             cache[wkey] = wr
     else:
         wr = cache[wkey]
-    return ort_product(ox, (0, xmax), ow, wr, cache)
+    return kernels.ort_product(ox, (0, xmax), ow, wr, cache)
 
 
 _NB: dict[str, object] = {}
