@@ -534,6 +534,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m simulator.bench`` / benchmarks/run_bench.py entry point."""
+    from ._process_env import tune_process
+
+    tune_process()  # the process settings of ``hwsim`` (OpenBLAS's only if numpy loads later)
     p = argparse.ArgumentParser(prog="hwsim bench", description=__doc__)
     _configure(p)
     return cmd_bench(p.parse_args(argv))

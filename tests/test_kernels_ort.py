@@ -185,7 +185,8 @@ def test_split_sign_sums_agree_across_backends(monkeypatch: pytest.MonkeyPatch,
 @pytest.mark.parametrize(("given", "want"), [(None, "4"), ("12", "12")])
 def test_cli_sets_openblas_thread_timeout_before_numpy(given: str | None, want: str) -> None:
     """The hwsim CLI makes OpenBLAS's idle workers sleep at once (they spun ~0.1 s after
-    each BLAS call, slowing the compiled loops that follow); a user's value is kept."""
+    each BLAS call, slowing the compiled loops that follow; a user's value is kept) and
+    raises glibc's mmap / trim thresholds unless HWSIM_MALLOC=default."""
     import os
     import subprocess
     import sys
@@ -194,7 +195,12 @@ def test_cli_sets_openblas_thread_timeout_before_numpy(given: str | None, want: 
     if given is not None:
         env["OPENBLAS_THREAD_TIMEOUT"] = given
     code = ("import sys, os, simulator.cli\n"
-            "print(os.environ['OPENBLAS_THREAD_TIMEOUT'], 'numpy' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, timeout=120, check=True)
-    assert out.stdout.split() == [want, "True"]
+            "from simulator._process_env import APPLIED\n"
+            "print(os.environ['OPENBLAS_THREAD_TIMEOUT'], 'numpy' in sys.modules,\n"
+            "      APPLIED['malloc_thresholds'])\n")
+    glibc = sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION") is not None
+    for malloc, applied in (("", glibc), ("default", False)):
+        env["HWSIM_MALLOC"] = malloc
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=120, check=True)
+        assert out.stdout.split() == [want, "True", str(applied)]
