@@ -60,10 +60,17 @@ def why_unavailable() -> str:
 
 
 def _threads() -> int:
+    """The CPUs this process may use, at most OMP_NUM_THREADS when set (sweep workers run
+    single-threaded)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        cpus = os.cpu_count() or 1
+    try:
+        cap = int(os.environ.get("OMP_NUM_THREADS", "0"))
+    except ValueError:
+        cap = 0
+    return max(1, min(cpus, cap) if cap > 0 else cpus)
 
 
 def _session(b_u8_t: np.ndarray, bzp: int) -> Any:

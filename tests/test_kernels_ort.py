@@ -204,3 +204,14 @@ def test_cli_sets_openblas_thread_timeout_before_numpy(given: str | None, want: 
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                              text=True, timeout=120, check=True)
         assert out.stdout.split() == [want, "True", str(applied)]
+
+
+@pytest.mark.parametrize(("omp", "want_max"), [("1", 1), ("", None), ("junk", None)])
+def test_session_threads_follow_omp_num_threads(monkeypatch: pytest.MonkeyPatch, omp: str,
+                                                want_max: int | None) -> None:
+    """Sweep workers set OMP_NUM_THREADS=1: ONNX Runtime then runs one thread too."""
+    monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    n = kernels_ort._threads()
+    assert n >= 1
+    if want_max is not None:
+        assert n == want_max
