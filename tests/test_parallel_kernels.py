@@ -113,3 +113,32 @@ def test_off_the_main_thread_the_numpy_fallbacks_run_unless_asked() -> None:
     """
     assert _run(code) == "False True"
     assert _run(code, {"HWSIM_NUMBA_THREADS": "1"}) == "True True"
+
+
+def test_cached_kernels_close_over_no_dispatcher() -> None:
+    """numba keys a cached function by its pickled closure, and a dispatcher pickles
+    differently in every process: a kernel closing over another compiled function was
+    compiled again (~12 s for prefix_screen's) and cached anew in every process."""
+    pytest.importorskip("numba")
+    from numba.core.dispatcher import Dispatcher
+
+    from simulator.units import (
+        chunk_stepper,
+        pre_add_kernel,
+        prefix_screen,
+        sign_split,
+        tile_stepper,
+        wrap_stream,
+    )
+
+    kernels = [chunk_stepper._compile(), tile_stepper._compile(), wrap_stream._compile(),
+               *pre_add_kernel._compile()]
+    for make in (prefix_screen._bounds_numba, sign_split._pos_dots, sign_split._open_pairs):
+        locked = make()
+        kernels.append(next(c.cell_contents for c in locked.__closure__
+                            if isinstance(c.cell_contents, Dispatcher)))
+    assert len(kernels) == 8
+    for k in kernels:
+        assert isinstance(k, Dispatcher)
+        cells = [c.cell_contents for c in (k.py_func.__closure__ or ())]
+        assert not any(isinstance(c, Dispatcher) for c in cells), k.py_func.__qualname__

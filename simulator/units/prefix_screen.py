@@ -193,25 +193,26 @@ def _bounds_numba() -> object:
 
     lo / hi are double-buffered (written to a second row, then swapped): updated in place,
     LLVM turned max / min into masked stores (vmaskmovpd), 4x slower on this AMD host."""
+    global _widen_up, _widen_down, _add_row  # globals, not closure cells: see tile_stepper
     if "bounds" not in _NB:
         import numba
 
         @numba.njit(cache=True, nogil=True, fastmath=True)
-        def widen_up(out, old, p, xp, wp, xn, wn):  # pragma: no cover - compiled
+        def _widen_up(out, old, p, xp, wp, xn, wn):  # pragma: no cover - compiled
             for j in range(p.size):
                 u = p[j] + xp * wp[j] + xn * wn[j]
                 o = old[j]
                 out[j] = u if u > o else o
 
         @numba.njit(cache=True, nogil=True, fastmath=True)
-        def widen_down(out, old, p, xp, wn, xn, wp):  # pragma: no cover - compiled
+        def _widen_down(out, old, p, xp, wn, xn, wp):  # pragma: no cover - compiled
             for j in range(p.size):
                 d = p[j] - xp * wn[j] - xn * wp[j]
                 o = old[j]
                 out[j] = d if d < o else o
 
         @numba.njit(cache=True, nogil=True, fastmath=True)
-        def add_row(p, row):  # pragma: no cover - compiled
+        def _add_row(p, row):  # pragma: no cover - compiled
             for j in range(p.size):
                 p[j] += row[j]
 
@@ -225,11 +226,11 @@ def _bounds_numba() -> object:
                 l0 = lo[q].copy()
                 l1 = np.empty(n)
                 for c in range(c_count):
-                    widen_up(h1, h0, p, xpos[q, c], wpos[c], xneg[q, c], wneg[c])
-                    widen_down(l1, l0, p, xpos[q, c], wneg[c], xneg[q, c], wpos[c])
+                    _widen_up(h1, h0, p, xpos[q, c], wpos[c], xneg[q, c], wneg[c])
+                    _widen_down(l1, l0, p, xpos[q, c], wneg[c], xneg[q, c], wpos[c])
                     h0, h1 = h1, h0
                     l0, l1 = l1, l0
-                    add_row(p, sums[c, q])
+                    _add_row(p, sums[c, q])
                 acc[q] = p
                 hi[q] = h0
                 lo[q] = l0

@@ -201,6 +201,10 @@ def evaluate_tiles(
 
 
 def _compile() -> object:
+    # The helpers become module globals, not closure cells: numba keys a cached function by
+    # its closure's pickled contents, and a dispatcher pickles differently in every process,
+    # so a kernel closing over them was compiled anew (and cached again) in each process.
+    global _first_events, _tile4, _tile
     import numba
 
     @numba.njit(cache=True, nogil=True, parallel=True)
