@@ -215,3 +215,21 @@ def test_session_threads_follow_omp_num_threads(monkeypatch: pytest.MonkeyPatch,
     assert n >= 1
     if want_max is not None:
         assert n == want_max
+
+
+def test_small_runs_do_not_load_onnxruntime() -> None:
+    """Products below ORT_MIN_PRODUCTS stay with numpy without importing onnxruntime or
+    running its self-test (~0.2 s): a small exact-headroom run never loads it."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from simulator.bench import bench_inputs, bench_network\n"
+            "from simulator.config import load_config\n"
+            "from simulator.engine import simulate\n"
+            "net = bench_network(300, 600, 40, seed=3)\n"
+            "simulate(net, load_config('pytorch_fbgemm'), bench_inputs(20, 300, seed=3))\n"
+            "print('onnxruntime' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True)
+    assert out.stdout.split()[-1] == "False"

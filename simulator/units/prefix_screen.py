@@ -97,14 +97,16 @@ def prefix_bounds(
         dt = _float_for(int(np.diff(edges).max(initial=1)), xr, wr)
     except OverflowError:
         return None
-    wt, _ = _weights_t(ow, dt, cache)
     wpos, wneg = _weight_chunk_sums(ow, edges, cache)
     starts = edges[:-1]
     oxi = np.asarray(ox)
     xpos = np.maximum.reduceat(np.maximum(oxi, 0), starts, axis=1).astype(np.float64)
     xneg = (-np.minimum.reduceat(np.minimum(oxi, 0), starts, axis=1)).astype(np.float64)
     ort_sums = _ort_chunk_sums(oxi, ow, xr, wr, edges, cache)
-    xf = None if ort_sums is not None else np.ascontiguousarray(oxi, dtype=dt)
+    xf = wt = None  # float operands only for the BLAS chunks
+    if ort_sums is None:
+        xf = np.ascontiguousarray(oxi, dtype=dt)
+        wt, _ = _weights_t(ow, dt, cache)
     # float64 throughout: every value is an integer of magnitude <= K max|x'| max|w'| < 2**53
     acc = np.zeros((q_count, n), dtype=np.float64)
     lo = np.full((q_count, n), np.inf)
@@ -120,7 +122,7 @@ def prefix_bounds(
         if ort_sums is not None:  # (C, q1 - q0, N) int32 from one ONNX Runtime call
             sums = ort_sums(q0, q1)
         else:
-            assert xf is not None and buf is not None
+            assert xf is not None and wt is not None and buf is not None
             for c in range(c_count):
                 a, b = int(edges[c]), int(edges[c + 1])
                 np.matmul(xf[q0:q1, a:b], wt[a:b], out=buf[c, : q1 - q0])
@@ -145,8 +147,8 @@ def _ort_chunk_sums(ox: np.ndarray, ow: np.ndarray, xr: tuple[int, int], wr: tup
     q_count, k = ox.shape
     n = ow.shape[0]
     azp, bzp = kernels_ort.zero_point(*xr), kernels_ort.zero_point(*wr)
-    if cache is None or azp is None or bzp is None or not kernels.uses_ort() or \
-            q_count * n * k < kernels.ORT_MIN_PRODUCTS:
+    if cache is None or azp is None or bzp is None or \
+            q_count * n * k < kernels.ORT_MIN_PRODUCTS or not kernels.uses_ort():
         return None
     c_count = edges.size - 1
     cs = int(np.diff(edges).max(initial=1))

@@ -242,8 +242,8 @@ def _ort_sums(ox: np.ndarray, ow: np.ndarray, xmax: int, cache: dict | None
     """Exact int64 x' @ w'^T through ONNX Runtime when exact_matmul would use it, else None."""
     from .. import kernels
 
-    if not kernels.uses_ort() or ox.shape[0] * ow.shape[0] * ox.shape[1] < \
-            kernels.ORT_MIN_PRODUCTS:
+    if ox.shape[0] * ow.shape[0] * ox.shape[1] < kernels.ORT_MIN_PRODUCTS or \
+            not kernels.uses_ort():  # small products first: no onnxruntime import for them
         return None
     wkey = "sign_split_w_range"
     if cache is None or wkey not in cache:
