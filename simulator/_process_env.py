@@ -14,7 +14,8 @@ settings") has the measurements.
   per 4 KB of every (queries x neurons) array again (~30 ms per 25 MB array on this VM).
   Raising the mmap and trim thresholds keeps freed memory in the heap for the next array:
   the 20-bit saturate bench ran ~28 % faster, peak RSS +4 %. Memory freed during a run is
-  then kept by the process until it exits. ``HWSIM_MALLOC=default`` leaves glibc as it is.
+  then kept by the process until it exits. ``HWSIM_MALLOC=default`` leaves glibc as it is
+  (``tuned`` or unset: applied; any other value: left as it is, with a warning).
 """
 
 from __future__ import annotations
@@ -33,11 +34,17 @@ def tune_process() -> dict[str, bool]:
 
 def _malloc_thresholds() -> bool:
     """glibc only (Linux); False elsewhere, when opted out or when glibc refuses."""
-    if os.environ.get("HWSIM_MALLOC", "").strip().lower() == "default":
+    import sys
+
+    choice = os.environ.get("HWSIM_MALLOC", "").strip().lower()
+    if choice == "default":
+        return False
+    if choice not in ("", "tuned"):  # a typo must not silently keep the tuning on
+        print(f"hwsim: warning: HWSIM_MALLOC={choice!r} is not 'default' or 'tuned'; "
+              "glibc's malloc left as it is", file=sys.stderr)
         return False
     import ctypes
     import ctypes.util
-    import sys
 
     if not sys.platform.startswith("linux"):
         return False

@@ -534,9 +534,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m simulator.bench`` / benchmarks/run_bench.py entry point."""
-    from ._process_env import tune_process
+    from . import _process_env  # noqa: F401  (the process settings of ``hwsim``, applied once)
 
-    tune_process()  # the process settings of ``hwsim`` (OpenBLAS's only if numpy loads later)
     p = argparse.ArgumentParser(prog="hwsim bench", description=__doc__)
     _configure(p)
     return cmd_bench(p.parse_args(argv))

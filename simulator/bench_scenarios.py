@@ -111,9 +111,8 @@ def _run_in_child(
 def _child_main(argv: Sequence[str] | None = None) -> int:
     """``python -m simulator.bench_scenarios --one NAME ...``: one scenario, then its result
     as the last line (``BENCH_RESULT {json}``)."""
-    from ._process_env import tune_process
+    from . import _process_env  # noqa: F401  (the process settings of ``hwsim``, applied once)
 
-    tune_process()  # as under ``hwsim`` (the parent's environment is inherited already)
     p = argparse.ArgumentParser(prog="python -m simulator.bench_scenarios")
     p.add_argument("--one", required=True, choices=[sc.name for sc in SCENARIOS])
     p.add_argument("--shape", required=True)

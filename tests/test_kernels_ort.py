@@ -199,11 +199,12 @@ def test_cli_sets_openblas_thread_timeout_before_numpy(given: str | None, want: 
             "print(os.environ['OPENBLAS_THREAD_TIMEOUT'], 'numpy' in sys.modules,\n"
             "      APPLIED['malloc_thresholds'])\n")
     glibc = sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION") is not None
-    for malloc, applied in (("", glibc), ("default", False)):
+    for malloc, applied in (("", glibc), ("tuned", glibc), ("default", False), ("of", False)):
         env["HWSIM_MALLOC"] = malloc
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                              text=True, timeout=120, check=True)
         assert out.stdout.split() == [want, "True", str(applied)]
+        assert ("HWSIM_MALLOC='of'" in out.stderr) == (malloc == "of")
 
 
 @pytest.mark.parametrize(("omp", "want_max"), [("1", 1), ("", None), ("junk", None)])

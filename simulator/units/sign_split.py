@@ -200,38 +200,31 @@ def split_sign_sums(
             cache[ckey] = split_chunks(cache["sign_split_blocks"], k, xmax, exact)
         chunks = cache[ckey]
         if chunks is not None:
-            for name, make in (("w", _as_float_t), ("pos_blocks", _pos_blocks_t)):
-                if (f"sign_split_{name}", dtype) not in cache:
-                    cache[(f"sign_split_{name}", dtype)] = make(ow, dtype)
+            if ("sign_split_pos_blocks", dtype) not in cache:
+                cache[("sign_split_pos_blocks", dtype)] = _pos_blocks_t(ow, dtype)
             plan = (dtype, chunks)
             break
     if plan is None:
         return None
     dtype, chunks = plan
-    wt = cache[("sign_split_w", dtype)]
     wpb = cache[("sign_split_pos_blocks", dtype)]
     xf = ox.astype(dtype)
     xm = _block_max(xf, dtype)
-    total = _ort_sums(ox, ow, xmax, cache if kept else None)
-    if total is not None:  # the sums from ONNX Runtime's uint8 product; U from BLAS below
-        pos_ub = np.zeros((q, n), dtype=np.int64) if len(chunks) > 1 else None
-        for a, b in chunks:
-            ba, bb = a // BOUND_BLOCK, -(-b // BOUND_BLOCK)
-            part = xm[:, ba:bb] @ wpb[ba:bb]  # exact integers
-            if pos_ub is None:
-                pos_ub = part
-            else:
-                np.add(pos_ub, part, out=pos_ub, casting="unsafe")
-        assert pos_ub is not None
-        return SplitSums(total, pos_ub, ox, ow, chunks, dtype, cache)
+    ort_total = _ort_sums(ox, ow, xmax, cache if kept else None)
+    wt = None
+    if ort_total is None:  # the float weights only when BLAS computes the sums (K, N floats)
+        if ("sign_split_w", dtype) not in cache:
+            cache[("sign_split_w", dtype)] = _as_float_t(ow, dtype)
+        wt = cache[("sign_split_w", dtype)]
     if len(chunks) == 1:
-        total = (xf @ wt).astype(np.int64)  # exact
+        total = ort_total if wt is None else (xf @ wt).astype(np.int64)  # exact
         pos_ub = xm @ wpb  # exact integers
         return SplitSums(total, pos_ub, ox, ow, chunks, dtype, cache)
-    total = np.zeros((q, n), dtype=np.int64)
+    total = ort_total if wt is None else np.zeros((q, n), dtype=np.int64)
     pos_ub = np.zeros((q, n), dtype=np.int64)
     for a, b in chunks:  # a is a multiple of 64, so of B
-        np.add(total, xf[:, a:b] @ wt[a:b], out=total, casting="unsafe")
+        if wt is not None:
+            np.add(total, xf[:, a:b] @ wt[a:b], out=total, casting="unsafe")
         ba, bb = a // BOUND_BLOCK, -(-b // BOUND_BLOCK)
         np.add(pos_ub, xm[:, ba:bb] @ wpb[ba:bb], out=pos_ub, casting="unsafe")
     return SplitSums(total, pos_ub, ox, ow, chunks, dtype, cache)
