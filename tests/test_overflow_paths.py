@@ -150,6 +150,7 @@ def test_tile_stepper_equals_stepwise(part: int, monkeypatch: pytest.MonkeyPatch
     from simulator.units import tile_stepper
 
     monkeypatch.setenv("HWSIM_NUMBA", "1")
+    monkeypatch.setenv("HWSIM_SIMD", "0")  # the float tiles (tests/test_tile_simd.py: SIMD)
     if not tile_stepper.tiles_available():
         pytest.skip("numba is not installed")
     monkeypatch.setattr(acc_chunked, "events_dense", lambda *a: True)
@@ -183,6 +184,7 @@ def test_wrap_stream_equals_stepwise(monkeypatch: pytest.MonkeyPatch) -> None:
     from simulator.units import wrap_stream
 
     monkeypatch.setenv("HWSIM_NUMBA", "1")
+    monkeypatch.setenv("HWSIM_SIMD", "0")  # else most-pairs wrap runs in SIMD tiles
     if not chunk_stepper.numba_enabled():
         pytest.skip("numba is not installed")
     monkeypatch.setattr(acc_chunked, "events_dense", lambda *a: False)
@@ -403,8 +405,10 @@ def test_tiles_width_from_the_streamed_pass(sign: int, policy: str,
     """Whole-pair tiles on a narrow register no longer track partial sums: the width comes
     from the streamed pass with an unbounded register (acc_chunked._partial_range). The
     widest partial sum sits one past a power of two; min_safe_acc_bits must be exactly 15,
-    with events on the 12-bit register."""
+    with events on the 12-bit register. (The SIMD tiles track partial sums themselves:
+    tests/test_tile_simd.py.)"""
     monkeypatch.setenv("HWSIM_NUMBA", "1")
+    monkeypatch.setenv("HWSIM_SIMD", "0")
     if not chunk_stepper.numba_enabled():
         pytest.skip("numba is not installed")
     used = _count_results(monkeypatch, "_partial_range", acc_chunked._partial_range)

@@ -73,7 +73,14 @@ def test_parallel_kernels_run_on_workqueue_and_tolerate_threads() -> None:
     """Eight threads run wrap and saturate configs at once: no abort, the same integers as
     one at a time, and the parallel kernels ran (``threading_layer`` raises otherwise) on the
     workqueue layer."""
-    assert _run(_CONCURRENT, {"HWSIM_NUMBA_THREADS": "1"}) == "workqueue"
+    assert _run(_CONCURRENT, {"HWSIM_NUMBA_THREADS": "1", "HWSIM_SIMD": "0"}) == "workqueue"
+
+
+def test_simd_tiles_tolerate_threads() -> None:
+    """The same eight threads with the SIMD tile loop (its own worker threads per call,
+    compiled on first use by whichever thread comes first): the same integers."""
+    code = _CONCURRENT.replace("print(numba.threading_layer())", "print('same')")
+    assert _run(code, {"HWSIM_NUMBA_THREADS": "1", "HWSIM_SIMD": "1"}) == "same"
 
 
 def test_threading_layer_from_the_environment_is_kept() -> None:

@@ -30,7 +30,7 @@ from .accumulator import (
 )
 from .chunk_stepper import numba_enabled
 from .partial_sums import ChunkPlan, ChunkResult, abs_wide, chunk_size, evaluate_pairs
-from .tile_stepper import evaluate_tiles, tiles_available
+from .tile_stepper import evaluate_tiles, simd_applies, tiles_available
 from .wrap_stream import evaluate_wrap_streamed
 
 
@@ -258,9 +258,14 @@ def accumulate_chunked(
         sub = slice(None, None, max(1, qs.size >> 18))  # a heuristic: ~256 k pairs decide
         dense_events = neg is not None and pos is not None and events_dense(
             neg[qs[sub], js[sub]], pos[qs[sub], js[sub]], narrowest, -(-k // cs), policy)
+        # wrap, most pairs: whole pairs in SIMD tiles beat the streamed pass's chunk products
+        simd_wrap = (not dense_events and policy == "wrap" and qs.size * 2 >= q_count * n
+                     and simd_applies(not spec.event_driven, g, k, reg, xr, wr))
         track = None  # pairs whose partial sums may widen min_safe_acc_bits (tiles only)
-        if dense_events and safe is not None:
+        if (dense_events or simd_wrap) and safe is not None and neg is not None:
             track = (pick(neg) < safe.min) | (pick(pos) > safe.max)
+        elif simd_wrap and not track_max:
+            track = np.zeros(qs.size, dtype=bool)
         if not keep_bounds:
             del neg, pos
         if dense_events:
@@ -271,9 +276,10 @@ def accumulate_chunked(
             res = _every_prefix_inside(oxs, ows, qs, js, reg, safe, xr, wr, cache)
         if res is not None:
             pass
-        elif dense_events:  # whole pairs in tiles, the register vectorised across neurons
+        elif dense_events or simd_wrap:  # whole pairs in tiles, vectorised across neurons
             width = None
-            if track is not None and bool(track.any()) and plan.dense:
+            if track is not None and bool(track.any()) and plan.dense and \
+                    not simd_applies(True, g, k, reg, xr, wr):  # SIMD tiles track cheaply
                 width = _partial_range(plan, oxs, ows, qs[track], js[track], safe, xr, wr,
                                        cache)
             if width is not None:  # the tiles need not track partial sums

@@ -1,0 +1,232 @@
+"""The SIMD tile loop (simulator/units/tile_simd.py) against plain step loops.
+
+Unit level: :func:`tile_simd.step_dense` against a Python-integer step loop written here, on
+random shapes (G = 1..7, ragged neuron counts, negative offset inputs, every register width
+the int32 lanes allow), subsets of lane blocks, and hand-made register edges. Engine level:
+whole networks through ``simulate`` against the stepwise engine, with the whole-pair tiles
+forced and with wrapping runs routed to the tiles, and the fallback when the self-test fails.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_overflow_paths import _check, _one_layer_net, chunked_case
+
+from simulator.config import load_config
+from simulator.engine import simulate
+from simulator.engine.stepwise import compare_with_fast, simulate_stepwise
+from simulator.fixedpoint import Register
+from simulator.units import acc_chunked, chunk_stepper, tile_simd, tile_stepper
+
+
+@pytest.fixture
+def simd(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HWSIM_NUMBA", "1")
+    monkeypatch.setenv("HWSIM_SIMD", "1")
+    if not chunk_stepper.numba_enabled():
+        pytest.skip("numba (and its llvmlite) is not installed")
+    if not tile_simd.available():  # llvmlite is there: a failed self-test is a bug
+        pytest.fail(f"the SIMD tile loop is unavailable: {tile_simd.why_unavailable()}")
+
+
+def _plain(ox: np.ndarray, ow: np.ndarray, g: int, reg: Register, wrap: bool
+           ) -> dict[str, np.ndarray]:
+    """Per pair, in Python integers: register, events, first event step and value (the
+    unclipped / unwrapped sum), min and max of the checkpoint partial sums (0 included)."""
+    q, k = ox.shape
+    n = ow.shape[0]
+    names = ("r", "events", "first_step", "first_value", "pmin", "pmax")
+    out = {nm: np.zeros((q, n), dtype=np.int64) for nm in names}
+    out["first_step"][:] = -1
+    for i in range(q):
+        for j in range(n):
+            r = p = lo = hi = events = 0
+            first = (-1, 0)
+            for step, a in enumerate(range(0, k, g)):
+                t = sum(int(ox[i, kk]) * int(ow[j, kk]) for kk in range(a, min(a + g, k)))
+                e = r + t
+                p += t
+                lo, hi = min(lo, p), max(hi, p)
+                if wrap:
+                    c = (e - reg.min) % (1 << reg.bits) + reg.min
+                else:
+                    c = min(max(e, reg.min), reg.max)
+                if c != e:
+                    events += 1
+                    if first[0] < 0:
+                        first = (step, e)
+                r = c
+            vals = (r, events, first[0], first[1], lo, hi)
+            for nm, v in zip(names, vals, strict=True):
+                out[nm][i, j] = v
+    return out
+
+
+def test_step_dense_equals_a_plain_loop(simd: None) -> None:
+    rng = np.random.default_rng(31)
+    names = ("r", "events", "first_step", "first_value", "pmin", "pmax")
+    for case in range(160):
+        q, k, n = int(rng.integers(1, 4)), int(rng.integers(1, 60)), int(rng.integers(1, 40))
+        g = int(rng.integers(1, 8))
+        xr = (-255, 255) if rng.random() < 0.4 else (0, 255)
+        ox = rng.integers(xr[0], xr[1] + 1, (q, k))
+        ow = rng.integers(-255, 256, (n, k)) if rng.random() < 0.3 else \
+            rng.integers(-128, 128, (n, k))
+        if rng.random() < 0.3:
+            ox[:, rng.random(k) < 0.5] = 0  # steps with no product at all
+        bits = int(rng.choice([4, 8, 12, 16, 20, 24, 28]))
+        reg = Register(bits, True)
+        wrap = bool(rng.random() < 0.5)
+        assert tile_simd.fits(reg, g, k, (-255, 255), (-255, 255))
+        mask = rng.random((q, n)) < (1.0 if rng.random() < 0.5 else 0.3)
+        track = rng.random((q, n)) < 0.5 if rng.random() < 0.5 else np.zeros((q, n), bool)
+        items = tile_simd.items_of(mask & ~track)
+        titems = tile_simd.items_of(track)
+        got = dict(zip(names, tile_simd.step_dense(ox, ow, g, reg, wrap, items, titems),
+                       strict=True))
+        want = _plain(ox, ow, g, reg, wrap)
+        blocks = np.arange(n) // tile_simd.LANES
+        stepped = np.zeros((q, n), dtype=bool)
+        for its in (items, titems):
+            for qq, b in its:
+                stepped[qq, blocks == b] = True
+        tracked = np.zeros((q, n), dtype=bool)
+        for qq, b in titems:
+            tracked[qq, blocks == b] = True
+        assert (stepped >= (mask | track)).all()
+        for nm in names:
+            sel = tracked if nm in ("pmin", "pmax") else stepped
+            a = got[nm].astype(np.int64)
+            assert np.array_equal(a[sel], want[nm][sel]), \
+                f"case {case} {nm}: G={g} bits={bits} wrap={wrap}"
+            assert not a[~stepped].any(), f"case {case} {nm}: a pair not stepped was written"
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+def test_register_edges(simd: None, wrap: bool) -> None:
+    """A sum exactly at max, then exactly at min (no event); one past either (an event at
+    that step, its value kept); a 4-input step checked once, at its end (-256)."""
+    reg = Register(8, True)
+    w = np.array([[1, -1, 1, 1], [1, -1, 1, -1], [1, -1, 1, 1]])
+    x = np.array([[127, 255, 0, 0], [128, 0, 0, 0], [0, 255, 0, 0]])
+    items = tile_simd.items_of(np.ones((3, 3), dtype=bool))
+    r, ev, fs, fv, _, _ = tile_simd.step_dense(x, w, 1, reg, wrap, items)
+    assert ev[0, 0] == 0 and r[0, 0] == -128
+    assert ev[1, 1] == 1 and fs[1, 1] == 0 and fv[1, 1] == 128
+    assert ev[2, 2] == 1 and fs[2, 2] == 1 and fv[2, 2] == -255
+    x4 = np.array([[127, 127, 255, 255]])
+    w4 = np.array([[1, 1, -1, -1]])  # one step of G=4: +254 then -510 inside the tree
+    r, ev, fs, fv, lo, hi = tile_simd.step_dense(x4, w4, 4, reg, wrap,
+                                                 np.zeros((0, 2), np.int64),
+                                                 tile_simd.items_of(np.ones((1, 1), bool)))
+    assert ev[0, 0] == 1 and fv[0, 0] == -256 and lo[0, 0] == -256 and hi[0, 0] == 0
+    assert r[0, 0] == (0 if wrap else -128)
+
+
+def test_fits_bounds() -> None:
+    assert tile_simd.fits(Register(30, True), 4, 3136, (0, 255), (-128, 127))
+    assert not tile_simd.fits(Register(31, True), 4, 3136, (0, 255), (-128, 127))
+    assert not tile_simd.fits(Register(20, True), 4, 3136, (0, 32768), (-1, 1))
+    assert not tile_simd.fits(Register(20, True), 4, 70_000, (0, 255), (-128, 127))  # |P|
+
+
+def test_switch_and_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HWSIM_SIMD", "0")
+    assert not tile_simd.available() and tile_simd.why_unavailable() == "HWSIM_SIMD=0"
+
+
+def _count(monkeypatch: pytest.MonkeyPatch, mod: object, name: str) -> dict[str, int]:
+    calls = {"n": 0}
+    real = getattr(mod, name)
+
+    def counting(*a, **kw):
+        calls["n"] += 1
+        return real(*a, **kw)
+
+    monkeypatch.setattr(mod, name, counting)
+    return calls
+
+
+@pytest.mark.slow  # ~20 s: the stepwise engine on 60 configurations
+def test_simd_tiles_equal_stepwise(simd: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whole-pair tiles forced (events_dense), random configurations of every mode: the
+    dense ones run in SIMD tiles, the event-driven ones in the float tiles."""
+    monkeypatch.setattr(acc_chunked, "events_dense", lambda *a: True)
+    used = _count(monkeypatch, tile_simd, "step_dense")
+    for seed in range(60):
+        net, cfg, x, sets = chunked_case(30_000 + seed)
+        diffs = compare_with_fast(simulate(net, cfg, x), simulate_stepwise(net, cfg, x))
+        assert not diffs, f"seed {seed} {sets}: " + "; ".join(diffs[:6])
+    assert used["n"] > 15
+
+
+def test_wrap_runs_in_simd_tiles(simd: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wrapping registers, dense schedule, most pairs live: SIMD tiles instead of the
+    streamed pass; exact against the stepwise engine."""
+    from simulator.units import wrap_stream
+
+    monkeypatch.setattr(acc_chunked, "events_dense", lambda *a: False)
+    used = _count(monkeypatch, tile_simd, "step_dense")
+    streamed = _count(monkeypatch, acc_chunked, "evaluate_wrap_streamed")
+    assert wrap_stream  # the pass it replaces
+    for seed in range(30):
+        net, cfg, x, sets = chunked_case(40_000 + seed)
+        sets = [*sets, "accumulator.overflow=wrap", "schedule.mode=dense"]
+        cfg = load_config(cfg.name, sets)
+        diffs = compare_with_fast(simulate(net, cfg, x), simulate_stepwise(net, cfg, x))
+        assert not diffs, f"seed {seed} {sets}: " + "; ".join(diffs[:6])
+    assert used["n"] > 10 and used["n"] > streamed["n"]
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+@pytest.mark.parametrize("policy", ["wrap", "saturate"])
+def test_width_tracked_in_simd_tiles(sign: int, policy: str, simd: None,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """min_safe_acc_bits from partial sums tracked in the SIMD tiles: the widest partial sum
+    sits one past a power of two (15 bits exactly), events on the 12-bit register."""
+    monkeypatch.setattr(acc_chunked, "events_dense", lambda *a: True)
+    ranged = _count(monkeypatch, acc_chunked, "_partial_range")
+    used = _count(monkeypatch, tile_simd, "step_dense")
+    row = [-127] * 64 + [-65] + [127] * 65 if sign > 0 else [127] * 64 + [64] + [-127] * 65
+    st = _check(_one_layer_net(np.array([row, row, row])),
+                ["accumulator.adder_tree_width=1", "mac.lanes=1", "accumulator.bits=12",
+                 f"accumulator.overflow={policy}"], np.ones((4, len(row))), None, monkeypatch)
+    assert used["n"] > 0 and ranged["n"] == 0
+    assert st.min_safe_acc_bits == 15
+    assert (st.acc_wrap.sum() if policy == "wrap" else st.acc_saturate.sum()) > 0
+
+
+def test_failed_self_test_keeps_the_float_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop that fails its self-test is never used; the float tiles give the same results."""
+    monkeypatch.setenv("HWSIM_NUMBA", "1")
+    if not tile_stepper.tiles_available():
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(tile_simd, "_STATE", {"ok": False, "why": "broken on purpose"})
+    monkeypatch.setattr(acc_chunked, "events_dense", lambda *a: True)
+    used = _count(monkeypatch, tile_simd, "step_dense")
+    floats = _count(monkeypatch, tile_stepper, "step_tiles")
+    net, cfg, x, sets = chunked_case(30_001)
+    cfg = load_config(cfg.name, [*sets, "schedule.mode=dense"])
+    assert not compare_with_fast(simulate(net, cfg, x), simulate_stepwise(net, cfg, x))
+    assert used["n"] == 0 and floats["n"] > 0
+    assert tile_simd.why_unavailable() == "broken on purpose"
+
+
+def test_self_test_catches_a_wrong_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The self-test compares with a plain loop: an off-by-one first step must fail it."""
+    if not tile_simd.enabled():
+        pytest.skip("HWSIM_SIMD=0")
+    try:
+        import llvmlite  # noqa: F401
+    except ImportError:
+        pytest.skip("llvmlite is not installed")
+    real = tile_simd.step_dense
+
+    def off_by_one(*a, **kw):
+        out = list(real(*a, **kw))
+        out[2] = np.where(out[2] >= 0, out[2] + 1, out[2])
+        return tuple(out)
+
+    monkeypatch.setattr(tile_simd, "step_dense", off_by_one)
+    assert "differs" in tile_simd._self_test()
