@@ -410,8 +410,9 @@ def run_bench(
     else:
         out(
             f"outputs: the config's arithmetic differs from torch's on this host ({host}); "
-            f"{differ} of {res.codes_compared} codes differ from torch (expected); plain step "
-            f"loop on the first {res.reference_queries} queries: {len(ref_diffs)} differences"
+            f"{differ} of {res.codes_compared * len(backends)} output codes ({len(backends)} "
+            f"backend(s)) differ from torch (expected); plain step loop on the first "
+            f"{res.reference_queries} queries: {len(ref_diffs)} differences"
         )
         for line in ref_diffs[:10]:
             out(f"  {line}")

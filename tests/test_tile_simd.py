@@ -63,10 +63,16 @@ def _plain(ox: np.ndarray, ow: np.ndarray, g: int, reg: Register, wrap: bool
     return out
 
 
-def test_step_dense_equals_a_plain_loop(simd: None) -> None:
-    rng = np.random.default_rng(31)
+@pytest.mark.parametrize("shape", [(16, 1), (8, 3)])
+def test_step_dense_equals_a_plain_loop(simd: None, shape: tuple[int, int],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """shape: (lanes, queries) per item: the production one, and one that shares each
+    weight load among three queries (padding rows, several chains per step)."""
+    monkeypatch.setattr(tile_simd, "LANES", shape[0])
+    monkeypatch.setattr(tile_simd, "QUERIES", shape[1])
+    rng = np.random.default_rng(31 + shape[1])
     names = ("r", "events", "first_step", "first_value", "pmin", "pmax")
-    for case in range(160):
+    for case in range(160 if shape[1] == 1 else 60):
         q, k, n = int(rng.integers(1, 4)), int(rng.integers(1, 60)), int(rng.integers(1, 40))
         g = int(rng.integers(1, 8))
         xr = (-255, 255) if rng.random() < 0.4 else (0, 255)
@@ -88,19 +94,21 @@ def test_step_dense_equals_a_plain_loop(simd: None) -> None:
         want = _plain(ox, ow, g, reg, wrap)
         blocks = np.arange(n) // tile_simd.LANES
         stepped = np.zeros((q, n), dtype=bool)
+        qb = tile_simd.QUERIES
         for its in (items, titems):
             for qq, b in its:
-                stepped[qq, blocks == b] = True
+                stepped[qq:qq + qb, blocks == b] = True
         tracked = np.zeros((q, n), dtype=bool)
         for qq, b in titems:
-            tracked[qq, blocks == b] = True
+            tracked[qq:qq + qb, blocks == b] = True
         assert (stepped >= (mask | track)).all()
         for nm in names:
             sel = tracked if nm in ("pmin", "pmax") else stepped
             a = got[nm].astype(np.int64)
             assert np.array_equal(a[sel], want[nm][sel]), \
                 f"case {case} {nm}: G={g} bits={bits} wrap={wrap}"
-            assert not a[~stepped].any(), f"case {case} {nm}: a pair not stepped was written"
+            blank = -1 if nm == "first_step" else 0
+            assert (a[~stepped] == blank).all(), f"case {case} {nm}: a pair not stepped was written"
 
 
 @pytest.mark.parametrize("wrap", [False, True])
@@ -230,3 +238,43 @@ def test_self_test_catches_a_wrong_loop(monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.setattr(tile_simd, "step_dense", off_by_one)
     assert "differs" in tile_simd._self_test()
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_wrap_tiles_track_what_the_sign_hull_leaves_open(sign: int, simd: None,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wrapping, most pairs live (no absolute-sum product): the pairs whose sign hull
+    [S - U, U] leaves the final sums' width are tracked in the tiles, the others not; the
+    width is still exact (15 bits, one past a power of two)."""
+    from simulator.units import sign_split
+
+    monkeypatch.setattr(acc_chunked, "_most_pairs_live", lambda *a: True)
+    hulls = _count(monkeypatch, acc_chunked, "positive_bound")
+    used = _count(monkeypatch, tile_simd, "step_dense")
+    row = [-127] * 64 + [-65] + [127] * 65 if sign > 0 else [127] * 64 + [64] + [-127] * 65
+    quiet = [1, -1] * (len(row) // 2)  # partial sums in {0, 1}: inside every width
+    st = _check(_one_layer_net(np.array([row, quiet, row])),
+                ["accumulator.adder_tree_width=1", "mac.lanes=1", "accumulator.bits=12",
+                 "accumulator.overflow=wrap"], np.ones((4, len(row))), None, monkeypatch)
+    assert used["n"] > 0 and hulls["n"] > 0
+    assert st.min_safe_acc_bits == 15 and st.acc_wrap.sum() > 0
+    assert sign_split  # U itself: test_positive_bound_is_an_upper_bound
+
+
+def test_positive_bound_is_an_upper_bound() -> None:
+    from simulator.units.sign_split import positive_bound
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        q, k, n = (int(v) for v in rng.integers(1, 300, 3))
+        x = rng.integers(0, 256, (q, k))
+        x[rng.random((q, k)) < 0.3] = 0
+        w = rng.integers(-128, 128, (n, k)).astype(np.int8)
+        u = positive_bound(x.astype(np.int16), w, int(x.max()))
+        pos = x.astype(np.int64) @ np.maximum(w, 0).astype(np.int64).T
+        assert u is not None and u.dtype == np.int64
+        assert (u >= pos).all()
+        # inputs constant over each block of 4: the bound is exact
+        one = np.repeat(x[:, ::4], 4, axis=1)[:, :k]
+        u1 = positive_bound(one.astype(np.int16), w, max(int(one.max()), 1))
+        assert np.array_equal(u1, one.astype(np.int64) @ np.maximum(w, 0).astype(np.int64).T)

@@ -191,19 +191,7 @@ def split_sign_sums(
     if not (q and n and k) or xmax == 0:
         z = np.zeros((q, n), dtype=np.int64)
         return SplitSums(z, z.copy(), ox, ow, [], np.float64, cache)
-    if "sign_split_blocks" not in cache:
-        cache["sign_split_blocks"] = block_sums(ow)
-    plan = None
-    for dtype, exact in ((np.float32, 1 << 24), (np.float64, 1 << 53)):
-        ckey = ("sign_split_chunks", dtype, xmax)
-        if ckey not in cache:
-            cache[ckey] = split_chunks(cache["sign_split_blocks"], k, xmax, exact)
-        chunks = cache[ckey]
-        if chunks is not None:
-            if ("sign_split_pos_blocks", dtype) not in cache:
-                cache[("sign_split_pos_blocks", dtype)] = _pos_blocks_t(ow, dtype)
-            plan = (dtype, chunks)
-            break
+    plan = _plan(ow, k, xmax, cache)
     if plan is None:
         return None
     dtype, chunks = plan
@@ -228,6 +216,48 @@ def split_sign_sums(
         ba, bb = a // BOUND_BLOCK, -(-b // BOUND_BLOCK)
         np.add(pos_ub, xm[:, ba:bb] @ wpb[ba:bb], out=pos_ub, casting="unsafe")
     return SplitSums(total, pos_ub, ox, ow, chunks, dtype, cache)
+
+
+def _plan(ow: np.ndarray, k: int, xmax: int, cache: dict
+          ) -> tuple[type, list[tuple[int, int]]] | None:
+    """(float dtype, K-chunks) in which the sums and bounds are exact, or None; fills the
+    cache with the weights' block sums and positive block sums."""
+    if "sign_split_blocks" not in cache:
+        cache["sign_split_blocks"] = block_sums(ow)
+    for dtype, exact in ((np.float32, 1 << 24), (np.float64, 1 << 53)):
+        ckey = ("sign_split_chunks", dtype, xmax)
+        if ckey not in cache:
+            cache[ckey] = split_chunks(cache["sign_split_blocks"], k, xmax, exact)
+        chunks = cache[ckey]
+        if chunks is not None:
+            if ("sign_split_pos_blocks", dtype) not in cache:
+                cache[("sign_split_pos_blocks", dtype)] = _pos_blocks_t(ow, dtype)
+            return dtype, chunks
+    return None
+
+
+def positive_bound(ox: np.ndarray, ow: np.ndarray, xmax: int, cache: dict | None = None
+                   ) -> np.ndarray | None:
+    """int64 (Q, N) U >= the sum of the positive products of every pair (x' (Q, K) >= 0 with
+    max ``xmax``, w' (N, K)): the bound of :func:`split_sign_sums` alone, when the exact sums
+    are known already (every partial sum of a pair then lies in [S - U, U]). None when the
+    float products would not be exact."""
+    q, k = ox.shape
+    n = ow.shape[0]
+    cache = {} if cache is None else cache
+    if not (q and n and k) or xmax == 0:
+        return np.zeros((q, n), dtype=np.int64)
+    plan = _plan(ow, k, xmax, cache)
+    if plan is None:
+        return None
+    dtype, chunks = plan
+    wpb = cache[("sign_split_pos_blocks", dtype)]
+    xm = _block_max(ox.astype(dtype), dtype)
+    pos_ub = np.zeros((q, n), dtype=np.int64)
+    for a, b in chunks:  # a is a multiple of 64, so of B
+        ba, bb = a // BOUND_BLOCK, -(-b // BOUND_BLOCK)
+        np.add(pos_ub, xm[:, ba:bb] @ wpb[ba:bb], out=pos_ub, casting="unsafe")  # exact
+    return pos_ub
 
 
 def _ort_sums(ox: np.ndarray, ow: np.ndarray, xmax: int, cache: dict | None

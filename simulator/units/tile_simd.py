@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from ..fixedpoint import Register
+from .tile_simd_ir import LANES, QUERIES, tiles_ir
 
-LANES = 16  # neurons per item: two 8 x int32 AVX2 registers
 _STATE: dict[str, Any] = {}
 _LOCK = threading.RLock()  # self-test and compilation, once per process
 _INT32 = (1 << 31) - 1
@@ -80,169 +80,7 @@ def why_unavailable() -> str:
     return str(_STATE["why"])
 
 
-# ----------------------------------------------------------------------------- the IR
-
-
-def _ir(pairs: int, wrap: bool, track: bool) -> str:
-    """LLVM IR of ``tiles(items, i0, i1, x, xrow, w, wstride, steps, min, max, mask,
-    r, n, fs, fv, pmn, pmx, ostride)`` for ``pairs`` int16 pairs per step."""
-    v = f"<{LANES} x i32>"
-    h = f"<{2 * LANES} x i16>"
-    h32 = f"<{2 * LANES} x i32>"
-    b1 = f"<{LANES} x i1>"
-    even = ", ".join(f"i32 {2 * i}" for i in range(LANES))
-    odd = ", ".join(f"i32 {2 * i + 1}" for i in range(LANES))
-    true = ", ".join("i1 true" for _ in range(LANES))
-
-    def splat(name: str, scalar: str, ty: str = "i32") -> str:
-        return (f"  %{name}.s = insertelement {v} poison, {ty} {scalar}, i64 0\n"
-                f"  %{name} = shufflevector {v} %{name}.s, {v} poison, {v} zeroinitializer\n")
-
-    def step(p: str, r: str, n: str, pp: str) -> str:
-        """One adder-tree step of phase ``p`` from register %r and counter %n."""
-        out = [f"  %sb{p} = mul i64 %s{p}, {pairs}"]
-        acc = ""
-        for m in range(pairs):
-            t = f"{p}_{m}"
-            out.append(f"""  %xi{t} = add i64 %sb{p}, {m}
-  %xa{t} = getelementptr i32, ptr %xq, i64 %xi{t}
-  %x{t} = load i32, ptr %xa{t}, align 4
-{splat(f"xv{t}", f"%x{t}")}  %xh{t} = bitcast {v} %xv{t} to {h}
-  %wo{t} = mul i64 %xi{t}, {2 * LANES}
-  %wa{t} = getelementptr i16, ptr %wblk, i64 %wo{t}
-  %wv{t} = load {h}, ptr %wa{t}, align 2
-  %xe{t} = sext {h} %xh{t} to {h32}
-  %we{t} = sext {h} %wv{t} to {h32}
-  %pr{t} = mul {h32} %xe{t}, %we{t}
-  %pe{t} = shufflevector {h32} %pr{t}, {h32} poison, {v} <{even}>
-  %po{t} = shufflevector {h32} %pr{t}, {h32} poison, {v} <{odd}>
-  %md{t} = add {v} %pe{t}, %po{t}""")
-            if acc:
-                out.append(f"  %sm{t} = add {v} {acc}, %md{t}")
-                acc = f"%sm{t}"
-            else:
-                acc = f"%md{t}"
-        out.append(f"  %e{p} = add {v} {r}, {acc}")
-        if wrap:
-            out.append(f"  %d{p} = sub {v} %e{p}, %mnv\n  %a{p} = and {v} %d{p}, %mkv\n"
-                       f"  %c{p} = add {v} %a{p}, %mnv")
-        else:
-            out.append(f"  %l{p} = call {v} @llvm.smax.v{LANES}i32({v} %e{p}, {v} %mnv)\n"
-                       f"  %c{p} = call {v} @llvm.smin.v{LANES}i32({v} %l{p}, {v} %mxv)")
-        out.append(f"  %eq{p} = icmp eq {v} %c{p}, %e{p}\n"
-                   f"  %eqs{p} = sext {b1} %eq{p} to {v}\n  %n{p}n = add {v} {n}, %eqs{p}")
-        if track:
-            out.append(f"  %P{p}n = add {v} %P{p}, {acc}\n"
-                       f"  %pl{p}n = call {v} @llvm.smin.v{LANES}i32({v} %pl{p}, {v} %P{p}n)\n"
-                       f"  %ph{p}n = call {v} @llvm.smax.v{LANES}i32({v} %ph{p}, {v} %P{p}n)")
-        return "\n".join(out)
-
-    def tracked_phis(p: str, first: str, loop: str, init: tuple[str, str, str]) -> str:
-        if not track:
-            return ""
-        return "\n".join(
-            f"  %{nm}{p} = phi {v} [ {i}, %{first} ], [ %{nm}{p}n, %{loop} ]"
-            for nm, i in zip(("P", "pl", "ph"), init, strict=True))
-
-    z = "zeroinitializer"
-    return f"""
-declare {v} @llvm.smax.v{LANES}i32({v}, {v})
-declare {v} @llvm.smin.v{LANES}i32({v}, {v})
-
-define void @tiles(ptr noalias %items, i64 %i0, i64 %i1, ptr noalias %xp, i64 %xrow,
-                   ptr noalias %wp, i64 %wstride, i64 %steps, i32 %mn, i32 %mx, i32 %mask,
-                   ptr noalias %ro, ptr noalias %no, ptr noalias %fso, ptr noalias %fvo,
-                   ptr noalias %plo, ptr noalias %pho, i64 %ostride) {{
-entry:
-{splat("mnv", "%mn")}{splat("mxv", "%mx")}{splat("mkv", "%mask")}{splat("big", "2147483647")}\
-  %st32 = trunc i64 %steps to i32
-{splat("stv", "%st32")}  %any = icmp slt i64 %i0, %i1
-  br i1 %any, label %item, label %done
-
-item:
-  %i = phi i64 [ %i0, %entry ], [ %inext, %store ]
-  %i2 = mul i64 %i, 2
-  %qa = getelementptr i64, ptr %items, i64 %i2
-  %q = load i64, ptr %qa, align 8
-  %i2b = add i64 %i2, 1
-  %ba = getelementptr i64, ptr %items, i64 %i2b
-  %b = load i64, ptr %ba, align 8
-  %xoff = mul i64 %q, %xrow
-  %xq = getelementptr i32, ptr %xp, i64 %xoff
-  %woff = mul i64 %b, %wstride
-  %wblk = getelementptr i16, ptr %wp, i64 %woff
-  br label %p1
-
-p1:
-  %s1 = phi i64 [ 0, %item ], [ %s1n, %p1body ]
-  %r1 = phi {v} [ {z}, %item ], [ %c1, %p1body ]
-  %n1 = phi {v} [ {z}, %item ], [ %n1n, %p1body ]
-  %fs1 = phi {v} [ %big, %item ], [ %fs1n, %p1body ]
-  %fv1 = phi {v} [ {z}, %item ], [ %fv1n, %p1body ]
-{tracked_phis("1", "item", "p1body", (z, z, z))}
-  %more1 = icmp slt i64 %s1, %steps
-  br i1 %more1, label %p1body, label %store
-
-p1body:
-{step("1", "%r1", "%n1", "%P1")}
-  %ne1 = xor {b1} %eq1, <{true}>
-  %nof1 = icmp eq {v} %fs1, %big
-  %new1 = and {b1} %ne1, %nof1
-  %s1t = trunc i64 %s1 to i32
-{splat("s1v", "%s1t")}  %fs1n = select {b1} %new1, {v} %s1v, {v} %fs1
-  %fv1n = select {b1} %new1, {v} %e1, {v} %fv1
-  %s1n = add i64 %s1, 1
-  %had = icmp ne {v} %fs1n, %big
-  %hadb = bitcast {b1} %had to i{LANES}
-  %all = icmp eq i{LANES} %hadb, -1
-  br i1 %all, label %p2, label %p1
-
-p2:
-  %s2 = phi i64 [ %s1n, %p1body ], [ %s2n, %p2body ]
-  %r2 = phi {v} [ %c1, %p1body ], [ %c2, %p2body ]
-  %n2 = phi {v} [ %n1n, %p1body ], [ %n2n, %p2body ]
-{tracked_phis("2", "p1body", "p2body", ("%P1n", "%pl1n", "%ph1n"))}
-  %more2 = icmp slt i64 %s2, %steps
-  br i1 %more2, label %p2body, label %store
-
-p2body:
-{step("2", "%r2", "%n2", "%P2")}
-  %s2n = add i64 %s2, 1
-  br label %p2
-
-store:
-  %rf = phi {v} [ %r1, %p1 ], [ %r2, %p2 ]
-  %nf = phi {v} [ %n1, %p1 ], [ %n2, %p2 ]
-  %fsf = phi {v} [ %fs1, %p1 ], [ %fs1n, %p2 ]
-  %fvf = phi {v} [ %fv1, %p1 ], [ %fv1n, %p2 ]
-{"  %plf = phi " + v + " [ %pl1, %p1 ], [ %pl2, %p2 ]" if track else ""}
-{"  %phf = phi " + v + " [ %ph1, %p1 ], [ %ph2, %p2 ]" if track else ""}
-  %evn = add {v} %stv, %nf
-  %none = icmp eq {v} %fsf, %big
-  %fso1 = select {b1} %none, {v} <{", ".join("i32 -1" for _ in range(LANES))}>, {v} %fsf
-  %o1 = mul i64 %q, %ostride
-  %o2 = mul i64 %b, {LANES}
-  %o = add i64 %o1, %o2
-  %ra = getelementptr i32, ptr %ro, i64 %o
-  store {v} %rf, ptr %ra, align 4
-  %na = getelementptr i32, ptr %no, i64 %o
-  store {v} %evn, ptr %na, align 4
-  %fa = getelementptr i32, ptr %fso, i64 %o
-  store {v} %fso1, ptr %fa, align 4
-  %va = getelementptr i32, ptr %fvo, i64 %o
-  store {v} %fvf, ptr %va, align 4
-{f"  %la = getelementptr i32, ptr %plo, i64 %o{chr(10)}  store {v} %plf, ptr %la, align 4"
- if track else ""}
-{f"  %ha = getelementptr i32, ptr %pho, i64 %o{chr(10)}  store {v} %phf, ptr %ha, align 4"
- if track else ""}
-  %inext = add i64 %i, 1
-  %imore = icmp slt i64 %inext, %i1
-  br i1 %imore, label %item, label %done
-
-done:
-  ret void
-}}
-"""
+# ------------------------------------------------------------------------ compiling
 
 
 _ARGS = ("P", "I", "I", "P", "I", "P", "I", "I", "i", "i", "i", "P", "P", "P", "P", "P", "P",
@@ -251,7 +89,7 @@ _ARGS = ("P", "I", "I", "P", "I", "P", "I", "I", "i", "i", "i", "P", "P", "P", "
 
 def _kernel(pairs: int, wrap: bool, track: bool) -> Any:
     """The compiled ``tiles`` function (ctypes) of this variant, compiled once per process."""
-    key = ("fn", pairs, wrap, track)
+    key = ("fn", pairs, wrap, track, LANES, QUERIES)
     if key in _STATE:
         return _STATE[key]
     with _LOCK:
@@ -271,7 +109,7 @@ def _compile(pairs: int, wrap: bool, track: bool) -> Any:
             cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
             opt=3)
     tm = _STATE["tm"]
-    mod = llvm.parse_assembly(_ir(pairs, wrap, track))
+    mod = llvm.parse_assembly(tiles_ir(pairs, wrap, track, LANES, QUERIES))
     mod.verify()
     pb = llvm.create_pass_builder(tm, llvm.PipelineTuningOptions(speed_level=3))
     pb.getModulePassManager().run(mod, pb)
@@ -279,7 +117,7 @@ def _compile(pairs: int, wrap: bool, track: bool) -> Any:
     engine.finalize_object()
     ct = {"P": ctypes.c_void_p, "I": ctypes.c_int64, "i": ctypes.c_int32}
     fn = ctypes.CFUNCTYPE(None, *(ct[a] for a in _ARGS))(engine.get_function_address("tiles"))
-    _STATE[("engine", pairs, wrap, track)] = engine  # the code lives as long as its engine
+    _STATE[("engine", pairs, wrap, track, LANES, QUERIES)] = engine  # keeps the code alive
     return fn
 
 
@@ -301,9 +139,10 @@ def _slots(a: np.ndarray, g: int, steps: int) -> np.ndarray:
 
 
 def weight_blocks(ow: np.ndarray, g: int, cache: dict | None = None) -> np.ndarray:
-    """w' (N, K) as int16 (ceil(N / 16), steps * pairs, 16, 2): per lane block, per int16
-    pair of a step, the 16 neurons' two weights (kept with read-only weights)."""
-    key = ("tile_simd_w", g)
+    """w' (N, K) as int16 (ceil(N / LANES), steps * pairs, LANES, 2): per lane block, per
+    int16 pair of a step, the block's weights for its two inputs (kept with read-only
+    weights)."""
+    key = ("tile_simd_w", g, LANES)
     if cache is not None and key in cache:
         return cache[key]
     n, k = ow.shape
@@ -335,20 +174,23 @@ def step_dense(
     track_items: np.ndarray | None = None,
     cache: dict | None = None,
 ) -> tuple[np.ndarray, ...]:
-    """Step the items (int64 (M, 2): query, lane block) over every input, dense schedule of
-    G-input steps; ``track_items`` likewise, with partial sums tracked.
+    """Step the items (:func:`items_of`) over every input, dense schedule of G-input steps;
+    ``track_items`` likewise, with partial sums tracked.
 
     ox: (Q, K) x' integers, ow: (N, K) w' integers (:func:`fits` must hold). Returns int32
-    (Q, 16 * blocks) arrays r, events, first step (-1: none), first value (e), partial min,
-    partial max (zeros where not tracked); entries of pairs not stepped are 0.
+    (Q, N) arrays r, events, first step (-1: none), first value (e), partial min, partial
+    max (zeros where not tracked); entries of pairs not stepped are 0 (first step -1).
     """
     q, k = ox.shape
     steps = -(-k // g)
     pairs = -(-g // 2)
-    xs = _slots(ox, g, steps).view(np.int32)  # each int32: one step's int16 pair
+    rows = -(-q // QUERIES) * QUERIES  # items start at multiples of QUERIES
+    xs = np.zeros((rows, steps * pairs), dtype=np.int32)
+    xs[:q] = _slots(ox, g, steps).view(np.int32)  # each int32: one step's int16 pair
     wb = weight_blocks(ow, g, cache)
     cols = wb.shape[0] * LANES
-    outs = [np.zeros((q, cols), dtype=np.int32) for _ in range(6)]
+    outs = [np.zeros((rows, cols), dtype=np.int32) for _ in range(6)]
+    outs[2][:] = -1  # first step: written only at a first event
     mask = (1 << reg.bits) - 1  # bits <= 31 (fits)
     runs = [(items, False)] + ([(track_items, True)] if track_items is not None else [])
     ptrs = [o.ctypes.data for o in outs]
@@ -377,18 +219,20 @@ def step_dense(
             for t in workers:
                 t.join()
     n = ow.shape[0]
-    return tuple(o[:, :n] for o in outs)
+    return tuple(o[:q, :n] for o in outs)
 
 
 def items_of(mask: np.ndarray) -> np.ndarray:
-    """int64 (M, 2) items (query, lane block) holding a True of ``mask`` (Q, N), ordered by
-    lane block (its weights stay in cache across queries)."""
+    """int64 (M, 2) items (first query, lane block): QUERIES queries from a multiple of
+    QUERIES, LANES neurons, holding a True of ``mask`` (Q, N); ordered by lane block (its
+    weights stay in cache across queries)."""
     q, n = mask.shape
     nb = -(-n // LANES)
-    pad = np.zeros((q, nb * LANES), dtype=np.bool_)
-    pad[:, :n] = mask
-    qs, bs = np.nonzero(pad.reshape(q, nb, LANES).any(axis=2).T)[::-1]
-    return np.stack([qs, bs], axis=1).astype(np.int64)
+    ng = -(-q // QUERIES)
+    pad = np.zeros((ng * QUERIES, nb * LANES), dtype=np.bool_)
+    pad[:q, :n] = mask
+    bs, gs = np.nonzero(pad.reshape(ng, QUERIES, nb, LANES).any(axis=(1, 3)).T)
+    return np.stack([gs * QUERIES, bs], axis=1).astype(np.int64)
 
 
 # ------------------------------------------------------------------------ self-test

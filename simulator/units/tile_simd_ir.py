@@ -1,0 +1,218 @@
+"""LLVM IR text of the SIMD tile loop (compiled by tile_simd.py).
+
+``tiles(items, i0, i1, x, xrow, w, wstride, steps, min, max, mask, r, n, fs, fv, plo, phi,
+ostride)`` steps items i0..i1-1. Item i = (q, b): queries q .. q + QUERIES - 1 and the
+LANES neurons of lane block b, over every adder-tree step.
+
+Operands, per step s and int16 pair m (``pairs`` per step):
+
+* x: int32 (queries, xrow), element [q, s * pairs + m] = two int16 inputs (low, high);
+* w: int16, block b at w + b * wstride, element [(s * pairs + m) * 2 * LANES + 2 l + h] =
+  the weight of lane l for input h of the pair.
+
+The pair's two products are summed in int32 (sext, mul, add of even and odd lanes: LLVM
+emits ``vpmaddwd`` on x86). Per lane: e = r + tree output; wrap: r = ((e - min) & mask) +
+min, saturate: r = clamp(e, min, max); an event iff r != e, counted as steps + sum of the
+(-1 / 0) equality masks. Phase 1 also keeps each lane's first event (step and e, selected
+in registers) and runs until every lane of the item has had one; phase 2 then runs without.
+``track`` keeps the exact partial sum P and its min / max (from 0). Outputs: int32 arrays
+[query, b * LANES + l], row stride ``ostride``; fs = -1 without an event. ``freeze``: the
+tree output is frozen before it joins the register, so that the register's loop-carried
+chain holds one addition (LLVM reassociates r + (a + b) to (r + a) + b otherwise; ~3-5 %).
+"""
+
+from __future__ import annotations
+
+LANES = 16  # neurons per item: two AVX2 registers of int32 (two independent chains)
+QUERIES = 1  # queries per item (2 or 4 share each weight load, but spilled: slower here)
+
+
+def tiles_ir(pairs: int, wrap: bool, track: bool, lanes: int = LANES,
+             queries: int = QUERIES, freeze: bool = True) -> str:
+    """The module text: ``tiles`` and the declarations it uses."""
+    v = f"<{lanes} x i32>"
+    h = f"<{2 * lanes} x i16>"
+    h32 = f"<{2 * lanes} x i32>"
+    b1 = f"<{lanes} x i1>"
+    even = ", ".join(f"i32 {2 * i}" for i in range(lanes))
+    odd = ", ".join(f"i32 {2 * i + 1}" for i in range(lanes))
+    ones = ", ".join("i1 true" for _ in range(lanes))
+    minus1 = ", ".join("i32 -1" for _ in range(lanes))
+    z = "zeroinitializer"
+    us = range(queries)
+    smin, smax = f"@llvm.smin.v{lanes}i32", f"@llvm.smax.v{lanes}i32"
+
+    def splat(name: str, scalar: str) -> str:
+        return (f"  %{name}.s = insertelement {v} poison, i32 {scalar}, i64 0\n"
+                f"  %{name} = shufflevector {v} %{name}.s, {v} poison, {v} {z}\n")
+
+    def step(p: str) -> str:
+        """Phase ``p``'s step s{p}: e, new register c, counter, partial sums, per query."""
+        out = [f"  %sb{p} = mul i64 %s{p}, {pairs}"]
+        tree = {u: "" for u in us}
+        for m in range(pairs):
+            t = f"{p}_{m}"
+            out.append(f"  %xi{t} = add i64 %sb{p}, {m}\n"
+                       f"  %wo{t} = mul i64 %xi{t}, {2 * lanes}\n"
+                       f"  %wa{t} = getelementptr i16, ptr %wblk, i64 %wo{t}\n"
+                       f"  %wv{t} = load {h}, ptr %wa{t}, align 2\n"
+                       f"  %we{t} = sext {h} %wv{t} to {h32}")
+            for u in us:
+                tu = f"{t}_{u}"
+                out.append(f"  %xa{tu} = getelementptr i32, ptr %xq{u}, i64 %xi{t}\n"
+                           f"  %x{tu} = load i32, ptr %xa{tu}, align 4\n"
+                           + splat(f"xv{tu}", f"%x{tu}") +
+                           f"  %xh{tu} = bitcast {v} %xv{tu} to {h}\n"
+                           f"  %xe{tu} = sext {h} %xh{tu} to {h32}\n"
+                           f"  %pr{tu} = mul {h32} %xe{tu}, %we{t}\n"
+                           f"  %pe{tu} = shufflevector {h32} %pr{tu}, {h32} poison, {v} <{even}>\n"
+                           f"  %po{tu} = shufflevector {h32} %pr{tu}, {h32} poison, {v} <{odd}>\n"
+                           f"  %md{tu} = add {v} %pe{tu}, %po{tu}")
+                if tree[u]:
+                    out.append(f"  %sm{tu} = add {v} {tree[u]}, %md{tu}")
+                    tree[u] = f"%sm{tu}"
+                else:
+                    tree[u] = f"%md{tu}"
+        for u in us:
+            pu = f"{p}_{u}"
+            if freeze:
+                out.append(f"  %t{pu} = freeze {v} {tree[u]}\n  %e{pu} = add {v} %r{pu}, %t{pu}")
+            else:
+                out.append(f"  %e{pu} = add {v} %r{pu}, {tree[u]}")
+            if wrap:
+                out.append(f"  %d{pu} = sub {v} %e{pu}, %mnv\n  %a{pu} = and {v} %d{pu}, %mkv\n"
+                           f"  %c{pu} = add {v} %a{pu}, %mnv")
+            else:
+                out.append(f"  %l{pu} = call {v} {smax}({v} %e{pu}, {v} %mnv)\n"
+                           f"  %c{pu} = call {v} {smin}({v} %l{pu}, {v} %mxv)")
+            out.append(f"  %eq{pu} = icmp eq {v} %c{pu}, %e{pu}\n"
+                       f"  %eqs{pu} = sext {b1} %eq{pu} to {v}\n"
+                       f"  %n{pu}n = add {v} %n{pu}, %eqs{pu}")
+            if track:
+                out.append(f"  %P{pu}n = add {v} %P{pu}, {tree[u]}\n"
+                           f"  %pl{pu}n = call {v} {smin}({v} %pl{pu}, {v} %P{pu}n)\n"
+                           f"  %ph{pu}n = call {v} {smax}({v} %ph{pu}, {v} %P{pu}n)")
+        return "\n".join(out)
+
+    def phis(p: str, first: str, loop: str, init: dict[str, str]) -> str:
+        """Per query: the loop-carried values of phase ``p`` (init: name -> value from
+        block ``first``, ``{u}`` standing for the query)."""
+        lines = []
+        for u in us:
+            for nm, i in init.items():
+                if nm in ("P", "pl", "ph") and not track:
+                    continue
+                nxt = f"%c{p}_{u}" if nm == "r" else f"%{nm}{p}_{u}n"
+                lines.append(f"  %{nm}{p}_{u} = phi {v} [ {i.format(u=u)}, %{first} ], "
+                             f"[ {nxt}, %{loop} ]")
+        return "\n".join(lines)
+
+    first_events = []
+    for u in us:
+        pu = f"1_{u}"
+        first_events.append(
+            f"  %ne{pu} = xor {b1} %eq{pu}, <{ones}>\n"
+            f"  %nof{pu} = icmp eq {v} %fs{pu}, %big\n"
+            f"  %new{pu} = and {b1} %ne{pu}, %nof{pu}\n"
+            f"  %fs{pu}n = select {b1} %new{pu}, {v} %s1v, {v} %fs{pu}\n"
+            f"  %fv{pu}n = select {b1} %new{pu}, {v} %e{pu}, {v} %fv{pu}\n"
+            f"  %had{pu} = icmp ne {v} %fs{pu}n, %big")
+    had = "%had1_0"
+    for u in list(us)[1:]:
+        first_events.append(f"  %hand{u} = and {b1} {had}, %had1_{u}")
+        had = f"%hand{u}"
+    last1 = "p1body"
+
+    init1 = {"r": z, "n": z, "fs": "%big", "fv": z, "P": z, "pl": z, "ph": z}
+    init2 = {"r": "%c1_{u}", "n": "%n1_{u}n", "P": "%P1_{u}n", "pl": "%pl1_{u}n",
+             "ph": "%ph1_{u}n"}
+    xq = "\n".join(f"  %qu{u} = add i64 %q, {u}\n  %xo{u} = mul i64 %qu{u}, %xrow\n"
+                   f"  %xq{u} = getelementptr i32, ptr %xp, i64 %xo{u}" for u in us)
+    final = []
+    for u in us:
+        final.append(
+            f"  %rf{u} = phi {v} [ %r1_{u}, %p1 ], [ %r2_{u}, %p2 ]\n"
+            f"  %nf{u} = phi {v} [ %n1_{u}, %p1 ], [ %n2_{u}, %p2 ]\n"
+            f"  %fsf{u} = phi {v} [ %fs1_{u}, %p1 ], [ %fs1_{u}n, %p2 ]\n"
+            f"  %fvf{u} = phi {v} [ %fv1_{u}, %p1 ], [ %fv1_{u}n, %p2 ]")
+        if track:
+            final.append(f"  %plf{u} = phi {v} [ %pl1_{u}, %p1 ], [ %pl2_{u}, %p2 ]\n"
+                         f"  %phf{u} = phi {v} [ %ph1_{u}, %p1 ], [ %ph2_{u}, %p2 ]")
+    stores = []
+    for u in us:
+        outs = [("ro", f"%rf{u}"), ("no", f"%ev{u}"), ("fso", f"%fso{u}"), ("fvo", f"%fvf{u}")]
+        if track:
+            outs += [("plo", f"%plf{u}"), ("pho", f"%phf{u}")]
+        stores.append(f"  %ev{u} = add {v} %stv, %nf{u}\n"
+                      f"  %none{u} = icmp eq {v} %fsf{u}, %big\n"
+                      f"  %fso{u} = select {b1} %none{u}, {v} <{minus1}>, {v} %fsf{u}\n"
+                      f"  %or{u} = mul i64 %qu{u}, %ostride\n"
+                      f"  %o{u} = add i64 %or{u}, %bl")
+        for arr, val in outs:
+            stores.append(f"  %{arr}a{u} = getelementptr i32, ptr %{arr}, i64 %o{u}\n"
+                          f"  store {v} {val}, ptr %{arr}a{u}, align 4")
+    return f"""
+declare {v} {smax}({v}, {v})
+declare {v} {smin}({v}, {v})
+
+define void @tiles(ptr noalias %items, i64 %i0, i64 %i1, ptr noalias %xp, i64 %xrow,
+                   ptr noalias %wp, i64 %wstride, i64 %steps, i32 %mn, i32 %mx, i32 %mask,
+                   ptr noalias %ro, ptr noalias %no, ptr noalias %fso, ptr noalias %fvo,
+                   ptr noalias %plo, ptr noalias %pho, i64 %ostride) {{
+entry:
+{splat("mnv", "%mn")}{splat("mxv", "%mx")}{splat("mkv", "%mask")}{splat("big", "2147483647")}\
+  %st32 = trunc i64 %steps to i32
+{splat("stv", "%st32")}  %any = icmp slt i64 %i0, %i1
+  br i1 %any, label %item, label %done
+
+item:
+  %i = phi i64 [ %i0, %entry ], [ %inext, %store ]
+  %i2 = mul i64 %i, 2
+  %qa = getelementptr i64, ptr %items, i64 %i2
+  %q = load i64, ptr %qa, align 8
+  %i2b = add i64 %i2, 1
+  %ba = getelementptr i64, ptr %items, i64 %i2b
+  %b = load i64, ptr %ba, align 8
+  %bl = mul i64 %b, {lanes}
+{xq}
+  %woff = mul i64 %b, %wstride
+  %wblk = getelementptr i16, ptr %wp, i64 %woff
+  br label %p1
+
+p1:
+  %s1 = phi i64 [ 0, %item ], [ %s1n, %{last1} ]
+{phis("1", "item", last1, init1)}
+  %more1 = icmp slt i64 %s1, %steps
+  br i1 %more1, label %p1body, label %store
+
+p1body:
+{step("1")}
+  %s1t = trunc i64 %s1 to i32
+{splat("s1v", "%s1t")}{chr(10).join(first_events)}
+  %s1n = add i64 %s1, 1
+  %hadb = bitcast {b1} {had} to i{lanes}
+  %all = icmp eq i{lanes} %hadb, -1
+  br i1 %all, label %p2, label %p1
+
+p2:
+  %s2 = phi i64 [ %s1n, %{last1} ], [ %s2n, %p2body ]
+{phis("2", last1, "p2body", init2)}
+  %more2 = icmp slt i64 %s2, %steps
+  br i1 %more2, label %p2body, label %store
+
+p2body:
+{step("2")}
+  %s2n = add i64 %s2, 1
+  br label %p2
+
+store:
+{chr(10).join(final)}
+{chr(10).join(stores)}
+  %inext = add i64 %i, 1
+  %imore = icmp slt i64 %inext, %i1
+  br i1 %imore, label %item, label %done
+
+done:
+  ret void
+}}
+"""
