@@ -278,3 +278,27 @@ def test_positive_bound_is_an_upper_bound() -> None:
         one = np.repeat(x[:, ::4], 4, axis=1)[:, :k]
         u1 = positive_bound(one.astype(np.int16), w, max(int(one.max()), 1))
         assert np.array_equal(u1, one.astype(np.int64) @ np.maximum(w, 0).astype(np.int64).T)
+
+
+def test_a_failing_variant_stays_unused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each variant is checked against a plain loop before its first use: one that differs
+    is never used (the float tiles run, with the same results), the others still are."""
+    monkeypatch.setenv("HWSIM_NUMBA", "1")
+    if not tile_stepper.tiles_available() or not tile_simd.available():
+        pytest.skip("no compiled tiles here")
+    state = {k: v for k, v in tile_simd._STATE.items() if not (
+        isinstance(k, tuple) and k[0] == "ready")}
+    monkeypatch.setattr(tile_simd, "_STATE", state)
+    real = tile_simd._check
+    monkeypatch.setattr(tile_simd, "_check",
+                        lambda g, wrap: "broken" if -(-g // 2) == 1 else real(g, wrap))
+    assert not tile_simd.ready(1, True) and not tile_simd.ready(2, False)
+    assert tile_simd.ready(3, True) and tile_simd.ready(4, False)
+    monkeypatch.setattr(acc_chunked, "events_dense", lambda *a: True)
+    used = _count(monkeypatch, tile_simd, "step_dense")
+    floats = _count(monkeypatch, tile_stepper, "step_tiles")
+    row = [-127] * 64 + [-65] + [127] * 65
+    _check(_one_layer_net(np.array([row, row])),
+           ["accumulator.adder_tree_width=2", "mac.lanes=1", "accumulator.bits=12",
+            "accumulator.overflow=saturate"], np.ones((3, len(row))), None, monkeypatch)
+    assert used["n"] == 0 and floats["n"] > 0

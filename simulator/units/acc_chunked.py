@@ -250,7 +250,8 @@ def accumulate_chunked(
     else:
         hull = None
         if corr is None and xr[0] >= 0 and not keep_bounds and \
-                simd_applies(not spec.event_driven, spec.adder_tree_width, k, reg, xr, wr):
+                simd_applies(not spec.event_driven, spec.adder_tree_width, k, reg, xr, wr,
+                             spec.overflow == "wrap"):
             hull = _sign_hull(oxs, ows, s, xr[1], reg, safe, cache)
         if hull is not None:
             neg, pos = hull
@@ -293,7 +294,7 @@ def accumulate_chunked(
             neg[qs[sub], js[sub]], pos[qs[sub], js[sub]], narrowest, -(-k // cs), policy)
         # wrap, most pairs: whole pairs in SIMD tiles beat the streamed pass's chunk products
         simd_wrap = (not dense_events and policy == "wrap" and qs.size * 2 >= q_count * n
-                     and simd_applies(not spec.event_driven, g, k, reg, xr, wr))
+                     and simd_applies(not spec.event_driven, g, k, reg, xr, wr, True))
         track = None  # pairs whose partial sums may widen min_safe_acc_bits (tiles only)
         if (dense_events or simd_wrap) and safe is not None and neg is not None:
             track = (pick(neg) < safe.min) | (pick(pos) > safe.max)
@@ -317,7 +318,7 @@ def accumulate_chunked(
         elif dense_events or simd_wrap:  # whole pairs in tiles, vectorised across neurons
             width = None
             if track is not None and bool(track.any()) and plan.dense and \
-                    not simd_applies(True, g, k, reg, xr, wr):  # SIMD tiles track cheaply
+                    not simd_applies(True, g, k, reg, xr, wr, policy == "wrap"):  # tracks cheaply
                 width = _partial_range(plan, oxs, ows, qs[track], js[track], safe, xr, wr,
                                        cache)
             if width is not None:  # the tiles need not track partial sums

@@ -170,7 +170,7 @@ def evaluate_tiles(
     """
     if not tiles_available():
         return None
-    if simd_applies(plan.dense, plan.g, plan.k, reg, xr, wr):
+    if simd_applies(plan.dense, plan.g, plan.k, reg, xr, wr, policy == "wrap"):
         return _evaluate_simd(plan, ox, ow, qs, js, reg, policy, cache, track)
     dt = float_for_tiles(reg, plan.g, plan.k, xr, wr)
     if dt is None:
@@ -204,12 +204,12 @@ def evaluate_tiles(
 
 
 def simd_applies(dense: bool, g: int, k: int, reg: Register, xr: tuple[int, int],
-                 wr: tuple[int, int]) -> bool:
+                 wr: tuple[int, int], wrap: bool) -> bool:
     """True when :func:`evaluate_tiles` steps with the SIMD loop of tile_simd.py (dense
     schedule, int32 lanes exact, compiled loop available): several times faster than the
     float tiles, so also worth it where the streamed wrap pass would skip most chunks."""
     return (dense and tiles_available() and tile_simd.fits(reg, g, k, xr, wr)
-            and tile_simd.available())
+            and tile_simd.ready(g, wrap))
 
 
 def _evaluate_simd(
