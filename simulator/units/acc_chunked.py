@@ -269,7 +269,11 @@ def accumulate_chunked(
         policy = spec.overflow if event_possible else "wrap"
         if safe is not None:
             live |= (neg < safe.min) | (pos > safe.max)
-        qs, js = np.nonzero(live)
+        if np.count_nonzero(live) == live.size:  # every pair, row-major, without nonzero()
+            qs = np.repeat(np.arange(q_count, dtype=np.int64), n)
+            js = np.tile(np.arange(n, dtype=np.int64), q_count)
+        else:
+            qs, js = np.nonzero(live)
         del live
     zeros = np.zeros(n, dtype=np.int64)
     stats = LaneStats(zeros.copy(), zeros.copy(), zeros.copy(), 0, None, 0)
@@ -353,14 +357,21 @@ def accumulate_chunked(
         else:
             acc[qs, js] = r
         for dst, cnt in ((stats.acc_wrap, wraps), (stats.acc_saturate, sats)):
-            if cnt.any():  # per-neuron sums (exact: far below 2**53)
+            if not cnt.any():
+                continue
+            if every:  # per-neuron sums: rows of neurons
+                dst += cnt.reshape(q_count, n).sum(axis=0, dtype=np.int64)
+            else:  # exact: far below 2**53
                 dst += np.bincount(js, weights=cnt, minlength=n).astype(np.int64)
         ev = np.flatnonzero(wraps + sats)
         if ev.size:
             pair_rows.append(_pair_rows_later(qs, js, wraps, sats, ev))
-            tiles = js[ev] // spec.lanes
-            i0 = _first_of(qs[ev], tiles, first_step[ev], js[ev])
-            e0 = ev[i0]
+            # the first event lies in the first query that has one (qs is sorted)
+            q0 = qs[ev[0]]
+            sel = ev[:np.searchsorted(ev, np.searchsorted(qs, q0, side="right"))]
+            tiles = js[sel] // spec.lanes
+            i0 = _first_of(qs[sel], tiles, first_step[sel], js[sel])
+            e0 = sel[i0]
             acc_first = (int(qs[e0]), int(tiles[i0]), int(first_step[e0]), int(js[e0]),
                          int(first_value[e0]))
             stats.first = (acc_first[0], acc_first[3], acc_first[2])

@@ -23,7 +23,10 @@ likewise); :func:`float_for_tiles` decides. The exact partial sums (for ``min_sa
 are tracked per pair in float64 (|P| <= K max|x'| max|w'| < 2**53).
 
 numba only (``pip install 'tempo-hwsim[fast]'``); without it the chunked path's numpy
-stepper (simulator/units/partial_sums.py) computes the same integers.
+stepper (simulator/units/partial_sums.py) computes the same integers. On a dense schedule
+whose values fit int32 lanes, :func:`evaluate_tiles` hands the pairs to the SIMD loop of
+tile_simd.py instead (:func:`simd_applies`; ~5x faster), and these float tiles serve the
+rest (event_driven schedules, registers past 31 bits, ``HWSIM_SIMD=0``).
 """
 
 from __future__ import annotations
@@ -231,8 +234,11 @@ def _evaluate_simd(
     if not every:
         live[qs, js] = True
     tq, tj = (qs, js) if track is None else (qs[track], js[track])
-    tmask = np.zeros((q_count, n), dtype=np.bool_)
-    tmask[tq, tj] = True
+    if every and track is not None:
+        tmask = track.reshape(q_count, n)
+    else:
+        tmask = np.zeros((q_count, n), dtype=np.bool_)
+        tmask[tq, tj] = True
     items = tile_simd.items_of(live & ~tmask)
     titems = tile_simd.items_of(tmask) if tq.size else None
     if titems is not None:  # a block stepped with tracking need not be stepped again
