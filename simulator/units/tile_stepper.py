@@ -249,11 +249,11 @@ def _evaluate_simd(
     r, ev, fs, fv, pmn, pmx = tile_simd.step_dense(ox, ow, plan.g, reg, policy == "wrap",
                                                    items, titems, cache)
 
-    def pick(a: np.ndarray) -> np.ndarray:
-        return (a.reshape(-1) if every and a.flags.c_contiguous else a[qs, js]).astype(np.int64)
+    def pick(a: np.ndarray) -> np.ndarray:  # int32 kept: every value fits (tile_simd.fits)
+        return a.reshape(-1) if every and a.flags.c_contiguous else a[qs, js]
 
     ev = pick(ev)
-    zeros = np.zeros(qs.size, dtype=np.int64)
+    zeros = np.zeros(qs.size, dtype=np.int32)
     wraps, sats = (ev, zeros) if policy == "wrap" else (zeros, ev)
     pmin = int(pmn[tq, tj].min(initial=0)) if tq.size else 0
     pmax = int(pmx[tq, tj].max(initial=0)) if tq.size else 0
