@@ -158,15 +158,23 @@ def _count(monkeypatch: pytest.MonkeyPatch, mod: object, name: str) -> dict[str,
 
 @pytest.mark.slow  # ~20 s: the stepwise engine on 60 configurations
 def test_simd_tiles_equal_stepwise(simd: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whole-pair tiles forced (events_dense), random configurations of every mode: the
-    dense ones run in SIMD tiles, the event-driven ones in the float tiles."""
+    """Whole-pair tiles forced (events_dense), random configurations of every mode, dense
+    and event-driven (gathered weights), all in SIMD tiles where the values fit int32."""
     monkeypatch.setattr(acc_chunked, "events_dense", lambda *a: True)
     used = _count(monkeypatch, tile_simd, "step_dense")
+    gathered = {"n": 0}
+    real = tile_simd.step_dense
+
+    def counting(*a, **kw):
+        gathered["n"] += kw.get("active") is not None
+        return real(*a, **kw)
+
+    monkeypatch.setattr(tile_simd, "step_dense", counting)
     for seed in range(60):
         net, cfg, x, sets = chunked_case(30_000 + seed)
         diffs = compare_with_fast(simulate(net, cfg, x), simulate_stepwise(net, cfg, x))
         assert not diffs, f"seed {seed} {sets}: " + "; ".join(diffs[:6])
-    assert used["n"] > 15
+    assert used["n"] > 15 and gathered["n"] > 5
 
 
 def test_wrap_runs_in_simd_tiles(simd: None, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -290,8 +298,8 @@ def test_a_failing_variant_stays_unused(monkeypatch: pytest.MonkeyPatch) -> None
         isinstance(k, tuple) and k[0] == "ready")}
     monkeypatch.setattr(tile_simd, "_STATE", state)
     real = tile_simd._check
-    monkeypatch.setattr(tile_simd, "_check",
-                        lambda g, wrap: "broken" if -(-g // 2) == 1 else real(g, wrap))
+    monkeypatch.setattr(tile_simd, "_check", lambda g, wrap, gather=False:
+                        "broken" if -(-g // 2) == 1 else real(g, wrap, gather))
     assert not tile_simd.ready(1, True) and not tile_simd.ready(2, False)
     assert tile_simd.ready(3, True) and tile_simd.ready(4, False)
     monkeypatch.setattr(acc_chunked, "events_dense", lambda *a: True)
@@ -302,3 +310,28 @@ def test_a_failing_variant_stays_unused(monkeypatch: pytest.MonkeyPatch) -> None
            ["accumulator.adder_tree_width=2", "mac.lanes=1", "accumulator.bits=12",
             "accumulator.overflow=saturate"], np.ones((3, len(row))), None, monkeypatch)
     assert used["n"] == 0 and floats["n"] > 0
+
+
+def test_event_driven_tiles_equal_a_plain_loop(simd: None) -> None:
+    """Event-driven steps: each query's active inputs only, G of them per step (a query
+    may have none); the plain loop drops the inactive inputs first."""
+    rng = np.random.default_rng(77)
+    names = ("r", "events", "first_step", "first_value", "pmin", "pmax")
+    for case in range(80):
+        q, k, n = int(rng.integers(1, 5)), int(rng.integers(1, 50)), int(rng.integers(1, 35))
+        g = int(rng.integers(1, 6))
+        active = rng.random((q, k)) < rng.uniform(0.0, 1.0)
+        ox = np.where(active, rng.integers(-255, 256, (q, k)), 0)
+        ow = rng.integers(-128, 128, (n, k))
+        reg = Register(int(rng.choice([6, 10, 14, 20])), True)
+        wrap = bool(rng.random() < 0.5)
+        track = rng.random() < 0.5
+        its = tile_simd.items_of(np.ones((q, n), dtype=bool), 1)
+        got = dict(zip(names, tile_simd.step_dense(
+            ox, ow, g, reg, wrap, its[:0] if track else its, its if track else None,
+            active=active), strict=True))
+        for i in range(q):
+            want = _plain(ox[i:i + 1, active[i]], ow[:, active[i]], g, reg, wrap)
+            for nm in names if track else names[:4]:
+                assert np.array_equal(got[nm][i].astype(np.int64), want[nm][0]), \
+                    f"case {case} query {i} {nm}: G={g} wrap={wrap}"

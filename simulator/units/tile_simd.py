@@ -1,8 +1,9 @@
 """Dense accumulator tiles as explicit SIMD code: int16 products in pairs, int32 registers.
 
-The same results as the dense (``G``-input adder-tree steps, no skipped inputs) tiles of
-tile_stepper.py, for every (query, neuron) pair of the given lane blocks, computed by a loop
-written in LLVM IR and compiled once per process with llvmlite (numba's code generator):
+The same results as the float tiles of tile_stepper.py (``G``-input adder-tree steps, dense
+or event-driven), for every (query, neuron) pair of the given lane blocks, computed by a
+loop written in LLVM IR and compiled once per process with llvmlite (numba's code
+generator):
 
 * one *item* is one query and a block of 16 neurons; its 16 registers, event counters and
   first events stay in vector registers over all ceil(K / G) steps;
@@ -11,7 +12,10 @@ written in LLVM IR and compiled once per process with llvmlite (numba's code gen
 * e = r + tree output (int32); wrap: r = ((e - min) mod 2**bits) + min; saturate: r =
   clip(e); an event iff r != e; first event: the step number and e;
 * ``track``: the exact partial sum P (int32) and its min / max over the checkpoints (0
-  included), for ``min_safe_acc_bits``.
+  included), for ``min_safe_acc_bits``;
+* event-driven schedules (``active``): each query's active inputs in order, G per step;
+  the loop gathers the two weight rows of each pair by input index from a (lane blocks,
+  K + 1, 16) copy of the weights (row K: zeros, for padding slots) and interleaves them.
 
 Exact whenever :func:`fits` holds: |x'|, |w'| <= 32767, every e, r and P (and e - min)
 within int32. Compared with the numba tiles (float lanes, registers in memory on every
@@ -73,17 +77,18 @@ def available() -> bool:
     return bool(_STATE["ok"])
 
 
-def ready(g: int, wrap: bool) -> bool:
+def ready(g: int, wrap: bool, gather: bool = False) -> bool:
     """True when :func:`available` and the loops for G-input steps (with and without
-    partial sums) agree with a plain step loop here: checked once per variant, before the
-    first use; a variant that fails stays unused (the float tiles run instead)."""
+    partial sums; ``gather``: the event-driven ones) agree with a plain step loop here:
+    checked once per variant, before the first use; a variant that fails stays unused (the
+    float tiles run instead)."""
     if not available():
         return False
-    key = ("ready", -(-max(g, 1) // 2), bool(wrap))
+    key = ("ready", -(-max(g, 1) // 2), bool(wrap), bool(gather))
     with _LOCK:
         if key not in _STATE:
             try:
-                _STATE[key] = not _check(g, wrap)
+                _STATE[key] = not _check(g, wrap, gather)
             except Exception:  # only disables this variant
                 _STATE[key] = False
     return bool(_STATE[key])
@@ -104,18 +109,18 @@ _ARGS = ("P", "I", "I", "P", "I", "P", "I", "I", "i", "i", "i", "P", "P", "P", "
          "I")
 
 
-def _kernel(pairs: int, wrap: bool, track: bool) -> Any:
+def _kernel(pairs: int, wrap: bool, track: bool, gather: bool = False) -> Any:
     """The compiled ``tiles`` function (ctypes) of this variant, compiled once per process."""
-    key = ("fn", pairs, wrap, track, LANES, QUERIES)
+    key = ("fn", pairs, wrap, track, gather, LANES, QUERIES)
     if key in _STATE:
         return _STATE[key]
     with _LOCK:
         if key not in _STATE:
-            _STATE[key] = _compile(pairs, wrap, track)
+            _STATE[key] = _compile(pairs, wrap, track, gather)
     return _STATE[key]
 
 
-def _compile(pairs: int, wrap: bool, track: bool) -> Any:
+def _compile(pairs: int, wrap: bool, track: bool, gather: bool) -> Any:
     import llvmlite.binding as llvm
 
     if "tm" not in _STATE:
@@ -126,15 +131,17 @@ def _compile(pairs: int, wrap: bool, track: bool) -> Any:
             cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
             opt=3)
     tm = _STATE["tm"]
-    mod = llvm.parse_assembly(tiles_ir(pairs, wrap, track, LANES, QUERIES))
+    mod = llvm.parse_assembly(tiles_ir(pairs, wrap, track, LANES, 1 if gather else QUERIES,
+                                       gather=gather))
     mod.verify()
     pb = llvm.create_pass_builder(tm, llvm.PipelineTuningOptions(speed_level=3))
     pb.getModulePassManager().run(mod, pb)
     engine = llvm.create_mcjit_compiler(mod, tm)
     engine.finalize_object()
     ct = {"P": ctypes.c_void_p, "I": ctypes.c_int64, "i": ctypes.c_int32}
-    fn = ctypes.CFUNCTYPE(None, *(ct[a] for a in _ARGS))(engine.get_function_address("tiles"))
-    _STATE[("engine", pairs, wrap, track, LANES, QUERIES)] = engine  # keeps the code alive
+    args = _ARGS + (("P", "I", "P") if gather else ())
+    fn = ctypes.CFUNCTYPE(None, *(ct[a] for a in args))(engine.get_function_address("tiles"))
+    _STATE[("engine", pairs, wrap, track, gather, LANES, QUERIES)] = engine  # keeps the code
     return fn
 
 
@@ -181,6 +188,44 @@ def _threads() -> int:
     return cpus()
 
 
+def weight_rows(ow: np.ndarray, cache: dict | None = None) -> np.ndarray:
+    """w' (N, K) as int16 (ceil(N / LANES), K + 1, LANES): per lane block, one row of the
+    block's weights per input, and a zero row K (padding slots point there); kept with
+    read-only weights. The event-driven loop gathers two rows per int16 pair."""
+    key = ("tile_simd_rows", LANES)
+    if cache is not None and key in cache:
+        return cache[key]
+    n, k = ow.shape
+    nb = -(-n // LANES)
+    pad = np.zeros((nb * LANES, k + 1), dtype=np.int16)
+    pad[:n, :k] = ow
+    out = np.ascontiguousarray(pad.reshape(nb, LANES, k + 1).transpose(0, 2, 1))
+    if cache is not None:
+        out.flags.writeable = False
+        cache[key] = out
+    return out
+
+
+def _active_slots(ox: np.ndarray, active: np.ndarray, g: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Event-driven layout: per query its active inputs in order, G per step (then zero
+    slots up to 2 * ceil(G / 2)). Returns x int16 (Q, slots), input index int32 (Q, slots;
+    K for a padding slot) and steps int64 (Q,) = ceil(active inputs / G)."""
+    q, k = ox.shape
+    pairs = -(-g // 2)
+    n_act = active.sum(axis=1, dtype=np.int64)
+    steps = -(-n_act // g)
+    width = int(steps.max(initial=0)) * 2 * pairs
+    xs = np.zeros((q, max(width, 2)), dtype=np.int16)
+    idx = np.full((q, max(width, 2)), k, dtype=np.int32)
+    qs, ks = np.nonzero(active)
+    rank = np.arange(qs.size, dtype=np.int64) - np.repeat(np.cumsum(n_act) - n_act, n_act)
+    pos = rank // g * (2 * pairs) + rank % g
+    xs[qs, pos] = ox[qs, ks]
+    idx[qs, pos] = ks
+    return xs, idx, steps
+
+
 def step_dense(
     ox: np.ndarray,
     ow: np.ndarray,
@@ -190,21 +235,35 @@ def step_dense(
     items: np.ndarray,
     track_items: np.ndarray | None = None,
     cache: dict | None = None,
+    active: np.ndarray | None = None,
 ) -> tuple[np.ndarray, ...]:
-    """Step the items (:func:`items_of`) over every input, dense schedule of G-input steps;
-    ``track_items`` likewise, with partial sums tracked.
+    """Step the items (:func:`items_of`) over every input, G-input steps; ``track_items``
+    likewise, with partial sums tracked.
 
-    ox: (Q, K) x' integers, ow: (N, K) w' integers (:func:`fits` must hold). Returns int32
-    (Q, N) arrays r, events, first step (-1: none), first value (e), partial min, partial
-    max (zeros where not tracked); entries of pairs not stepped are 0 (first step -1).
+    ox: (Q, K) x' integers, ow: (N, K) w' integers (:func:`fits` must hold). ``active``:
+    bool (Q, K), the event-driven schedule (only active inputs, G of them per step; items of
+    one query each: ``items_of(mask, 1)``); None: dense. Returns int32 (Q, N) arrays r,
+    events, first step (-1: none), first value (e), partial min, partial max (zeros where not
+    tracked); entries of pairs not stepped are 0 (first step -1).
     """
     q, k = ox.shape
-    steps = -(-k // g)
     pairs = -(-g // 2)
-    rows = -(-q // QUERIES) * QUERIES  # items start at multiples of QUERIES
-    xs = np.zeros((rows, steps * pairs), dtype=np.int32)
-    xs[:q] = _slots(ox, g, steps).view(np.int32)  # each int32: one step's int16 pair
-    wb = weight_blocks(ow, g, cache)
+    per_item = 1 if active is not None else QUERIES
+    rows = -(-q // per_item) * per_item  # items start at multiples of per_item
+    extra: tuple[int, ...] = ()
+    if active is None:
+        steps = -(-k // g)
+        xs = np.zeros((rows, steps * pairs), dtype=np.int32)
+        xs[:q] = _slots(ox, g, steps).view(np.int32)  # each int32: one step's int16 pair
+        wb = weight_blocks(ow, g, cache)
+        wstride = wb.shape[1] * LANES * 2
+    else:
+        x16, idx, stq = _active_slots(ox, active, g)
+        xs = x16.view(np.int32)
+        steps = 0  # per query: stq
+        wb = weight_rows(ow, cache)
+        wstride = wb.shape[1] * LANES
+        extra = (idx.ctypes.data, idx.shape[1], stq.ctypes.data)
     cols = wb.shape[0] * LANES
     outs = [np.zeros((rows, cols), dtype=np.int32) for _ in range(6)]
     outs[2][:] = -1  # first step: written only at a first event
@@ -215,11 +274,11 @@ def step_dense(
         if its is None or not len(its):
             continue
         its = np.ascontiguousarray(its, dtype=np.int64)
-        fn = _kernel(pairs, wrap, track)
+        fn = _kernel(pairs, wrap, track, active is not None)
 
         def run(i0: int, i1: int, fn: Any = fn, its: np.ndarray = its) -> None:
             fn(its.ctypes.data, i0, i1, xs.ctypes.data, xs.shape[1], wb.ctypes.data,
-               wb.shape[1] * LANES * 2, steps, reg.min, reg.max, mask, *ptrs, cols)
+               wstride, steps, reg.min, reg.max, mask, *ptrs, cols, *extra)
 
         nt = min(_threads(), max(1, len(its) // 64))
         cuts = np.linspace(0, len(its), nt + 1).astype(np.int64)
@@ -239,25 +298,31 @@ def step_dense(
     return tuple(o[:q, :n] for o in outs)
 
 
-def items_of(mask: np.ndarray) -> np.ndarray:
-    """int64 (M, 2) items (first query, lane block): QUERIES queries from a multiple of
-    QUERIES, LANES neurons, holding a True of ``mask`` (Q, N); ordered by lane block (its
-    weights stay in cache across queries)."""
+def items_of(mask: np.ndarray, per_item: int | None = None) -> np.ndarray:
+    """int64 (M, 2) items (first query, lane block): ``per_item`` (default QUERIES) queries
+    from a multiple of it, LANES neurons, holding a True of ``mask`` (Q, N); ordered by lane
+    block (its weights stay in cache across queries)."""
+    qb = QUERIES if per_item is None else per_item
     q, n = mask.shape
     nb = -(-n // LANES)
-    ng = -(-q // QUERIES)
-    pad = np.zeros((ng * QUERIES, nb * LANES), dtype=np.bool_)
+    ng = -(-q // qb)
+    pad = np.zeros((ng * qb, nb * LANES), dtype=np.bool_)
     pad[:q, :n] = mask
-    bs, gs = np.nonzero(pad.reshape(ng, QUERIES, nb, LANES).any(axis=(1, 3)).T)
-    return np.stack([gs * QUERIES, bs], axis=1).astype(np.int64)
+    bs, gs = np.nonzero(pad.reshape(ng, qb, nb, LANES).any(axis=(1, 3)).T)
+    return np.stack([gs * qb, bs], axis=1).astype(np.int64)
 
 
 # ------------------------------------------------------------------------ self-test
 
 
-def _reference(ox: np.ndarray, ow: np.ndarray, g: int, reg: Register, wrap: bool
-               ) -> tuple[np.ndarray, ...]:
-    """Plain numpy step loop (int64): r, events, first step, first value, partial min/max."""
+def _reference(ox: np.ndarray, ow: np.ndarray, g: int, reg: Register, wrap: bool,
+               active: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """Plain numpy step loop (int64): r, events, first step, first value, partial min/max.
+    ``active``: each query's inactive inputs dropped first (event-driven steps)."""
+    if active is not None:
+        rows = [_reference(ox[i:i + 1, active[i]], ow[:, active[i]], g, reg, wrap)
+                for i in range(ox.shape[0])]
+        return tuple(np.concatenate([r[j] for r in rows]) for j in range(6))
     q, k = ox.shape
     n = ow.shape[0]
     prods = ox.astype(np.int64)[:, None, :] * ow.astype(np.int64)[None, :, :]
@@ -283,10 +348,11 @@ def _reference(ox: np.ndarray, ow: np.ndarray, g: int, reg: Register, wrap: bool
     return r, ev, fs, fv, lo, hi
 
 
-def _check(g: int, wrap: bool) -> str:
+def _check(g: int, wrap: bool, gather: bool = False) -> str:
     """'' when the loops of G's variant (both step lengths that share it, with and without
-    partial sums) agree with :func:`_reference` on random and extreme operands and on
-    registers wide and narrow, else what differed."""
+    partial sums; ``gather``: event-driven, random inputs inactive) agree with
+    :func:`_reference` on random and extreme operands and on registers wide and narrow, else
+    what differed."""
     pairs = -(-max(g, 1) // 2)
     rng = np.random.default_rng(2026 + g)
     names = ("register", "events", "first step", "first value", "partial min", "partial max")
@@ -299,14 +365,20 @@ def _check(g: int, wrap: bool) -> str:
             ow[0] = -128
             ow[1] = 127
             reg = Register(bits, True)
-            its = items_of(np.ones((q, n), dtype=np.bool_))
+            act = None
+            if gather:
+                act = rng.random((q, k)) < 0.6
+                act[1] = False  # a query without a step
+                ox[~act] = 0
+            its = items_of(np.ones((q, n), dtype=np.bool_), 1 if gather else None)
             got = step_dense(ox, ow, gg, reg, wrap, its[:0] if track else its,
-                             its if track else None)
-            want = _reference(ox, ow, gg, reg, wrap)
+                             its if track else None, active=act)
+            want = _reference(ox, ow, gg, reg, wrap, act)
             for name, a, b in zip(names, got, want if track else want[:4], strict=False):
                 if not np.array_equal(a.astype(np.int64), b):
                     return (f"the SIMD tile loop differs from a plain step loop ({name}, "
-                            f"G={gg}, {'wrap' if wrap else 'saturate'})")
+                            f"G={gg}, {'wrap' if wrap else 'saturate'}"
+                            f"{', event-driven' if gather else ''})")
     return ""
 
 

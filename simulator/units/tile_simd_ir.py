@@ -4,6 +4,11 @@
 ostride)`` steps items i0..i1-1. Item i = (q, b): queries q .. q + QUERIES - 1 and the
 LANES neurons of lane block b, over every adder-tree step.
 
+With ``gather`` (event-driven schedules, one query per item), the step count is per query
+(``steps[q]``, int64 array), and each pair's weights are two rows of w (block b, rows
+``idx[q, 2 (s * pairs + m)]`` and the next one, LANES int16 each; idx int32 with row length
+``irow``), interleaved into the layout below.
+
 Operands, per step s and int16 pair m (``pairs`` per step):
 
 * x: int32 (queries, xrow), element [q, s * pairs + m] = two int16 inputs (low, high);
@@ -28,8 +33,11 @@ QUERIES = 1  # queries per item (2 or 4 share each weight load, but spilled: slo
 
 
 def tiles_ir(pairs: int, wrap: bool, track: bool, lanes: int = LANES,
-             queries: int = QUERIES, freeze: bool = True) -> str:
-    """The module text: ``tiles`` and the declarations it uses."""
+             queries: int = QUERIES, freeze: bool = True, gather: bool = False) -> str:
+    """The module text: ``tiles`` and the declarations it uses. ``gather``: the
+    event-driven variant (one query per item, see the module docstring)."""
+    if gather and queries != 1:
+        raise ValueError(f"the gathering loop takes one query per item, not {queries}")
     v = f"<{lanes} x i32>"
     h = f"<{2 * lanes} x i16>"
     h32 = f"<{2 * lanes} x i32>"
@@ -38,6 +46,8 @@ def tiles_ir(pairs: int, wrap: bool, track: bool, lanes: int = LANES,
     odd = ", ".join(f"i32 {2 * i + 1}" for i in range(lanes))
     ones = ", ".join("i1 true" for _ in range(lanes))
     minus1 = ", ".join("i32 -1" for _ in range(lanes))
+    hr = f"<{lanes} x i16>"
+    zip_ab = ", ".join(f"i32 {i // 2 + (lanes if i % 2 else 0)}" for i in range(2 * lanes))
     z = "zeroinitializer"
     us = range(queries)
     smin, smax = f"@llvm.smin.v{lanes}i32", f"@llvm.smax.v{lanes}i32"
@@ -52,11 +62,30 @@ def tiles_ir(pairs: int, wrap: bool, track: bool, lanes: int = LANES,
         tree = {u: "" for u in us}
         for m in range(pairs):
             t = f"{p}_{m}"
-            out.append(f"  %xi{t} = add i64 %sb{p}, {m}\n"
-                       f"  %wo{t} = mul i64 %xi{t}, {2 * lanes}\n"
-                       f"  %wa{t} = getelementptr i16, ptr %wblk, i64 %wo{t}\n"
-                       f"  %wv{t} = load {h}, ptr %wa{t}, align 2\n"
-                       f"  %we{t} = sext {h} %wv{t} to {h32}")
+            if gather:  # the pair's two weight rows, by input index, interleaved
+                out.append(f"  %xi{t} = add i64 %sb{p}, {m}\n"
+                           f"  %ii{t} = mul i64 %xi{t}, 2\n"
+                           f"  %iaa{t} = getelementptr i32, ptr %iq, i64 %ii{t}\n"
+                           f"  %ia{t} = load i32, ptr %iaa{t}, align 4\n"
+                           f"  %iba{t} = getelementptr i32, ptr %iaa{t}, i64 1\n"
+                           f"  %ib{t} = load i32, ptr %iba{t}, align 4\n"
+                           f"  %ia6{t} = sext i32 %ia{t} to i64\n"
+                           f"  %ib6{t} = sext i32 %ib{t} to i64\n"
+                           f"  %oa{t} = mul i64 %ia6{t}, {lanes}\n"
+                           f"  %ob{t} = mul i64 %ib6{t}, {lanes}\n"
+                           f"  %raa{t} = getelementptr i16, ptr %wblk, i64 %oa{t}\n"
+                           f"  %rba{t} = getelementptr i16, ptr %wblk, i64 %ob{t}\n"
+                           f"  %ra{t} = load {hr}, ptr %raa{t}, align 2\n"
+                           f"  %rb{t} = load {hr}, ptr %rba{t}, align 2\n"
+                           f"  %wv{t} = shufflevector {hr} %ra{t}, {hr} %rb{t}, "
+                           f"<{2 * lanes} x i32> <{zip_ab}>\n"
+                           f"  %we{t} = sext {h} %wv{t} to {h32}")
+            else:
+                out.append(f"  %xi{t} = add i64 %sb{p}, {m}\n"
+                           f"  %wo{t} = mul i64 %xi{t}, {2 * lanes}\n"
+                           f"  %wa{t} = getelementptr i16, ptr %wblk, i64 %wo{t}\n"
+                           f"  %wv{t} = load {h}, ptr %wa{t}, align 2\n"
+                           f"  %we{t} = sext {h} %wv{t} to {h32}")
             for u in us:
                 tu = f"{t}_{u}"
                 out.append(f"  %xa{tu} = getelementptr i32, ptr %xq{u}, i64 %xi{t}\n"
@@ -151,6 +180,18 @@ def tiles_ir(pairs: int, wrap: bool, track: bool, lanes: int = LANES,
         for arr, val in outs:
             stores.append(f"  %{arr}a{u} = getelementptr i32, ptr %{arr}, i64 %o{u}\n"
                           f"  store {v} {val}, ptr %{arr}a{u}, align 4")
+    if gather:
+        gather_args = ", ptr noalias %ip, i64 %irow, ptr noalias %sp"
+        gather_item = ("  %spa = getelementptr i64, ptr %sp, i64 %q\n"
+                       "  %stq = load i64, ptr %spa, align 8\n"
+                       "  %io = mul i64 %q, %irow\n"
+                       "  %iq = getelementptr i32, ptr %ip, i64 %io\n"
+                       "  %stq32 = trunc i64 %stq to i32\n" + splat("stqv", "%stq32"))
+        nsteps = "%stq"
+        stores = [line.replace("%stv,", "%stqv,") for line in stores]
+    else:
+        gather_args = gather_item = ""
+        nsteps = "%steps"
     return f"""
 declare {v} {smax}({v}, {v})
 declare {v} {smin}({v}, {v})
@@ -158,7 +199,7 @@ declare {v} {smin}({v}, {v})
 define void @tiles(ptr noalias %items, i64 %i0, i64 %i1, ptr noalias %xp, i64 %xrow,
                    ptr noalias %wp, i64 %wstride, i64 %steps, i32 %mn, i32 %mx, i32 %mask,
                    ptr noalias %ro, ptr noalias %no, ptr noalias %fso, ptr noalias %fvo,
-                   ptr noalias %plo, ptr noalias %pho, i64 %ostride) {{
+                   ptr noalias %plo, ptr noalias %pho, i64 %ostride{gather_args}) {{
 entry:
 {splat("mnv", "%mn")}{splat("mxv", "%mx")}{splat("mkv", "%mask")}{splat("big", "2147483647")}\
   %st32 = trunc i64 %steps to i32
@@ -177,12 +218,12 @@ item:
 {xq}
   %woff = mul i64 %b, %wstride
   %wblk = getelementptr i16, ptr %wp, i64 %woff
-  br label %p1
+{gather_item}  br label %p1
 
 p1:
   %s1 = phi i64 [ 0, %item ], [ %s1n, %{last1} ]
 {phis("1", "item", last1, init1)}
-  %more1 = icmp slt i64 %s1, %steps
+  %more1 = icmp slt i64 %s1, {nsteps}
   br i1 %more1, label %p1body, label %store
 
 p1body:
@@ -197,7 +238,7 @@ p1body:
 p2:
   %s2 = phi i64 [ %s1n, %{last1} ], [ %s2n, %p2body ]
 {phis("2", last1, "p2body", init2)}
-  %more2 = icmp slt i64 %s2, %steps
+  %more2 = icmp slt i64 %s2, {nsteps}
   br i1 %more2, label %p2body, label %store
 
 p2body:

@@ -23,10 +23,11 @@ likewise); :func:`float_for_tiles` decides. The exact partial sums (for ``min_sa
 are tracked per pair in float64 (|P| <= K max|x'| max|w'| < 2**53).
 
 numba only (``pip install 'tempo-hwsim[fast]'``); without it the chunked path's numpy
-stepper (simulator/units/partial_sums.py) computes the same integers. On a dense schedule
-whose values fit int32 lanes, :func:`evaluate_tiles` hands the pairs to the SIMD loop of
-tile_simd.py instead (:func:`simd_applies`; ~5x faster), and these float tiles serve the
-rest (event_driven schedules, registers past 31 bits, ``HWSIM_SIMD=0``).
+stepper (simulator/units/partial_sums.py) computes the same integers. When the values fit
+int32 lanes, :func:`evaluate_tiles` hands the pairs to the SIMD loop of tile_simd.py
+instead (:func:`simd_applies`; ~5x faster; event-driven schedules with each query's active
+inputs gathered), and these float tiles serve the rest (registers past 31 bits, operands
+past int16, ``HWSIM_SIMD=0``).
 """
 
 from __future__ import annotations
@@ -208,11 +209,12 @@ def evaluate_tiles(
 
 def simd_applies(dense: bool, g: int, k: int, reg: Register, xr: tuple[int, int],
                  wr: tuple[int, int], wrap: bool) -> bool:
-    """True when :func:`evaluate_tiles` steps with the SIMD loop of tile_simd.py (dense
-    schedule, int32 lanes exact, compiled loop available): several times faster than the
-    float tiles, so also worth it where the streamed wrap pass would skip most chunks."""
-    return (dense and tiles_available() and tile_simd.fits(reg, g, k, xr, wr)
-            and tile_simd.ready(g, wrap))
+    """True when :func:`evaluate_tiles` steps with the SIMD loop of tile_simd.py (int32
+    lanes exact, the compiled loop of this schedule checked here): several times faster
+    than the float tiles, so also worth it where the streamed wrap pass would skip most
+    chunks. ``dense``: the dense schedule, else the event-driven one (gathered weights)."""
+    return (tiles_available() and tile_simd.fits(reg, g, k, xr, wr)
+            and tile_simd.ready(g, wrap, gather=not dense))
 
 
 def _evaluate_simd(
@@ -226,8 +228,9 @@ def _evaluate_simd(
     cache: dict | None,
     track: np.ndarray | None,
 ) -> ChunkResult:
-    """:func:`evaluate_tiles` by the SIMD loop of tile_simd.py (dense schedule): the lane
-    blocks holding a pair to track run the variant that tracks partial sums."""
+    """:func:`evaluate_tiles` by the SIMD loop of tile_simd.py (dense schedule, or the
+    event-driven one with each query's active inputs gathered): the lane blocks holding a
+    pair to track run the variant that tracks partial sums."""
     q_count, n = ox.shape[0], ow.shape[0]
     every = qs.size == q_count * n  # distinct row-major pairs: all of them
     live = np.ones((q_count, n), dtype=np.bool_) if every else np.zeros((q_count, n), np.bool_)
@@ -239,15 +242,17 @@ def _evaluate_simd(
     else:
         tmask = np.zeros((q_count, n), dtype=np.bool_)
         tmask[tq, tj] = True
-    items = tile_simd.items_of(live & ~tmask)
-    titems = tile_simd.items_of(tmask) if tq.size else None
+    per_item = None if plan.dense else 1
+    items = tile_simd.items_of(live & ~tmask, per_item)
+    titems = tile_simd.items_of(tmask, per_item) if tq.size else None
     if titems is not None:  # a block stepped with tracking need not be stepped again
         tracked = np.zeros((q_count, -(-n // tile_simd.LANES)), dtype=np.bool_)
         tracked[titems[:, 0], titems[:, 1]] = True
         items = items[~tracked[items[:, 0], items[:, 1]]]
     del live
-    r, ev, fs, fv, pmn, pmx = tile_simd.step_dense(ox, ow, plan.g, reg, policy == "wrap",
-                                                   items, titems, cache)
+    r, ev, fs, fv, pmn, pmx = tile_simd.step_dense(
+        ox, ow, plan.g, reg, policy == "wrap", items, titems, cache,
+        active=None if plan.dense else plan.active)
 
     def pick(a: np.ndarray) -> np.ndarray:  # int32 kept: every value fits (tile_simd.fits)
         return a.reshape(-1) if every and a.flags.c_contiguous else a[qs, js]
