@@ -123,6 +123,9 @@ def _kernel(pairs: int, wrap: bool, track: bool, gather: bool = False) -> Any:
 def _compile(pairs: int, wrap: bool, track: bool, gather: bool) -> Any:
     import llvmlite.binding as llvm
 
+    if not hasattr(llvm, "create_pass_builder"):  # older llvmlite: typed pointers, legacy PM
+        raise RuntimeError("this llvmlite has no new pass manager API (create_pass_builder)")
+
     if "tm" not in _STATE:
         llvm.initialize_native_target()
         llvm.initialize_native_asmprinter()
