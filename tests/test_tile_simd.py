@@ -184,12 +184,9 @@ def test_simd_tiles_equal_stepwise(simd: None, monkeypatch: pytest.MonkeyPatch) 
 def test_wrap_runs_in_simd_tiles(simd: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Wrapping registers, dense schedule, most pairs live: SIMD tiles instead of the
     streamed pass; exact against the stepwise engine."""
-    from simulator.units import wrap_stream
-
     monkeypatch.setattr(acc_chunked, "events_dense", lambda *a: False)
     used = _count(monkeypatch, tile_simd, "step_dense")
     streamed = _count(monkeypatch, acc_chunked, "evaluate_wrap_streamed")
-    assert wrap_stream  # the pass it replaces
     for seed in range(30):
         net, cfg, x, sets = chunked_case(40_000 + seed)
         sets = [*sets, "accumulator.overflow=wrap", "schedule.mode=dense"]
@@ -255,22 +252,20 @@ def test_self_test_catches_a_wrong_loop(monkeypatch: pytest.MonkeyPatch) -> None
 @pytest.mark.parametrize("sign", [1, -1])
 def test_wrap_tiles_track_what_the_sign_hull_leaves_open(sign: int, simd: None,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """Wrapping, most pairs live (no absolute-sum product): the pairs whose sign hull
-    [S - U, U] leaves the final sums' width are tracked in the tiles, the others not; the
-    width is still exact (15 bits, one past a power of two)."""
-    from simulator.units import sign_split
-
-    monkeypatch.setattr(acc_chunked, "_most_pairs_live", lambda *a: True)
-    hulls = _count(monkeypatch, acc_chunked, "positive_bound")
+    """Wrapping with inputs >= 0: neither the absolute-sum product nor the live-pair
+    sample runs; the sign hull [S - U, U] (exact for the few pairs it leaves open) decides
+    which pairs the tiles track, and the width is still exact (15 bits, one past a power of
+    two)."""
+    sampled = _count(monkeypatch, acc_chunked, "_most_pairs_live")
+    hulls = _count(monkeypatch, acc_chunked, "_sign_hull")
     used = _count(monkeypatch, tile_simd, "step_dense")
     row = [-127] * 64 + [-65] + [127] * 65 if sign > 0 else [127] * 64 + [64] + [-127] * 65
     quiet = [1, -1] * (len(row) // 2)  # partial sums in {0, 1}: inside every width
     st = _check(_one_layer_net(np.array([row, quiet, row])),
                 ["accumulator.adder_tree_width=1", "mac.lanes=1", "accumulator.bits=12",
                  "accumulator.overflow=wrap"], np.ones((4, len(row))), None, monkeypatch)
-    assert used["n"] > 0 and hulls["n"] > 0
+    assert used["n"] > 0 and hulls["n"] > 0 and sampled["n"] == 0
     assert st.min_safe_acc_bits == 15 and st.acc_wrap.sum() > 0
-    assert sign_split  # U itself: test_positive_bound_is_an_upper_bound
 
 
 def test_positive_bound_is_an_upper_bound() -> None:
