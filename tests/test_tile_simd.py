@@ -334,3 +334,38 @@ def test_event_driven_tiles_equal_a_plain_loop(simd: None) -> None:
             for nm in names if track else names[:4]:
                 assert np.array_equal(got[nm][i].astype(np.int64), want[nm][0]), \
                     f"case {case} query {i} {nm}: G={g} wrap={wrap}"
+
+
+@pytest.mark.parametrize("policy", ["wrap", "saturate"])
+def test_registers_match_fxpmath(simd: None, policy: str) -> None:
+    """The register of every pair, stepped by fxpmath (a separate fixed-point library):
+    each step's exact tree output added to an ``Fxp(n_word=bits, overflow=policy)``
+    register; an event iff fxpmath's value differs from the exact sum. The SIMD loop must
+    give the same registers, event counts, first event steps and values."""
+    fxpmath = pytest.importorskip("fxpmath")
+    rng = np.random.default_rng(2027 + (policy == "wrap"))
+    for bits, g in ((9, 4), (12, 3), (16, 2), (20, 4)):
+        q, k, n = 2, 300, 18
+        ox = rng.integers(0, 256, (q, k))
+        ow = rng.integers(-128, 60, (n, k))  # sums drift down: events at every width here
+        reg = Register(bits, True)
+        its = tile_simd.items_of(np.ones((q, n), dtype=bool))
+        r, ev, fs, fv, _, _ = tile_simd.step_dense(ox, ow, g, reg, policy == "wrap", its)
+        prods = ox[:, None, :] * ow[None, :, :]
+        acc = np.zeros((q, n), dtype=np.int64)
+        events = np.zeros((q, n), dtype=np.int64)
+        first = np.full((q, n), -1, dtype=np.int64)
+        value = np.zeros((q, n), dtype=np.int64)
+        for s, a in enumerate(range(0, k, g)):
+            e = acc + prods[:, :, a:a + g].sum(axis=2)
+            held = np.asarray(fxpmath.Fxp(e, signed=True, n_word=bits, n_frac=0,
+                                          overflow=policy).val).astype(np.int64)
+            hit = held != e
+            new = hit & (first < 0)
+            first[new], value[new] = s, e[new]
+            events += hit
+            acc = held
+        assert events.sum() > 0, f"{bits} bits: no event to compare"
+        for name, got, want in (("register", r, acc), ("events", ev, events),
+                                ("first step", fs, first), ("first value", fv, value)):
+            assert np.array_equal(got.astype(np.int64), want), f"{policy} {bits} bits {name}"
