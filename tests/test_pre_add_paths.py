@@ -2,8 +2,9 @@
 
 simulator/units/acc_ordered.py settles most runs from exact split-sign sums
 (sign_split.py: [neg, pos] bounds every partial sum) and the hot pre-add entries
-(pre_add.py, compiled in pre_add_kernel.py with a numpy fallback). These tests run it, with
-numba and with the fallback (HWSIM_NUMBA=0), against a per-query step loop
+(pre_add.py; pairs in the SIMD loop of pre_add_simd.py, other groups or HWSIM_SIMD=0 in
+the numba kernel of pre_add_kernel.py, and a numpy fallback). These tests run it in each of
+the three (HWSIM_SIMD=0, HWSIM_NUMBA=0) against a per-query step loop
 (simulator/engine/reference.py) plus an independent loop over every partial sum for
 ``min_safe_acc_bits``: final accumulators, per-neuron and per-pair accumulator and pre-add
 events, first events and the exact width. The stepwise engine comparison of the whole
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from simulator.engine.reference import accumulate_query
-from simulator.units import chunk_stepper, pre_add_kernel, sign_split
+from simulator.units import chunk_stepper, pre_add_kernel, pre_add_simd, sign_split
 from simulator.units.accumulator import MacSpec, bits_for_range, fit_policy, operands
 from simulator.units.mac_array import accumulate
 from simulator.units.pre_add import pre_add_stage
@@ -25,13 +26,17 @@ from simulator.units.sign_split import split_sign_sums
 N_CASES = 200  # per stepping implementation
 
 
-@pytest.fixture(params=["numba", "numpy"])
+@pytest.fixture(params=["simd", "numba", "numpy"])
 def stepper(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run the test with the compiled pre-add kernel and with the numpy fallback."""
-    if request.param == "numba":
+    """Run the test with the SIMD pair loop (pre_add_simd.py), with the numba kernel
+    (HWSIM_SIMD=0) and with the numpy fallback."""
+    if request.param in ("simd", "numba"):
         monkeypatch.setenv("HWSIM_NUMBA", "1")
+        monkeypatch.setenv("HWSIM_SIMD", "1" if request.param == "simd" else "0")
         if not pre_add_kernel.hot_kernel_available():
             pytest.skip("numba is not installed")
+        if request.param == "simd" and not pre_add_simd.available():
+            pytest.skip(f"no SIMD pre-add loop here: {pre_add_simd.why_unavailable()}")
     else:
         monkeypatch.setenv("HWSIM_NUMBA", "0")
         assert not chunk_stepper.numba_enabled()
@@ -180,20 +185,23 @@ def test_pre_add_kernel_equals_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
                        str(rng.choice(["wrap", "saturate"])), False, int(rng.integers(1, 9)))
         ox, ow, _ = operands(x, 0, w, np.zeros(n, np.int64), "raw")
         got = {}
-        for mode in ("1", "0"):
-            monkeypatch.setenv("HWSIM_NUMBA", mode)
+        for mode, numba_on, simd_on in (("simd", "1", "1"), ("numba", "1", "0"),
+                                         ("numpy", "0", "0")):
+            monkeypatch.setenv("HWSIM_NUMBA", numba_on)
+            monkeypatch.setenv("HWSIM_SIMD", simd_on)
             got[mode] = pre_add_stage(x, 0, ox, ow, np.abs(ow), spec)
-        a, b = got["1"], got["0"]
-        for name in ("delta", "dpos", "dneg", "counts"):
-            va, vb = getattr(a, name), getattr(b, name)
-            assert (va is None) == (vb is None), (case, name)
-            assert va is None or np.array_equal(va, vb), (case, name)
-        assert (a.first, a.first_value) == (b.first, b.first_value), case
-        ra, rb = ([r() if callable(r) else r for r in res.rows] for res in (a, b))  # builders
-        ra = np.concatenate(ra) if ra else np.zeros((0, 5), np.int64)
-        rb = np.concatenate(rb) if rb else np.zeros((0, 5), np.int64)
-        rb = rb[np.lexsort((rb[:, 1], rb[:, 0]))]
-        assert np.array_equal(ra, rb), case
+        b = got["numpy"]
+        for a in (got["simd"], got["numba"]):
+            for name in ("delta", "dpos", "dneg", "counts"):
+                va, vb = getattr(a, name), getattr(b, name)
+                assert (va is None) == (vb is None), (case, name)
+                assert va is None or np.array_equal(va, vb), (case, name)
+            assert (a.first, a.first_value) == (b.first, b.first_value), case
+            ra, rb = ([r() if callable(r) else r for r in res.rows] for res in (a, b))
+            ra = np.concatenate(ra) if ra else np.zeros((0, 5), np.int64)
+            rb = np.concatenate(rb) if rb else np.zeros((0, 5), np.int64)
+            rb = rb[np.lexsort((rb[:, 1], rb[:, 0]))]
+            assert np.array_equal(ra, rb), case
 
 
 def test_split_sign_sums_are_exact(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -253,3 +261,100 @@ def test_open_pairs_equal_the_hull(monkeypatch: pytest.MonkeyPatch) -> None:
             got = sp.open_pairs(lo, hi)
             assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
     assert len(seen) > 2  # none, some and many open pairs
+
+
+def _hot_layer(rng: np.random.Generator, q: int, k: int, n: int) -> tuple[np.ndarray, ...]:
+    """uint8 inputs and int8 weights like the benchmark's: a few pairs whose |w| sum
+    exceeds 128 (they may leave an int16 pair register), most that cannot."""
+    w = rng.integers(-70, 71, (n, k))
+    big = rng.random((n, k)) < 0.06
+    w[big] = rng.choice(np.array([-128, -127, -100, 100, 127]), int(big.sum()))
+    x = rng.integers(0, 256, (q, k))
+    x[rng.random((q, k)) < 0.1] = 0
+    return x.astype(np.uint8), w.astype(np.int8)
+
+
+@pytest.mark.parametrize("policy", ["saturate", "wrap"])
+def test_simd_pairs_equal_numpy(policy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SIMD pair loop (ragged query blocks of 16, odd K, neurons without hot pairs,
+    pre-add registers of 9-16 bits) against the numpy fallback: the same corrections,
+    events, event rows and first event; and it is the loop that ran."""
+    monkeypatch.setenv("HWSIM_NUMBA", "1")
+    monkeypatch.setenv("HWSIM_SIMD", "1")
+    if not pre_add_simd.available():
+        pytest.skip(f"no SIMD pre-add loop here: {pre_add_simd.why_unavailable()}")
+    calls = {"n": 0}
+    real = pre_add_simd.evaluate
+
+    def counting(*a, **kw):
+        calls["n"] += 1
+        return real(*a, **kw)
+
+    monkeypatch.setattr(pre_add_simd, "evaluate", counting)
+    rng = np.random.default_rng(404)
+    for case in range(10):
+        q, k, n = int(rng.integers(1, 40)), int(rng.integers(3, 120)), int(rng.integers(1, 50))
+        x, w = _hot_layer(rng, q, k, n)
+        w[rng.integers(0, n)] = 1  # a neuron without a hot pair
+        spec = MacSpec(32, "wrap", 4, "raw", 2, int(rng.integers(9, 17)), policy, False, 8)
+        ox, ow, _ = operands(x.astype(np.int64), 0, w, np.zeros(n, np.int64), "raw")
+        got = {}
+        for numba_on in ("1", "0"):
+            monkeypatch.setenv("HWSIM_NUMBA", numba_on)
+            got[numba_on] = pre_add_stage(x, 0, ox, ow, np.abs(ow), spec)
+        a, b = got["1"], got["0"]
+        for name in ("delta", "dpos", "dneg", "counts"):
+            va, vb = getattr(a, name), getattr(b, name)
+            assert (va is None) == (vb is None), (case, name)
+            assert va is None or np.array_equal(va, vb), (case, name)
+        assert (a.first, a.first_value) == (b.first, b.first_value), case
+        ra = [r() if callable(r) else r for r in a.rows]
+        rb = [r() if callable(r) else r for r in b.rows]
+        ra = np.concatenate(ra) if ra else np.zeros((0, 5), np.int64)
+        rb = np.concatenate(rb) if rb else np.zeros((0, 5), np.int64)
+        assert np.array_equal(ra, rb[np.lexsort((rb[:, 1], rb[:, 0]))]), case
+    assert calls["n"] >= 8
+
+
+def test_simd_pair_loop_self_test_catches_a_wrong_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The self-test compares with numpy: one event too many must fail it."""
+    if not pre_add_simd.available():
+        pytest.skip(f"no SIMD pre-add loop here: {pre_add_simd.why_unavailable()}")
+    real = pre_add_simd.evaluate
+
+    def one_more(*a, **kw):
+        d, dn, c = real(*a, **kw)
+        c = c.copy()
+        c[0, 0] += 1
+        return d, dn, c
+
+    monkeypatch.setattr(pre_add_simd, "evaluate", one_more)
+    assert "differs" in pre_add_simd._self_test()
+
+
+def test_failed_simd_self_test_keeps_the_numba_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIMD pair loop that failed its self-test is never used: the numba kernel runs and
+    the results equal the numpy fallback's."""
+    monkeypatch.setenv("HWSIM_NUMBA", "1")
+    monkeypatch.setenv("HWSIM_SIMD", "1")
+    if not pre_add_kernel.hot_kernel_available():
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(pre_add_simd, "_STATE", {"ok": False, "why": "broken on purpose"})
+    used = {"simd": 0, "numba": 0}
+    real_simd, real_hot = pre_add_simd.evaluate, pre_add_kernel.evaluate_hot
+
+    def simd(*a, **kw):
+        used["simd"] += 1
+        return real_simd(*a, **kw)
+
+    def hot(*a, **kw):
+        used["numba"] += 1
+        return real_hot(*a, **kw)
+
+    monkeypatch.setattr(pre_add_simd, "evaluate", simd)
+    monkeypatch.setattr(pre_add_kernel, "evaluate_hot", hot)
+    x, w = _hot_layer(np.random.default_rng(8), 20, 64, 12)
+    spec = MacSpec(32, "wrap", 4, "raw", 2, 16, "saturate", False, 8)
+    _check(x, 0, w, np.zeros(12, np.int64), spec, "fallback")
+    assert used == {"simd": 0, "numba": 1}
+    assert pre_add_simd.why_unavailable() == "broken on purpose"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_overflow_paths import _check, _one_layer_net, chunked_case
+from test_overflow_paths import _check, _count_results, _one_layer_net, chunked_case
 
 from simulator.config import load_config
 from simulator.engine import simulate
@@ -37,10 +37,11 @@ def simd(monkeypatch: pytest.MonkeyPatch) -> None:
 def _plain(ox: np.ndarray, ow: np.ndarray, g: int, reg: Register, wrap: bool
            ) -> dict[str, np.ndarray]:
     """Per pair, in Python integers: register, events, first event step and value (the
-    unclipped / unwrapped sum), min and max of the checkpoint partial sums (0 included)."""
+    unclipped / unwrapped sum), min and max of the checkpoint partial sums (0 included), the
+    exact sum."""
     q, k = ox.shape
     n = ow.shape[0]
-    names = ("r", "events", "first_step", "first_value", "pmin", "pmax")
+    names = ("r", "events", "first_step", "first_value", "pmin", "pmax", "sums")
     out = {nm: np.zeros((q, n), dtype=np.int64) for nm in names}
     out["first_step"][:] = -1
     for i in range(q):
@@ -61,7 +62,7 @@ def _plain(ox: np.ndarray, ow: np.ndarray, g: int, reg: Register, wrap: bool
                     if first[0] < 0:
                         first = (step, e)
                 r = c
-            vals = (r, events, first[0], first[1], lo, hi)
+            vals = (r, events, first[0], first[1], lo, hi, p)
             for nm, v in zip(names, vals, strict=True):
                 out[nm][i, j] = v
     return out
@@ -75,7 +76,7 @@ def test_step_dense_equals_a_plain_loop(simd: None, shape: tuple[int, int],
     monkeypatch.setattr(tile_simd, "LANES", shape[0])
     monkeypatch.setattr(tile_simd, "QUERIES", shape[1])
     rng = np.random.default_rng(31 + shape[1])
-    names = ("r", "events", "first_step", "first_value", "pmin", "pmax")
+    names = ("r", "events", "first_step", "first_value", "pmin", "pmax", "sums")
     for case in range(160 if shape[1] == 1 else 60):
         q, k, n = int(rng.integers(1, 4)), int(rng.integers(1, 60)), int(rng.integers(1, 40))
         g = int(rng.integers(1, 8))
@@ -86,7 +87,7 @@ def test_step_dense_equals_a_plain_loop(simd: None, shape: tuple[int, int],
         if rng.random() < 0.3:
             ox[:, rng.random(k) < 0.5] = 0  # steps with no product at all
         bits = int(rng.choice([4, 8, 12, 16, 20, 24, 28]))
-        reg = Register(bits, True)
+        reg = Register(bits, bool(rng.random() < 0.8))  # some unsigned
         wrap = bool(rng.random() < 0.5)
         assert tile_simd.fits(reg, g, k, (-255, 255), (-255, 255))
         mask = rng.random((q, n)) < (1.0 if rng.random() < 0.5 else 0.3)
@@ -107,7 +108,7 @@ def test_step_dense_equals_a_plain_loop(simd: None, shape: tuple[int, int],
             tracked[qq:qq + qb, blocks == b] = True
         assert (stepped >= (mask | track)).all()
         for nm in names:
-            sel = tracked if nm in ("pmin", "pmax") else stepped
+            sel = tracked if nm in ("pmin", "pmax") or nm == "sums" and not wrap else stepped
             a = got[nm].astype(np.int64)
             assert np.array_equal(a[sel], want[nm][sel]), \
                 f"case {case} {nm}: G={g} bits={bits} wrap={wrap}"
@@ -123,13 +124,13 @@ def test_register_edges(simd: None, wrap: bool) -> None:
     w = np.array([[1, -1, 1, 1], [1, -1, 1, -1], [1, -1, 1, 1]])
     x = np.array([[127, 255, 0, 0], [128, 0, 0, 0], [0, 255, 0, 0]])
     items = tile_simd.items_of(np.ones((3, 3), dtype=bool))
-    r, ev, fs, fv, _, _ = tile_simd.step_dense(x, w, 1, reg, wrap, items)
+    r, ev, fs, fv, _, _, _ = tile_simd.step_dense(x, w, 1, reg, wrap, items)
     assert ev[0, 0] == 0 and r[0, 0] == -128
     assert ev[1, 1] == 1 and fs[1, 1] == 0 and fv[1, 1] == 128
     assert ev[2, 2] == 1 and fs[2, 2] == 1 and fv[2, 2] == -255
     x4 = np.array([[127, 127, 255, 255]])
     w4 = np.array([[1, 1, -1, -1]])  # one step of G=4: +254 then -510 inside the tree
-    r, ev, fs, fv, lo, hi = tile_simd.step_dense(x4, w4, 4, reg, wrap,
+    r, ev, fs, fv, lo, hi, _ = tile_simd.step_dense(x4, w4, 4, reg, wrap,
                                                  np.zeros((0, 2), np.int64),
                                                  tile_simd.items_of(np.ones((1, 1), bool)))
     assert ev[0, 0] == 1 and fv[0, 0] == -256 and lo[0, 0] == -256 and hi[0, 0] == 0
@@ -268,6 +269,97 @@ def test_wrap_tiles_track_what_the_sign_hull_leaves_open(sign: int, simd: None,
     assert st.min_safe_acc_bits == 15 and st.acc_wrap.sum() > 0
 
 
+@pytest.mark.slow  # ~15 s: the stepwise engine on 80 configurations
+def test_wrap_everywhere_steps_every_pair_first(simd: None,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registers that wrap in nearly every pair (forced here: WRAP_EVERYWHERE = 0): every
+    pair is stepped in SIMD tiles before any full product, S comes from the loop's exact
+    path, and partial sums are tracked in a second pass for the pairs the sign hull leaves
+    open (inputs >= 0) or in the one pass (inputs < 0, report.headroom = bound); dense and
+    event-driven schedules, random configurations, exact against the stepwise engine."""
+    monkeypatch.setattr(acc_chunked, "WRAP_EVERYWHERE", 0.0)
+    taken = _count_results(monkeypatch, "_wrap_every_pair", acc_chunked._wrap_every_pair)
+    reopened = {"n": 0}
+    real = acc_chunked._outside_hull
+
+    def outside(*a, **kw):
+        qs, js = real(*a, **kw)
+        reopened["n"] += qs.size > 0
+        return qs, js
+
+    monkeypatch.setattr(acc_chunked, "_outside_hull", outside)
+    gathered = {"n": 0}
+    step = tile_simd.step_dense
+
+    def counting(*a, **kw):
+        gathered["n"] += kw.get("active") is not None
+        return step(*a, **kw)
+
+    monkeypatch.setattr(tile_simd, "step_dense", counting)
+    for seed in range(80):
+        net, cfg, x, sets = chunked_case(70_000 + seed)
+        sets = [*sets, "accumulator.overflow=wrap", "mac.operand=offset"]
+        cfg = load_config(cfg.name, sets)
+        diffs = compare_with_fast(simulate(net, cfg, x), simulate_stepwise(net, cfg, x))
+        assert not diffs, f"seed {seed} {sets}: " + "; ".join(diffs[:6])
+    assert taken["n"] > 40 and reopened["n"] > 3 and gathered["n"] > 10
+
+
+@pytest.mark.slow  # ~10 s: the stepwise engine on 60 configurations
+def test_saturate_everywhere_steps_every_pair(simd: None,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Saturating registers whose sums lie outside them nearly everywhere (forced here:
+    WRAP_EVERYWHERE = 0): every pair in SIMD tiles without the general path's pair arrays,
+    partial sums tracked where the sign hull leaves the final sums' width; dense and
+    event-driven, exact against the stepwise engine."""
+    monkeypatch.setattr(acc_chunked, "WRAP_EVERYWHERE", 0.0)
+    taken = _count_results(monkeypatch, "_saturate_every_pair",
+                           acc_chunked._saturate_every_pair)
+    for seed in range(60):
+        net, cfg, x, sets = chunked_case(80_000 + seed)
+        sets = [*sets, "accumulator.overflow=saturate", "mac.operand=offset"]
+        cfg = load_config(cfg.name, sets)
+        diffs = compare_with_fast(simulate(net, cfg, x), simulate_stepwise(net, cfg, x))
+        assert not diffs, f"seed {seed} {sets}: " + "; ".join(diffs[:6])
+    assert taken["n"] > 20
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_wrap_everywhere_width_from_the_second_pass(sign: int, simd: None,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every pair stepped first (forced), untracked; the widest partial sum, one past a
+    power of two, lies in a pair the sign hull leaves open: the second pass must find
+    min_safe_acc_bits = 15 exactly, with no full product for S."""
+    monkeypatch.setattr(acc_chunked, "WRAP_EVERYWHERE", 0.0)
+    taken = _count_results(monkeypatch, "_wrap_every_pair", acc_chunked._wrap_every_pair)
+    products = _count(monkeypatch, acc_chunked, "exact_matmul")
+    row = [-127] * 64 + [-65] + [127] * 65 if sign > 0 else [127] * 64 + [64] + [-127] * 65
+    quiet = [1, -1] * (len(row) // 2)
+    st = _check(_one_layer_net(np.array([row, quiet, row])),
+                ["accumulator.adder_tree_width=1", "mac.lanes=1", "accumulator.bits=12",
+                 "accumulator.overflow=wrap"], np.ones((4, len(row))), None, monkeypatch)
+    assert taken["n"] > 0
+    assert st.min_safe_acc_bits == 15 and st.acc_wrap.sum() > 0
+    assert products["n"] == taken["n"]  # only the samples of _wraps_nearly_everywhere
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_saturate_everywhere_tracks_what_the_hull_leaves_open(
+        sign: int, simd: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every pair stepped (forced), clipping on a 12-bit register; the widest partial sum,
+    one past a power of two, in a pair the sign hull leaves open: 15 bits exactly."""
+    monkeypatch.setattr(acc_chunked, "WRAP_EVERYWHERE", 0.0)
+    taken = _count_results(monkeypatch, "_saturate_every_pair",
+                           acc_chunked._saturate_every_pair)
+    row = [-127] * 64 + [-65] + [127] * 65 if sign > 0 else [127] * 64 + [64] + [-127] * 65
+    quiet = [1, -1] * (len(row) // 2)
+    st = _check(_one_layer_net(np.array([row, quiet, row])),
+                ["accumulator.adder_tree_width=1", "mac.lanes=1", "accumulator.bits=12",
+                 "accumulator.overflow=saturate"], np.ones((4, len(row))), None, monkeypatch)
+    assert taken["n"] > 0
+    assert st.min_safe_acc_bits == 15 and st.acc_saturate.sum() > 0
+
+
 def test_positive_bound_is_an_upper_bound() -> None:
     from simulator.units.sign_split import positive_bound
 
@@ -315,7 +407,7 @@ def test_event_driven_tiles_equal_a_plain_loop(simd: None) -> None:
     """Event-driven steps: each query's active inputs only, G of them per step (a query
     may have none); the plain loop drops the inactive inputs first."""
     rng = np.random.default_rng(77)
-    names = ("r", "events", "first_step", "first_value", "pmin", "pmax")
+    names = ("r", "events", "first_step", "first_value", "pmin", "pmax", "sums")
     for case in range(80):
         q, k, n = int(rng.integers(1, 5)), int(rng.integers(1, 50)), int(rng.integers(1, 35))
         g = int(rng.integers(1, 6))
@@ -331,7 +423,7 @@ def test_event_driven_tiles_equal_a_plain_loop(simd: None) -> None:
             active=active), strict=True))
         for i in range(q):
             want = _plain(ox[i:i + 1, active[i]], ow[:, active[i]], g, reg, wrap)
-            for nm in names if track else names[:4]:
+            for nm in names if track else names[:4] + (("sums",) if wrap else ()):
                 assert np.array_equal(got[nm][i].astype(np.int64), want[nm][0]), \
                     f"case {case} query {i} {nm}: G={g} wrap={wrap}"
 
@@ -350,7 +442,7 @@ def test_registers_match_fxpmath(simd: None, policy: str) -> None:
         ow = rng.integers(-128, 60, (n, k))  # sums drift down: events at every width here
         reg = Register(bits, True)
         its = tile_simd.items_of(np.ones((q, n), dtype=bool))
-        r, ev, fs, fv, _, _ = tile_simd.step_dense(ox, ow, g, reg, policy == "wrap", its)
+        r, ev, fs, fv, _, _, _ = tile_simd.step_dense(ox, ow, g, reg, policy == "wrap", its)
         prods = ox[:, None, :] * ow[None, :, :]
         acc = np.zeros((q, n), dtype=np.int64)
         events = np.zeros((q, n), dtype=np.int64)

@@ -94,6 +94,59 @@ def _sign_hull(oxs: np.ndarray, ows: np.ndarray, s: np.ndarray, xmax: int, reg: 
     return neg, ub
 
 
+def _saturate_every_pair(
+    x: np.ndarray, zx: int, oxs: np.ndarray, ows: np.ndarray, s: np.ndarray,
+    xr: tuple[int, int], wr: tuple[int, int], spec: MacSpec, cache: dict | None,
+    safe: Register | None, track_max: bool,
+) -> ChunkResult | None:
+    """ChunkResult of every pair (row-major) for a saturating register whose exact sums S
+    lie outside it in nearly every pair (inputs x' >= 0, SIMD tiles): each such pair clips,
+    so every pair is stepped whole, without the pair arrays of the general path; partial
+    sums are tracked for the pairs whose sign hull leaves the final sums' width ``safe``.
+    None when this does not apply (``report.headroom = "bound"`` keeps the general path)."""
+    reg = spec.register
+    q_count, k = oxs.shape
+    n = ows.shape[0]
+    g = spec.adder_tree_width
+    dense = not spec.event_driven
+    if not (q_count and n and k) or xr[0] < 0 or (track_max and safe is None) or \
+            not simd_applies(dense, g, k, reg, xr, wr, False):
+        return None
+    outside = np.count_nonzero((s < reg.min) | (s > reg.max))
+    if outside < WRAP_EVERYWHERE * s.size:
+        return None
+    active = (x != zx) if spec.event_driven else np.ones(x.shape, dtype=bool)
+    plan = ChunkPlan(active, g, chunk_size(k, g), dense=dense)
+    qs = np.repeat(np.arange(q_count, dtype=np.int64), n)
+    js = np.tile(np.arange(n, dtype=np.int64), q_count)
+    track = np.zeros(qs.size, dtype=bool)
+    if safe is not None:
+        tq, tj = _outside_hull(oxs, ows, s, xr[1], safe, cache)
+        track[tq * n + tj] = True
+    return evaluate_tiles(plan, oxs, ows, qs, js, reg, "saturate", xr, wr, cache, track)
+
+
+def _outside_hull(oxs: np.ndarray, ows: np.ndarray, s: np.ndarray, xmax: int, safe: Register,
+                  cache: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """(qs, js) of the pairs (inputs x' >= 0) whose partial sums may leave ``safe``: outside
+    the sign hull [S - U, U] (sign_split.positive_bound) and, when those are few, outside
+    [neg, pos] from exact positive sums too. Every pair when U's float products would not
+    be exact."""
+    ub = positive_bound(oxs, ows, xmax, cache, exact_float=True)
+    if ub is None:
+        q_count, n = s.shape
+        return (np.repeat(np.arange(q_count, dtype=np.int64), n),
+                np.tile(np.arange(n, dtype=np.int64), q_count))
+    split = SplitSums(s, ub, oxs, ows, [], np.float64, {} if cache is None else cache)
+    qs, js = split.open_pairs(safe.min, safe.max)
+    if 0 < qs.size <= DOT_PAIRS_MAX_FRACTION * s.size:
+        pos = split.exact_pos(qs, js)
+        neg = s[qs, js] - pos
+        keep = (neg < safe.min) | (pos > safe.max)
+        qs, js = qs[keep], js[keep]
+    return qs, js
+
+
 def _every_prefix_inside(
     oxs: np.ndarray, ows: np.ndarray, qs: np.ndarray, js: np.ndarray, reg: Register,
     safe: Register, xr: tuple[int, int], wr: tuple[int, int], cache: dict | None,
@@ -157,12 +210,13 @@ def _most_pairs_live(
     return not events_dense(neg[live], pos[live], narrowest, chunks, "wrap")
 
 
-def _pair_rows_later(qs: np.ndarray, js: np.ndarray, wraps: np.ndarray, sats: np.ndarray,
-                     ev: np.ndarray) -> Callable[[], np.ndarray]:
-    """Builder of the pair event rows of pairs ``ev`` (sorted by (query, neuron): qs, js come
-    from ``np.nonzero``), for LaneStats.pair_events."""
+def _pair_rows_later(qs: np.ndarray, js: np.ndarray, wraps: np.ndarray, sats: np.ndarray
+                     ) -> Callable[[], np.ndarray]:
+    """Builder of the pair event rows of the pairs with an event (sorted by (query, neuron):
+    qs, js come from ``np.nonzero``), for LaneStats.pair_events."""
 
     def build() -> np.ndarray:
+        ev = np.flatnonzero(wraps + sats)
         rows = np.zeros((ev.size, 5), dtype=np.int64)
         for col, src in enumerate((qs, js, wraps, sats)):
             rows[:, col] = src[ev]
@@ -183,6 +237,61 @@ def _first_of(*keys: np.ndarray) -> int:
         v = key[cand]
         cand = cand[v == v.min()]
     return int(cand[0])
+
+
+SAMPLE_WRAP_EVERY = 16  # queries: the sums sample of _wraps_nearly_everywhere
+WRAP_EVERYWHERE = 0.9  # share of sampled sums outside the register
+
+
+def _wraps_nearly_everywhere(oxs: np.ndarray, ows: np.ndarray, reg: Register,
+                             xr: tuple[int, int], wr: tuple[int, int]) -> bool:
+    """True when, in every 16th query, at least 90 % of the pairs' exact sums lie outside
+    the register: each of them wraps at least once, so nearly every pair is stepped whole
+    in any case. A performance choice only (1/16 of the full product)."""
+    ss = exact_matmul(oxs[::SAMPLE_WRAP_EVERY], ows, a_range=xr, b_range=wr)
+    return bool(ss.size) and float(((ss < reg.min) | (ss > reg.max)).mean()) >= WRAP_EVERYWHERE
+
+
+def _wrap_every_pair(
+    x: np.ndarray, zx: int, oxs: np.ndarray, ows: np.ndarray, xr: tuple[int, int],
+    wr: tuple[int, int], spec: MacSpec, cache: dict | None, track_max: bool,
+    exact_headroom: bool,
+) -> tuple[np.ndarray, ChunkResult] | None:
+    """(exact sums S int64 (Q, N), ChunkResult of every pair in row-major order) for a
+    wrapping register that wraps in nearly every pair, when the SIMD tiles apply: every
+    pair is stepped whole first, and the loop's exact path gives S, so no separate product
+    computes it. Partial sums are tracked only where the final sums' width needs them: for
+    inputs x' >= 0, in a second pass over the pairs whose sign hull [S - U, U] (exact for
+    few open pairs) leaves that width; else in the one pass, for every pair. None when this
+    does not apply (the usual path then runs)."""
+    reg = spec.register
+    q_count, k = oxs.shape
+    n = ows.shape[0]
+    g = spec.adder_tree_width
+    dense = not spec.event_driven
+    if not (q_count and n and k) or not simd_applies(dense, g, k, reg, xr, wr, True):
+        return None
+    if not _wraps_nearly_everywhere(oxs, ows, reg, xr, wr):
+        return None
+    active = (x != zx) if spec.event_driven else np.ones(x.shape, dtype=bool)
+    plan = ChunkPlan(active, g, chunk_size(k, g), dense=dense)
+    qs = np.repeat(np.arange(q_count, dtype=np.int64), n)
+    js = np.tile(np.arange(n, dtype=np.int64), q_count)
+    by_hull = track_max and exact_headroom and xr[0] >= 0
+    track = None if track_max and not by_hull else np.zeros(qs.size, dtype=bool)
+    res = evaluate_tiles(plan, oxs, ows, qs, js, reg, "wrap", xr, wr, cache, track)
+    if res is None or res.sums is None:
+        return None
+    s = res.sums.reshape(q_count, n).astype(np.int64)
+    if by_hull:
+        safe = Register(bits_for_range(*range_of(s)), True)
+        tq, tj = _outside_hull(oxs, ows, s, xr[1], safe, cache)
+        if tq.size:  # their partial sums' range, in a second pass
+            again = evaluate_tiles(plan, oxs, ows, tq, tj, reg, "wrap", xr, wr, cache, None)
+            if again is None:
+                return None
+            res.partial_min, res.partial_max = again.partial_min, again.partial_max
+    return s, res
 
 
 def accumulate_chunked(
@@ -227,7 +336,14 @@ def accumulate_chunked(
         ows, wr = narrow(ow)
         del ox, ow
         cache = None
-    s = sums if sums is not None else exact_matmul(oxs, ows, a_range=xr, b_range=wr)
+    pre = None  # wrapping nearly everywhere: every pair stepped in SIMD tiles, S from them
+    if sums is None and corr is None and spec.overflow == "wrap" and numba_enabled():
+        pre = _wrap_every_pair(x, zx, oxs, ows, xr, wr, spec, cache, track_max,
+                               exact_headroom)
+    if pre is not None:
+        s = pre[0]
+    else:
+        s = sums if sums is not None else exact_matmul(oxs, ows, a_range=xr, b_range=wr)
     total = s if corr is None else s + corr
     lo_known, hi_known = range_of(total)
     if corr is not None:  # the last MAC step's partial sum comes before the correction
@@ -241,7 +357,18 @@ def accumulate_chunked(
     # inputs >= 0 with SIMD tiles: the sign hull below costs less than the live-pair sample
     hull_ok = corr is None and xr[0] >= 0 and not keep_bounds and simd_applies(
         not spec.event_driven, spec.adder_tree_width, k, reg, xr, wr, spec.overflow == "wrap")
-    if (safe is not None and corr is None and (spec.overflow == "wrap" or sums is not None)
+    if (pre is None and sums is None and corr is None and spec.overflow == "saturate"
+            and numba_enabled()):  # clipping nearly everywhere: every pair in SIMD tiles
+        res_all = _saturate_every_pair(x, zx, oxs, ows, s, xr, wr, spec, cache, safe,
+                                       track_max)
+        if res_all is not None:
+            pre = (s, res_all)
+    if pre is not None:  # every pair, stepped already
+        qs = np.repeat(np.arange(q_count, dtype=np.int64), n)
+        js = np.tile(np.arange(n, dtype=np.int64), q_count)
+        event_possible = True
+        policy = spec.overflow
+    elif (safe is not None and corr is None and (spec.overflow == "wrap" or sums is not None)
             and (not spec.event_driven or sums is not None) and numba_enabled()
             and not (hull_ok and sums is None)
             and _most_pairs_live(oxs, ows, s, reg, safe, xr, wr, cache, chunk_size(k, 1))):
@@ -292,50 +419,53 @@ def accumulate_chunked(
             """v's values at the pairs (qs, js), (F,); a view when they are every pair."""
             return v.reshape(-1) if every and v.flags.c_contiguous else v[qs, js]
 
-        narrowest = safe if safe is not None and safe.bits < reg.bits else reg
-        sub = slice(None, None, max(1, qs.size >> 18))  # a heuristic: ~256 k pairs decide
-        dense_events = neg is not None and pos is not None and events_dense(
-            neg[qs[sub], js[sub]], pos[qs[sub], js[sub]], narrowest, -(-k // cs), policy)
-        # wrap, most pairs: whole pairs in SIMD tiles beat the streamed pass's chunk products
-        simd_wrap = (not dense_events and policy == "wrap" and qs.size * 2 >= q_count * n
-                     and simd_applies(not spec.event_driven, g, k, reg, xr, wr, True))
-        track = None  # pairs whose partial sums may widen min_safe_acc_bits (tiles only)
-        if (dense_events or simd_wrap) and safe is not None and neg is not None:
-            track = (pick(neg) < safe.min) | (pick(pos) > safe.max)
-        elif simd_wrap and not track_max:
-            track = np.zeros(qs.size, dtype=bool)
-        elif simd_wrap and safe is not None and xr[0] >= 0:  # the sign hull [S - U, U]
-            ub = positive_bound(oxs, ows, xr[1], cache)  # ~1/3 of S's cost: most pairs'
-            if ub is not None:  # partial sums provably stay inside the final sums' width
-                track = pick((s - ub < safe.min) | (ub > safe.max))
-            del ub
-        if not keep_bounds:
-            del neg, pos
-        if dense_events:
-            cs = max(g, -(-k // g) * g)  # one chunk: step whole pairs, S and A known already
-        plan = ChunkPlan(active, g, cs, dense=not spec.event_driven)
-        res = None
-        if spec.event_driven and not event_possible and not keep_bounds and safe is not None:
-            res = _every_prefix_inside(oxs, ows, qs, js, reg, safe, xr, wr, cache)
-        if res is not None:
-            pass
-        elif dense_events or simd_wrap:  # whole pairs in tiles, vectorised across neurons
-            width = None
-            if track is not None and bool(track.any()) and plan.dense and \
-                    not simd_applies(True, g, k, reg, xr, wr, policy == "wrap"):  # tracks cheaply
-                width = _partial_range(plan, oxs, ows, qs[track], js[track], safe, xr, wr,
-                                       cache)
-            if width is not None:  # the tiles need not track partial sums
+        if pre is not None:
+            res = pre[1]
+        else:
+            narrowest = safe if safe is not None and safe.bits < reg.bits else reg
+            sub = slice(None, None, max(1, qs.size >> 18))  # a heuristic: ~256 k pairs decide
+            dense_events = neg is not None and pos is not None and events_dense(
+                neg[qs[sub], js[sub]], pos[qs[sub], js[sub]], narrowest, -(-k // cs), policy)
+            # wrap, most pairs: whole pairs in SIMD tiles beat the streamed pass's chunk products
+            simd_wrap = (not dense_events and policy == "wrap" and qs.size * 2 >= q_count * n
+                         and simd_applies(not spec.event_driven, g, k, reg, xr, wr, True))
+            track = None  # pairs whose partial sums may widen min_safe_acc_bits (tiles only)
+            if (dense_events or simd_wrap) and safe is not None and neg is not None:
+                track = (pick(neg) < safe.min) | (pick(pos) > safe.max)
+            elif simd_wrap and not track_max:
                 track = np.zeros(qs.size, dtype=bool)
-            res = evaluate_tiles(plan, oxs, ows, qs, js, reg, policy, xr, wr, cache, track)
-            if res is not None and width is not None:
-                res.partial_min, res.partial_max = width
-        elif policy == "wrap":  # all queries' chunk statistics, one chunk at a time
-            res = evaluate_wrap_streamed(plan, oxs, ows, qs, js, reg, safe, xr, wr, cache)
-        if res is None:
-            given = (pick(s), pick(a)) if dense_events and a is not None else None
-            res = evaluate_pairs(plan, oxs, ows, qs, js, reg, policy, safe, xr, wr, cache,
-                                 given)
+            elif simd_wrap and safe is not None and xr[0] >= 0:  # the sign hull [S - U, U]
+                ub = positive_bound(oxs, ows, xr[1], cache)  # ~1/3 of S's cost: most pairs'
+                if ub is not None:  # partial sums provably stay inside the final sums' width
+                    track = pick((s - ub < safe.min) | (ub > safe.max))
+                del ub
+            if not keep_bounds:
+                del neg, pos
+            if dense_events:
+                cs = max(g, -(-k // g) * g)  # one chunk: step whole pairs, S and A known already
+            plan = ChunkPlan(active, g, cs, dense=not spec.event_driven)
+            res = None
+            if spec.event_driven and not event_possible and not keep_bounds and safe is not None:
+                res = _every_prefix_inside(oxs, ows, qs, js, reg, safe, xr, wr, cache)
+            if res is not None:
+                pass
+            elif dense_events or simd_wrap:  # whole pairs in tiles, vectorised across neurons
+                width = None  # the float tiles track partial sums slowly: the streamed pass
+                if track is not None and bool(track.any()) and plan.dense and \
+                        not simd_applies(True, g, k, reg, xr, wr, policy == "wrap"):
+                    width = _partial_range(plan, oxs, ows, qs[track], js[track], safe, xr, wr,
+                                           cache)
+                if width is not None:  # the tiles need not track partial sums
+                    track = np.zeros(qs.size, dtype=bool)
+                res = evaluate_tiles(plan, oxs, ows, qs, js, reg, policy, xr, wr, cache, track)
+                if res is not None and width is not None:
+                    res.partial_min, res.partial_max = width
+            elif policy == "wrap":  # all queries' chunk statistics, one chunk at a time
+                res = evaluate_wrap_streamed(plan, oxs, ows, qs, js, reg, safe, xr, wr, cache)
+            if res is None:
+                given = (pick(s), pick(a)) if dense_events and a is not None else None
+                res = evaluate_pairs(plan, oxs, ows, qs, js, reg, policy, safe, xr, wr, cache,
+                                     given)
         stats.ordered_pairs = int(qs.size)
         pmin, pmax = min(pmin, res.partial_min), max(pmax, res.partial_max)
         r = res.acc
@@ -363,12 +493,15 @@ def accumulate_chunked(
                 dst += cnt.reshape(q_count, n).sum(axis=0, dtype=np.int64)
             else:  # exact: far below 2**53
                 dst += np.bincount(js, weights=cnt, minlength=n).astype(np.int64)
-        ev = np.flatnonzero(wraps + sats)
-        if ev.size:
-            pair_rows.append(_pair_rows_later(qs, js, wraps, sats, ev))
+        has = wraps != 0
+        if sats.any():
+            has |= sats != 0
+        if has.any():
+            pair_rows.append(_pair_rows_later(qs, js, wraps, sats))
             # the first event lies in the first query that has one (qs is sorted)
-            q0 = qs[ev[0]]
-            sel = ev[:np.searchsorted(ev, np.searchsorted(qs, q0, side="right"))]
+            e_first = int(np.argmax(has))
+            end = int(np.searchsorted(qs, qs[e_first], side="right"))
+            sel = e_first + np.flatnonzero(has[e_first:end])
             tiles = js[sel] // spec.lanes
             i0 = _first_of(qs[sel], tiles, first_step[sel], js[sel])
             e0 = sel[i0]
@@ -376,7 +509,7 @@ def accumulate_chunked(
                          int(first_value[e0]))
             stats.first = (acc_first[0], acc_first[3], acc_first[2])
     stats.partial_min, stats.partial_max = pmin, pmax
-    if track_max and not exact_headroom:
+    if track_max and not exact_headroom and pre is None:  # pre: every pair tracked, exact
         wide = Register(bits_for_range(pmin, pmax), True)
         if bool(((neg < wide.min) | (pos > wide.max)).any()):
             stats.partial_exact = False

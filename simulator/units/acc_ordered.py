@@ -24,7 +24,7 @@ from .accumulator import (
 )
 from .partial_sums import abs_wide, chunk_size, pair_bounds
 from .pre_add import PreAdd, pre_add_stage
-from .sign_split import SplitSums, split_sign_sums
+from .sign_split import DOT_PAIRS_MAX_FRACTION, SplitSums, split_sign_sums
 
 _PAIR_BATCH_ELEMENTS = 1 << 24  # products held at once during ordered evaluation
 
@@ -92,6 +92,11 @@ def accumulate_ordered(
         if corr is not None:
             mlo, mhi = range_of(mac)
             lo_known, hi_known = min(lo_known, mlo), max(hi_known, mhi)
+        if _split_settles(split, pre, spec, total, lo_known, hi_known, track_max):
+            stats.max_abs_acc = max(-int(total.min(initial=0)), int(total.max(initial=0)))
+            stats.partial_min, stats.partial_max = lo_known, hi_known
+            _finish(stats, spec, pre, None, [], query_offset, defer_errors)
+            return total, stats
         lo_b, hi_b = _split_hull(split, pre, spec, lo_known, hi_known, track_max)
         if _settled(int(lo_b.min(initial=0)), int(hi_b.max(initial=0)), total, lo_known,
                     hi_known, spec, track_max):
@@ -184,6 +189,34 @@ def _split_hull(
             lo[qs, js] += pre.dneg[qs, js]
             hi[qs, js] += pre.delta[qs, js] - pre.dneg[qs, js]
     return lo, hi
+
+
+def _split_settles(
+    split: SplitSums, pre: PreAdd | None, spec: MacSpec, total: np.ndarray, lo_known: int,
+    hi_known: int, track_max: bool,
+) -> bool:
+    """:func:`_settled` for the hull of :func:`_split_hull` without its (Q, N) arrays, when
+    no wrapping pre-add correction widens it: every pair's [S - U, U], or its exact [neg,
+    pos] where that hull leaves the register (and, ``track_max``, the width of the known
+    range), lies inside both, and so do the final values. False when this does not settle
+    the run or does not apply (the full hull is then built)."""
+    if pre is not None and pre.delta is not None and spec.pre_add_overflow == "wrap":
+        return False
+    lo, hi = spec.register.min, spec.register.max
+    if track_max:
+        safe = Register(bits_for_range(lo_known, hi_known), True)
+        lo, hi = max(lo, safe.min), min(hi, safe.max)
+    t_lo, t_hi = range_of(total)
+    if t_lo < lo or t_hi > hi or lo > 0 or hi < 0:
+        return False
+    qs, js = split.open_pairs(lo, hi)
+    if not qs.size:
+        return True
+    if qs.size > DOT_PAIRS_MAX_FRACTION * total.size:
+        return False
+    pos = split.exact_pos(qs, js)
+    neg = split.exact[qs, js] - pos
+    return not bool(((neg < lo) | (pos > hi)).any())
 
 
 def _known_range(

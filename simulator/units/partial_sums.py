@@ -49,6 +49,7 @@ class ChunkResult:
     partial_min: int
     partial_max: int
     stepped_chunks: int
+    sums: np.ndarray | None = None  # (F,) exact sums, where the evaluation knows them
 
 
 class ChunkPlan:

@@ -197,7 +197,8 @@ def _dense_compiled(
                                                                preg.max // xmax)
     if int(ent_wsum.max(initial=0)) * xmax >= 1 << 62 or preg.bits > 62:
         return False
-    delta, dneg, cnt = evaluate_hot(
+    simd = _hot_pairs_simd(ox, ow, hot_j, hot_g, xmax, spec, cache)
+    delta, dneg, cnt = simd if simd is not None else evaluate_hot(
         np.ascontiguousarray(ox, dtype=np.int64), groups, hot_groups, gptr, ent_j, ent_w,
         ent_wsum, preg.min, preg.max, spec.pre_add_overflow == "wrap", n,
     )
@@ -223,6 +224,30 @@ def _dense_compiled(
     res.first = (q0, int(tiles[i0]), int(steps[i0]), int(js[i0]))
     res.first_value = int(s[ev[i0]])
     return True
+
+
+def _hot_pairs_simd(
+    ox: np.ndarray, ow: np.ndarray, hot_j: np.ndarray, hot_g: np.ndarray, xmax: int,
+    spec: MacSpec, cache: dict | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(corrections, negative corrections, events) (Q, N) of the hot entries by the SIMD
+    loop of pre_add_simd.py (pairs, int32 lanes exact), or None (the numba kernel runs)."""
+    from . import pre_add_simd
+
+    if spec.pre_add_width != 2 or not pre_add_simd.available():
+        return None
+    key = ("pre_add_simd", hot_j.size, spec.pre_register.max // max(xmax, 1))
+    ops = cache.get(key) if cache is not None else None
+    if ops is None:
+        ops = pre_add_simd.operands(ow, hot_j, hot_g)
+        if cache is not None:
+            cache[key] = ops
+    per_neuron = int(np.diff(ops[2]).max(initial=0))
+    wmax = int(np.abs(ow).max(initial=0))
+    if not pre_add_simd.fits(xmax, wmax, spec.pre_register, per_neuron):
+        return None
+    return pre_add_simd.evaluate(ox, ow.shape[0], ops, spec.pre_register,
+                                 spec.pre_add_overflow == "wrap")
 
 
 def _rows_later(cnt: np.ndarray) -> Callable[[], np.ndarray]:

@@ -236,12 +236,13 @@ def _plan(ow: np.ndarray, k: int, xmax: int, cache: dict
     return None
 
 
-def positive_bound(ox: np.ndarray, ow: np.ndarray, xmax: int, cache: dict | None = None
-                   ) -> np.ndarray | None:
+def positive_bound(ox: np.ndarray, ow: np.ndarray, xmax: int, cache: dict | None = None,
+                   exact_float: bool = False) -> np.ndarray | None:
     """int64 (Q, N) U >= the sum of the positive products of every pair (x' (Q, K) >= 0 with
     max ``xmax``, w' (N, K)): the bound of :func:`split_sign_sums` alone, when the exact sums
     are known already (every partial sum of a pair then lies in [S - U, U]). None when the
-    float products would not be exact."""
+    float products would not be exact. ``exact_float``: a float array of exact integers may
+    come back instead (one K-chunk: no int64 conversion)."""
     q, k = ox.shape
     n = ow.shape[0]
     cache = {} if cache is None else cache
@@ -253,6 +254,8 @@ def positive_bound(ox: np.ndarray, ow: np.ndarray, xmax: int, cache: dict | None
     dtype, chunks = plan
     wpb = cache[("sign_split_pos_blocks", dtype)]
     xm = _block_max(ox.astype(dtype), dtype)
+    if exact_float and len(chunks) == 1:
+        return xm @ wpb  # exact integers
     pos_ub = np.zeros((q, n), dtype=np.int64)
     for a, b in chunks:  # a is a multiple of 64, so of B
         ba, bb = a // BOUND_BLOCK, -(-b // BOUND_BLOCK)

@@ -46,15 +46,15 @@ _INT32 = (1 << 31) - 1
 
 def fits(reg: Register, g: int, k: int, xr: tuple[int, int], wr: tuple[int, int]) -> bool:
     """True when the int32 lanes hold every value exactly: operands in int16 (no
-    -32768 * -32768 pair), the register plus a step's tree output (and, wrapping, its
-    distance from the register's min) and every partial sum below 2**31 in magnitude."""
+    -32768 * -32768 pair), the register plus a step's tree output, every partial sum P and
+    (the wrapping loop carries it) P - min below 2**31 in magnitude."""
     mx = max(-xr[0], xr[1], 0)
     mw = max(-wr[0], wr[1], 0)
     if mx > 32767 or mw > 32767 or reg.bits > 31:
         return False
     pairs = -(-max(g, 1) // 2)
     tree = 2 * pairs * mx * mw
-    return (1 << reg.bits) + tree <= _INT32 and k * mx * mw <= _INT32 and k < _INT32
+    return (1 << reg.bits) + tree <= _INT32 and k * mx * mw - reg.min <= _INT32 and k < _INT32
 
 
 def enabled() -> bool:
@@ -106,7 +106,7 @@ def why_unavailable() -> str:
 
 
 _ARGS = ("P", "I", "I", "P", "I", "P", "I", "I", "i", "i", "i", "P", "P", "P", "P", "P", "P",
-         "I")
+         "P", "I")
 
 
 def _kernel(pairs: int, wrap: bool, track: bool, gather: bool = False) -> Any:
@@ -121,31 +121,12 @@ def _kernel(pairs: int, wrap: bool, track: bool, gather: bool = False) -> Any:
 
 
 def _compile(pairs: int, wrap: bool, track: bool, gather: bool) -> Any:
-    import llvmlite.binding as llvm
+    from .llvm_jit import compile_function
 
-    if not hasattr(llvm, "create_pass_builder"):  # older llvmlite: typed pointers, legacy PM
-        raise RuntimeError("this llvmlite has no new pass manager API (create_pass_builder)")
-
-    if "tm" not in _STATE:
-        llvm.initialize_native_target()
-        llvm.initialize_native_asmprinter()
-        target = llvm.Target.from_default_triple()
-        _STATE["tm"] = target.create_target_machine(
-            cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
-            opt=3)
-    tm = _STATE["tm"]
-    mod = llvm.parse_assembly(tiles_ir(pairs, wrap, track, LANES, 1 if gather else QUERIES,
-                                       gather=gather))
-    mod.verify()
-    pb = llvm.create_pass_builder(tm, llvm.PipelineTuningOptions(speed_level=3))
-    pb.getModulePassManager().run(mod, pb)
-    engine = llvm.create_mcjit_compiler(mod, tm)
-    engine.finalize_object()
     ct = {"P": ctypes.c_void_p, "I": ctypes.c_int64, "i": ctypes.c_int32}
     args = _ARGS + (("P", "I", "P") if gather else ())
-    fn = ctypes.CFUNCTYPE(None, *(ct[a] for a in args))(engine.get_function_address("tiles"))
-    _STATE[("engine", pairs, wrap, track, gather, LANES, QUERIES)] = engine  # keeps the code
-    return fn
+    ir = tiles_ir(pairs, wrap, track, LANES, 1 if gather else QUERIES, gather=gather)
+    return compile_function(ir, "tiles", [ct[a] for a in args])
 
 
 # ------------------------------------------------------------------- layout and driver
@@ -246,8 +227,9 @@ def step_dense(
     ox: (Q, K) x' integers, ow: (N, K) w' integers (:func:`fits` must hold). ``active``:
     bool (Q, K), the event-driven schedule (only active inputs, G of them per step; items of
     one query each: ``items_of(mask, 1)``); None: dense. Returns int32 (Q, N) arrays r,
-    events, first step (-1: none), first value (e), partial min, partial max (zeros where not
-    tracked); entries of pairs not stepped are 0 (first step -1).
+    events, first step (-1: none), first value (e; 0 without an event), partial min, partial
+    max (zeros where not tracked) and the exact sums (every pair wrapping; tracked pairs
+    saturating; else 0); entries of pairs not stepped are 0 (first step -1).
     """
     q, k = ox.shape
     pairs = -(-g // 2)
@@ -268,7 +250,7 @@ def step_dense(
         wstride = wb.shape[1] * LANES
         extra = (idx.ctypes.data, idx.shape[1], stq.ctypes.data)
     cols = wb.shape[0] * LANES
-    outs = [np.zeros((rows, cols), dtype=np.int32) for _ in range(6)]
+    outs = [np.zeros((rows, cols), dtype=np.int32) for _ in range(7)]
     outs[2][:] = -1  # first step: written only at a first event
     mask = (1 << reg.bits) - 1  # bits <= 31 (fits)
     runs = [(items, False)] + ([(track_items, True)] if track_items is not None else [])
@@ -320,12 +302,13 @@ def items_of(mask: np.ndarray, per_item: int | None = None) -> np.ndarray:
 
 def _reference(ox: np.ndarray, ow: np.ndarray, g: int, reg: Register, wrap: bool,
                active: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
-    """Plain numpy step loop (int64): r, events, first step, first value, partial min/max.
-    ``active``: each query's inactive inputs dropped first (event-driven steps)."""
+    """Plain numpy step loop (int64): r, events, first step, first value, partial min/max,
+    exact sums. ``active``: each query's inactive inputs dropped first (event-driven
+    steps)."""
     if active is not None:
         rows = [_reference(ox[i:i + 1, active[i]], ow[:, active[i]], g, reg, wrap)
                 for i in range(ox.shape[0])]
-        return tuple(np.concatenate([r[j] for r in rows]) for j in range(6))
+        return tuple(np.concatenate([r[j] for r in rows]) for j in range(7))
     q, k = ox.shape
     n = ow.shape[0]
     prods = ox.astype(np.int64)[:, None, :] * ow.astype(np.int64)[None, :, :]
@@ -348,7 +331,7 @@ def _reference(ox: np.ndarray, ow: np.ndarray, g: int, reg: Register, wrap: bool
         r = c
         np.minimum(lo, p, out=lo)
         np.maximum(hi, p, out=hi)
-    return r, ev, fs, fv, lo, hi
+    return r, ev, fs, fv, lo, hi, p
 
 
 def _check(g: int, wrap: bool, gather: bool = False) -> str:
@@ -358,16 +341,18 @@ def _check(g: int, wrap: bool, gather: bool = False) -> str:
     what differed."""
     pairs = -(-max(g, 1) // 2)
     rng = np.random.default_rng(2026 + g)
-    names = ("register", "events", "first step", "first value", "partial min", "partial max")
+    names = ("register", "events", "first step", "first value", "partial min", "partial max",
+             "sums")
     for gg in sorted({2 * pairs, max(1, 2 * pairs - 1)}):
-        for bits, track in ((9, False), (12, True), (16, False), (20, True)):
+        for bits, track, signed in ((9, False, True), (12, True, True), (16, False, True),
+                                    (20, True, True), (11, True, False)):
             q, k, n = 3, 37, 21
             ox = rng.integers(-255, 256, (q, k)).astype(np.int64)
             ow = rng.integers(-128, 128, (n, k)).astype(np.int64)
             ox[0] = 255
             ow[0] = -128
             ow[1] = 127
-            reg = Register(bits, True)
+            reg = Register(bits, signed)
             act = None
             if gather:
                 act = rng.random((q, k)) < 0.6
@@ -377,7 +362,10 @@ def _check(g: int, wrap: bool, gather: bool = False) -> str:
             got = step_dense(ox, ow, gg, reg, wrap, its[:0] if track else its,
                              its if track else None, active=act)
             want = _reference(ox, ow, gg, reg, wrap, act)
-            for name, a, b in zip(names, got, want if track else want[:4], strict=False):
+            used = [True] * 4 + [track, track, wrap or track]
+            for name, a, b, use in zip(names, got, want, used, strict=True):
+                if not use:
+                    continue
                 if not np.array_equal(a.astype(np.int64), b):
                     return (f"the SIMD tile loop differs from a plain step loop ({name}, "
                             f"G={gg}, {'wrap' if wrap else 'saturate'}"

@@ -171,6 +171,8 @@ def evaluate_tiles(
     tiles; None when the compiled loop is unavailable or its floats would not be exact.
 
     track: bool (F,) pairs whose partial sums' min / max enter the result (None: all).
+    The result's ``sums`` (exact x'.w' of each pair) are set when the SIMD loop ran and
+    either wraps or tracked every pair.
     """
     if not tiles_available():
         return None
@@ -250,7 +252,7 @@ def _evaluate_simd(
         tracked[titems[:, 0], titems[:, 1]] = True
         items = items[~tracked[items[:, 0], items[:, 1]]]
     del live
-    r, ev, fs, fv, pmn, pmx = tile_simd.step_dense(
+    r, ev, fs, fv, pmn, pmx, sums = tile_simd.step_dense(
         ox, ow, plan.g, reg, policy == "wrap", items, titems, cache,
         active=None if plan.dense else plan.active)
 
@@ -262,7 +264,9 @@ def _evaluate_simd(
     wraps, sats = (ev, zeros) if policy == "wrap" else (zeros, ev)
     pmin = int(pmn[tq, tj].min(initial=0)) if tq.size else 0
     pmax = int(pmx[tq, tj].max(initial=0)) if tq.size else 0
-    return ChunkResult(pick(r), wraps, sats, pick(fs), pick(fv), pmin, pmax, int(qs.size))
+    exact = pick(sums) if policy == "wrap" or track is None else None  # known for every pair
+    return ChunkResult(pick(r), wraps, sats, pick(fs), pick(fv), pmin, pmax, int(qs.size),
+                       exact)
 
 
 def _compile() -> object:
