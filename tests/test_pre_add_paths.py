@@ -240,6 +240,47 @@ def test_split_sign_sums_are_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     assert split_sign_sums(np.ones((1, 4), np.int64) * (1 << 20), too_wide, 1 << 20) is None
 
 
+def test_positive_bound_through_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bound U' from ONNX Runtime's uint8 product (halved block sums, rounded up) holds
+    (>= the exact positive sums), is never below the float32 bound's sums, and gives the same
+    exact sums and open pairs' exact positive sums; weights that may change (no cache) keep
+    the float product."""
+    from simulator import kernels, kernels_ort
+    from simulator.units.sign_split import positive_bound
+
+    if not kernels_ort.available():
+        pytest.skip(f"onnxruntime: {kernels_ort.why_unavailable()}")
+    monkeypatch.setattr(kernels, "ORT_MIN_PRODUCTS", 0)
+    monkeypatch.setenv("HWSIM_MATMUL", "auto")
+    used = {"n": 0}
+    real = sign_split._ort_pos_bound
+
+    def counting(*a, **kw):
+        out = real(*a, **kw)
+        used["n"] += out is not None
+        return out
+
+    monkeypatch.setattr(sign_split, "_ort_pos_bound", counting)
+    rng = np.random.default_rng(12)
+    for q, k, n in ((7, 3001, 19), (40, 130, 33), (1, 5, 2)):
+        w = rng.integers(-128, 128, (n, k)).astype(np.int8)
+        w[0] = 127  # block sums of w'+ reach 508: halved to 254
+        x = rng.integers(0, 256, (q, k))
+        x[0] = 255
+        want_pos = x @ np.maximum(w.astype(np.int64), 0).T
+        cache: dict = {}
+        got = split_sign_sums(x.astype(np.int16), w, 255, cache)
+        assert got is not None and np.array_equal(got.exact, x @ w.astype(np.int64).T)
+        assert (got.pos_ub.astype(np.int64) >= want_pos).all()
+        float_ub = positive_bound(x.astype(np.int16), w, 255, None)  # no cache: float32
+        assert float_ub is not None and (got.pos_ub >= float_ub).all()
+        assert np.array_equal(positive_bound(x.astype(np.int16), w, 255, cache),
+                              got.pos_ub.astype(np.int64))
+        qs, js = got.open_pairs(-(1 << 10), 1 << 10)
+        assert np.array_equal(got.exact_pos(qs, js), want_pos[qs, js])
+    assert used["n"] >= 6
+
+
 def test_open_pairs_equal_the_hull(monkeypatch: pytest.MonkeyPatch) -> None:
     """SplitSums.open_pairs (compiled, one pass) gives the pairs whose [S - U, U] leaves a
     range exactly as the hull arrays do, also at thresholds equal to a bound."""

@@ -122,7 +122,7 @@ class SplitSums:
     def open_pairs(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         """(qs, js) int64 of the pairs whose hull [S - pos_ub, pos_ub] leaves [lo, hi], in
         row-major order: compiled in one pass without (Q, N) temporaries, else from hull()."""
-        if numba_enabled() and self.pos_ub.dtype.kind == "f" and lo <= 0 <= hi:
+        if numba_enabled() and self.pos_ub.dtype.kind in "fiu" and lo <= 0 <= hi:
             q, n = self.exact.shape
             counts = np.zeros(q, dtype=np.int64)
             kern = _open_pairs()
@@ -197,8 +197,11 @@ def split_sign_sums(
     dtype, chunks = plan
     wpb = cache[("sign_split_pos_blocks", dtype)]
     xf = ox.astype(dtype)
-    xm = _block_max(xf, dtype)
     ort_total = _ort_sums(ox, ow, xmax, cache if kept else None)
+    ort_ub = _ort_pos_bound(ox, ow, xmax, cache if kept else None)
+    if ort_total is not None and ort_ub is not None:
+        return SplitSums(ort_total, ort_ub, ox, ow, chunks, dtype, cache)
+    xm = _block_max(xf, dtype)
     wt = None
     if ort_total is None:  # the float weights only when BLAS computes the sums (K, N floats)
         if ("sign_split_w", dtype) not in cache:
@@ -241,10 +244,11 @@ def positive_bound(ox: np.ndarray, ow: np.ndarray, xmax: int, cache: dict | None
     """int64 (Q, N) U >= the sum of the positive products of every pair (x' (Q, K) >= 0 with
     max ``xmax``, w' (N, K)): the bound of :func:`split_sign_sums` alone, when the exact sums
     are known already (every partial sum of a pair then lies in [S - U, U]). None when the
-    float products would not be exact. ``exact_float``: a float array of exact integers may
-    come back instead (one K-chunk: no int64 conversion)."""
+    float products would not be exact. ``exact_float``: an int32 or float array of exact
+    integers may come back instead (no int64 conversion)."""
     q, k = ox.shape
     n = ow.shape[0]
+    kept = cache is not None  # ONNX Runtime sessions are built only for weights that stay
     cache = {} if cache is None else cache
     if not (q and n and k) or xmax == 0:
         return np.zeros((q, n), dtype=np.int64)
@@ -252,6 +256,9 @@ def positive_bound(ox: np.ndarray, ow: np.ndarray, xmax: int, cache: dict | None
     if plan is None:
         return None
     dtype, chunks = plan
+    ort_ub = _ort_pos_bound(ox, ow, xmax, cache if kept else None)
+    if ort_ub is not None:
+        return ort_ub if exact_float else ort_ub.astype(np.int64)
     wpb = cache[("sign_split_pos_blocks", dtype)]
     xm = _block_max(ox.astype(dtype), dtype)
     if exact_float and len(chunks) == 1:
@@ -261,6 +268,35 @@ def positive_bound(ox: np.ndarray, ow: np.ndarray, xmax: int, cache: dict | None
         ba, bb = a // BOUND_BLOCK, -(-b // BOUND_BLOCK)
         np.add(pos_ub, xm[:, ba:bb] @ wpb[ba:bb], out=pos_ub, casting="unsafe")  # exact
     return pos_ub
+
+
+def _ort_pos_bound(ox: np.ndarray, ow: np.ndarray, xmax: int, cache: dict | None
+                   ) -> np.ndarray | None:
+    """int32 (Q, N) U' = 2 sum_blocks (max_block x') ceil((sum_block w'+) / 2) >= U through
+    ONNX Runtime's exact uint8 product (block sums of w'+ up to 510 halve into uint8; ~2/3
+    of the float32 product's time, the bound ~1 % looser), or None: ONNX Runtime is not in
+    use, the product is small, x' > 255, or the weights may change (no ``cache``)."""
+    from .. import kernels, kernels_ort
+
+    q, k = ox.shape
+    n = ow.shape[0]
+    nb = -(-k // BOUND_BLOCK)
+    if cache is None or xmax > 255 or q * n * nb < kernels.ORT_MIN_PRODUCTS or \
+            not kernels.uses_ort():
+        return None
+    key = "sign_split_pos_half_ort"
+    if key not in cache:
+        wpb = _pos_blocks_t(ow, np.int64)  # (blocks, N)
+        cache[key] = None
+        if int(wpb.max(initial=0)) <= 510:
+            half = ((wpb + 1) // 2).astype(np.uint8)
+            cache[key] = kernels_ort.batched_session(np.ascontiguousarray(half), 0)
+    sess = cache[key]
+    if sess is None:
+        return None
+    xm = _block_max(ox, np.uint8)  # x' in [0, 255]
+    out = kernels_ort.run_batched(sess, np.ascontiguousarray(xm), 0)
+    return np.left_shift(out, 1, out=out)  # <= 2 * blocks * 255 * 255: int32
 
 
 def _ort_sums(ox: np.ndarray, ow: np.ndarray, xmax: int, cache: dict | None
