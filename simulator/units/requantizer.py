@@ -42,6 +42,7 @@ import numpy as np
 
 from ..config import ConfigError
 from ..fixedpoint import multiply_shift, quantize_multiplier, round_float, round_shift
+from . import requant_kernel
 
 HIGH_MUL_BITS = 31  # SaturatingRoundingDoublingHighMul keeps the high 32 bits of 2*a*M0
 
@@ -211,6 +212,8 @@ def requantize(
             m = np.asarray(stored.multiplier, dtype=np.float32)
         else:
             m = float_multiplier(scheme, sx, sw, sy)
+        if rounding == "half_even" and acc.ndim == 2 and requant_kernel.available():
+            return _fused(requant_kernel.requantize_float32(acc, m, zy, clamp), acc.shape)
         v = acc.astype(np.float32)
         v *= m[None, :]
         v = round_float(v, rounding) if rounding != "half_even" else np.rint(v, out=v)
@@ -229,6 +232,10 @@ def requantize(
             m0, shifts = stored.m0, stored.shift
         else:
             m0, shifts = fixed_point_multipliers(sx, sw, sy, multiplier_bits, shift)
+        if acc.ndim == 2 and requant_kernel.available():
+            fused = requant_kernel.requantize_fixed(acc, m0, shifts, rounding, zy, clamp)
+            if fused is not None:
+                return _fused(fused, acc.shape)
         r = multiply_shift(acc, m0[None, :], shifts[None, :], rounding)
     elif scheme == "two_stage":
         r = two_stage_requantize(acc, sx, sw, sy, rounding, multiplier_bits,
@@ -251,6 +258,15 @@ def requantize(
     unclamped = r + zy
     codes, events = clamp_codes(unclamped, clamp)
     return codes, unclamped, events
+
+
+def _fused(out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int],
+           shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, ClampEvents]:
+    """requantize's result from requant_kernel.py's (codes, unclamped, low, high, first)."""
+    codes, unclamped, low, high, first = out
+    n = shape[1]
+    where = None if first < 0 else (first // n, first % n)
+    return codes, unclamped, ClampEvents(low, high, where)
 
 
 def two_stage_requantize(
