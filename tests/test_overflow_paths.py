@@ -352,7 +352,7 @@ def test_every_pair_streamed_equals_stepwise(seed: int, monkeypatch: pytest.Monk
     if not chunk_stepper.numba_enabled():
         pytest.skip("numba is not installed")
     monkeypatch.setattr(acc_chunked, "MOST_LIVE", 0.0)
-    monkeypatch.setattr(acc_chunked, "WRAP_EVERYWHERE", 2.0)  # not the every-pair tiles
+    monkeypatch.setattr(acc_chunked, "EVENTS_EVERYWHERE", 2.0)  # not the every-pair tiles
     # the 32-bit runs: the chunk-prefix screen (prefix_screen.py) would settle them first
     monkeypatch.setattr(acc_screened, "prefix_bounds", lambda *a, **k: None)
     taken = _count_results(monkeypatch, "_most_pairs_live", acc_chunked._most_pairs_live)

@@ -272,13 +272,13 @@ def test_wrap_tiles_track_what_the_sign_hull_leaves_open(sign: int, simd: None,
 @pytest.mark.slow  # ~15 s: the stepwise engine on 80 configurations
 def test_wrap_everywhere_steps_every_pair_first(simd: None,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """Registers that wrap in nearly every pair (forced here: WRAP_EVERYWHERE = 0): every
+    """Registers that wrap in nearly every pair (forced here: EVENTS_EVERYWHERE = 0): every
     pair is stepped in SIMD tiles before any full product, S comes from the loop's exact
     path, and partial sums are tracked in a second pass for the pairs the sign hull leaves
     open (inputs >= 0) or in the one pass (inputs < 0, report.headroom = bound); dense and
     event-driven schedules, random configurations, exact against the stepwise engine."""
-    monkeypatch.setattr(acc_chunked, "WRAP_EVERYWHERE", 0.0)
-    taken = _count_results(monkeypatch, "_wrap_every_pair", acc_chunked._wrap_every_pair)
+    monkeypatch.setattr(acc_chunked, "EVENTS_EVERYWHERE", 0.0)
+    taken = _count_results(monkeypatch, "_every_pair", acc_chunked._every_pair)
     reopened = {"n": 0}
     real = acc_chunked._outside_hull
 
@@ -308,13 +308,12 @@ def test_wrap_everywhere_steps_every_pair_first(simd: None,
 @pytest.mark.slow  # ~10 s: the stepwise engine on 60 configurations
 def test_saturate_everywhere_steps_every_pair(simd: None,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """Saturating registers whose sums lie outside them nearly everywhere (forced here:
-    WRAP_EVERYWHERE = 0): every pair in SIMD tiles without the general path's pair arrays,
-    partial sums tracked where the sign hull leaves the final sums' width; dense and
-    event-driven, exact against the stepwise engine."""
-    monkeypatch.setattr(acc_chunked, "WRAP_EVERYWHERE", 0.0)
-    taken = _count_results(monkeypatch, "_saturate_every_pair",
-                           acc_chunked._saturate_every_pair)
+    """Saturating registers that clip nearly everywhere (forced here: EVENTS_EVERYWHERE =
+    0): every pair stepped in SIMD tiles first, with the exact sums carried alongside (no
+    separate product), partial sums tracked in a second pass where the sign hull leaves the
+    final sums' width; dense and event-driven, exact against the stepwise engine."""
+    monkeypatch.setattr(acc_chunked, "EVENTS_EVERYWHERE", 0.0)
+    taken = _count_results(monkeypatch, "_every_pair", acc_chunked._every_pair)
     for seed in range(60):
         net, cfg, x, sets = chunked_case(80_000 + seed)
         sets = [*sets, "accumulator.overflow=saturate", "mac.operand=offset"]
@@ -330,8 +329,8 @@ def test_wrap_everywhere_width_from_the_second_pass(sign: int, simd: None,
     """Every pair stepped first (forced), untracked; the widest partial sum, one past a
     power of two, lies in a pair the sign hull leaves open: the second pass must find
     min_safe_acc_bits = 15 exactly, with no full product for S."""
-    monkeypatch.setattr(acc_chunked, "WRAP_EVERYWHERE", 0.0)
-    taken = _count_results(monkeypatch, "_wrap_every_pair", acc_chunked._wrap_every_pair)
+    monkeypatch.setattr(acc_chunked, "EVENTS_EVERYWHERE", 0.0)
+    taken = _count_results(monkeypatch, "_every_pair", acc_chunked._every_pair)
     products = _count(monkeypatch, acc_chunked, "exact_matmul")
     row = [-127] * 64 + [-65] + [127] * 65 if sign > 0 else [127] * 64 + [64] + [-127] * 65
     quiet = [1, -1] * (len(row) // 2)
@@ -340,17 +339,18 @@ def test_wrap_everywhere_width_from_the_second_pass(sign: int, simd: None,
                  "accumulator.overflow=wrap"], np.ones((4, len(row))), None, monkeypatch)
     assert taken["n"] > 0
     assert st.min_safe_acc_bits == 15 and st.acc_wrap.sum() > 0
-    assert products["n"] == taken["n"]  # only the samples of _wraps_nearly_everywhere
+    assert products["n"] == taken["n"]  # only the samples of _events_nearly_everywhere
 
 
 @pytest.mark.parametrize("sign", [1, -1])
 def test_saturate_everywhere_tracks_what_the_hull_leaves_open(
         sign: int, simd: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every pair stepped (forced), clipping on a 12-bit register; the widest partial sum,
-    one past a power of two, in a pair the sign hull leaves open: 15 bits exactly."""
-    monkeypatch.setattr(acc_chunked, "WRAP_EVERYWHERE", 0.0)
-    taken = _count_results(monkeypatch, "_saturate_every_pair",
-                           acc_chunked._saturate_every_pair)
+    """Every pair stepped (forced), clipping on a 12-bit register, the sums carried in the
+    loop; the widest partial sum, one past a power of two, in a pair the sign hull leaves
+    open: 15 bits exactly, with no full product for S."""
+    monkeypatch.setattr(acc_chunked, "EVENTS_EVERYWHERE", 0.0)
+    taken = _count_results(monkeypatch, "_every_pair", acc_chunked._every_pair)
+    products = _count(monkeypatch, acc_chunked, "exact_matmul")
     row = [-127] * 64 + [-65] + [127] * 65 if sign > 0 else [127] * 64 + [64] + [-127] * 65
     quiet = [1, -1] * (len(row) // 2)
     st = _check(_one_layer_net(np.array([row, quiet, row])),
@@ -358,6 +358,7 @@ def test_saturate_everywhere_tracks_what_the_hull_leaves_open(
                  "accumulator.overflow=saturate"], np.ones((4, len(row))), None, monkeypatch)
     assert taken["n"] > 0
     assert st.min_safe_acc_bits == 15 and st.acc_saturate.sum() > 0
+    assert products["n"] == taken["n"]  # only the samples of _events_nearly_everywhere
 
 
 def test_positive_bound_is_an_upper_bound() -> None:

@@ -94,38 +94,6 @@ def _sign_hull(oxs: np.ndarray, ows: np.ndarray, s: np.ndarray, xmax: int, reg: 
     return neg, ub
 
 
-def _saturate_every_pair(
-    x: np.ndarray, zx: int, oxs: np.ndarray, ows: np.ndarray, s: np.ndarray,
-    xr: tuple[int, int], wr: tuple[int, int], spec: MacSpec, cache: dict | None,
-    safe: Register | None, track_max: bool,
-) -> ChunkResult | None:
-    """ChunkResult of every pair (row-major) for a saturating register whose exact sums S
-    lie outside it in nearly every pair (inputs x' >= 0, SIMD tiles): each such pair clips,
-    so every pair is stepped whole, without the pair arrays of the general path; partial
-    sums are tracked for the pairs whose sign hull leaves the final sums' width ``safe``.
-    None when this does not apply (``report.headroom = "bound"`` keeps the general path)."""
-    reg = spec.register
-    q_count, k = oxs.shape
-    n = ows.shape[0]
-    g = spec.adder_tree_width
-    dense = not spec.event_driven
-    if not (q_count and n and k) or xr[0] < 0 or (track_max and safe is None) or \
-            not simd_applies(dense, g, k, reg, xr, wr, False):
-        return None
-    outside = np.count_nonzero((s < reg.min) | (s > reg.max))
-    if outside < WRAP_EVERYWHERE * s.size:
-        return None
-    active = (x != zx) if spec.event_driven else np.ones(x.shape, dtype=bool)
-    plan = ChunkPlan(active, g, chunk_size(k, g), dense=dense)
-    qs = np.repeat(np.arange(q_count, dtype=np.int64), n)
-    js = np.tile(np.arange(n, dtype=np.int64), q_count)
-    track = np.zeros(qs.size, dtype=bool)
-    if safe is not None:
-        tq, tj = _outside_hull(oxs, ows, s, xr[1], safe, cache)
-        track[tq * n + tj] = True
-    return evaluate_tiles(plan, oxs, ows, qs, js, reg, "saturate", xr, wr, cache, track)
-
-
 def _outside_hull(oxs: np.ndarray, ows: np.ndarray, s: np.ndarray, xmax: int, safe: Register,
                   cache: dict | None) -> tuple[np.ndarray, np.ndarray]:
     """(qs, js) of the pairs (inputs x' >= 0) whose partial sums may leave ``safe``: outside
@@ -239,47 +207,54 @@ def _first_of(*keys: np.ndarray) -> int:
     return int(cand[0])
 
 
-SAMPLE_WRAP_EVERY = 16  # queries: the sums sample of _wraps_nearly_everywhere
-WRAP_EVERYWHERE = 0.9  # share of sampled sums outside the register
+SAMPLE_EVERY_PAIR = 16  # queries: the sums sample of _events_nearly_everywhere
+EVENTS_EVERYWHERE = 0.9  # share of sampled sums outside the register
 
 
-def _wraps_nearly_everywhere(oxs: np.ndarray, ows: np.ndarray, reg: Register,
-                             xr: tuple[int, int], wr: tuple[int, int]) -> bool:
+def _events_nearly_everywhere(oxs: np.ndarray, ows: np.ndarray, reg: Register,
+                              xr: tuple[int, int], wr: tuple[int, int]) -> bool:
     """True when, in every 16th query, at least 90 % of the pairs' exact sums lie outside
-    the register: each of them wraps at least once, so nearly every pair is stepped whole
-    in any case. A performance choice only (1/16 of the full product)."""
-    ss = exact_matmul(oxs[::SAMPLE_WRAP_EVERY], ows, a_range=xr, b_range=wr)
-    return bool(ss.size) and float(((ss < reg.min) | (ss > reg.max)).mean()) >= WRAP_EVERYWHERE
+    the register: each of them wraps or clips at least once, so nearly every pair is
+    stepped whole in any case. A performance choice only (1/16 of the full product)."""
+    ss = exact_matmul(oxs[::SAMPLE_EVERY_PAIR], ows, a_range=xr, b_range=wr)
+    return bool(ss.size) and float(((ss < reg.min) | (ss > reg.max)).mean()) >= EVENTS_EVERYWHERE
 
 
-def _wrap_every_pair(
+def _every_pair(
     x: np.ndarray, zx: int, oxs: np.ndarray, ows: np.ndarray, xr: tuple[int, int],
     wr: tuple[int, int], spec: MacSpec, cache: dict | None, track_max: bool,
     exact_headroom: bool,
 ) -> tuple[np.ndarray, ChunkResult] | None:
     """(exact sums S int64 (Q, N), ChunkResult of every pair in row-major order) for a
-    wrapping register that wraps in nearly every pair, when the SIMD tiles apply: every
-    pair is stepped whole first, and the loop's exact path gives S, so no separate product
+    register that wraps or clips in nearly every pair, when the SIMD tiles apply: every
+    pair is stepped whole first, and the loop gives S too (free when wrapping: it carries
+    the exact partial sum; one addition per step when saturating), so no separate product
     computes it. Partial sums are tracked only where the final sums' width needs them: for
     inputs x' >= 0, in a second pass over the pairs whose sign hull [S - U, U] (exact for
-    few open pairs) leaves that width; else in the one pass, for every pair. None when this
-    does not apply (the usual path then runs)."""
+    few open pairs) leaves that width; wrapping with some x' < 0 (or a bound headroom), in
+    the one pass for every pair. None when this does not apply (the usual path then runs:
+    saturating with some x' < 0 or a bound headroom, where tracking every pair would cost
+    twice the steps)."""
     reg = spec.register
     q_count, k = oxs.shape
     n = ows.shape[0]
     g = spec.adder_tree_width
     dense = not spec.event_driven
-    if not (q_count and n and k) or not simd_applies(dense, g, k, reg, xr, wr, True):
+    wrap = spec.overflow == "wrap"
+    by_hull = track_max and exact_headroom and xr[0] >= 0
+    if not (q_count and n and k) or not simd_applies(dense, g, k, reg, xr, wr, wrap):
         return None
-    if not _wraps_nearly_everywhere(oxs, ows, reg, xr, wr):
+    if not wrap and track_max and not by_hull:
+        return None
+    if not _events_nearly_everywhere(oxs, ows, reg, xr, wr):
         return None
     active = (x != zx) if spec.event_driven else np.ones(x.shape, dtype=bool)
     plan = ChunkPlan(active, g, chunk_size(k, g), dense=dense)
     qs = np.repeat(np.arange(q_count, dtype=np.int64), n)
     js = np.tile(np.arange(n, dtype=np.int64), q_count)
-    by_hull = track_max and exact_headroom and xr[0] >= 0
     track = None if track_max and not by_hull else np.zeros(qs.size, dtype=bool)
-    res = evaluate_tiles(plan, oxs, ows, qs, js, reg, "wrap", xr, wr, cache, track)
+    res = evaluate_tiles(plan, oxs, ows, qs, js, reg, spec.overflow, xr, wr, cache, track,
+                         sums=True)
     if res is None or res.sums is None:
         return None
     s = res.sums.reshape(q_count, n).astype(np.int64)
@@ -287,7 +262,8 @@ def _wrap_every_pair(
         safe = Register(bits_for_range(*range_of(s)), True)
         tq, tj = _outside_hull(oxs, ows, s, xr[1], safe, cache)
         if tq.size:  # their partial sums' range, in a second pass
-            again = evaluate_tiles(plan, oxs, ows, tq, tj, reg, "wrap", xr, wr, cache, None)
+            again = evaluate_tiles(plan, oxs, ows, tq, tj, reg, spec.overflow, xr, wr, cache,
+                                   None)
             if again is None:
                 return None
             res.partial_min, res.partial_max = again.partial_min, again.partial_max
@@ -336,10 +312,9 @@ def accumulate_chunked(
         ows, wr = narrow(ow)
         del ox, ow
         cache = None
-    pre = None  # wrapping nearly everywhere: every pair stepped in SIMD tiles, S from them
-    if sums is None and corr is None and spec.overflow == "wrap" and numba_enabled():
-        pre = _wrap_every_pair(x, zx, oxs, ows, xr, wr, spec, cache, track_max,
-                               exact_headroom)
+    pre = None  # events nearly everywhere: every pair stepped in SIMD tiles, S from them
+    if sums is None and corr is None and numba_enabled():
+        pre = _every_pair(x, zx, oxs, ows, xr, wr, spec, cache, track_max, exact_headroom)
     if pre is not None:
         s = pre[0]
     else:
@@ -357,12 +332,6 @@ def accumulate_chunked(
     # inputs >= 0 with SIMD tiles: the sign hull below costs less than the live-pair sample
     hull_ok = corr is None and xr[0] >= 0 and not keep_bounds and simd_applies(
         not spec.event_driven, spec.adder_tree_width, k, reg, xr, wr, spec.overflow == "wrap")
-    if (pre is None and sums is None and corr is None and spec.overflow == "saturate"
-            and numba_enabled()):  # clipping nearly everywhere: every pair in SIMD tiles
-        res_all = _saturate_every_pair(x, zx, oxs, ows, s, xr, wr, spec, cache, safe,
-                                       track_max)
-        if res_all is not None:
-            pre = (s, res_all)
     if pre is not None:  # every pair, stepped already
         qs = np.repeat(np.arange(q_count, dtype=np.int64), n)
         js = np.tile(np.arange(n, dtype=np.int64), q_count)

@@ -240,13 +240,14 @@ def _hot_pairs_simd(
     ops = cache.get(key) if cache is not None else None
     if ops is None:
         ops = pre_add_simd.operands(ow, hot_j, hot_g)
+        ops = (*ops, int(np.abs(ow).max(initial=0)))  # and max |w'|
         if cache is not None:
             cache[key] = ops
+    *ops, wmax = ops
     per_neuron = int(np.diff(ops[2]).max(initial=0))
-    wmax = int(np.abs(ow).max(initial=0))
     if not pre_add_simd.fits(xmax, wmax, spec.pre_register, per_neuron):
         return None
-    return pre_add_simd.evaluate(ox, ow.shape[0], ops, spec.pre_register,
+    return pre_add_simd.evaluate(ox, ow.shape[0], tuple(ops), spec.pre_register,
                                  spec.pre_add_overflow == "wrap")
 
 

@@ -109,23 +109,26 @@ _ARGS = ("P", "I", "I", "P", "I", "P", "I", "I", "i", "i", "i", "P", "P", "P", "
          "P", "I")
 
 
-def _kernel(pairs: int, wrap: bool, track: bool, gather: bool = False) -> Any:
+def _kernel(pairs: int, wrap: bool, track: bool, gather: bool = False,
+            sums: bool = False) -> Any:
     """The compiled ``tiles`` function (ctypes) of this variant, compiled once per process."""
-    key = ("fn", pairs, wrap, track, gather, LANES, QUERIES)
+    sums = sums and not wrap and not track  # the only variant where it changes the loop
+    key = ("fn", pairs, wrap, track, gather, sums, LANES, QUERIES)
     if key in _STATE:
         return _STATE[key]
     with _LOCK:
         if key not in _STATE:
-            _STATE[key] = _compile(pairs, wrap, track, gather)
+            _STATE[key] = _compile(pairs, wrap, track, gather, sums)
     return _STATE[key]
 
 
-def _compile(pairs: int, wrap: bool, track: bool, gather: bool) -> Any:
+def _compile(pairs: int, wrap: bool, track: bool, gather: bool, sums: bool) -> Any:
     from .llvm_jit import compile_function
 
     ct = {"P": ctypes.c_void_p, "I": ctypes.c_int64, "i": ctypes.c_int32}
     args = _ARGS + (("P", "I", "P") if gather else ())
-    ir = tiles_ir(pairs, wrap, track, LANES, 1 if gather else QUERIES, gather=gather)
+    ir = tiles_ir(pairs, wrap, track, LANES, 1 if gather else QUERIES, gather=gather,
+                  sums=sums)
     return compile_function(ir, "tiles", [ct[a] for a in args])
 
 
@@ -220,16 +223,19 @@ def step_dense(
     track_items: np.ndarray | None = None,
     cache: dict | None = None,
     active: np.ndarray | None = None,
+    sums: bool = False,
 ) -> tuple[np.ndarray, ...]:
     """Step the items (:func:`items_of`) over every input, G-input steps; ``track_items``
-    likewise, with partial sums tracked.
+    likewise, with partial sums tracked. ``sums``: the exact sums of ``items`` too (free
+    when wrapping; one more addition per step when saturating).
 
     ox: (Q, K) x' integers, ow: (N, K) w' integers (:func:`fits` must hold). ``active``:
     bool (Q, K), the event-driven schedule (only active inputs, G of them per step; items of
     one query each: ``items_of(mask, 1)``); None: dense. Returns int32 (Q, N) arrays r,
     events, first step (-1: none), first value (e; 0 without an event), partial min, partial
-    max (zeros where not tracked) and the exact sums (every pair wrapping; tracked pairs
-    saturating; else 0); entries of pairs not stepped are 0 (first step -1).
+    max (zeros where not tracked) and the exact sums (every pair wrapping; tracked pairs, or
+    all with ``sums``, saturating; else 0); entries of pairs not stepped are 0 (first step
+    -1).
     """
     q, k = ox.shape
     pairs = -(-g // 2)
@@ -259,7 +265,7 @@ def step_dense(
         if its is None or not len(its):
             continue
         its = np.ascontiguousarray(its, dtype=np.int64)
-        fn = _kernel(pairs, wrap, track, active is not None)
+        fn = _kernel(pairs, wrap, track, active is not None, sums)
 
         def run(i0: int, i1: int, fn: Any = fn, its: np.ndarray = its) -> None:
             fn(its.ctypes.data, i0, i1, xs.ctypes.data, xs.shape[1], wb.ctypes.data,
@@ -359,17 +365,16 @@ def _check(g: int, wrap: bool, gather: bool = False) -> str:
                 act[1] = False  # a query without a step
                 ox[~act] = 0
             its = items_of(np.ones((q, n), dtype=np.bool_), 1 if gather else None)
-            got = step_dense(ox, ow, gg, reg, wrap, its[:0] if track else its,
-                             its if track else None, active=act)
             want = _reference(ox, ow, gg, reg, wrap, act)
-            used = [True] * 4 + [track, track, wrap or track]
-            for name, a, b, use in zip(names, got, want, used, strict=True):
-                if not use:
-                    continue
-                if not np.array_equal(a.astype(np.int64), b):
-                    return (f"the SIMD tile loop differs from a plain step loop ({name}, "
-                            f"G={gg}, {'wrap' if wrap else 'saturate'}"
-                            f"{', event-driven' if gather else ''})")
+            for sums in (False,) if track else (False, True):
+                got = step_dense(ox, ow, gg, reg, wrap, its[:0] if track else its,
+                                 its if track else None, active=act, sums=sums)
+                used = [True] * 4 + [track, track, wrap or track or sums]
+                for name, a, b, use in zip(names, got, want, used, strict=True):
+                    if use and not np.array_equal(a.astype(np.int64), b):
+                        return (f"the SIMD tile loop differs from a plain step loop ({name}, "
+                                f"G={gg}, {'wrap' if wrap else 'saturate'}"
+                                f"{', event-driven' if gather else ''})")
     return ""
 
 

@@ -32,9 +32,9 @@ blocks run twice; ~13 % faster than selecting on every step when first events co
 Once every lane of the item has had one, phase 2 runs the remaining steps without.
 ``track`` keeps the min / max of P (from 0). Outputs: int32 arrays [query, b * LANES + l],
 row stride ``ostride``; fs = -1 (and fv = 0) without an event; ``sums``: the final P (wrap,
-or tracked). ``freeze``: the tree output is frozen before it joins the register, so that
-the register's loop-carried chain holds one addition (LLVM reassociates r + (a + b) to
-(r + a) + b otherwise; ~3-5 %).
+tracked, or the ``sums`` variant of a saturating loop). ``freeze``: the tree output is
+frozen before it joins the register, so that the register's loop-carried chain holds one
+addition (LLVM reassociates r + (a + b) to (r + a) + b otherwise; ~3-5 %).
 """
 
 from __future__ import annotations
@@ -46,9 +46,10 @@ QUERIES = 1  # queries per item (2 or 4 share each weight load, but spilled: slo
 
 def tiles_ir(pairs: int, wrap: bool, track: bool, lanes: int = LANES,
              queries: int = QUERIES, freeze: bool = True, gather: bool = False,
-             block: int = BLOCK) -> str:
+             block: int = BLOCK, sums: bool = False) -> str:
     """The module text: ``tiles`` and the declarations it uses. ``gather``: the
-    event-driven variant (one query per item, see the module docstring)."""
+    event-driven variant (one query per item, see the module docstring); ``sums``: a
+    saturating loop also carries P for the exact sums, without its min / max."""
     if gather and queries != 1:
         raise ValueError(f"the gathering loop takes one query per item, not {queries}")
     v = f"<{lanes} x i32>"
@@ -137,10 +138,13 @@ def tiles_ir(pairs: int, wrap: bool, track: bool, lanes: int = LANES,
                 out.append(f"  %P{pu}n = add {v} %P{pu}, {tree[u]}\n"
                            f"  %pl{pu}n = call {v} {smin}({v} %pl{pu}, {v} %P{pu}n)\n"
                            f"  %ph{pu}n = call {v} {smax}({v} %ph{pu}, {v} %P{pu}n)")
+            elif sums and not wrap:
+                out.append(f"  %P{pu}n = add {v} %P{pu}, {tree[u]}")
         return "\n".join(out)
 
+    sat_sums = sums and not wrap and not track  # P alone
     names = (["r", "w"] if wrap else ["r"]) + ["n", "fs", "fv"] + (
-        (["pl", "ph"] if wrap else ["P", "pl", "ph"]) if track else [])
+        (["pl", "ph"] if wrap else ["P", "pl", "ph"]) if track else ["P"] if sat_sums else [])
     carried = [nm for nm in names if nm not in ("fs", "fv")]  # what every step updates
 
     def cur(p: str, nm: str) -> str:
@@ -206,14 +210,14 @@ def tiles_ir(pairs: int, wrap: bool, track: bool, lanes: int = LANES,
         if track:
             final.append(f"  %plf{u} = phi {v} [ %plh_{u}, %p1 ], [ %pl2_{u}, %p2 ]\n"
                          f"  %phf{u} = phi {v} [ %phh_{u}, %p1 ], [ %ph2_{u}, %p2 ]")
-        if track and not wrap:
+        if (track or sat_sums) and not wrap:
             final.append(f"  %Pf{u} = phi {v} [ %Ph_{u}, %p1 ], [ %P2_{u}, %p2 ]")
     stores = []
     for u in us:
         outs = [("ro", f"%ro{u}"), ("no", f"%ev{u}"), ("fso", f"%fso{u}"), ("fvo", f"%fvo{u}")]
         if track:
             outs += [("plo", f"%plo{u}"), ("pho", f"%pho{u}")]
-        if wrap or track:
+        if wrap or track or sat_sums:
             outs += [("so", f"%so{u}")]
         stores.append(f"  %ev{u} = add {v} %stv, %nf{u}\n"
                       f"  %none{u} = icmp eq {v} %fsf{u}, %big\n"
@@ -234,8 +238,9 @@ def tiles_ir(pairs: int, wrap: bool, track: bool, lanes: int = LANES,
                           f"  %fvo{u} = or {v} %fvf{u}, {z}")
             if track:
                 stores.append(f"  %plo{u} = or {v} %plf{u}, {z}\n"
-                              f"  %pho{u} = or {v} %phf{u}, {z}\n"
-                              f"  %so{u} = or {v} %Pf{u}, {z}")
+                              f"  %pho{u} = or {v} %phf{u}, {z}")
+            if track or sat_sums:
+                stores.append(f"  %so{u} = or {v} %Pf{u}, {z}")
         for arr, val in outs:
             stores.append(f"  %{arr}a{u} = getelementptr i32, ptr %{arr}, i64 %o{u}\n"
                           f"  store {v} {val}, ptr %{arr}a{u}, align 4")

@@ -165,6 +165,7 @@ def evaluate_tiles(
     wr: tuple[int, int],
     cache: dict | None = None,
     track: np.ndarray | None = None,
+    sums: bool = False,
 ) -> ChunkResult | None:
     """The chunked path's :class:`ChunkResult` for pairs (qs, js) (distinct, in row-major
     order, as ``np.nonzero`` gives them), every pair stepped whole in
@@ -172,12 +173,12 @@ def evaluate_tiles(
 
     track: bool (F,) pairs whose partial sums' min / max enter the result (None: all).
     The result's ``sums`` (exact x'.w' of each pair) are set when the SIMD loop ran and
-    either wraps or tracked every pair.
+    wraps, tracked every pair or was asked for them (``sums``).
     """
     if not tiles_available():
         return None
     if simd_applies(plan.dense, plan.g, plan.k, reg, xr, wr, policy == "wrap"):
-        return _evaluate_simd(plan, ox, ow, qs, js, reg, policy, cache, track)
+        return _evaluate_simd(plan, ox, ow, qs, js, reg, policy, cache, track, sums)
     dt = float_for_tiles(reg, plan.g, plan.k, xr, wr)
     if dt is None:
         return None
@@ -229,6 +230,7 @@ def _evaluate_simd(
     policy: str,
     cache: dict | None,
     track: np.ndarray | None,
+    sums: bool = False,
 ) -> ChunkResult:
     """:func:`evaluate_tiles` by the SIMD loop of tile_simd.py (dense schedule, or the
     event-driven one with each query's active inputs gathered): the lane blocks holding a
@@ -252,9 +254,9 @@ def _evaluate_simd(
         tracked[titems[:, 0], titems[:, 1]] = True
         items = items[~tracked[items[:, 0], items[:, 1]]]
     del live
-    r, ev, fs, fv, pmn, pmx, sums = tile_simd.step_dense(
+    r, ev, fs, fv, pmn, pmx, exact = tile_simd.step_dense(
         ox, ow, plan.g, reg, policy == "wrap", items, titems, cache,
-        active=None if plan.dense else plan.active)
+        active=None if plan.dense else plan.active, sums=sums)
 
     def pick(a: np.ndarray) -> np.ndarray:  # int32 kept: every value fits (tile_simd.fits)
         return a.reshape(-1) if every and a.flags.c_contiguous else a[qs, js]
@@ -264,9 +266,9 @@ def _evaluate_simd(
     wraps, sats = (ev, zeros) if policy == "wrap" else (zeros, ev)
     pmin = int(pmn[tq, tj].min(initial=0)) if tq.size else 0
     pmax = int(pmx[tq, tj].max(initial=0)) if tq.size else 0
-    exact = pick(sums) if policy == "wrap" or track is None else None  # known for every pair
+    known = policy == "wrap" or track is None or sums  # the exact sums of every pair
     return ChunkResult(pick(r), wraps, sats, pick(fs), pick(fv), pmin, pmax, int(qs.size),
-                       exact)
+                       pick(exact) if known else None)
 
 
 def _compile() -> object:
