@@ -274,9 +274,10 @@ def test_wrap_everywhere_steps_every_pair_first(simd: None,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Registers that wrap in nearly every pair (forced here: EVENTS_EVERYWHERE = 0): every
     pair is stepped in SIMD tiles before any full product, S comes from the loop's exact
-    path, and partial sums are tracked in a second pass for the pairs the sign hull leaves
-    open (inputs >= 0) or in the one pass (inputs < 0, report.headroom = bound); dense and
-    event-driven schedules, random configurations, exact against the stepwise engine."""
+    path, and partial sums are tracked in a second pass for the pairs the hull leaves open
+    (the sign hull for inputs >= 0, the absolute sums otherwise) or in the one pass
+    (report.headroom = bound); dense and event-driven schedules, random configurations,
+    exact against the stepwise engine."""
     monkeypatch.setattr(acc_chunked, "EVENTS_EVERYWHERE", 0.0)
     taken = _count_results(monkeypatch, "_every_pair", acc_chunked._every_pair)
     reopened = {"n": 0}

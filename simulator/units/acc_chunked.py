@@ -94,13 +94,18 @@ def _sign_hull(oxs: np.ndarray, ows: np.ndarray, s: np.ndarray, xmax: int, reg: 
     return neg, ub
 
 
-def _outside_hull(oxs: np.ndarray, ows: np.ndarray, s: np.ndarray, xmax: int, safe: Register,
-                  cache: dict | None) -> tuple[np.ndarray, np.ndarray]:
-    """(qs, js) of the pairs (inputs x' >= 0) whose partial sums may leave ``safe``: outside
+def _outside_hull(oxs: np.ndarray, ows: np.ndarray, s: np.ndarray, xr: tuple[int, int],
+                  wr: tuple[int, int], safe: Register, cache: dict | None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(qs, js) of the pairs whose partial sums may leave ``safe``. Inputs x' >= 0: outside
     the sign hull [S - U, U] (sign_split.positive_bound) and, when those are few, outside
-    [neg, pos] from exact positive sums too. Every pair when U's float products would not
-    be exact."""
-    ub = positive_bound(oxs, ows, xmax, cache, exact_float=True)
+    [neg, pos] from exact positive sums too (every pair when U's float products would not
+    be exact). Some x' < 0: outside [neg, pos] = (S -+ A) / 2, A the absolute-sum product."""
+    if xr[0] < 0:
+        a = exact_matmul(abs_wide(oxs), _abs_weights(ows, cache),
+                         a_range=(0, max(-xr[0], xr[1])), b_range=(0, max(-wr[0], wr[1])))
+        return np.nonzero(((s - a) >> 1 < safe.min) | ((s + a) >> 1 > safe.max))
+    ub = positive_bound(oxs, ows, xr[1], cache, exact_float=True)
     if ub is None:
         q_count, n = s.shape
         return (np.repeat(np.arange(q_count, dtype=np.int64), n),
@@ -229,19 +234,18 @@ def _every_pair(
     register that wraps or clips in nearly every pair, when the SIMD tiles apply: every
     pair is stepped whole first, and the loop gives S too (free when wrapping: it carries
     the exact partial sum; one addition per step when saturating), so no separate product
-    computes it. Partial sums are tracked only where the final sums' width needs them: for
-    inputs x' >= 0, in a second pass over the pairs whose sign hull [S - U, U] (exact for
-    few open pairs) leaves that width; wrapping with some x' < 0 (or a bound headroom), in
-    the one pass for every pair. None when this does not apply (the usual path then runs:
-    saturating with some x' < 0 or a bound headroom, where tracking every pair would cost
-    twice the steps)."""
+    computes it. Partial sums are tracked only where the final sums' width needs them, in
+    a second pass over the pairs whose hull leaves that width (:func:`_outside_hull`);
+    wrapping with a bound headroom, in the one pass for every pair. None when this does
+    not apply (the usual path then runs; saturating with a bound headroom, where tracking
+    every pair would cost twice the steps)."""
     reg = spec.register
     q_count, k = oxs.shape
     n = ows.shape[0]
     g = spec.adder_tree_width
     dense = not spec.event_driven
     wrap = spec.overflow == "wrap"
-    by_hull = track_max and exact_headroom and xr[0] >= 0
+    by_hull = track_max and exact_headroom
     if not (q_count and n and k) or not simd_applies(dense, g, k, reg, xr, wr, wrap):
         return None
     if not wrap and track_max and not by_hull:
@@ -260,7 +264,7 @@ def _every_pair(
     s = res.sums.reshape(q_count, n).astype(np.int64)
     if by_hull:
         safe = Register(bits_for_range(*range_of(s)), True)
-        tq, tj = _outside_hull(oxs, ows, s, xr[1], safe, cache)
+        tq, tj = _outside_hull(oxs, ows, s, xr, wr, safe, cache)
         if tq.size:  # their partial sums' range, in a second pass
             again = evaluate_tiles(plan, oxs, ows, tq, tj, reg, spec.overflow, xr, wr, cache,
                                    None)
