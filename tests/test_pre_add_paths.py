@@ -364,10 +364,10 @@ def test_simd_pair_loop_self_test_catches_a_wrong_loop(monkeypatch: pytest.Monke
     real = pre_add_simd.evaluate
 
     def one_more(*a, **kw):
-        d, dn, c = real(*a, **kw)
+        d, dn, c, per_neuron = real(*a, **kw)
         c = c.copy()
         c[0, 0] += 1
-        return d, dn, c
+        return d, dn, c, per_neuron
 
     monkeypatch.setattr(pre_add_simd, "evaluate", one_more)
     assert "differs" in pre_add_simd._self_test()

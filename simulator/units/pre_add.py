@@ -198,11 +198,14 @@ def _dense_compiled(
     if int(ent_wsum.max(initial=0)) * xmax >= 1 << 62 or preg.bits > 62:
         return False
     simd = _hot_pairs_simd(ox, ow, hot_j, hot_g, xmax, spec, cache)
-    delta, dneg, cnt = simd if simd is not None else evaluate_hot(
-        np.ascontiguousarray(ox, dtype=np.int64), groups, hot_groups, gptr, ent_j, ent_w,
-        ent_wsum, preg.min, preg.max, spec.pre_add_overflow == "wrap", n,
-    )
-    counts = cnt.sum(axis=0, dtype=np.int64)
+    if simd is not None:
+        delta, dneg, cnt, counts = simd
+    else:
+        delta, dneg, cnt = evaluate_hot(
+            np.ascontiguousarray(ox, dtype=np.int64), groups, hot_groups, gptr, ent_j, ent_w,
+            ent_wsum, preg.min, preg.max, spec.pre_add_overflow == "wrap", n,
+        )
+        counts = cnt.sum(axis=0, dtype=np.int64)
     if not counts.any():
         return True
     res.delta, res.dneg = delta, dneg
@@ -210,12 +213,20 @@ def _dense_compiled(
     res.rows = [_rows_later(cnt)]
     res.rows_merged = True
     # The first event lies in the first query with one: find it there with numpy.
-    q0 = int(np.flatnonzero(cnt.any(axis=1))[0])
+    q0 = _first_row_with_events(cnt)
     del cnt
-    ent_g = np.repeat(hot_groups, np.diff(gptr))
-    cols = groups[ent_g]  # (E, P); index k is the zero padding
+    key = ("pre_add_entry_columns", preg.max // xmax)
+    found = cache.get(key) if cache is not None else None
+    if found is None:
+        ent_g = np.repeat(hot_groups, np.diff(gptr))
+        found = ent_g, np.ascontiguousarray(groups[ent_g].T)  # (P, E); k: the zero padding
+        if cache is not None:
+            cache[key] = found
+    ent_g, cols_t = found
     xq = np.append(ox[q0].astype(np.int64), 0)
-    s = (xq[cols] * ent_w).sum(axis=1)
+    s = xq[cols_t[0]] * ent_w[:, 0]  # column by column: a short last axis sums slowly
+    for c in range(1, cols_t.shape[0]):
+        s += xq[cols_t[c]] * ent_w[:, c]
     ev = np.flatnonzero((s < preg.min) | (s > preg.max))
     js, gs = ent_j[ev], ent_g[ev]
     steps = gs // (spec.adder_tree_width // p)
@@ -226,12 +237,24 @@ def _dense_compiled(
     return True
 
 
+def _first_row_with_events(cnt: np.ndarray) -> int:
+    """The first row of ``cnt`` (Q, N) holding a nonzero count (one exists), scanning
+    blocks of rows from the top (the first query with an event is usually an early one)."""
+    step = 8
+    for a in range(0, cnt.shape[0], step):
+        rows = cnt[a:a + step].any(axis=1)
+        if rows.any():
+            return a + int(np.argmax(rows))
+    raise ValueError("no row holds an event")
+
+
 def _hot_pairs_simd(
     ox: np.ndarray, ow: np.ndarray, hot_j: np.ndarray, hot_g: np.ndarray, xmax: int,
     spec: MacSpec, cache: dict | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(corrections, negative corrections, events) (Q, N) of the hot entries by the SIMD
-    loop of pre_add_simd.py (pairs, int32 lanes exact), or None (the numba kernel runs)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(corrections, negative corrections, events) (Q, N) and events per neuron (N,) of the
+    hot entries by the SIMD loop of pre_add_simd.py (pairs, int32 lanes exact), or None
+    (the numba kernel runs)."""
     from . import pre_add_simd
 
     if spec.pre_add_width != 2 or not pre_add_simd.available():

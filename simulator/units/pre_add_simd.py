@@ -97,15 +97,22 @@ def _ir(wrap: bool) -> str:
             stores.append(f"  %{arr}v{i} = extractelement {v} {val}, i64 {i}\n"
                           f"  %{arr}a{i} = getelementptr i32, ptr %{arr}, i64 %oo{i}\n"
                           f"  store i32 %{arr}v{i}, ptr %{arr}a{i}, align 4")
+    stores.append(f"  %acs = call i32 @llvm.vector.reduce.add.v16i32({v} %ac)\n"
+                  "  %acs64 = sext i32 %acs to i64\n"
+                  "  %cna = getelementptr i64, ptr %cn, i64 %t\n"
+                  "  %cnv = load i64, ptr %cna, align 8\n"
+                  "  %cnn = add i64 %cnv, %acs64\n"
+                  "  store i64 %cnn, ptr %cna, align 8")
     stores = "\n".join(stores)
     return f"""
 declare {v} {smax}({v}, {v})
 declare {v} {smin}({v}, {v})
+declare i32 @llvm.vector.reduce.add.v16i32({v})
 
 define void @preadd(ptr noalias %xp, i64 %xrow, i64 %b0, i64 %b1, ptr noalias %gs,
                     ptr noalias %wp, ptr noalias %jptr, i64 %nj, i32 %mn,
                     i32 %mx, i32 %mask, ptr noalias %od, ptr noalias %on, ptr noalias %oc,
-                    i64 %orow) {{
+                    i64 %orow, ptr noalias %cn) {{
 entry:
 {splat("mnv", "%mn")}{splat("mxv", "%mx")}{splat("mkv", "%mask")}\
   %any = icmp slt i64 %b0, %b1
@@ -191,7 +198,7 @@ def _kernel(wrap: bool) -> Any:
             p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
             _STATE[key] = compile_function(
                 _ir(wrap), "preadd",
-                [p, i64, i64, i64, p, p, p, i64, i32, i32, i32, p, p, p, i64])
+                [p, i64, i64, i64, p, p, p, i64, i32, i32, i32, p, p, p, i64, p])
     return _STATE[key]
 
 
@@ -210,10 +217,11 @@ def operands(ow: np.ndarray, hot_j: np.ndarray, hot_g: np.ndarray) -> tuple[np.n
 
 
 def evaluate(ox: np.ndarray, n: int, ops: tuple[np.ndarray, ...], reg: Register, wrap: bool
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(Q, N) int32 arrays (C order): the sum of all and of the negative corrections, and
     the events, of the hot entries ``ops`` (:func:`operands`, N = ``n`` neurons) for inputs
-    x' ``ox`` (Q, K); the caller checks :func:`fits` and :func:`available`."""
+    x' ``ox`` (Q, K); and the events per neuron (int64 (N,)). The caller checks :func:`fits`
+    and :func:`available`."""
     from .tile_simd import _threads
 
     gs, wpair, jptr = ops
@@ -230,14 +238,17 @@ def evaluate(ox: np.ndarray, n: int, ops: tuple[np.ndarray, ...], reg: Register,
     fn = _kernel(wrap)
     mask = (1 << reg.bits) - 1
 
-    def run(b0: int, b1: int) -> None:
-        fn(xp.ctypes.data, pairs, b0, b1, gs.ctypes.data, wpair.ctypes.data,
-           jptr.ctypes.data, n, reg.min, reg.max, mask, *(o.ctypes.data for o in outs), n)
-
     blocks = qp // LANES
     nt = min(_threads(), blocks)
+    per_neuron = np.zeros((nt, n), dtype=np.int64)  # one row of event counts per thread
+
+    def run(b0: int, b1: int, t: int = 0) -> None:
+        fn(xp.ctypes.data, pairs, b0, b1, gs.ctypes.data, wpair.ctypes.data,
+           jptr.ctypes.data, n, reg.min, reg.max, mask, *(o.ctypes.data for o in outs), n,
+           per_neuron[t].ctypes.data)
+
     cuts = np.linspace(0, blocks, nt + 1).astype(np.int64)
-    workers = [threading.Thread(target=run, args=(int(cuts[t]), int(cuts[t + 1])))
+    workers = [threading.Thread(target=run, args=(int(cuts[t]), int(cuts[t + 1]), t))
                for t in range(1, nt)]
     for w in workers:
         w.start()
@@ -246,7 +257,7 @@ def evaluate(ox: np.ndarray, n: int, ops: tuple[np.ndarray, ...], reg: Register,
     finally:
         for w in workers:
             w.join()
-    return tuple(o[:q] for o in outs)  # type: ignore[return-value]
+    return outs[0][:q], outs[1][:q], outs[2][:q], per_neuron.sum(axis=0)
 
 
 def _reference(ox: np.ndarray, ow: np.ndarray, hot_j: np.ndarray, hot_g: np.ndarray,
@@ -287,8 +298,9 @@ def _self_test() -> str:
             reg = Register(bits, True)
             got = evaluate(ox, n, operands(ow, hot_j, hot_g), reg, wrap)
             want = _reference(ox, ow, hot_j, hot_g, reg, wrap)
-            for name, a, b in zip(("corrections", "negative corrections", "events"), got,
-                                  want, strict=True):
+            want = (*want, want[2].sum(axis=0))
+            for name, a, b in zip(("corrections", "negative corrections", "events",
+                                   "events per neuron"), got, want, strict=True):
                 if not np.array_equal(a.astype(np.int64), b):
                     return (f"the SIMD pre-add loop differs from numpy ({name}, "
                             f"{'wrap' if wrap else 'saturate'}, {bits} bits)")
