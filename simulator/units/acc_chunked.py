@@ -1,10 +1,12 @@
 """Narrow wrap/saturate accumulators (no pre-add) by chunked partial sums.
 
-Two exact products give every pair's sum S and absolute sum A; pairs whose bounds
-(S -+ A) / 2 stay inside the register (and inside the width of the final sums, for
-``min_safe_acc_bits``) are settled by S alone; the rest go to
+Two exact products give every pair's sum S and absolute sum A (or, for inputs >= 0, the
+sign hull [S - U, U]); pairs whose bounds stay inside the register (and inside the width of
+the final sums, for ``min_safe_acc_bits``) are settled by S alone; the rest go to the SIMD
+or float tiles (whole pairs), the streamed wrap pass, or
 :func:`simulator.units.partial_sums.evaluate_pairs`, which steps only the K-chunks that may
-hold an event.
+hold an event. When a sample shows events nearly everywhere, :func:`_every_pair` steps
+every pair in the SIMD tiles first and takes S from them (no full product).
 """
 
 from __future__ import annotations
