@@ -222,7 +222,7 @@ def evaluate(ox: np.ndarray, n: int, ops: tuple[np.ndarray, ...], reg: Register,
     the events, of the hot entries ``ops`` (:func:`operands`, N = ``n`` neurons) for inputs
     x' ``ox`` (Q, K); and the events per neuron (int64 (N,)). The caller checks :func:`fits`
     and :func:`available`."""
-    from .tile_simd import _threads
+    from .tile_simd import _threads, run_shared
 
     gs, wpair, jptr = ops
     q, k = ox.shape
@@ -240,23 +240,21 @@ def evaluate(ox: np.ndarray, n: int, ops: tuple[np.ndarray, ...], reg: Register,
 
     blocks = qp // LANES
     nt = min(_threads(), blocks)
-    per_neuron = np.zeros((nt, n), dtype=np.int64)  # one row of event counts per thread
+    per_neuron = np.zeros((blocks, n), dtype=np.int64)  # event counts, a row per block
 
-    def run(b0: int, b1: int, t: int = 0) -> None:
+    def run(b0: int, b1: int) -> None:
         fn(xp.ctypes.data, pairs, b0, b1, gs.ctypes.data, wpair.ctypes.data,
            jptr.ctypes.data, n, reg.min, reg.max, mask, *(o.ctypes.data for o in outs), n,
-           per_neuron[t].ctypes.data)
+           per_neuron[b0].ctypes.data)
 
-    cuts = np.linspace(0, blocks, nt + 1).astype(np.int64)
-    workers = [threading.Thread(target=run, args=(int(cuts[t]), int(cuts[t + 1]), t))
-               for t in range(1, nt)]
-    for w in workers:
-        w.start()
-    try:
-        run(int(cuts[0]), int(cuts[1]))
-    finally:
-        for w in workers:
-            w.join()
+    def run_blocks(b0: int, b1: int) -> None:
+        for b in range(b0, b1):
+            run(b, b + 1)
+
+    if nt == 1:
+        run_blocks(0, blocks)
+    else:
+        run_shared(run_blocks, blocks, nt)
     return outs[0][:q], outs[1][:q], outs[2][:q], per_neuron.sum(axis=0)
 
 
