@@ -231,16 +231,16 @@ def _every_pair(
     x: np.ndarray, zx: int, oxs: np.ndarray, ows: np.ndarray, xr: tuple[int, int],
     wr: tuple[int, int], spec: MacSpec, cache: dict | None, track_max: bool,
     exact_headroom: bool,
-) -> tuple[np.ndarray, ChunkResult] | None:
-    """(exact sums S int64 (Q, N), ChunkResult of every pair in row-major order) for a
-    register that wraps or clips in nearly every pair, when the SIMD tiles apply: every
-    pair is stepped whole first, and the loop gives S too (free when wrapping: it carries
-    the exact partial sum; one addition per step when saturating), so no separate product
-    computes it. Partial sums are tracked only where the final sums' width needs them, in
-    a second pass over the pairs whose hull leaves that width (:func:`_outside_hull`);
-    wrapping with a bound headroom, in the one pass for every pair. None when this does
-    not apply (the usual path then runs; saturating with a bound headroom, where tracking
-    every pair would cost twice the steps)."""
+) -> tuple[np.ndarray, ChunkResult, np.ndarray, np.ndarray] | None:
+    """(exact sums S int64 (Q, N), ChunkResult of every pair, and the pairs (qs, js) in
+    row-major order) for a register that wraps or clips in nearly every pair, when the SIMD
+    tiles apply: every pair is stepped whole first, and the loop gives S too (free when
+    wrapping: it carries the exact partial sum; one addition per step when saturating), so
+    no separate product computes it. Partial sums are tracked only where the final sums'
+    width needs them, in a second pass over the pairs whose hull leaves that width
+    (:func:`_outside_hull`); wrapping with a bound headroom, in the one pass for every
+    pair. None when this does not apply (the usual path then runs; saturating with a bound
+    headroom, where tracking every pair would cost twice the steps)."""
     reg = spec.register
     q_count, k = oxs.shape
     n = ows.shape[0]
@@ -273,7 +273,7 @@ def _every_pair(
             if again is None:
                 return None
             res.partial_min, res.partial_max = again.partial_min, again.partial_max
-    return s, res
+    return s, res, qs, js
 
 
 def accumulate_chunked(
@@ -326,7 +326,8 @@ def accumulate_chunked(
     else:
         s = sums if sums is not None else exact_matmul(oxs, ows, a_range=xr, b_range=wr)
     total = s if corr is None else s + corr
-    lo_known, hi_known = range_of(total)
+    total_range = range_of(total)
+    lo_known, hi_known = total_range
     if corr is not None:  # the last MAC step's partial sum comes before the correction
         lo_s, hi_s = range_of(s)
         lo_known, hi_known = min(lo_known, lo_s), max(hi_known, hi_s)
@@ -339,8 +340,7 @@ def accumulate_chunked(
     hull_ok = corr is None and xr[0] >= 0 and not keep_bounds and simd_applies(
         not spec.event_driven, spec.adder_tree_width, k, reg, xr, wr, spec.overflow == "wrap")
     if pre is not None:  # every pair, stepped already
-        qs = np.repeat(np.arange(q_count, dtype=np.int64), n)
-        js = np.tile(np.arange(n, dtype=np.int64), q_count)
+        _, _, qs, js = pre
         event_possible = True
         policy = spec.overflow
     elif (safe is not None and corr is None and (spec.overflow == "wrap" or sums is not None)
@@ -379,7 +379,7 @@ def accumulate_chunked(
         del live
     zeros = np.zeros(n, dtype=np.int64)
     stats = LaneStats(zeros.copy(), zeros.copy(), zeros.copy(), 0, None, 0)
-    stats.max_abs_acc = max(-range_of(total)[0], range_of(total)[1])
+    stats.max_abs_acc = max(-total_range[0], total_range[1])
     acc = total  # updated in place for the evaluated pairs
     pair_rows: list[PairRows] = []
     acc_first = None
