@@ -4,7 +4,8 @@ Unit level: :func:`tile_simd.step_dense` against a Python-integer step loop writ
 random shapes (G = 1..7, ragged neuron counts, negative offset inputs, every register width
 the int32 lanes allow), subsets of lane blocks, and hand-made register edges. Engine level:
 whole networks through ``simulate`` against the stepwise engine, with the whole-pair tiles
-forced and with wrapping runs routed to the tiles, and the fallback when the self-test fails.
+forced, with wrapping runs routed to the tiles, through the every-pair route (wrap and
+saturate, the exact sums taken from the loop), and the fallback when the self-test fails.
 """
 
 from __future__ import annotations
@@ -463,3 +464,29 @@ def test_registers_match_fxpmath(simd: None, policy: str) -> None:
         for name, got, want in (("register", r, acc), ("events", ev, events),
                                 ("first step", fs, first), ("first value", fv, value)):
             assert np.array_equal(got.astype(np.int64), want), f"{policy} {bits} bits {name}"
+
+
+def test_run_shared_covers_every_item_once_and_reraises() -> None:
+    """The pieces handed to the threads cover [0, count) exactly once; an error in any
+    thread comes back to the caller."""
+    import threading
+
+    seen: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def run(i0: int, i1: int) -> None:
+        with lock:
+            seen.append((i0, i1))
+
+    for count, threads in ((1000, 2), (7, 3), (0, 2), (33, 8)):
+        seen.clear()
+        tile_simd.run_shared(run, count, threads)
+        covered = sorted(i for a, b in seen for i in range(a, b))
+        assert covered == list(range(count)), (count, threads)
+
+    def fails(i0: int, i1: int) -> None:
+        if i0 > 0:
+            raise RuntimeError("piece failed")
+
+    with pytest.raises(RuntimeError, match="piece failed"):
+        tile_simd.run_shared(fails, 100, 2)

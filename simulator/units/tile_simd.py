@@ -290,11 +290,15 @@ def run_shared(run: Any, count: int, threads: int) -> None:
     so equal static shares left one thread waiting for the other (~7 % of the loop)."""
     cuts = np.linspace(0, count, threads * CHUNKS_PER_THREAD + 1).astype(np.int64)
     pieces = itertools.count()  # next() is atomic under the GIL
+    failed: list[BaseException] = []
 
     def work() -> None:
-        while (i := next(pieces)) < cuts.size - 1:
-            if cuts[i + 1] > cuts[i]:
-                run(int(cuts[i]), int(cuts[i + 1]))
+        try:
+            while not failed and (i := next(pieces)) < cuts.size - 1:
+                if cuts[i + 1] > cuts[i]:
+                    run(int(cuts[i]), int(cuts[i + 1]))
+        except BaseException as exc:  # raised again in the calling thread
+            failed.append(exc)
 
     workers = [threading.Thread(target=work) for _ in range(threads - 1)]
     for t in workers:
@@ -304,6 +308,8 @@ def run_shared(run: Any, count: int, threads: int) -> None:
     finally:
         for t in workers:
             t.join()
+    if failed:
+        raise failed[0]
 
 
 def items_of(mask: np.ndarray, per_item: int | None = None) -> np.ndarray:
