@@ -162,12 +162,8 @@ def _count(monkeypatch: pytest.MonkeyPatch, mod: object, name: str) -> dict[str,
     return calls
 
 
-@pytest.mark.slow  # ~20 s: the stepwise engine on 60 configurations
-def test_simd_tiles_equal_stepwise(simd: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whole-pair tiles forced (events_dense), random configurations of every mode, dense
-    and event-driven (gathered weights), all in SIMD tiles where the values fit int32."""
-    monkeypatch.setattr(acc_chunked, "events_dense", lambda *a: True)
-    used = _count(monkeypatch, tile_simd, "step_dense")
+def _count_gathered(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Count the SIMD tile calls of event-driven schedules (gathered weight rows)."""
     gathered = {"n": 0}
     real = tile_simd.step_dense
 
@@ -176,6 +172,16 @@ def test_simd_tiles_equal_stepwise(simd: None, monkeypatch: pytest.MonkeyPatch) 
         return real(*a, **kw)
 
     monkeypatch.setattr(tile_simd, "step_dense", counting)
+    return gathered
+
+
+@pytest.mark.slow  # ~20 s: the stepwise engine on 60 configurations
+def test_simd_tiles_equal_stepwise(simd: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whole-pair tiles forced (events_dense), random configurations of every mode, dense
+    and event-driven (gathered weights), all in SIMD tiles where the values fit int32."""
+    monkeypatch.setattr(acc_chunked, "events_dense", lambda *a: True)
+    used = _count(monkeypatch, tile_simd, "step_dense")
+    gathered = _count_gathered(monkeypatch)
     for seed in range(60):
         net, cfg, x, sets = chunked_case(30_000 + seed)
         diffs = compare_with_fast(simulate(net, cfg, x), simulate_stepwise(net, cfg, x))
@@ -290,14 +296,7 @@ def test_wrap_everywhere_steps_every_pair_first(simd: None,
         return qs, js
 
     monkeypatch.setattr(acc_chunked, "_outside_hull", outside)
-    gathered = {"n": 0}
-    step = tile_simd.step_dense
-
-    def counting(*a, **kw):
-        gathered["n"] += kw.get("active") is not None
-        return step(*a, **kw)
-
-    monkeypatch.setattr(tile_simd, "step_dense", counting)
+    gathered = _count_gathered(monkeypatch)
     for seed in range(80):
         net, cfg, x, sets = chunked_case(70_000 + seed)
         sets = [*sets, "accumulator.overflow=wrap", "mac.operand=offset"]
