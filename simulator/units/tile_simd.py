@@ -111,25 +111,26 @@ _ARGS = ("P", "I", "I", "P", "I", "P", "I", "I", "i", "i", "i", "P", "P", "P", "
 
 
 def _kernel(pairs: int, wrap: bool, track: bool, gather: bool = False,
-            sums: bool = False) -> Any:
+            sums: bool = False, first: bool = True) -> Any:
     """The compiled ``tiles`` function (ctypes) of this variant, compiled once per process."""
     sums = sums and not wrap and not track  # the only variant where it changes the loop
-    key = ("fn", pairs, wrap, track, gather, sums, LANES, QUERIES)
+    key = ("fn", pairs, wrap, track, gather, sums, first, LANES, QUERIES)
     if key in _STATE:
         return _STATE[key]
     with _LOCK:
         if key not in _STATE:
-            _STATE[key] = _compile(pairs, wrap, track, gather, sums)
+            _STATE[key] = _compile(pairs, wrap, track, gather, sums, first)
     return _STATE[key]
 
 
-def _compile(pairs: int, wrap: bool, track: bool, gather: bool, sums: bool) -> Any:
+def _compile(pairs: int, wrap: bool, track: bool, gather: bool, sums: bool,
+             first: bool = True) -> Any:
     from .llvm_jit import compile_function
 
     ct = {"P": ctypes.c_void_p, "I": ctypes.c_int64, "i": ctypes.c_int32}
     args = _ARGS + (("P", "I", "P") if gather else ())
     ir = tiles_ir(pairs, wrap, track, LANES, 1 if gather else QUERIES, gather=gather,
-                  sums=sums)
+                  sums=sums, first=first)
     return compile_function(ir, "tiles", [ct[a] for a in args])
 
 
@@ -225,10 +226,13 @@ def step_dense(
     cache: dict | None = None,
     active: np.ndarray | None = None,
     sums: bool = False,
+    first_events: bool = True,
 ) -> tuple[np.ndarray, ...]:
     """Step the items (:func:`items_of`) over every input, G-input steps; ``track_items``
     likewise, with partial sums tracked. ``sums``: the exact sums of ``items`` too (free
-    when wrapping; one more addition per step when saturating).
+    when wrapping; one more addition per step when saturating). ``first_events`` False:
+    the loop without first events (fs stays -1 and fv 0 everywhere; ~20 % faster when
+    first events come late).
 
     ox: (Q, K) x' integers, ow: (N, K) w' integers (:func:`fits` must hold). ``active``:
     bool (Q, K), the event-driven schedule (only active inputs, G of them per step; items of
@@ -266,7 +270,7 @@ def step_dense(
         if its is None or not len(its):
             continue
         its = np.ascontiguousarray(its, dtype=np.int64)
-        fn = _kernel(pairs, wrap, track, active is not None, sums)
+        fn = _kernel(pairs, wrap, track, active is not None, sums, first_events)
 
         def run(i0: int, i1: int, fn: Any = fn, its: np.ndarray = its) -> None:
             fn(its.ctypes.data, i0, i1, xs.ctypes.data, xs.shape[1], wb.ctypes.data,
@@ -389,10 +393,15 @@ def _check(g: int, wrap: bool, gather: bool = False) -> str:
                 ox[~act] = 0
             its = items_of(np.ones((q, n), dtype=np.bool_), 1 if gather else None)
             want = _reference(ox, ow, gg, reg, wrap, act)
-            for sums in (False,) if track else (False, True):
+            for sums, first in itertools.product((False,) if track else (False, True),
+                                                 (True, False)):
                 got = step_dense(ox, ow, gg, reg, wrap, its[:0] if track else its,
-                                 its if track else None, active=act, sums=sums)
-                used = [True] * 4 + [track, track, wrap or track or sums]
+                                 its if track else None, active=act, sums=sums,
+                                 first_events=first)
+                used = [True, True, first, first, track, track, wrap or track or sums]
+                if not first and (got[2].min() != -1 or got[2].max() != -1 or got[3].any()):
+                    return ("the SIMD tile loop without first events stored some (G="
+                            f"{gg}, {'wrap' if wrap else 'saturate'})")
                 for name, a, b, use in zip(names, got, want, used, strict=True):
                     if use and not np.array_equal(a.astype(np.int64), b):
                         return (f"the SIMD tile loop differs from a plain step loop ({name}, "

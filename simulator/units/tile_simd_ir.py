@@ -29,7 +29,10 @@ lane's first event (step and e). It runs in blocks of BLOCK steps: each block fi
 first events; when a lane without one had an event in it, the block is run again from its
 start with the first events selected in registers (each lane has one first event, so few
 blocks run twice; ~13 % faster than selecting on every step when first events come late).
-Once every lane of the item has had one, phase 2 runs the remaining steps without.
+Once every lane of the item has had one, phase 2 runs the remaining steps without. Those
+re-runs cost ~25 % of a 22-bit wrapping layer (up to one per lane, most items' first events
+in different blocks), so a variant without first events (``first`` False) serves callers
+that need them for a single query only (they step that query again with them).
 ``track`` keeps the min / max of P (from 0). Outputs: int32 arrays [query, b * LANES + l],
 row stride ``ostride``; fs = -1 (and fv = 0) without an event; ``sums``: the final P (wrap,
 tracked, or the ``sums`` variant of a saturating loop). ``freeze``: the tree output is
@@ -46,10 +49,12 @@ QUERIES = 1  # queries per item (2 or 4 share each weight load, but spilled: slo
 
 def tiles_ir(pairs: int, wrap: bool, track: bool, lanes: int = LANES,
              queries: int = QUERIES, freeze: bool = True, gather: bool = False,
-             block: int = BLOCK, sums: bool = False) -> str:
+             block: int = BLOCK, sums: bool = False, first: bool = True) -> str:
     """The module text: ``tiles`` and the declarations it uses. ``gather``: the
     event-driven variant (one query per item, see the module docstring); ``sums``: a
-    saturating loop also carries P for the exact sums, without its min / max."""
+    saturating loop also carries P for the exact sums, without its min / max; ``first``
+    False: no first events (every lane starts as if it had one, so no block runs twice;
+    fs / fv are not stored)."""
     if gather and queries != 1:
         raise ValueError(f"the gathering loop takes one query per item, not {queries}")
     v = f"<{lanes} x i32>"
@@ -169,6 +174,8 @@ def tiles_ir(pairs: int, wrap: bool, track: bool, lanes: int = LANES,
                 "ph": "%d0v"}
     else:
         init = {"r": z, "n": z, "fs": "%big", "fv": z, "P": z, "pl": z, "ph": z}
+    if not first:
+        init["fs"] = z
     head = {nm: cur("h", nm) for nm in names}
     fast_end = {**{nm: nxt("f", nm) for nm in carried}, "fs": cur("h", "fs"),
                 "fv": cur("h", "fv")}
@@ -214,7 +221,9 @@ def tiles_ir(pairs: int, wrap: bool, track: bool, lanes: int = LANES,
             final.append(f"  %Pf{u} = phi {v} [ %Ph_{u}, %p1 ], [ %P2_{u}, %p2 ]")
     stores = []
     for u in us:
-        outs = [("ro", f"%ro{u}"), ("no", f"%ev{u}"), ("fso", f"%fso{u}"), ("fvo", f"%fvo{u}")]
+        outs = [("ro", f"%ro{u}"), ("no", f"%ev{u}")]
+        if first:
+            outs += [("fso", f"%fso{u}"), ("fvo", f"%fvo{u}")]
         if track:
             outs += [("plo", f"%plo{u}"), ("pho", f"%pho{u}")]
         if wrap or track or sat_sums:

@@ -254,9 +254,12 @@ def _evaluate_simd(
         tracked[titems[:, 0], titems[:, 1]] = True
         items = items[~tracked[items[:, 0], items[:, 1]]]
     del live
+    active = None if plan.dense else plan.active
     r, ev, fs, fv, pmn, pmx, exact = tile_simd.step_dense(
-        ox, ow, plan.g, reg, policy == "wrap", items, titems, cache,
-        active=None if plan.dense else plan.active, sums=sums)
+        ox, ow, plan.g, reg, policy == "wrap", items, titems, cache, active=active, sums=sums,
+        first_events=False)
+    _first_query_events(ox, ow, plan.g, reg, policy == "wrap", items, titems, cache, active,
+                        ev, fs, fv)
 
     def pick(a: np.ndarray) -> np.ndarray:  # int32 kept: every value fits (tile_simd.fits)
         return a.reshape(-1) if every and a.flags.c_contiguous else a[qs, js]
@@ -269,6 +272,34 @@ def _evaluate_simd(
     known = policy == "wrap" or track is None or sums  # the exact sums of every pair
     return ChunkResult(pick(r), wraps, sats, pick(fs), pick(fv), pmin, pmax, int(qs.size),
                        pick(exact) if known else None)
+
+
+def _first_query_events(ox: np.ndarray, ow: np.ndarray, g: int, reg: Register, wrap: bool,
+                        items: np.ndarray, titems: np.ndarray | None, cache: dict | None,
+                        active: np.ndarray | None, ev: np.ndarray, fs: np.ndarray,
+                        fv: np.ndarray) -> None:
+    """Fill the first events (fs / fv, in place) of the first query with an event.
+
+    The chunked path reports one first event: the earliest one of the first query (in
+    query order) that has any (acc_chunked.py). The loop without first events stepped
+    every item; that query's items are stepped again with them, so every other query's
+    entries stay -1 / 0."""
+    hit = np.flatnonzero(ev.any(axis=1))
+    if not hit.size:
+        return
+    q0 = int(hit[0])
+    per = tile_simd.QUERIES if active is None else 1  # queries per item
+    qa = q0 - q0 % per  # the first query of q0's items
+    mine = [its[its[:, 0] == qa] for its in (items, titems) if its is not None]
+    one = np.concatenate(mine)
+    one[:, 0] = 0
+    _, ev1, fs1, fv1, *_ = tile_simd.step_dense(
+        ox[qa:qa + per], ow, g, reg, wrap, one, None, cache,
+        active=None if active is None else active[qa:qa + per])
+    if not np.array_equal(ev1[q0 - qa], ev[q0]):  # the same loop: it cannot differ
+        raise AssertionError("the SIMD tile loop counted different events on a second run")
+    fs[q0] = fs1[q0 - qa]
+    fv[q0] = fv1[q0 - qa]
 
 
 def _compile() -> object:
