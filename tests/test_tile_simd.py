@@ -430,6 +430,47 @@ def test_event_driven_tiles_equal_a_plain_loop(simd: None) -> None:
                     f"case {case} query {i} {nm}: G={g} wrap={wrap}"
 
 
+def test_first_events_of_the_first_query_with_one(simd: None) -> None:
+    """The loop without first events, then tile_stepper's second run of the first query
+    that has an event: that query's first events equal the full loop's (dense and
+    event-driven, items with and without tracking); every other query keeps -1 / 0."""
+    rng = np.random.default_rng(78)
+    seen = set()
+    for case in range(60):
+        q, k, n = int(rng.integers(2, 6)), int(rng.integers(1, 50)), int(rng.integers(1, 40))
+        g = int(rng.integers(1, 6))
+        quiet = int(rng.integers(0, q))  # queries before this one have no input at all
+        ox = rng.integers(-255, 256, (q, k))
+        ox[:quiet] = 0
+        ow = rng.integers(-128, 128, (n, k))
+        reg = Register(int(rng.choice([6, 10, 14])), True)
+        wrap = bool(rng.random() < 0.5)
+        gather = bool(rng.random() < 0.5)
+        active = (rng.random((q, k)) < 0.7) if gather else None
+        if active is not None:
+            ox = np.where(active, ox, 0)
+        its = tile_simd.items_of(np.ones((q, n), dtype=bool), 1 if gather else None)
+        cut = int(rng.integers(0, len(its) + 1))  # some blocks in the tracking run
+        parts = (its[:cut], its[cut:] if cut < len(its) else None)
+        full = tile_simd.step_dense(ox, ow, g, reg, wrap, *parts, active=active)
+        fast = tile_simd.step_dense(ox, ow, g, reg, wrap, *parts, active=active,
+                                    first_events=False)
+        for a, b in zip(full[:2] + full[4:], fast[:2] + fast[4:], strict=True):
+            assert np.array_equal(a, b), f"case {case}"
+        assert (fast[2] == -1).all() and not fast[3].any()
+        tile_stepper._first_query_events(ox, ow, g, reg, wrap, parts[0], parts[1], None,
+                                         active, fast[1], fast[2], fast[3])
+        hit = np.flatnonzero(full[1].any(axis=1))
+        for i in range(q):
+            if hit.size and i == hit[0]:
+                seen.add(i > 0)
+                assert np.array_equal(fast[2][i], full[2][i]), f"case {case} query {i}"
+                assert np.array_equal(fast[3][i], full[3][i]), f"case {case} query {i}"
+            else:
+                assert (fast[2][i] == -1).all() and not fast[3][i].any(), f"case {case}"
+    assert seen == {False, True}  # the first query with an event: query 0 and a later one
+
+
 @pytest.mark.parametrize("policy", ["wrap", "saturate"])
 def test_registers_match_fxpmath(simd: None, policy: str) -> None:
     """The register of every pair, stepped by fxpmath (a separate fixed-point library):
