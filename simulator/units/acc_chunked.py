@@ -31,6 +31,7 @@ from .accumulator import (
     range_of,
 )
 from .chunk_stepper import numba_enabled
+from .offset_inputs import narrow_offset
 from .partial_sums import ChunkPlan, ChunkResult, abs_wide, chunk_size, evaluate_pairs
 from .sign_split import DOT_PAIRS_MAX_FRACTION, SplitSums, positive_bound
 from .tile_stepper import evaluate_tiles, simd_applies, tiles_available
@@ -310,7 +311,7 @@ def accumulate_chunked(
         winfo = weight_info(w, zw)
         cache = winfo.derived if _mm_frozen(w) else None
         ows, wr = winfo.ow, (winfo.lo, winfo.hi)
-        oxs, xr = narrow(x.astype(np.int64, copy=False) - zx)
+        oxs, xr = narrow_offset(x, zx)
         corr = None
     else:
         ox, ow, corr = operands(x, zx, w, zw, spec.operand)

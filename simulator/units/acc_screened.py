@@ -19,6 +19,7 @@ import numpy as np
 from ..fixedpoint import Register
 from ..kernels import _mm_frozen, exact_matmul
 from .accumulator import LaneStats, MacSpec, bits_for_range, range_of
+from .offset_inputs import offset_inputs
 from .prefix_screen import PrefixBounds, exact_prefix_range, prefix_bounds
 from .sign_split import SplitSums, split_sign_sums
 
@@ -84,10 +85,7 @@ def accumulate_screened(
     """
     reg = spec.register
     wi = weight_info(w, zw)
-    xlo, xhi = int(x.min(initial=0)) - zx, int(x.max(initial=0)) - zx
-    xdt = np.int16 if -(1 << 15) <= xlo and xhi < (1 << 15) else np.int64
-    ox = (x - zx).astype(xdt, copy=False)
-    ax_row = np.abs(ox).sum(axis=1, dtype=np.int64)
+    ox, xlo, xhi, ax_row = offset_inputs(x, zx)
     ax_max = max(-xlo, xhi, 0)
     sep = min(int(ax_row.max(initial=0)) * wi.abs_max, ax_max * wi.abs_row_sum_max)
     if sep > min(reg.max, -reg.min):

@@ -314,9 +314,13 @@ def bits_for_range(lo: int, hi: int) -> int:
 
 
 def range_of(a: np.ndarray) -> tuple[int, int]:
+    """(min(a, 0), max(a, 0)) as Python ints; (0, 0) for an empty array."""
     if a.size == 0:
         return 0, 0
-    return min(int(a.min()), 0), max(int(a.max()), 0)
+    from .offset_inputs import value_range
+
+    lo, hi = value_range(a)
+    return min(lo, 0), max(hi, 0)
 
 
 def narrow(a: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
