@@ -22,6 +22,7 @@ from .accumulator import (
     operands,
     range_of,
 )
+from .offset_inputs import narrow_offset
 from .partial_sums import abs_wide, chunk_size, pair_bounds
 from .pre_add import PreAdd, pre_add_stage
 from .sign_split import DOT_PAIRS_MAX_FRACTION, SplitSums, split_sign_sums
@@ -47,10 +48,12 @@ def accumulate_ordered(
     zeros = np.zeros(n, dtype=np.int64)
     stats = LaneStats(zeros.copy(), zeros.copy(), zeros.copy(), 0, None, 0)
     ox, ow, corr = _operands(x, zx, w, zw, spec.operand)
-    nonneg = int(ox.min(initial=0)) >= 0  # whole-pair bounds from split sums (below)
-    ax = ox if nonneg else np.abs(ox)
-    ax_row_max = int(ax.sum(axis=1).max(initial=0))
-    ax_max = int(ax.max(initial=0))
+    # x' = x - zx (offset) or x (raw), narrowed in one compiled pass: bounds, split sums
+    oxn, (xlo, xhi) = narrow_offset(x, zx if spec.operand == "offset" else 0)
+    nonneg = xlo >= 0  # whole-pair bounds from split sums (below)
+    ax = oxn if nonneg else abs_wide(oxn if oxn.itemsize < 4 else oxn.astype(np.int64))
+    ax_row_max = int(ax.sum(axis=1, dtype=np.int64).max(initial=0))
+    ax_max = max(-xlo, xhi)
     del ax
     cache = None  # derived weights kept with a read-only weight matrix when w' is w - zw
     zw64 = np.asarray(zw, dtype=np.int64)
@@ -66,7 +69,8 @@ def accumulate_ordered(
     # Separable bound on |every partial sum| of every pair (pre-add fits never grow a value).
     sep = min(ax_row_max * aw_max, ax_max * aw_row_max)
     limit = min(reg.max, -reg.min)
-    pre = pre_add_stage(x, zx, ox, ow, aw, spec, cache) if spec.pre_add_width > 1 else None
+    pre = pre_add_stage(x, zx, ox, ow, aw, spec, cache, ax_max) if spec.pre_add_width > 1 \
+        else None
     del aw
     simple = pre is None and corr is None
     if simple and sep <= limit and not track_max:
@@ -81,7 +85,7 @@ def accumulate_ordered(
                 stats.partial_min, stats.partial_max = lo_known, hi_known
                 finish_stats(stats, spec, pre, None, [], query_offset, defer_errors)
                 return total, stats
-    split = split_sign_sums(ox, ow, ax_max, cache) if nonneg else None
+    split = split_sign_sums(oxn, ow, ax_max, cache) if nonneg else None
     have_split = split is not None
     if split is not None:
         mac = split.exact  # the MAC part's final value
@@ -146,7 +150,7 @@ def _operands(
     if w.dtype != np.int8 or (zw64.size and int(np.abs(zw64).max()) >= 1 << 14):
         ox, ow, corr = operands(x, zx, w, zw, operand)
         return ox, narrow(ow)[0], corr
-    xi = x.astype(np.int64)
+    xi = x.astype(np.int64, copy=False)  # read only below
     if operand == "offset":
         ow = w if not zw64.any() else (w.astype(np.int16) - zw64[:, None]).astype(np.int16)
         return xi - zx, ow, None

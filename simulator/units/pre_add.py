@@ -59,7 +59,7 @@ class PreAdd:
 
 def pre_add_stage(
     x: np.ndarray, zx: int, ox: np.ndarray, ow: np.ndarray, aw: np.ndarray | None,
-    spec: MacSpec, cache: dict | None = None,
+    spec: MacSpec, cache: dict | None = None, xmax: int | None = None,
 ) -> PreAdd:
     """Find every pre-add register write that overflows, exactly.
 
@@ -70,7 +70,7 @@ def pre_add_stage(
     exactly for every neuron. Either way only true overflows are recorded.
 
     aw: |w'| (computed here when None); ``cache``: a dict that lives as long as ``ow`` does
-    (the hot entries of each threshold are kept there).
+    (the hot entries of each threshold are kept there); ``xmax``: max |x'| when known.
     """
     q_count, k = ox.shape
     n = ow.shape[0]
@@ -79,7 +79,7 @@ def pre_add_stage(
     res = PreAdd(q_count, n)
     if not spec.event_driven:
         groups = _groups(np.arange(k), p, k)  # (G, P); index k is the zero padding
-        xmax = int(np.abs(ox).max(initial=0))
+        xmax = int(np.abs(ox).max(initial=0)) if xmax is None else xmax
         if xmax == 0:
             return res
         hot_j, hot_g = _hot_entries(ow, aw, p, preg.max // xmax, groups.shape[0], cache)
