@@ -42,6 +42,10 @@ def quantize_spikes(
 ) -> tuple[np.ndarray, InputQuantEvents]:
     """float (Q, K) -> int64 codes (Q, K) in ``reg``'s range."""
     x32 = np.asarray(x, dtype=np.float32)
+    if quantizer == "fma_f32" and rounding == "half_even":
+        done = _fma_half_even_compiled(x32, scale, zero_point, reg)
+        if done is not None:
+            return done
     if quantizer == "fma_f32":
         inv = np.float32(np.float32(1.0) / np.float32(scale))
         r = _round_fma(x32, inv, float(zero_point), rounding)
@@ -91,6 +95,85 @@ def _round_fma(x32: np.ndarray, inv: np.float32, zp: float, rounding: str) -> np
         exact = f32_fma_round(x32.ravel()[risky], inv, zp)
         r.ravel()[risky] = round_float(exact, rounding)
     return r
+
+
+MIN_COMPILED = 1 << 16  # spikes below which numpy is as fast
+_NB: dict[str, object] = {}
+
+
+def _fma_half_even_compiled(x32: np.ndarray, scale: float, zero_point: int, reg: Register
+                            ) -> tuple[np.ndarray, InputQuantEvents] | None:
+    """:func:`quantize_spikes` for ``fma_f32`` / ``half_even`` in one compiled pass (numba,
+    parallel over queries): the float32 multiply-add, rint, the edge test of
+    :func:`_round_fma`, the clamp and its counts, the int64 codes. The values it marks risky
+    go through the exact emulation here, as in :func:`_round_fma`. None without numba or
+    for small or non-2-D inputs (numpy then runs: the same codes, tests/test_spike_buffer.py)."""
+    from .chunk_stepper import numba_enabled
+
+    if x32.ndim != 2 or x32.size < MIN_COMPILED or not numba_enabled():
+        return None
+    x32 = np.ascontiguousarray(x32)
+    q, k = x32.shape
+    inv = np.float32(np.float32(1.0) / np.float32(scale))
+    codes = np.empty((q, k), dtype=np.int64)
+    risky = np.empty((q, k), dtype=np.bool_)
+    counts = np.zeros((q, 3), dtype=np.int64)  # low, high, risky per query
+    _quantize_kernel()(x32, inv, np.float32(zero_point), np.float32(_EDGE),
+                       np.float32(_SAFE_MAG), np.int64(reg.min), np.int64(reg.max), codes,
+                       risky, counts)
+    n_low, n_high, n_risky = (int(c) for c in counts.sum(axis=0))
+    if n_risky:
+        at = np.flatnonzero(risky.ravel())
+        r = round_float(f32_fma_round(x32.ravel()[at], inv, float(zero_point)), "half_even")
+        low, high = r < reg.min, r > reg.max
+        n_low += int(np.count_nonzero(low))
+        n_high += int(np.count_nonzero(high))
+        vals = np.where(low | high, 0, r).astype(np.int64)
+        vals[low] = reg.min
+        vals[high] = reg.max
+        codes.ravel()[at] = vals
+    return codes, InputQuantEvents(n_low, n_high)
+
+
+def _quantize_kernel() -> object:
+    if "q" not in _NB:
+        import numba
+
+        from .chunk_stepper import serialized
+
+        @numba.njit(cache=True, nogil=True, parallel=True)
+        def quantize(x, inv, zp, edge, safe_mag, lo, hi, codes, risky,
+                     counts):  # pragma: no cover - compiled
+            q_all, k = x.shape
+            for q in numba.prange(q_all):
+                n_low = 0
+                n_high = 0
+                n_risky = 0
+                for i in range(k):
+                    s = x[q, i] * inv  # float32 multiply, then add: two roundings
+                    s = s + zp
+                    r = np.rint(s)
+                    d = abs(s - np.floor(s) - np.float32(0.5))
+                    if d < edge or abs(s) >= safe_mag:  # the exact emulation decides
+                        risky[q, i] = True
+                        codes[q, i] = 0
+                        n_risky += 1
+                        continue
+                    risky[q, i] = False
+                    if r < lo:
+                        codes[q, i] = lo
+                        n_low += 1
+                    elif r > hi:
+                        codes[q, i] = hi
+                        n_high += 1
+                    else:
+                        codes[q, i] = np.int64(r)
+                counts[q, 0] = n_low
+                counts[q, 1] = n_high
+                counts[q, 2] = n_risky
+
+        _NB["q"] = serialized(quantize)
+    return _NB["q"]
 
 
 def negative_codes_fix() -> str:
