@@ -8,9 +8,11 @@ clamp and the clamp counts, for the two schemes most runs use.
   fixedpoint._round_shift_biased), + zy.
 
 Then clamp to [lo, hi]; per neuron, the codes clamped low and high; the first clamp in
-query order. The same integers as the numpy path (``HWSIM_NUMBA=0`` runs that one; the tests
-compare both), in one pass over the accumulators instead of six to ten, without their
-(Q, N) temporaries. Rows are cut into blocks, each with its own counts (summed at the end).
+query order. The loop writes the unclamped values only: when nothing clamped (the usual
+case) they are the codes too (one array, as on the numpy path), else np.clip makes them.
+The same integers as the numpy path (``HWSIM_NUMBA=0`` runs that one; the tests compare
+both), in one pass over the accumulators instead of six to ten, without their (Q, N)
+temporaries. Rows are cut into blocks, each with its own counts (summed at the end).
 """
 
 from __future__ import annotations
@@ -61,7 +63,6 @@ def _run(kind: int, acc: np.ndarray, m32: np.ndarray, m0: np.ndarray, shift: np.
          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     q, n = acc.shape
     a = np.ascontiguousarray(acc, dtype=np.int64)
-    codes = np.empty((q, n), dtype=np.int64)
     unclamped = np.empty((q, n), dtype=np.int64)
     blocks = max(1, min(ROW_BLOCKS, q))
     low = np.zeros((blocks, n), dtype=np.int64)
@@ -70,8 +71,10 @@ def _run(kind: int, acc: np.ndarray, m32: np.ndarray, m0: np.ndarray, shift: np.
     m0b = np.broadcast_to(m0, (n,)).copy() if kind == 1 else m0
     shb = np.broadcast_to(shift, (n,)).copy() if kind == 1 else shift
     _kernel()(kind, a, m32, m0b, shb, mode, np.int64(zy), np.int64(clamp[0]),
-              np.int64(clamp[1]), codes, unclamped, low, high, first)
+              np.int64(clamp[1]), unclamped, low, high, first)
     hits = first[first >= 0]
+    # nothing clamped (the usual case): the codes are the unclamped values, one array
+    codes = np.clip(unclamped, clamp[0], clamp[1]) if hits.size else unclamped
     return (codes, unclamped, low.sum(axis=0), high.sum(axis=0),
             int(hits.min()) if hits.size else -1)
 
@@ -102,7 +105,7 @@ def _kernel() -> object:
             return (v + b) >> s
 
         @numba.njit(cache=True, nogil=True, parallel=True)
-        def kern(kind, acc, m32, m0, shift, mode, zy, lo, hi, codes, unclamped, low, high,
+        def kern(kind, acc, m32, m0, shift, mode, zy, lo, hi, unclamped, low, high,
                  first):  # pragma: no cover - compiled
             q_all, n = acc.shape
             blocks = first.size
@@ -124,17 +127,13 @@ def _kernel() -> object:
                         u = r + zy
                         unclamped[q, j] = u
                         if u < lo:
-                            codes[q, j] = lo
                             low[b, j] += 1
                             if first[b] < 0:
                                 first[b] = q * n + j
                         elif u > hi:
-                            codes[q, j] = hi
                             high[b, j] += 1
                             if first[b] < 0:
                                 first[b] = q * n + j
-                        else:
-                            codes[q, j] = u
 
         _NB["k"] = serialized(kern)
     return _NB["k"]
