@@ -471,6 +471,26 @@ def test_first_events_of_the_first_query_with_one(simd: None) -> None:
     assert seen == {False, True}  # the first query with an event: query 0 and a later one
 
 
+def test_first_events_only_among_the_pairs_asked_for(simd: None) -> None:
+    """An event of a pair outside ``live`` (stepped only because its lane block was) does
+    not pick the query: the first query with an event among the live pairs does."""
+    rng = np.random.default_rng(79)
+    q, k, n = 3, 40, 16
+    ox = rng.integers(0, 256, (q, k))
+    ow = rng.integers(-128, 128, (n, k))
+    reg = Register(6, True)  # every pair has events
+    its = tile_simd.items_of(np.ones((q, n), dtype=bool))
+    full = tile_simd.step_dense(ox, ow, 4, reg, True, its)
+    fast = tile_simd.step_dense(ox, ow, 4, reg, True, its, first_events=False)
+    live = np.zeros((q, n), dtype=bool)
+    live[2, 5] = True  # query 0 and 1 have events, but only in pairs not asked for
+    tile_stepper._first_query_events(ox, ow, 4, reg, True, its, None, None, None, fast[1],
+                                     fast[2], fast[3], live)
+    assert full[1][0].any() and full[1][2, 5] > 0
+    assert np.array_equal(fast[2][2], full[2][2]) and np.array_equal(fast[3][2], full[3][2])
+    assert (fast[2][:2] == -1).all()
+
+
 @pytest.mark.parametrize("policy", ["wrap", "saturate"])
 def test_registers_match_fxpmath(simd: None, policy: str) -> None:
     """The register of every pair, stepped by fxpmath (a separate fixed-point library):

@@ -253,13 +253,13 @@ def _evaluate_simd(
         tracked = np.zeros((q_count, -(-n // tile_simd.LANES)), dtype=np.bool_)
         tracked[titems[:, 0], titems[:, 1]] = True
         items = items[~tracked[items[:, 0], items[:, 1]]]
-    del live
     active = None if plan.dense else plan.active
     r, ev, fs, fv, pmn, pmx, exact = tile_simd.step_dense(
         ox, ow, plan.g, reg, policy == "wrap", items, titems, cache, active=active, sums=sums,
         first_events=False)
     _first_query_events(ox, ow, plan.g, reg, policy == "wrap", items, titems, cache, active,
-                        ev, fs, fv)
+                        ev, fs, fv, None if every else live)
+    del live
 
     def pick(a: np.ndarray) -> np.ndarray:  # int32 kept: every value fits (tile_simd.fits)
         return a.reshape(-1) if every and a.flags.c_contiguous else a[qs, js]
@@ -277,14 +277,14 @@ def _evaluate_simd(
 def _first_query_events(ox: np.ndarray, ow: np.ndarray, g: int, reg: Register, wrap: bool,
                         items: np.ndarray, titems: np.ndarray | None, cache: dict | None,
                         active: np.ndarray | None, ev: np.ndarray, fs: np.ndarray,
-                        fv: np.ndarray) -> None:
+                        fv: np.ndarray, live: np.ndarray | None = None) -> None:
     """Fill the first events (fs / fv, in place) of the first query with an event.
 
     The chunked path reports one first event: the earliest one of the first query (in
-    query order) that has any (acc_chunked.py). The loop without first events stepped
-    every item; that query's items are stepped again with them, so every other query's
-    entries stay -1 / 0."""
-    hit = np.flatnonzero(ev.any(axis=1))
+    query order) that has any among the pairs it asked for (``live``, bool (Q, N); None:
+    all) (acc_chunked.py). The loop without first events stepped every item; that query's
+    items are stepped again with them, so every other query's entries stay -1 / 0."""
+    hit = np.flatnonzero(ev.any(axis=1) if live is None else ((ev != 0) & live).any(axis=1))
     if not hit.size:
         return
     q0 = int(hit[0])
