@@ -45,6 +45,8 @@ def test_scan_equals_numpy(compiled: None) -> None:
         wx, wr = narrow(x - zx)
         assert ox.dtype == wx.dtype and np.array_equal(ox, wx) and xr == wr
         assert offset_inputs.value_range(x) == (int(x.min()), int(x.max()))
+        want_active = [sum(int(v) != zx for v in row) for row in x.tolist()]
+        assert offset_inputs.count_active(x, zx).tolist() == want_active
 
 
 def test_numpy_path_without_numba(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,3 +57,10 @@ def test_numpy_path_without_numba(monkeypatch: pytest.MonkeyPatch) -> None:
         got = offset_inputs.offset_inputs(a, 2)
         want = _numpy(a, 2)
         assert np.array_equal(got[0], want[0]) and got[1:3] == want[1:3]
+
+
+def test_count_active_without_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HWSIM_NUMBA", "0")
+    x = np.array([[0, 3, 3, 7], [3, 3, 3, 3], [1, 2, 4, 5]], dtype=np.int64)
+    got = offset_inputs.count_active(x, 3)
+    assert got.dtype == np.int64 and got.tolist() == [2, 0, 4]

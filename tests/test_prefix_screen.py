@@ -13,7 +13,9 @@ from simulator.bench import bench_inputs, bench_network
 from simulator.config import load_config
 from simulator.engine import simulate
 from simulator.engine.stepwise import compare_with_fast, simulate_stepwise
+from simulator.fixedpoint import Register
 from simulator.units import acc_screened, chunk_stepper, prefix_screen
+from simulator.units.accumulator import bits_for_range, range_of
 
 
 def _operands(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -45,10 +47,22 @@ def _ranges(ox: np.ndarray, ow: np.ndarray) -> tuple[tuple[int, int], tuple[int,
             (min(int(ow.min()), 0), max(int(ow.max()), 0)))
 
 
+def _grid(pb: prefix_screen.PrefixBounds) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) (Q, N) of a screen that lists every pair (row-major)."""
+    q, n = pb.sums.shape
+    assert pb.qs.tolist() == np.repeat(np.arange(q), n).tolist()
+    assert pb.js.tolist() == np.tile(np.arange(n), q).tolist()
+    return pb.lo.reshape(q, n), pb.hi.reshape(q, n)
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_bounds_hold_for_every_prefix(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """sums equal an int64 product; lo / hi enclose every prefix of a cumulative sum; the
-    numpy and the compiled kernels give the same arrays (buffer blocks of 1..Q queries)."""
+    numpy and the compiled kernels give the same arrays (buffer blocks of 1..Q queries).
+    Without ``every_pair``, the pairs left out have every prefix inside the final sums'
+    width; in one block of queries the pairs listed are exactly those whose bounds leave that
+    width (an earlier block, judged by the narrower width of the sums so far, may list more).
+    """
     rng = np.random.default_rng(7_000 + seed)
     ox, ow = _operands(rng)
     xr, wr = _ranges(ox, ow)
@@ -58,14 +72,34 @@ def test_bounds_hold_for_every_prefix(seed: int, monkeypatch: pytest.MonkeyPatch
     got = []
     for numba_on in ("0", "1"):
         monkeypatch.setenv("HWSIM_NUMBA", numba_on)
-        pb = prefix_screen.prefix_bounds(ox, ow, xr, wr, None, chunks)
+        pb = prefix_screen.prefix_bounds(ox, ow, xr, wr, None, chunks, every_pair=True)
         assert pb is not None
         np.testing.assert_array_equal(pb.sums, ox.astype(np.int64) @ ow.astype(np.int64).T)
-        assert (pb.lo <= prefix.min(axis=2)).all() and (pb.hi >= prefix.max(axis=2)).all()
-        got.append(pb)
+        lo, hi = _grid(pb)
+        assert (lo <= prefix.min(axis=2)).all() and (hi >= prefix.max(axis=2)).all()
+        got.append((lo, hi))
+        few = prefix_screen.prefix_bounds(ox, ow, xr, wr, None, chunks)
+        assert few is not None
+        np.testing.assert_array_equal(few.sums, pb.sums)
+        reg = Register(bits_for_range(*range_of(pb.sums)), True)
+        out = (lo < reg.min) | (hi > reg.max)
+        listed = np.zeros(out.shape, dtype=bool)
+        listed[few.qs, few.js] = True
+        assert few.qs.size == listed.sum()  # each pair once
+        assert (listed >= out).all()  # an early block's narrower width may list a few more
+        with monkeypatch.context() as one_block:
+            one_block.setattr(prefix_screen, "BUFFER_BYTES", 1 << 40)
+            whole = prefix_screen.prefix_bounds(ox, ow, xr, wr, None, chunks)
+        assert whole is not None  # one block: exactly the pairs whose bounds leave the width
+        assert (whole.qs.tolist(), whole.js.tolist()) == tuple(v.tolist() for v in np.nonzero(out))
+        np.testing.assert_array_equal(few.lo, lo[few.qs, few.js])
+        np.testing.assert_array_equal(few.hi, hi[few.qs, few.js])
+        inside = ~listed
+        assert (prefix.min(axis=2)[inside] >= reg.min).all()
+        assert (prefix.max(axis=2)[inside] <= reg.max).all()
     if chunk_stepper.numba_enabled():
-        np.testing.assert_array_equal(got[0].lo, got[1].lo)
-        np.testing.assert_array_equal(got[0].hi, got[1].hi)
+        np.testing.assert_array_equal(got[0][0], got[1][0])
+        np.testing.assert_array_equal(got[0][1], got[1][1])
     if kernels_ort.available():  # chunk sums from one batched ONNX Runtime product
         ran = []
         real = kernels_ort.run_batched
@@ -73,11 +107,12 @@ def test_bounds_hold_for_every_prefix(seed: int, monkeypatch: pytest.MonkeyPatch
                             lambda *a: ran.append(1) or real(*a))
         monkeypatch.setattr(kernels, "ORT_MIN_PRODUCTS", 0)
         monkeypatch.setenv("HWSIM_MATMUL", "auto")
-        pb = prefix_screen.prefix_bounds(ox, ow, xr, wr, {}, chunks)
+        pb = prefix_screen.prefix_bounds(ox, ow, xr, wr, {}, chunks, every_pair=True)
         assert pb is not None
-        np.testing.assert_array_equal(pb.sums, got[-1].sums)
-        np.testing.assert_array_equal(pb.lo, got[-1].lo)
-        np.testing.assert_array_equal(pb.hi, got[-1].hi)
+        np.testing.assert_array_equal(pb.sums, ox.astype(np.int64) @ ow.astype(np.int64).T)
+        lo, hi = _grid(pb)
+        np.testing.assert_array_equal(lo, got[-1][0])
+        np.testing.assert_array_equal(hi, got[-1][1])
         fits = kernels_ort.zero_point(*xr) is not None and kernels_ort.zero_point(*wr) is not None
         edges = prefix_screen._chunk_edges(ox.shape[1], chunks)
         equal = bool(np.all(np.diff(edges)[:-1] == np.diff(edges).max(initial=1)))
@@ -87,21 +122,25 @@ def test_bounds_hold_for_every_prefix(seed: int, monkeypatch: pytest.MonkeyPatch
 @pytest.mark.parametrize("shape", [(0, 3, 5), (2, 0, 5), (2, 3, 0)])
 def test_empty_operands(shape: tuple[int, int, int]) -> None:
     q, n, k = shape
-    pb = prefix_screen.prefix_bounds(np.zeros((q, k), np.int16), np.zeros((n, k), np.int8),
-                                     (0, 0), (0, 0))
-    assert pb is not None and pb.sums.shape == pb.lo.shape == pb.hi.shape == (q, n)
-    assert not pb.sums.any() and not pb.lo.any() and not pb.hi.any()
+    for every in (False, True):
+        pb = prefix_screen.prefix_bounds(np.zeros((q, k), np.int16), np.zeros((n, k), np.int8),
+                                         (0, 0), (0, 0), every_pair=every)
+        assert pb is not None and pb.sums.shape == (q, n) and not pb.sums.any()
+        assert pb.qs.size == pb.js.size == pb.lo.size == pb.hi.size == (q * n if every else 0)
+        assert not pb.lo.any() and not pb.hi.any()
 
 
 def test_bounds_are_the_chunk_prefix_bounds() -> None:
     """One query, one neuron, chunks of 2: hi = max_c P(a_c) + max x'+ * sum w'+ exactly."""
     ox = np.array([[3, 1, 0, 2]], dtype=np.int16)
     ow = np.array([[2, -5, 4, 1]], dtype=np.int8)
-    pb = prefix_screen.prefix_bounds(ox, ow, (0, 3), (-5, 4), None, 2)
+    pb = prefix_screen.prefix_bounds(ox, ow, (0, 3), (-5, 4), None, 2, every_pair=True)
     assert pb is not None
     # chunk 0: P = 0, up 3 * 2, down 3 * 5; chunk 1: P = 6 - 5 = 1, up 2 * 5, down 0
-    assert pb.sums.tolist() == [[3]] and pb.hi.tolist() == [[11.0]]
-    assert pb.lo.tolist() == [[-15.0]]
+    assert pb.sums.tolist() == [[3]] and pb.hi.tolist() == [11.0]
+    assert pb.lo.tolist() == [-15.0]
+    few = prefix_screen.prefix_bounds(ox, ow, (0, 3), (-5, 4), None, 2)
+    assert few is not None and few.qs.tolist() == [0]  # 11 and -15 leave 3 bits [-4, 3]
 
 
 def test_exact_prefix_range_equals_a_loop(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -109,13 +148,15 @@ def test_exact_prefix_range_equals_a_loop(monkeypatch: pytest.MonkeyPatch) -> No
     ox, ow = rng.integers(-200, 200, (5, 37)), rng.integers(-128, 128, (4, 37))
     qs, js = np.array([0, 0, 3, 4, 2]), np.array([1, 3, 0, 2, 2])
     monkeypatch.setattr(prefix_screen, "PAIRS_PER_BATCH", 40)  # two pairs per batch
-    lo, hi = prefix_screen.exact_prefix_range(ox, ow, qs, js)
-    for i, (q, j) in enumerate(zip(qs.tolist(), js.tolist(), strict=True)):
-        run, seen = 0, []
-        for kk in range(37):
-            run += int(ox[q, kk]) * int(ow[j, kk])
-            seen.append(run)
-        assert (lo[i], hi[i]) == (min(seen), max(seen))
+    for numba_on in ("0", "1"):  # numpy batches, the compiled loop
+        monkeypatch.setenv("HWSIM_NUMBA", numba_on)
+        lo, hi = prefix_screen.exact_prefix_range(ox, ow, qs, js)
+        for i, (q, j) in enumerate(zip(qs.tolist(), js.tolist(), strict=True)):
+            run, seen = 0, []
+            for kk in range(37):
+                run += int(ox[q, kk]) * int(ow[j, kk])
+                seen.append(run)
+            assert (lo[i], hi[i]) == (min(seen), max(seen))
 
 
 @pytest.mark.parametrize("seed", range(24))

@@ -17,6 +17,7 @@ from ..fixedpoint import Register, RegisterOverflowError
 from ..network import Layer, ModelError, Module, QuantizedNetwork
 from ..units.combiner import combine
 from ..units.mac_array import LaneStats, MacSpec
+from ..units.offset_inputs import count_active
 from ..units.readout import join_modules
 from ..units.requantizer import (
     ClampEvents,
@@ -316,7 +317,7 @@ def accumulate_layer(
             query_offset=query_offset, defer_errors=True, exact_headroom=ahw.exact_headroom,
         )
     if ahw.spec.event_driven:
-        k_active = (x != zx).sum(axis=1)
+        k_active = count_active(x, zx)
     else:
         k_active = np.full(x.shape[0], x.shape[1], np.int64)
     return LayerAcc(acc, stats, k_active)

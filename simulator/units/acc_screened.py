@@ -150,7 +150,8 @@ def _prefixes_settle(screen: PrefixBounds, ox: np.ndarray, ow: np.ndarray,
     the chunk-prefix bounds of prefix_screen.py, then every input stepped for the few pairs
     they leave open. False (the chunked path then runs) when a prefix leaves ``safe`` or too
     many pairs are open."""
-    qs, js = np.nonzero((screen.lo < safe.min) | (screen.hi > safe.max))
+    out = (screen.lo < safe.min) | (screen.hi > safe.max)  # of the pairs listed; the rest
+    qs, js = screen.qs[out], screen.js[out]  # stay inside the final width, so inside safe
     if not qs.size:
         return True
     if qs.size > screen.sums.size * PREFIX_SCAN_MAX_FRACTION and \

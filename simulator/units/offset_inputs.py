@@ -8,7 +8,8 @@ parallel over query rows, writing x' in int16 as it goes (when the bounds then s
 int16 cannot hold x', the numpy path computes it in int64). acc_chunked.py's narrowed x'
 (:func:`narrow_offset`) comes from the same pass. ``HWSIM_NUMBA=0``, or inputs
 that are not C-ordered int64, take the numpy path; both give the same integers (tests/
-test_offset_inputs.py). Also :func:`value_range`, (min, max) of an int64 array in one pass.
+test_offset_inputs.py). Also :func:`value_range`, (min, max) of an int64 array in one pass, and
+:func:`count_active`, the inputs that differ from the zero point per row.
 """
 
 from __future__ import annotations
@@ -80,6 +81,34 @@ def value_range(a: np.ndarray) -> tuple[int, int]:
         _minmax()(flat, lows, highs)
         return int(lows.min()), int(highs.max())
     return int(a.min()), int(a.max())
+
+
+def count_active(x: np.ndarray, zx: int) -> np.ndarray:
+    """int64 (Q,) number of inputs x != zx per query row (an event-driven schedule's
+    k_active): one compiled pass for big C-ordered int64 x (numpy's compare and sum took
+    ~3.6 ms on the bench's two layers), else numpy; the same counts."""
+    if numba_enabled() and x.ndim == 2 and x.dtype == np.int64 and x.flags.c_contiguous \
+            and x.size >= MIN_COMPILED:
+        out = np.empty(x.shape[0], dtype=np.int64)
+        _count()(x, np.int64(zx), out)
+        return out
+    return np.count_nonzero(x != zx, axis=1).astype(np.int64)
+
+
+def _count() -> object:
+    if "count" not in _NB:
+        import numba
+
+        @numba.njit(cache=True, nogil=True, parallel=True)
+        def count(x, zx, out):  # pragma: no cover - compiled
+            for q in numba.prange(x.shape[0]):
+                c = 0
+                for i in range(x.shape[1]):
+                    c += x[q, i] != zx
+                out[q] = c
+
+        _NB["count"] = serialized(count)
+    return _NB["count"]
 
 
 def _scan() -> object:

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..fixedpoint import Register
+from .accumulator import bits_for_range
 from .chunk_stepper import numba_enabled, serialized
 from .partial_sums import _float_for
 from .wrap_stream import _weights_t
@@ -44,10 +46,15 @@ _NB: dict[str, object] = {}
 
 @dataclass
 class PrefixBounds:
-    """sums: int64 (Q, N) exact x' @ w'^T; lo / hi: float64 (Q, N) bounds (exact integers) of
-    every non-empty index-order prefix sum of each pair."""
+    """sums: int64 (Q, N) exact x' @ w'^T. qs / js: int64 (F,) the pairs listed (row-major);
+    lo / hi: float64 (F,) bounds (exact integers) of every non-empty index-order prefix sum of
+    each listed pair. Every pair *not* listed has every prefix sum inside the width of the
+    final sums, ``Register(bits_for_range(*range_of(sums)), signed)``; with ``every_pair`` all
+    pairs are listed."""
 
     sums: np.ndarray
+    qs: np.ndarray
+    js: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
 
@@ -78,16 +85,27 @@ def _weight_chunk_sums(ow: np.ndarray, edges: np.ndarray, cache: dict | None
 
 def prefix_bounds(
     ox: np.ndarray, ow: np.ndarray, xr: tuple[int, int], wr: tuple[int, int],
-    cache: dict | None = None, chunks: int = SCREEN_CHUNKS,
+    cache: dict | None = None, chunks: int = SCREEN_CHUNKS, every_pair: bool = False,
 ) -> PrefixBounds | None:
     """:class:`PrefixBounds` of x' (Q, K) against w' (N, K) (integer arrays; ``xr`` / ``wr``:
     their (min, max) including 0), or None when a chunk's products could not be summed
-    exactly in float64 or the bounds could pass 2**62."""
+    exactly in float64 or the bounds could pass 2**62.
+
+    Blocks of queries: one pass through a block's chunk sums gives each pair's final sum and
+    the max / min of its chunk-start prefixes P(a_c). The chunk bounds up_c / down_c are at
+    most max_c x'+_q max_c sum_c w'+_j + max_c x'-_q max_c sum_c |w'-_j| (and the mirror), so
+    a pair with max P + that <= the register max (and min P - the mirror >= its min) needs
+    nothing more. The register is the width of the final sums seen so far: it can only widen
+    with later blocks, so a pair inside it is inside the final one. Only the other pairs get
+    their exact chunk bounds (a pass over their C chunk sums each) and are listed if those
+    leave that register too."""
     q_count, k = ox.shape
     n = ow.shape[0]
+    none = np.zeros(0, dtype=np.int64)
     if not (q_count and n and k):  # no product at all: every sum and bound is 0
-        zero = np.zeros((q_count, n))
-        return PrefixBounds(zero.astype(np.int64), zero, zero.copy())
+        qs, js = np.divmod(np.arange(q_count * n if every_pair else 0), max(n, 1))
+        zero = np.zeros(qs.size)
+        return PrefixBounds(np.zeros((q_count, n), np.int64), qs, js, zero, zero.copy())
     xmag = max(-xr[0], xr[1], 1)
     wmag = max(-wr[0], wr[1], 1)
     if k * xmag * wmag >= 1 << 53:
@@ -98,23 +116,23 @@ def prefix_bounds(
     except OverflowError:
         return None
     wpos, wneg = _weight_chunk_sums(ow, edges, cache)
-    starts = edges[:-1]
     oxi = np.asarray(ox)
-    xpos = np.maximum.reduceat(np.maximum(oxi, 0), starts, axis=1).astype(np.float64)
-    xneg = (-np.minimum.reduceat(np.minimum(oxi, 0), starts, axis=1)).astype(np.float64)
+    xpos, xneg = chunk_extremes(oxi, edges)
     ort_sums = _ort_chunk_sums(oxi, ow, xr, wr, edges, cache)
     xf = wt = None  # float operands only for the BLAS chunks
     if ort_sums is None:
         xf = np.ascontiguousarray(oxi, dtype=dt)
         wt, _ = _weights_t(ow, dt, cache)
     # float64 throughout: every value is an integer of magnitude <= K max|x'| max|w'| < 2**53
-    acc = np.zeros((q_count, n), dtype=np.float64)
-    lo = np.full((q_count, n), np.inf)
-    hi = np.full((q_count, n), -np.inf)
+    acc = np.empty((q_count, n), dtype=np.float64)
+    pmax = np.empty_like(acc)
+    pmin = np.empty_like(acc)
     c_count = edges.size - 1
-    kern = _bounds_numba() if numba_enabled() else _bounds_numpy
-    # All chunks' sums of a block of queries first, then one pass per query row through them:
-    # the (Q, N) state stays in cache (a pass per chunk over it was memory-bound, ~5x slower).
+    compiled = numba_enabled()
+    xpm, xnm = xpos.max(axis=1), xneg.max(axis=1)
+    wpm, wnm = wpos.max(axis=0), wneg.max(axis=0)
+    seen = (0, 0)  # (min(sums, 0), max(sums, 0)) of the blocks so far
+    listed: list[tuple[np.ndarray, ...]] = []
     qb = max(1, min(q_count, BUFFER_BYTES // max(1, c_count * n * np.dtype(dt).itemsize)))
     buf = np.empty((c_count, min(qb, q_count), n), dtype=dt) if xf is not None else None
     for q0 in range(0, q_count, qb):
@@ -127,11 +145,74 @@ def prefix_bounds(
                 a, b = int(edges[c]), int(edges[c + 1])
                 np.matmul(xf[q0:q1, a:b], wt[a:b], out=buf[c, : q1 - q0])
             sums = buf[:, : q1 - q0]
-        kern(sums, xpos[q0:q1], xneg[q0:q1], wpos, wneg, acc[q0:q1], lo[q0:q1], hi[q0:q1])
-    return PrefixBounds(acc.astype(np.int64), lo, hi)
+        blk = slice(q0, q1)
+        (_prefix_pass() if compiled else _prefix_pass_numpy)(sums, acc[blk], pmax[blk], pmin[blk])
+        seen = (min(seen[0], float(acc[blk].min())), max(seen[1], float(acc[blk].max())))
+        reg = Register(bits_for_range(int(seen[0]), int(seen[1])), True)
+        if every_pair:
+            bq, bj = np.divmod(np.arange((q1 - q0) * n, dtype=np.int64), n)
+        else:
+            up = np.multiply.outer(xpm[blk], wpm) + np.multiply.outer(xnm[blk], wnm)
+            down = np.multiply.outer(xpm[blk], wnm) + np.multiply.outer(xnm[blk], wpm)
+            bq, bj = np.nonzero((pmax[blk] + up > reg.max) | (pmin[blk] - down < reg.min))
+        lo = np.empty(bq.size)
+        hi = np.empty(bq.size)
+        if bq.size:
+            (_pair_bounds() if compiled else _pair_bounds_numpy)(
+                sums, xpos[blk], xneg[blk], wpos, wneg, bq.astype(np.int64),
+                bj.astype(np.int64), lo, hi)
+        if not every_pair:
+            keep = (hi > reg.max) | (lo < reg.min)
+            bq, bj, lo, hi = bq[keep], bj[keep], lo[keep], hi[keep]
+        listed.append((bq.astype(np.int64) + q0, bj.astype(np.int64), lo, hi))
+    qs, js, lo, hi = (np.concatenate([part[i] for part in listed]) if listed else none
+                      for i in range(4))
+    return PrefixBounds(acc.astype(np.int64), qs, js, lo.astype(np.float64),
+                        hi.astype(np.float64))
 
 
-BUFFER_BYTES = 16 << 20  # chunk sums held at once (per block of queries)
+BUFFER_BYTES = 48 << 20  # chunk sums held at once (per block of queries; blocks of
+# 174 queries took 17-19 ms of ONNX Runtime for the bench's output layer, one of 500 15.5)
+
+
+def chunk_extremes(ox: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float64 (Q, C) max of x'+ and max of x'- (the magnitude of the negative part) over
+    each K-chunk [edges[c], edges[c + 1]) of integer x' (Q, K): one compiled pass when numba
+    runs (two reduceat passes over (Q, K) temporaries took ~6 ms on the bench's output
+    layer), else numpy; the same integers."""
+    starts = edges[:-1]
+    if numba_enabled() and ox.ndim == 2 and ox.dtype.kind in "iu" and ox.size and \
+            ox.flags.c_contiguous and starts.size:
+        xpos = np.empty((ox.shape[0], starts.size), dtype=np.float64)
+        xneg = np.empty_like(xpos)
+        _chunk_extremes()(ox, edges.astype(np.int64), xpos, xneg)
+        return xpos, xneg
+    xpos = np.maximum.reduceat(np.maximum(ox, 0), starts, axis=1).astype(np.float64)
+    xneg = (-np.minimum.reduceat(np.minimum(ox, 0), starts, axis=1)).astype(np.float64)
+    return xpos, xneg
+
+
+def _chunk_extremes() -> object:
+    if "extremes" not in _NB:
+        import numba
+
+        @numba.njit(cache=True, nogil=True, parallel=True)
+        def extremes(ox, edges, xpos, xneg):  # pragma: no cover - compiled
+            q_all = ox.shape[0]
+            for q in numba.prange(q_all):
+                row = ox[q]
+                for c in range(edges.size - 1):
+                    hi = 0
+                    lo = 0
+                    for i in range(edges[c], edges[c + 1]):
+                        v = np.int64(row[i])
+                        hi = max(hi, v)
+                        lo = min(lo, v)
+                    xpos[q, c] = hi
+                    xneg[q, c] = -lo
+
+        _NB["extremes"] = serialized(extremes)
+    return _NB["extremes"]
 
 
 def _ort_chunk_sums(ox: np.ndarray, ow: np.ndarray, xr: tuple[int, int], wr: tuple[int, int],
@@ -171,74 +252,98 @@ def _ort_chunk_sums(ox: np.ndarray, ow: np.ndarray, xr: tuple[int, int], wr: tup
     return sums
 
 
-def _bounds_numpy(sums: np.ndarray, xpos: np.ndarray, xneg: np.ndarray, wpos: np.ndarray,
-                  wneg: np.ndarray, acc: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
-    """Chunk by chunk: widen lo / hi by P(a_c) -+ the chunk's separable bounds, P += sums[c].
-
-    sums: (C, m, N) chunk sums; xpos / xneg: (m, C); wpos / wneg: (C, N); acc / lo / hi:
-    float64 (m, N), updated in place."""
+def _prefix_pass_numpy(sums: np.ndarray, acc: np.ndarray, pmax: np.ndarray,
+                       pmin: np.ndarray) -> None:
+    """acc = the final sums, pmax / pmin = max / min over c of the chunk-start prefix P(a_c)
+    (P(a_0) = 0): sums (C, m, N) chunk sums; acc / pmax / pmin float64 (m, N), written."""
+    acc[:] = 0
+    pmax[:] = 0
+    pmin[:] = 0
     for c in range(sums.shape[0]):
-        up = np.multiply.outer(xpos[:, c], wpos[c])
-        down = np.multiply.outer(xpos[:, c], wneg[c])
-        if xneg[:, c].any():
-            up += np.multiply.outer(xneg[:, c], wneg[c])
-            down += np.multiply.outer(xneg[:, c], wpos[c])
-        up += acc
-        np.maximum(hi, up, out=hi)
-        np.subtract(acc, down, out=down)
-        np.minimum(lo, down, out=lo)
+        np.maximum(pmax, acc, out=pmax)
+        np.minimum(pmin, acc, out=pmin)
         acc += sums[c]
 
 
-def _bounds_numba() -> object:
-    """:func:`_bounds_numpy` compiled: parallel over query rows, each row's state in cache.
+def _pair_bounds_numpy(sums: np.ndarray, xpos: np.ndarray, xneg: np.ndarray, wpos: np.ndarray,
+                       wneg: np.ndarray, qs: np.ndarray, js: np.ndarray, lo: np.ndarray,
+                       hi: np.ndarray) -> None:
+    """lo / hi (F,) = min_c (P(a_c) - down_c) / max_c (P(a_c) + up_c) of the pairs (qs, js)
+    (query rows of the block): chunk by chunk, P += sums[c]."""
+    p = np.zeros(qs.size)
+    hi[:] = -np.inf
+    lo[:] = np.inf
+    for c in range(sums.shape[0]):
+        xp, xn = xpos[qs, c], xneg[qs, c]
+        wp, wn = wpos[c, js], wneg[c, js]
+        np.maximum(hi, p + xp * wp + xn * wn, out=hi)
+        np.minimum(lo, p - xp * wn - xn * wp, out=lo)
+        p += sums[c, qs, js]
 
-    lo / hi are double-buffered (written to a second row, then swapped): updated in place,
-    LLVM turned max / min into masked stores (vmaskmovpd), 4x slower on this AMD host."""
-    global _widen_up, _widen_down, _add_row  # globals, not closure cells: see tile_stepper
-    if "bounds" not in _NB:
+
+def _prefix_pass() -> object:
+    """:func:`_prefix_pass_numpy` compiled: parallel over query rows, each row's state in
+    cache; max / min double-buffered (written to a second row, then swapped): updated in
+    place, LLVM turned them into masked stores (vmaskmovpd), ~2.5x slower on this AMD host."""
+    global _prefix_row  # a global, not a closure cell: see tile_stepper
+    if "pass" not in _NB:
         import numba
 
         @numba.njit(cache=True, nogil=True, fastmath=True)
-        def _widen_up(out, old, p, xp, wp, xn, wn):  # pragma: no cover - compiled
+        def _prefix_row(p, hi, lo, hi2, lo2, s):  # pragma: no cover - compiled
             for j in range(p.size):
-                u = p[j] + xp * wp[j] + xn * wn[j]
-                o = old[j]
-                out[j] = u if u > o else o
-
-        @numba.njit(cache=True, nogil=True, fastmath=True)
-        def _widen_down(out, old, p, xp, wn, xn, wp):  # pragma: no cover - compiled
-            for j in range(p.size):
-                d = p[j] - xp * wn[j] - xn * wp[j]
-                o = old[j]
-                out[j] = d if d < o else o
-
-        @numba.njit(cache=True, nogil=True, fastmath=True)
-        def _add_row(p, row):  # pragma: no cover - compiled
-            for j in range(p.size):
-                p[j] += row[j]
+                v = p[j]
+                a = hi[j]
+                b = lo[j]
+                hi2[j] = v if v > a else a
+                lo2[j] = v if v < b else b
+                p[j] = v + s[j]
 
         @numba.njit(cache=True, nogil=True, parallel=True)
-        def bounds(sums, xpos, xneg, wpos, wneg, acc, lo, hi):  # pragma: no cover - compiled
+        def prefix_pass(sums, acc, pmax, pmin):  # pragma: no cover - compiled
             c_count, m, n = sums.shape
             for q in numba.prange(m):
-                p = acc[q].copy()
-                h0 = hi[q].copy()
-                h1 = np.empty(n)
-                l0 = lo[q].copy()
-                l1 = np.empty(n)
+                p = np.zeros(n)
+                h = np.zeros(n)
+                lo = np.zeros(n)
+                h2 = np.empty(n)
+                lo2 = np.empty(n)
                 for c in range(c_count):
-                    _widen_up(h1, h0, p, xpos[q, c], wpos[c], xneg[q, c], wneg[c])
-                    _widen_down(l1, l0, p, xpos[q, c], wneg[c], xneg[q, c], wpos[c])
-                    h0, h1 = h1, h0
-                    l0, l1 = l1, l0
-                    _add_row(p, sums[c, q])
+                    _prefix_row(p, h, lo, h2, lo2, sums[c, q])
+                    h, h2 = h2, h
+                    lo, lo2 = lo2, lo
                 acc[q] = p
-                hi[q] = h0
-                lo[q] = l0
+                pmax[q] = h
+                pmin[q] = lo
 
-        _NB["bounds"] = serialized(bounds)
-    return _NB["bounds"]  # type: ignore[return-value]
+        _NB["pass"] = serialized(prefix_pass)
+    return _NB["pass"]
+
+
+def _pair_bounds() -> object:
+    """:func:`_pair_bounds_numpy` compiled: parallel over pairs."""
+    if "pairs" not in _NB:
+        import numba
+
+        @numba.njit(cache=True, nogil=True, parallel=True)
+        def pair_bounds(sums, xpos, xneg, wpos, wneg, qs, js, lo, hi):  # pragma: no cover
+            for i in numba.prange(qs.size):
+                q = qs[i]
+                j = js[i]
+                p = 0.0
+                h = -np.inf
+                low = np.inf
+                for c in range(sums.shape[0]):
+                    xp = xpos[q, c]
+                    xn = xneg[q, c]
+                    h = max(h, p + xp * wpos[c, j] + xn * wneg[c, j])
+                    low = min(low, p - xp * wneg[c, j] - xn * wpos[c, j])
+                    p += sums[c, q, j]
+                lo[i] = low
+                hi[i] = h
+
+        _NB["pairs"] = serialized(pair_bounds)
+    return _NB["pairs"]
 
 
 PAIRS_PER_BATCH = 1 << 22  # (pair, input) products per numpy batch of exact_prefix_range
@@ -254,6 +359,10 @@ def exact_prefix_range(ox: np.ndarray, ow: np.ndarray, qs: np.ndarray, js: np.nd
     hi = np.zeros(f, dtype=np.int64)
     if k == 0:
         return lo, hi
+    if numba_enabled() and f:  # the 136 pairs of the bench's output layer: 4 ms -> 0.5 ms
+        _prefix_range()(np.asarray(ox), np.asarray(ow), qs.astype(np.int64),
+                        js.astype(np.int64), lo, hi)
+        return lo, hi
     per = max(1, PAIRS_PER_BATCH // max(k, 1))
     for a in range(0, f, per):
         b = min(f, a + per)
@@ -262,3 +371,27 @@ def exact_prefix_range(ox: np.ndarray, ow: np.ndarray, qs: np.ndarray, js: np.nd
         lo[a:b] = run.min(axis=1)
         hi[a:b] = run.max(axis=1)
     return lo, hi
+
+
+def _prefix_range() -> object:
+    """Compiled :func:`exact_prefix_range`: parallel over pairs, one int64 running sum each."""
+    if "range" not in _NB:
+        import numba
+
+        @numba.njit(cache=True, nogil=True, parallel=True)
+        def prefix_range(ox, ow, qs, js, lo, hi):  # pragma: no cover - compiled
+            for i in numba.prange(qs.size):
+                xr = ox[qs[i]]
+                wr = ow[js[i]]
+                run = np.int64(xr[0]) * np.int64(wr[0])
+                low = run
+                high = run
+                for kk in range(1, xr.size):
+                    run += np.int64(xr[kk]) * np.int64(wr[kk])
+                    low = min(low, run)
+                    high = max(high, run)
+                lo[i] = low
+                hi[i] = high
+
+        _NB["range"] = serialized(prefix_range)
+    return _NB["range"]

@@ -196,11 +196,11 @@ def split_sign_sums(
         return None
     dtype, chunks = plan
     wpb = cache[("sign_split_pos_blocks", dtype)]
-    xf = ox.astype(dtype)
     ort_total = _ort_sums(ox, ow, xmax, cache if kept else None)
     ort_ub = _ort_pos_bound(ox, ow, xmax, cache if kept else None)
     if ort_total is not None and ort_ub is not None:
         return SplitSums(ort_total, ort_ub, ox, ow, chunks, dtype, cache)
+    xf = ox.astype(dtype)
     xm = _block_max(xf, dtype)
     wt = None
     if ort_total is None:  # the float weights only when BLAS computes the sums (K, N floats)
@@ -345,8 +345,9 @@ def _pos_dots() -> object:
 
 def _open_pairs() -> object:
     """Compiled :meth:`SplitSums.open_pairs`, parallel over query rows. First call (qs is
-    None): counts[q] = open pairs of row q; second: starts[q] = first slot of row q, fills
-    qs / js. float64 compares are exact: |S| and pos_ub below 2**53 (the float products)."""
+    None): counts[q] = open pairs of row q; second: counts = starts (Q + 1), starts[q] = first
+    slot of row q, fills qs / js (rows without open pairs skipped). float64 compares are
+    exact: |S| and pos_ub below 2**53 (the float products)."""
     if "open_pairs" not in _NB:
         import numba
 
@@ -354,6 +355,8 @@ def _open_pairs() -> object:
         def open_pairs(exact, pos_ub, lo, hi, counts, qs, js):  # pragma: no cover - compiled
             q_all, n = exact.shape
             for q in numba.prange(q_all):
+                if qs is not None and counts[q + 1] == counts[q]:
+                    continue  # filling: a row without open pairs
                 c = 0
                 slot = 0 if qs is None else counts[q]
                 for j in range(n):
