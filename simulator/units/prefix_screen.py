@@ -152,9 +152,8 @@ def prefix_bounds(
         if every_pair:
             bq, bj = np.divmod(np.arange((q1 - q0) * n, dtype=np.int64), n)
         else:
-            up = np.multiply.outer(xpm[blk], wpm) + np.multiply.outer(xnm[blk], wnm)
-            down = np.multiply.outer(xpm[blk], wnm) + np.multiply.outer(xnm[blk], wpm)
-            bq, bj = np.nonzero((pmax[blk] + up > reg.max) | (pmin[blk] - down < reg.min))
+            bq, bj = separable_open(pmax[blk], pmin[blk], xpm[blk], xnm[blk], wpm, wnm,
+                                    reg.min, reg.max, compiled)
         lo = np.empty(bq.size)
         hi = np.empty(bq.size)
         if bq.size:
@@ -250,6 +249,60 @@ def _ort_chunk_sums(ox: np.ndarray, ow: np.ndarray, xr: tuple[int, int], wr: tup
         return kernels_ort.run_batched(sess, a3, azp)
 
     return sums
+
+
+def separable_open(pmax: np.ndarray, pmin: np.ndarray, xpm: np.ndarray, xnm: np.ndarray,
+                   wpm: np.ndarray, wnm: np.ndarray, lo: int, hi: int, compiled: bool
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(qs, js) int64, row-major: the pairs with pmax + xpm wpm + xnm wnm > hi or
+    pmin - xpm wnm - xnm wpm < lo (pmax / pmin (m, N); xpm / xnm (m,); wpm / wnm (N,); all
+    float64 exact integers). Compiled: a counting pass and a filling pass over the rows
+    with any, no (m, N) temporaries (numpy took 7 ms for 500 x 500 pairs, this 0.4)."""
+    if not compiled:
+        up = np.multiply.outer(xpm, wpm) + np.multiply.outer(xnm, wnm)
+        down = np.multiply.outer(xpm, wnm) + np.multiply.outer(xnm, wpm)
+        return np.nonzero((pmax + up > hi) | (pmin - down < lo))
+    m = pmax.shape[0]
+    kern = _separable_open()
+    counts = np.zeros(m + 1, dtype=np.int64)
+    args = (pmax, pmin, xpm, xnm, wpm, wnm, np.float64(lo), np.float64(hi))
+    kern(*args, counts[1:], None, None)
+    np.cumsum(counts, out=counts)
+    qs = np.empty(int(counts[-1]), dtype=np.int64)
+    js = np.empty_like(qs)
+    if qs.size:
+        kern(*args, counts, qs, js)
+    return qs, js
+
+
+def _separable_open() -> object:
+    """Compiled :func:`separable_open`, parallel over rows. First call (qs is None):
+    counts[q] = the row's pairs; second: counts = starts (m + 1), fills qs / js."""
+    if "separable" not in _NB:
+        import numba
+
+        @numba.njit(cache=True, nogil=True, parallel=True)
+        def separable(pmax, pmin, xpm, xnm, wpm, wnm, lo, hi, counts, qs, js):  # pragma: no cover
+            m, n = pmax.shape
+            for q in numba.prange(m):
+                if qs is not None and counts[q + 1] == counts[q]:
+                    continue  # filling: a row without any
+                xp = xpm[q]
+                xn = xnm[q]
+                c = 0
+                slot = 0 if qs is None else counts[q]
+                for j in range(n):
+                    if pmax[q, j] + xp * wpm[j] + xn * wnm[j] > hi or \
+                            pmin[q, j] - xp * wnm[j] - xn * wpm[j] < lo:
+                        if qs is not None:
+                            qs[slot + c] = q
+                            js[slot + c] = j
+                        c += 1
+                if qs is None:
+                    counts[q] = c
+
+        _NB["separable"] = serialized(separable)
+    return _NB["separable"]
 
 
 def _prefix_pass_numpy(sums: np.ndarray, acc: np.ndarray, pmax: np.ndarray,
