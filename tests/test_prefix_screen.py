@@ -107,12 +107,20 @@ def test_bounds_hold_for_every_prefix(seed: int, monkeypatch: pytest.MonkeyPatch
                             lambda *a: ran.append(1) or real(*a))
         monkeypatch.setattr(kernels, "ORT_MIN_PRODUCTS", 0)
         monkeypatch.setenv("HWSIM_MATMUL", "auto")
-        pb = prefix_screen.prefix_bounds(ox, ow, xr, wr, {}, chunks, every_pair=True)
-        assert pb is not None
-        np.testing.assert_array_equal(pb.sums, ox.astype(np.int64) @ ow.astype(np.int64).T)
-        lo, hi = _grid(pb)
-        np.testing.assert_array_equal(lo, got[-1][0])
-        np.testing.assert_array_equal(hi, got[-1][1])
+        for numba_on in ("0", "1"):  # int32 prefixes from the int32 chunk sums
+            monkeypatch.setenv("HWSIM_NUMBA", numba_on)
+            pb = prefix_screen.prefix_bounds(ox, ow, xr, wr, {}, chunks, every_pair=True)
+            assert pb is not None
+            np.testing.assert_array_equal(pb.sums, ox.astype(np.int64) @ ow.astype(np.int64).T)
+            lo, hi = _grid(pb)
+            np.testing.assert_array_equal(lo, got[-1][0])
+            np.testing.assert_array_equal(hi, got[-1][1])
+            few = prefix_screen.prefix_bounds(ox, ow, xr, wr, {}, chunks)
+            assert few is not None
+            listed = np.zeros(lo.shape, dtype=bool)
+            listed[few.qs, few.js] = True
+            reg = Register(bits_for_range(*range_of(pb.sums)), True)
+            assert (listed >= ((lo < reg.min) | (hi > reg.max))).all()
         fits = kernels_ort.zero_point(*xr) is not None and kernels_ort.zero_point(*wr) is not None
         edges = prefix_screen._chunk_edges(ox.shape[1], chunks)
         equal = bool(np.all(np.diff(edges)[:-1] == np.diff(edges).max(initial=1)))
