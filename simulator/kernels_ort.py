@@ -165,6 +165,8 @@ def _as_u8(x: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, int, int]:
     zp, c = (z, 0) if z is not None else (0, lo)
     if x.dtype == np.uint8 and zp == 0 and c == 0:
         return np.ascontiguousarray(x), 0, 0
+    if x.dtype.kind in "iu":  # x + zp - c lies in [0, 255]: uint8 arithmetic mod 256 is exact
+        return np.add(x, (zp - c) % 256, dtype=np.uint8, casting="unsafe"), zp, c
     return np.add(x, zp - c, dtype=np.int64, casting="unsafe").astype(np.uint8), zp, c
 
 
