@@ -133,6 +133,7 @@ def test_cached_kernels_close_over_no_dispatcher() -> None:
         chunk_stepper,
         pre_add_kernel,
         prefix_screen,
+        requant_kernel,
         sign_split,
         tile_stepper,
         wrap_stream,
@@ -142,12 +143,12 @@ def test_cached_kernels_close_over_no_dispatcher() -> None:
                *pre_add_kernel._compile()]
     for make in (prefix_screen._prefix_pass, prefix_screen._pair_bounds,
                  prefix_screen._chunk_extremes, prefix_screen._prefix_range,
-                 prefix_screen._separable_open,
+                 prefix_screen._separable_open, requant_kernel._kernel,
                  sign_split._pos_dots, sign_split._open_pairs):
         locked = make()
         kernels.append(next(c.cell_contents for c in locked.__closure__
                             if isinstance(c.cell_contents, Dispatcher)))
-    assert len(kernels) == 12
+    assert len(kernels) == 13
     for k in kernels:
         assert isinstance(k, Dispatcher)
         cells = [c.cell_contents for c in (k.py_func.__closure__ or ())]

@@ -103,3 +103,36 @@ def test_wide_products_leave_the_kernel(compiled: None, monkeypatch: pytest.Monk
     a, b = _both(monkeypatch, acc, "fixed_point", 1.0, np.array([0.9, 0.3]), 1.0, 0,
                  "half_even", (-(1 << 50), 1 << 50), multiplier_bits=31)
     assert _same(a, b)
+
+
+def test_half_even_int32_loop_equals_numpy(compiled: None,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The half_even loop for |acc|, M0 < 2**31 (int32 x int32 products): accumulators at
+    +-(2**31 - 1), M0 up to 2**31 - 1, shifts 1..62, exact ties of both parities, and the
+    clamp counts of rows with and without clamps; the same as multiply_shift + zy."""
+    from simulator.fixedpoint import multiply_shift
+
+    rng = np.random.default_rng(31)
+    top = (1 << 31) - 1
+    for case in range(40):
+        q, n = int(rng.integers(1, 12)), int(rng.integers(1, 40))
+        acc = rng.integers(-top, top + 1, (q, n)) >> int(rng.integers(0, 31))
+        acc[0, 0] = top if case % 2 else -top
+        m0 = rng.integers(0, top + 1, n) >> int(rng.integers(0, 31))
+        m0[0] = top
+        shift = rng.integers(1, 63, n)
+        if case % 4 == 0:  # ties: acc * M0 = (2k + 1) * 2**(s - 1)
+            m0[:] = 1
+            acc = (2 * rng.integers(-1000, 1000, (q, n)) + 1) << (shift - 1).clip(0, 20)
+            shift = shift.clip(1, 21)
+        zy = int(rng.integers(-50, 50))
+        clamp = (-(1 << 40), 1 << 40) if case % 3 == 0 else (-60, 60)
+        got = requant_kernel.requantize_fixed(acc, m0, shift, "half_even", zy, clamp)
+        assert got is not None
+        want = multiply_shift(acc, m0[None, :], shift[None, :], "half_even") + zy
+        assert np.array_equal(got[1], want), case
+        assert np.array_equal(got[0], np.clip(want, *clamp)), case
+        assert np.array_equal(got[2], (want < clamp[0]).sum(axis=0)), case
+        assert np.array_equal(got[3], (want > clamp[1]).sum(axis=0)), case
+        outside = np.flatnonzero((want < clamp[0]) | (want > clamp[1]))
+        assert got[4] == (int(outside[0]) if outside.size else -1), case

@@ -5,14 +5,17 @@ clamp and the clamp counts, for the two schemes most runs use.
   multiply, round to nearest even), rint(v) (ties to even), + zy;
 * ``fixed_point`` with a product that fits int64 (|acc| * M0_j * 2**left below 2**62):
   round(acc * M0_j / 2**shift_j) by a biased arithmetic shift (every rounding mode of
-  fixedpoint._round_shift_biased), + zy.
+  fixedpoint._round_shift_biased), + zy. With |acc| and M0 below 2**31, shifts 1..62 and
+  ``half_even`` (the int8_fixed_point preset) a loop of its own: int32 x int32 products and
+  no branch, which LLVM vectorises (12.4 -> 5.6 ms for the bench's 500 x 6272 sums).
 
 Then clamp to [lo, hi]; per neuron, the codes clamped low and high; the first clamp in
 query order. The loop writes the unclamped values only: when nothing clamped (the usual
 case) they are the codes too (one array, as on the numpy path), else np.clip makes them.
 The same integers as the numpy path (``HWSIM_NUMBA=0`` runs that one; the tests compare
 both), in one pass over the accumulators instead of six to ten, without their (Q, N)
-temporaries. Rows are cut into blocks, each with its own counts (summed at the end).
+temporaries. Rows are cut into blocks, each with its own counts (summed at the end); a row
+is scanned for clamps first and counted only when it has any.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .chunk_stepper import numba_enabled, serialized
+from .offset_inputs import value_range
 
 MODES = ("floor", "half_even", "half_up", "half_down", "ceil", "half_away", "toward_zero")
 _NB: dict[str, object] = {}
@@ -49,13 +53,16 @@ def requantize_fixed(acc: np.ndarray, m0: np.ndarray, shift: np.ndarray, mode: s
     s = np.asarray(shift, dtype=np.int64).reshape(-1)
     if not acc.size:
         return None
-    amax = max(int(acc.max()), -int(acc.min()))
+    lo, hi = value_range(acc)
+    amax = max(hi, -lo)
     mmax = int(m.max(initial=0))
     left = max(-int(s.min(initial=0)), 0)
     if amax.bit_length() + mmax.bit_length() + left > 62 or int(s.max(initial=0)) > 62 or \
             int(m.min(initial=0)) < 0:
         return None
-    return _run(1, acc, np.zeros(1, np.float32), m, s, MODES.index(mode), zy, clamp)
+    narrow = amax < 1 << 31 and mmax < 1 << 31 and int(s.min(initial=1)) >= 1
+    kind = 2 if narrow and mode == "half_even" else 1
+    return _run(kind, acc, np.zeros(1, np.float32), m, s, MODES.index(mode), zy, clamp)
 
 
 def _run(kind: int, acc: np.ndarray, m32: np.ndarray, m0: np.ndarray, shift: np.ndarray,
@@ -68,8 +75,8 @@ def _run(kind: int, acc: np.ndarray, m32: np.ndarray, m0: np.ndarray, shift: np.
     low = np.zeros((blocks, n), dtype=np.int64)
     high = np.zeros((blocks, n), dtype=np.int64)
     first = np.full(blocks, -1, dtype=np.int64)
-    m0b = np.broadcast_to(m0, (n,)).copy() if kind == 1 else m0
-    shb = np.broadcast_to(shift, (n,)).copy() if kind == 1 else shift
+    m0b = np.broadcast_to(m0, (n,)).copy() if kind else m0
+    shb = np.broadcast_to(shift, (n,)).copy() if kind else shift
     _kernel()(kind, a, m32, m0b, shb, mode, np.int64(zy), np.int64(clamp[0]),
               np.int64(clamp[1]), unclamped, low, high, first)
     hits = first[first >= 0]
@@ -80,6 +87,7 @@ def _run(kind: int, acc: np.ndarray, m32: np.ndarray, m0: np.ndarray, shift: np.
 
 
 def _kernel() -> object:
+    global _round_shift, _row_float32, _row_half_even, _row_fixed, _row_clamps  # tile_stepper
     if "k" not in _NB:
         import numba
 
@@ -104,6 +112,37 @@ def _kernel() -> object:
                 b = (np.int64(1) << s) - 1 if v < 0 else np.int64(0)
             return (v + b) >> s
 
+        @numba.njit(cache=True, nogil=True, fastmath=False)
+        def _row_float32(row, m32, zy, out):  # pragma: no cover - compiled
+            for j in range(row.size):
+                out[j] = np.int64(np.rint(np.float32(row[j]) * m32[j])) + zy
+
+        @numba.njit(cache=True, nogil=True)
+        def _row_half_even(row, m0, shift, zy, out):  # pragma: no cover - compiled
+            # |acc| and M0 below 2**31, 1 <= shift <= 62: int32 x int32 products (vpmuldq)
+            for j in range(row.size):
+                p = np.int64(np.int32(row[j])) * np.int64(np.int32(m0[j]))
+                s = shift[j]
+                b = (np.int64(1) << (s - 1)) - 1 + ((p >> s) & 1)
+                out[j] = ((p + b) >> s) + zy
+
+        @numba.njit(cache=True, nogil=True)
+        def _row_fixed(row, m0, shift, mode, zy, out):  # pragma: no cover - compiled
+            for j in range(row.size):
+                s = shift[j]
+                p = row[j] * m0[j]
+                if s < 0:
+                    p = p << (-s)
+                    s = 0
+                out[j] = _round_shift(p, s, mode) + zy
+
+        @numba.njit(cache=True, nogil=True)
+        def _row_clamps(out, lo, hi):  # pragma: no cover - compiled
+            hit = False
+            for j in range(out.size):
+                hit |= (out[j] < lo) | (out[j] > hi)
+            return hit
+
         @numba.njit(cache=True, nogil=True, parallel=True)
         def kern(kind, acc, m32, m0, shift, mode, zy, lo, hi, unclamped, low, high,
                  first):  # pragma: no cover - compiled
@@ -113,19 +152,17 @@ def _kernel() -> object:
                 q0 = b * q_all // blocks
                 q1 = (b + 1) * q_all // blocks
                 for q in range(q0, q1):
+                    out = unclamped[q]
+                    if kind == 0:
+                        _row_float32(acc[q], m32, zy, out)
+                    elif kind == 2:
+                        _row_half_even(acc[q], m0, shift, zy, out)
+                    else:
+                        _row_fixed(acc[q], m0, shift, mode, zy, out)
+                    if not _row_clamps(out, lo, hi):
+                        continue
                     for j in range(n):
-                        if kind == 0:
-                            v = np.float32(acc[q, j]) * m32[j]
-                            r = np.int64(np.rint(v))
-                        else:
-                            s = shift[j]
-                            p = acc[q, j] * m0[j]
-                            if s < 0:
-                                p = p << (-s)
-                                s = 0
-                            r = _round_shift(p, s, mode)
-                        u = r + zy
-                        unclamped[q, j] = u
+                        u = out[j]
                         if u < lo:
                             low[b, j] += 1
                             if first[b] < 0:
