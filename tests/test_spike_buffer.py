@@ -65,13 +65,14 @@ def test_compiled_quantizer_equals_exact_emulation(monkeypatch: pytest.MonkeyPat
         e32 = edges.astype(np.float32)
         x = np.concatenate([rng.random(2000).astype(np.float32), e32,
                             np.nextafter(e32, np.float32(9)), np.nextafter(e32, np.float32(-9)),
-                            np.float32([3e6, -3e6, 0.0])])
+                            np.float32([3e6, -3e6, 0.0, 3e9, -3e9, 1e12])])
         x = x[: x.size // 7 * 7].reshape(7, -1)
-        reg = Register(int(rng.choice([4, 8, 9])), bool(rng.random() < 0.5))
+        # 40 bits: the loop with branches for registers wider than int32
+        reg = Register(int(rng.choice([4, 8, 9, 32, 40])), bool(rng.random() < 0.5))
         got = spike_buffer._fma_half_even_compiled(x, float(scale), zp, reg)
         assert got is not None
         exact = round_float(f32_fma_round(x, inv, float(zp)), "half_even")
-        want = np.clip(exact, reg.min, reg.max).astype(np.int64)
+        want = np.clip(exact.astype(np.float64), reg.min, reg.max).astype(np.int64)
         assert np.array_equal(got[0], want), f"case {case}"
         assert (got[1].clamp_low, got[1].clamp_high) == (
             int((exact < reg.min).sum()), int((exact > reg.max).sum())), f"case {case}"
