@@ -143,18 +143,24 @@ class SplitSums:
         lo = self.exact - hi
         return lo, hi
 
+    def _ub_below_2_53(self) -> bool:
+        """True when every pos_ub < 2**53 (int32 bounds, as ONNX Runtime's: without a scan)."""
+        ub = self.pos_ub
+        return (ub.dtype.kind in "iu" and ub.dtype.itemsize <= 4) or \
+            bool(ub.max(initial=0) < 1 << 53)
+
     def exact_pos(self, qs: np.ndarray, js: np.ndarray) -> np.ndarray:
         """Exact int64 pos of the pairs (qs, js): dot products, or one more full product
         when the pairs are many."""
         q, n = self.exact.shape
         if qs.size <= DOT_PAIRS_MAX_FRACTION * q * n and numba_enabled() and \
-                self.pos_ub.max(initial=0) < 1 << 53:  # float64 sums exact in any order
+                self._ub_below_2_53():  # float64 sums exact in any order
             out = np.empty(qs.size, dtype=np.float64)
             _pos_dots()(self.ox, self.ow, qs.astype(np.int64), js.astype(np.int64), out)
             return out.astype(np.int64)
         if qs.size <= DOT_PAIRS_MAX_FRACTION * q * n:  # per query: rows of w'+ times x'_q
             out = np.empty(qs.size, dtype=np.int64)
-            dt = np.float64 if self.pos_ub.max(initial=0) < 1 << 53 else np.int64  # exact
+            dt = np.float64 if self._ub_below_2_53() else np.int64  # exact
             order = np.argsort(qs, kind="stable")
             qo = qs[order]
             starts = np.flatnonzero(np.diff(qo, prepend=-1))
