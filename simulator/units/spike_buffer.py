@@ -137,7 +137,7 @@ def _fma_half_even_compiled(x32: np.ndarray, scale: float, zero_point: int, reg:
 
 def _quantize_kernel() -> tuple[object, object]:
     """(narrow, wide): the same loop, ``narrow`` branch-free (LLVM vectorises it; the codes
-    pass through int32, so for registers inside int32: 4.3 -> ~1.5 ms for the bench's
+    pass through int32, so for registers inside int32: 4.3 -> ~1.8 ms for the bench's
     500 x 3136 spikes), ``wide`` with branches for wider registers."""
     global _quantize_row  # a global, not a closure cell: see tile_stepper
     if "q" not in _NB:
