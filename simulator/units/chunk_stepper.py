@@ -33,6 +33,22 @@ PARALLEL_LOCK = threading.Lock()
 Python threads at once."""
 
 
+def row_pairs(kernel: Callable[..., None], args: tuple, rows: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(qs, js) int64, row-major, from a compiled two-pass pair scan over ``rows`` rows:
+    ``kernel(*args, counts, None, None)`` writes each row's count into counts (rows,), then
+    ``kernel(*args, starts, qs, js)`` (starts (rows + 1,): each row's first slot) fills the
+    pairs; the kernel skips rows with none in the second pass."""
+    starts = np.zeros(rows + 1, dtype=np.int64)
+    kernel(*args, starts[1:], None, None)
+    np.cumsum(starts, out=starts)
+    qs = np.empty(int(starts[-1]), dtype=np.int64)
+    js = np.empty_like(qs)
+    if qs.size:
+        kernel(*args, starts, qs, js)
+    return qs, js
+
+
 def serialized(kernel: Callable[..., None]) -> Callable[..., None]:
     """``kernel`` (a compiled parallel function) called under PARALLEL_LOCK."""
 

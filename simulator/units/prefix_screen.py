@@ -43,7 +43,7 @@ import numpy as np
 
 from ..fixedpoint import Register
 from .accumulator import bits_for_range
-from .chunk_stepper import numba_enabled, serialized
+from .chunk_stepper import numba_enabled, row_pairs, serialized
 from .partial_sums import _float_for
 from .wrap_stream import _weights_t
 
@@ -272,17 +272,8 @@ def separable_open(pmax: np.ndarray, pmin: np.ndarray, xpm: np.ndarray, xnm: np.
         up = np.multiply.outer(xpm, wpm) + np.multiply.outer(xnm, wnm)
         down = np.multiply.outer(xpm, wnm) + np.multiply.outer(xnm, wpm)
         return np.nonzero((pmax + up > hi) | (pmin - down < lo))
-    m = pmax.shape[0]
-    kern = _separable_open()
-    counts = np.zeros(m + 1, dtype=np.int64)
     args = (pmax, pmin, xpm, xnm, wpm, wnm, np.float64(lo), np.float64(hi))
-    kern(*args, counts[1:], None, None)
-    np.cumsum(counts, out=counts)
-    qs = np.empty(int(counts[-1]), dtype=np.int64)
-    js = np.empty_like(qs)
-    if qs.size:
-        kern(*args, counts, qs, js)
-    return qs, js
+    return row_pairs(_separable_open(), args, pmax.shape[0])
 
 
 def _separable_open() -> object:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .chunk_stepper import numba_enabled, serialized
+from .chunk_stepper import numba_enabled, row_pairs, serialized
 
 _BLOCK = 64  # K granularity of the chunk cut
 BOUND_BLOCK = 4  # inputs per block of the bound on the positive sums (divides _BLOCK)
@@ -123,17 +123,8 @@ class SplitSums:
         """(qs, js) int64 of the pairs whose hull [S - pos_ub, pos_ub] leaves [lo, hi], in
         row-major order: compiled in one pass without (Q, N) temporaries, else from hull()."""
         if numba_enabled() and self.pos_ub.dtype.kind in "fiu" and lo <= 0 <= hi:
-            q, n = self.exact.shape
-            counts = np.zeros(q, dtype=np.int64)
-            kern = _open_pairs()
-            kern(self.exact, self.pos_ub, np.float64(lo), np.float64(hi), counts, None, None)
-            starts = np.zeros(q + 1, dtype=np.int64)
-            np.cumsum(counts, out=starts[1:])
-            qs = np.empty(int(starts[-1]), dtype=np.int64)
-            js = np.empty_like(qs)
-            if qs.size:
-                kern(self.exact, self.pos_ub, np.float64(lo), np.float64(hi), starts, qs, js)
-            return qs, js
+            return row_pairs(_open_pairs(), (self.exact, self.pos_ub, np.float64(lo),
+                                             np.float64(hi)), self.exact.shape[0])
         lo_b, hi_b = self.hull()
         return np.nonzero((lo_b < lo) | (hi_b > hi))
 
