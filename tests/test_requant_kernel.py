@@ -136,3 +136,34 @@ def test_half_even_int32_loop_equals_numpy(compiled: None,
         assert np.array_equal(got[3], (want > clamp[1]).sum(axis=0)), case
         outside = np.flatnonzero((want < clamp[0]) | (want > clamp[1]))
         assert got[4] == (int(outside[0]) if outside.size else -1), case
+
+
+@pytest.mark.parametrize("kind", ["float32", "fixed", "half_even_int32"])
+def test_rows_with_and_without_clamps(kind: str, compiled: None) -> None:
+    """Only rows with a clamp are clipped into the codes; the others are copied: rows of
+    every sort mixed in one block and across blocks, against np.clip and counts by numpy."""
+    from simulator.fixedpoint import multiply_shift
+
+    rng = np.random.default_rng(7)
+    for case in range(30):
+        q, n = int(rng.integers(1, 70)), int(rng.integers(1, 50))
+        acc = rng.integers(-40, 41, (q, n))  # in range once scaled ...
+        wild = rng.random(q) < rng.uniform(0, 1)  # ... except these rows
+        acc[wild] *= int(rng.integers(2, 9))
+        zy, clamp = int(rng.integers(-5, 6)), (-50, 50)
+        if kind == "float32":
+            m = np.full(n, 1.0, np.float32)
+            got = requant_kernel.requantize_float32(acc, m, zy, clamp)
+            want = acc + zy
+        else:
+            m0, shift = np.full(n, 3, np.int64), np.full(n, 1, np.int64)
+            mode = "half_even" if kind == "half_even_int32" else "half_up"
+            got = requant_kernel.requantize_fixed(acc, m0, shift, mode, zy, clamp)
+            assert got is not None
+            want = multiply_shift(acc, m0[None, :], shift[None, :], mode) + zy
+        assert np.array_equal(got[1], want), case
+        assert np.array_equal(got[0], np.clip(want, *clamp)), case
+        assert np.array_equal(got[2], (want < clamp[0]).sum(axis=0)), case
+        assert np.array_equal(got[3], (want > clamp[1]).sum(axis=0)), case
+        outside = np.flatnonzero((want < clamp[0]) | (want > clamp[1]))
+        assert got[4] == (int(outside[0]) if outside.size else -1), case
