@@ -84,13 +84,15 @@ _MM_TORCH: dict[str, object] = {}  # self-test result, cached per process
 
 def ort_product(a: np.ndarray, a_range: tuple[int, int], b_t: np.ndarray,
                 b_range: tuple[int, int], cache: dict | None = None,
-                required: bool = False) -> np.ndarray | None:
+                required: bool = False, int32_ok: bool = False) -> np.ndarray | None:
     """Exact int64 a @ b_t.T through ONNX Runtime (simulator/kernels_ort.py) when it applies;
     None otherwise, or ValueError when ``required`` (HWSIM_MATMUL=onnxruntime: then a
-    session is built even for a right operand that may change)."""
+    session is built even for a right operand that may change). ``int32_ok``: see
+    kernels_ort.ort_matmul."""
     from . import kernels_ort
 
-    out = kernels_ort.ort_matmul(a, a_range, b_t, b_range, cache, one_off=required)
+    out = kernels_ort.ort_matmul(a, a_range, b_t, b_range, cache, one_off=required,
+                                 int32_ok=int32_ok)
     if out is None and required:
         why = kernels_ort.why_unavailable() or "an operand spans more than 256 values"
         raise ValueError(f"HWSIM_MATMUL=onnxruntime cannot compute this product: {why}")

@@ -172,11 +172,13 @@ def _as_u8(x: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, int, int]:
 
 def ort_matmul(
     a: np.ndarray, a_range: tuple[int, int], b_t: np.ndarray, b_range: tuple[int, int],
-    cache: dict | None = None, one_off: bool = False,
+    cache: dict | None = None, one_off: bool = False, int32_ok: bool = False,
 ) -> np.ndarray | None:
     """Exact int64 ``a @ b_t.T`` (a: (Q, K), b_t: (N, K), every value inside its range), or
     None when this backend does not apply: unavailable, an operand spans more than 256
     values, or b_t may change, no ``cache`` keeps its sessions and ``one_off`` is False.
+    ``int32_ok``: ONNX Runtime's int32 sums come back as they are when they need no
+    correction (K <= K_MAX, both operands with zero points), else int64.
 
     K longer than :data:`K_MAX` is cut into pieces (one session each) summed in int64; an
     operand whose range does not contain a uint8 zero point's neighbourhood is shifted by its
@@ -199,7 +201,10 @@ def ort_matmul(
             b_sum = b_u8.sum(axis=1, dtype=np.int64) - (k1 - k0) * bzp  # sum_k b''
             store[key] = (_session(b_u8, bzp), bzp, cb, b_sum)
         sess, bzp, cb, b_sum = store[key]
-        part = _run(sess, np.ascontiguousarray(a_u8[:, k0:k1]), azp).astype(np.int64)
+        part = _run(sess, np.ascontiguousarray(a_u8[:, k0:k1]), azp)
+        if int32_ok and k <= K_MAX and not ca and not cb:
+            return part
+        part = part.astype(np.int64)
         if ca:  # a = a'' + ca: add ca * sum_k b''
             part += ca * b_sum[None, :]
         if cb:  # b = b'' + cb: add cb * sum_k a (a itself, ca included)

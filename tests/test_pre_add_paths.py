@@ -253,14 +253,14 @@ def test_positive_bound_through_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(kernels, "ORT_MIN_PRODUCTS", 0)
     monkeypatch.setenv("HWSIM_MATMUL", "auto")
     used = {"n": 0}
-    real = sign_split._ort_pos_bound
+    real = sign_split._ort_pos_half
 
     def counting(*a, **kw):
         out = real(*a, **kw)
         used["n"] += out is not None
         return out
 
-    monkeypatch.setattr(sign_split, "_ort_pos_bound", counting)
+    monkeypatch.setattr(sign_split, "_ort_pos_half", counting)
     rng = np.random.default_rng(12)
     for q, k, n in ((7, 3001, 19), (40, 130, 33), (1, 5, 2)):
         w = rng.integers(-128, 128, (n, k)).astype(np.int8)
@@ -302,6 +302,41 @@ def test_open_pairs_equal_the_hull(monkeypatch: pytest.MonkeyPatch) -> None:
             got = sp.open_pairs(lo, hi)
             assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
     assert len(seen) > 2  # none, some and many open pairs
+
+
+@pytest.mark.parametrize("numba_on", ["1", "0"])
+def test_finish_ort_and_its_tiles(numba_on: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """finish_ort widens int32 sums, doubles the halved bounds and (compiled) summarises
+    them per tile of neurons; open_pairs from the tiles equals the hull arrays' pairs, in
+    row-major order, at thresholds equal to a bound, for N not a multiple of the tile, and
+    when so many tiles are open that it scans every pair instead."""
+    monkeypatch.setenv("HWSIM_NUMBA", numba_on)
+    rng = np.random.default_rng(99)
+    seen = set()
+    for case in range(12):
+        q, n = int(rng.integers(1, 30)), int(rng.integers(1, 200))
+        s32 = rng.integers(-(1 << 30), 1 << 30, (q, n)).astype(np.int32)
+        half = rng.integers(0, 1 << 30, (q, n)).astype(np.int32)
+        s32[0, 0], half[0, 0] = -(1 << 31), (1 << 30) - 1  # extremes of both
+        want_s, want_u = s32.astype(np.int64), 2 * half.astype(np.int64)
+        s64, ub, summary = sign_split.finish_ort(s32, half.copy())
+        assert s64.dtype == np.int64 and np.array_equal(s64, want_s), case
+        assert np.array_equal(ub.astype(np.int64), want_u), case
+        assert (summary is not None) == (numba_on == "1"), case
+        sp = sign_split.SplitSums(s64, ub, np.zeros((q, 1)), np.zeros((n, 1)), [], np.float64,
+                                  {}, summary)
+        if summary is not None:
+            assert summary.s_range == (int(want_s.min()), int(want_s.max())), case
+        lo_b, hi_b = want_s - want_u, want_u
+        for lo, hi in ((int(lo_b.min()), int(hi_b.max())), (int(lo_b.min()) + 1, 0),
+                       (0, int(hi_b.max()) - 1), (int(np.quantile(lo_b, 0.001)), 1 << 40),
+                       (-(1 << 40), int(np.quantile(hi_b, 0.999))), (0, 0)):
+            lo, hi = min(lo, 0), max(hi, 0)
+            want = np.nonzero((lo_b < lo) | (hi_b > hi))
+            got = sp.open_pairs(lo, hi)
+            assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]), case
+            seen.add(min(want[0].size, 2))
+    assert seen == {0, 1, 2}
 
 
 def _hot_layer(rng: np.random.Generator, q: int, k: int, n: int) -> tuple[np.ndarray, ...]:

@@ -139,16 +139,18 @@ def test_empty_operands(shape: tuple[int, int, int]) -> None:
 
 
 def test_bounds_are_the_chunk_prefix_bounds() -> None:
-    """One query, one neuron, chunks of 2: hi = max_c P(a_c) + max x'+ * sum w'+ exactly."""
+    """One query, one neuron, chunks of 2: hi = max_c min(P(a_c) + up_c, P(a_c+1) + down_c)
+    and lo = min_c max(P(a_c) - down_c, P(a_c+1) - up_c) exactly (prefixes 6, 1, 1, 3)."""
     ox = np.array([[3, 1, 0, 2]], dtype=np.int16)
     ow = np.array([[2, -5, 4, 1]], dtype=np.int8)
     pb = prefix_screen.prefix_bounds(ox, ow, (0, 3), (-5, 4), None, 2, every_pair=True)
     assert pb is not None
-    # chunk 0: P = 0, up 3 * 2, down 3 * 5; chunk 1: P = 6 - 5 = 1, up 2 * 5, down 0
-    assert pb.sums.tolist() == [[3]] and pb.hi.tolist() == [11.0]
-    assert pb.lo.tolist() == [-15.0]
+    # chunk 0: P 0 -> 1, up 3 * 2, down 3 * 5: hi min(6, 16), lo max(-15, -5);
+    # chunk 1: P 1 -> 3, up 2 * 5, down 0: hi min(11, 3), lo max(1, -7)
+    assert pb.sums.tolist() == [[3]] and pb.hi.tolist() == [6.0]
+    assert pb.lo.tolist() == [-5.0]
     few = prefix_screen.prefix_bounds(ox, ow, (0, 3), (-5, 4), None, 2)
-    assert few is not None and few.qs.tolist() == [0]  # 11 and -15 leave 3 bits [-4, 3]
+    assert few is not None and few.qs.tolist() == [0]  # 6 and -5 leave 3 bits [-4, 3]
 
 
 def test_exact_prefix_range_equals_a_loop(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -108,7 +108,10 @@ def accumulate_screened(
     stats = LaneStats(zeros, zeros.copy(), zeros.copy(), 0, None, 0)
     if not track_max:
         return total, stats
-    lo_known, hi_known = range_of(total)
+    if split is not None and split.summary is not None:  # found with the sums
+        lo_known, hi_known = min(split.summary.s_range[0], 0), max(split.summary.s_range[1], 0)
+    else:
+        lo_known, hi_known = range_of(total)
     stats.max_abs_acc = max(-lo_known, hi_known)
     stats.partial_min, stats.partial_max = lo_known, hi_known
     safe = Register(bits_for_range(lo_known, hi_known), True)

@@ -6,28 +6,34 @@ sum of every (query, neuron) pair must be shown to stay inside the width of the 
 of the positive products) are often too loose: in VPRTempo's output layer every pair's pos
 passes the final sums' width although no partial sum does. Here the exact sums are computed
 chunk by chunk over K (C float32 BLAS products of (Q, cs) @ (cs, N), together one product of
-the layer's size: this *is* the layer's exact product S), and between two chunk ends the
-prefix can move away from the exact prefix P(a_c) at the chunk start by at most the chunk's
-positive (negative) products, bounded separably:
+the layer's size: this *is* the layer's exact product S). Inside chunk c = [a_c, a_c+1) the
+prefix moves away from the exact prefix P(a_c) at the chunk start by at most the chunk's
+positive products upwards and its negative products downwards, bounded separably:
 
-    sum_{k in c} max(x'_qk w'_jk, 0) <= max_c x'+_q * sum_c w'+_j + max_c x'-_q * sum_c |w'-_j|
+    up_c   = max_c x'+_q * sum_c w'+_j + max_c x'-_q * sum_c |w'-_j|  >= sum_c max(x' w', 0)
+    down_c = max_c x'+_q * sum_c |w'-_j| + max_c x'-_q * sum_c w'+_j  >= sum_c max(-x' w', 0)
 
 (x'+ / x'-: the positive part / the magnitude of the negative part of the inputs; w'+ / w'-
-likewise). So every index-order prefix sum of pair (q, j) lies in
+likewise), and from the other side a prefix inside the chunk differs from the exact P(a_c+1)
+at its end by the products still to come. So every index-order prefix sum of pair (q, j)
+lies in
 
-    [min_c (P(a_c) - down_c),  max_c (P(a_c) + up_c)]
+    [min_c max(P(a_c) - down_c, P(a_c+1) - up_c),  max_c min(P(a_c) + up_c, P(a_c+1) + down_c)]
 
-with up_c the bound above and down_c its mirror. That holds for every schedule: a dense
-schedule's checkpoints (every G inputs) and an event-driven one's (inputs with x' = 0
-skipped, so each checkpoint is an index-order prefix) are such prefixes. On the bench's
-output layer 48 chunks leave 136 of 250,000 pairs open; :func:`exact_prefix_range` settles
-those by stepping every input (a dot product each).
+The chunk-end form is what settles VPRTempo's output layer: its products are mostly
+positive, so the prefix climbs to its final sum and up_c is large while down_c is small
+(260 of the bench's 250,000 pairs left with 32 chunks; 48 chunks and the chunk-start form
+alone left 136). That holds for every schedule: a dense schedule's checkpoints (every G
+inputs) and an event-driven one's (inputs with x' = 0 skipped, so each checkpoint is an
+index-order prefix) are such prefixes. :func:`exact_prefix_range` settles the pairs left by
+stepping every input (a dot product each).
 
-Most pairs need less: max_c (P(a_c) + up_c) <= max_c P(a_c) + max_c up_c, and max_c up_c
-is at most max_c x'+_q * max_c sum_c w'+_j + max_c x'-_q * max_c sum_c |w'-_j| (a product
-of two vectors). So one pass through the chunk sums keeps each pair's final sum and the
-max / min of its chunk-start prefixes, that separable test settles ~97 % of the bench's
-pairs, and only the rest get the per-chunk bounds above.
+Most pairs need less: with M / m the max / min of the inner prefixes P(a_1) .. P(a_C-1) and
+S the final sum, every prefix is at most min(max(M, 0) + max_c up_c, max(M, S) + max_c
+down_c), and max_c up_c is at most max_c x'+_q * max_c sum_c w'+_j + max_c x'-_q * max_c
+sum_c |w'-_j| (a product of two vectors; down_c likewise). So one pass through the chunk
+sums keeps each pair's final sum and M / m, that separable test settles ~99.5 % of the
+bench's pairs, and only the rest get the per-chunk bounds above.
 
 Cost: the chunk products (ONNX Runtime: ~1.1x the one product S they replace), one compiled
 pass per query row through its chunk sums, and a compiled pass per pair the separable test
@@ -47,7 +53,8 @@ from .chunk_stepper import numba_enabled, row_pairs, serialized
 from .partial_sums import _float_for
 from .wrap_stream import _weights_t
 
-SCREEN_CHUNKS = 48  # 24 left ~30x more pairs open on the bench's output layer, 96 ~20x fewer
+SCREEN_CHUNKS = 32  # the bench's output layer: 260 pairs left to step (24: 416, 48: 30);
+# screen + stepping 25.4 ms (24: 26.1, 48: 27.4; 48 before the chunk-end bounds: ~30)
 _NB: dict[str, object] = {}
 
 
@@ -99,13 +106,13 @@ def prefix_bounds(
     exactly in float64 or the bounds could pass 2**62.
 
     Blocks of queries: one pass through a block's chunk sums gives each pair's final sum and
-    the max / min of its chunk-start prefixes P(a_c). The chunk bounds up_c / down_c are at
-    most max_c x'+_q max_c sum_c w'+_j + max_c x'-_q max_c sum_c |w'-_j| (and the mirror), so
-    a pair with max P + that <= the register max (and min P - the mirror >= its min) needs
-    nothing more. The register is the width of the final sums seen so far: it can only widen
-    with later blocks, so a pair inside it is inside the final one. Only the other pairs get
-    their exact chunk bounds (a pass over their C chunk sums each) and are listed if those
-    leave that register too."""
+    the max / min of its inner chunk prefixes P(a_1) .. P(a_C-1). The chunk bounds up_c /
+    down_c are at most max_c x'+_q max_c sum_c w'+_j + max_c x'-_q max_c sum_c |w'-_j| (and
+    the mirror), so a pair whose separable bounds (:func:`separable_open`) stay inside the
+    register needs nothing more. The register is the width of the final sums seen so far: it
+    can only widen with later blocks, so a pair inside it is inside the final one. Only the
+    other pairs get their exact chunk bounds (a pass over their C chunk sums each) and are
+    listed if those leave that register too."""
     q_count, k = ox.shape
     n = ow.shape[0]
     none = np.zeros(0, dtype=np.int64)
@@ -162,8 +169,8 @@ def prefix_bounds(
         if every_pair:
             bq, bj = np.divmod(np.arange((q1 - q0) * n, dtype=np.int64), n)
         else:
-            bq, bj = separable_open(pmax[blk], pmin[blk], xpm[blk], xnm[blk], wpm, wnm,
-                                    reg.min, reg.max, compiled)
+            bq, bj = separable_open(pmax[blk], pmin[blk], acc[blk], xpm[blk], xnm[blk], wpm,
+                                    wnm, reg.min, reg.max, compiled)
         lo = np.empty(bq.size)
         hi = np.empty(bq.size)
         if bq.size:
@@ -261,18 +268,25 @@ def _ort_chunk_sums(ox: np.ndarray, ow: np.ndarray, xr: tuple[int, int], wr: tup
     return sums
 
 
-def separable_open(pmax: np.ndarray, pmin: np.ndarray, xpm: np.ndarray, xnm: np.ndarray,
-                   wpm: np.ndarray, wnm: np.ndarray, lo: int, hi: int, compiled: bool
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(qs, js) int64, row-major: the pairs with pmax + xpm wpm + xnm wnm > hi or
-    pmin - xpm wnm - xnm wpm < lo (pmax / pmin (m, N); xpm / xnm (m,); wpm / wnm (N,); all
-    float64 exact integers). Compiled: a counting pass and a filling pass over the rows
-    with any, no (m, N) temporaries (numpy took 7 ms for 500 x 500 pairs, this 0.4)."""
+def separable_open(pmax: np.ndarray, pmin: np.ndarray, acc: np.ndarray, xpm: np.ndarray,
+                   xnm: np.ndarray, wpm: np.ndarray, wnm: np.ndarray, lo: int, hi: int,
+                   compiled: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(qs, js) int64, row-major: the pairs whose separable bounds leave [lo, hi].
+
+    pmax / pmin (m, N): max / min of the inner chunk prefixes (:func:`_prefix_pass_numpy`),
+    acc (m, N) the final sums; up = xpm wpm + xnm wnm and down = xpm wnm + xnm wpm bound
+    every chunk's up_c / down_c (xpm / xnm (m,); wpm / wnm (N,)). Every prefix is at most
+    min(max(pmax, 0) + up, max(pmax, acc) + down) (from the chunk starts / ends) and at
+    least max(min(pmin, 0) - down, min(pmin, acc) - up); all float64 exact integers.
+    Compiled: a counting pass and a filling pass over the rows with any, no (m, N)
+    temporaries (numpy took 7 ms for 500 x 500 pairs, this 0.4)."""
     if not compiled:
         up = np.multiply.outer(xpm, wpm) + np.multiply.outer(xnm, wnm)
         down = np.multiply.outer(xpm, wnm) + np.multiply.outer(xnm, wpm)
-        return np.nonzero((pmax + up > hi) | (pmin - down < lo))
-    args = (pmax, pmin, xpm, xnm, wpm, wnm, np.float64(lo), np.float64(hi))
+        top = np.minimum(np.maximum(pmax, 0) + up, np.maximum(pmax, acc) + down)
+        bottom = np.maximum(np.minimum(pmin, 0) - down, np.minimum(pmin, acc) - up)
+        return np.nonzero((top > hi) | (bottom < lo))
+    args = (pmax, pmin, acc, xpm, xnm, wpm, wnm, np.float64(lo), np.float64(hi))
     return row_pairs(_separable_open(), args, pmax.shape[0])
 
 
@@ -283,7 +297,8 @@ def _separable_open() -> object:
         import numba
 
         @numba.njit(cache=True, nogil=True, parallel=True)
-        def separable(pmax, pmin, xpm, xnm, wpm, wnm, lo, hi, counts, qs, js):  # pragma: no cover
+        def separable(pmax, pmin, acc, xpm, xnm, wpm, wnm, lo, hi, counts, qs,
+                      js):  # pragma: no cover - compiled
             m, n = pmax.shape
             for q in numba.prange(m):
                 if qs is not None and counts[q + 1] == counts[q]:
@@ -293,8 +308,14 @@ def _separable_open() -> object:
                 c = 0
                 slot = 0 if qs is None else counts[q]
                 for j in range(n):
-                    if pmax[q, j] + xp * wpm[j] + xn * wnm[j] > hi or \
-                            pmin[q, j] - xp * wnm[j] - xn * wpm[j] < lo:
+                    up = xp * wpm[j] + xn * wnm[j]
+                    down = xp * wnm[j] + xn * wpm[j]
+                    mx = np.float64(pmax[q, j])
+                    mn = np.float64(pmin[q, j])
+                    s = np.float64(acc[q, j])
+                    top = min(max(mx, 0.0) + up, max(mx, s) + down)
+                    bottom = max(min(mn, 0.0) - down, min(mn, s) - up)
+                    if top > hi or bottom < lo:
                         if qs is not None:
                             qs[slot + c] = q
                             js[slot + c] = j
@@ -308,13 +329,14 @@ def _separable_open() -> object:
 
 def _prefix_pass_numpy(sums: np.ndarray, acc: np.ndarray, pmax: np.ndarray,
                        pmin: np.ndarray) -> None:
-    """acc = the final sums, pmax / pmin = max / min over c of the chunk-start prefix P(a_c)
-    (P(a_0) = 0): sums (C, m, N) chunk sums; acc / pmax / pmin (m, N) float64, or int32 when
-    every prefix fits it, written."""
-    acc[:] = 0
-    pmax[:] = 0
-    pmin[:] = 0
-    for c in range(sums.shape[0]):
+    """acc = the final sums, pmax / pmin = max / min of the inner chunk prefixes P(a_1) ..
+    P(a_{C-1}) (with one chunk: the final sum; so max(pmax, 0) bounds the chunk starts'
+    prefixes and max(pmax, acc) the chunk ends'): sums (C, m, N) chunk sums; acc / pmax /
+    pmin (m, N) float64, or int32 when every prefix fits it, written."""
+    acc[:] = sums[0]
+    pmax[:] = acc
+    pmin[:] = acc
+    for c in range(1, sums.shape[0]):
         np.maximum(pmax, acc, out=pmax)
         np.minimum(pmin, acc, out=pmin)
         acc += sums[c]
@@ -323,17 +345,20 @@ def _prefix_pass_numpy(sums: np.ndarray, acc: np.ndarray, pmax: np.ndarray,
 def _pair_bounds_numpy(sums: np.ndarray, xpos: np.ndarray, xneg: np.ndarray, wpos: np.ndarray,
                        wneg: np.ndarray, qs: np.ndarray, js: np.ndarray, lo: np.ndarray,
                        hi: np.ndarray) -> None:
-    """lo / hi (F,) = min_c (P(a_c) - down_c) / max_c (P(a_c) + up_c) of the pairs (qs, js)
-    (query rows of the block): chunk by chunk, P += sums[c]."""
+    """lo / hi (F,) = min_c max(P(a_c) - down_c, P(a_c+1) - up_c) / max_c min(P(a_c) + up_c,
+    P(a_c+1) + down_c) of the pairs (qs, js) (query rows of the block): chunk by chunk,
+    P += sums[c]."""
     p = np.zeros(qs.size)
     hi[:] = -np.inf
     lo[:] = np.inf
     for c in range(sums.shape[0]):
         xp, xn = xpos[qs, c], xneg[qs, c]
         wp, wn = wpos[c, js], wneg[c, js]
-        np.maximum(hi, p + xp * wp + xn * wn, out=hi)
-        np.minimum(lo, p - xp * wn - xn * wp, out=lo)
-        p += sums[c, qs, js]
+        up, down = xp * wp + xn * wn, xp * wn + xn * wp
+        end = p + sums[c, qs, js]
+        np.maximum(hi, np.minimum(p + up, end + down), out=hi)
+        np.minimum(lo, np.maximum(p - down, end - up), out=lo)
+        p = end
 
 
 def _prefix_pass() -> object:
@@ -358,12 +383,12 @@ def _prefix_pass() -> object:
         def prefix_pass(sums, acc, pmax, pmin):  # pragma: no cover - compiled
             c_count, m, n = sums.shape
             for q in numba.prange(m):
-                p = np.zeros_like(acc[q])
-                h = np.zeros_like(acc[q])
-                lo = np.zeros_like(acc[q])
+                p = sums[0, q].astype(acc.dtype)  # P(a_1)
+                h = p.copy()
+                lo = p.copy()
                 h2 = np.empty_like(acc[q])
                 lo2 = np.empty_like(acc[q])
-                for c in range(c_count):
+                for c in range(1, c_count):
                     _prefix_row(p, h, lo, h2, lo2, sums[c, q])
                     h, h2 = h2, h
                     lo, lo2 = lo2, lo
@@ -391,9 +416,12 @@ def _pair_bounds() -> object:
                 for c in range(sums.shape[0]):
                     xp = xpos[q, c]
                     xn = xneg[q, c]
-                    h = max(h, p + xp * wpos[c, j] + xn * wneg[c, j])
-                    low = min(low, p - xp * wneg[c, j] - xn * wpos[c, j])
-                    p += sums[c, q, j]
+                    up = xp * wpos[c, j] + xn * wneg[c, j]
+                    down = xp * wneg[c, j] + xn * wpos[c, j]
+                    end = p + sums[c, q, j]
+                    h = max(h, min(p + up, end + down))
+                    low = min(low, max(p - down, end - up))
+                    p = end
                 lo[i] = low
                 hi[i] = h
 
