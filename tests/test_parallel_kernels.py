@@ -144,11 +144,12 @@ def test_cached_kernels_close_over_no_dispatcher() -> None:
     for make in (prefix_screen._prefix_pass, prefix_screen._pair_bounds,
                  prefix_screen._chunk_extremes, prefix_screen._prefix_range,
                  prefix_screen._separable_open, requant_kernel._kernel,
-                 sign_split._pos_dots, sign_split._open_pairs):
+                 sign_split._pos_dots, sign_split._open_pairs, sign_split._finish):
         locked = make()
         kernels.append(next(c.cell_contents for c in locked.__closure__
                             if isinstance(c.cell_contents, Dispatcher)))
-    assert len(kernels) == 13
+    kernels.append(sign_split._tile_pairs())  # not parallel: the dispatcher itself
+    assert len(kernels) == 15
     for k in kernels:
         assert isinstance(k, Dispatcher)
         cells = [c.cell_contents for c in (k.py_func.__closure__ or ())]

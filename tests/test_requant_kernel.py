@@ -167,3 +167,35 @@ def test_rows_with_and_without_clamps(kind: str, compiled: None) -> None:
         assert np.array_equal(got[3], (want > clamp[1]).sum(axis=0)), case
         outside = np.flatnonzero((want < clamp[0]) | (want > clamp[1]))
         assert got[4] == (int(outside[0]) if outside.size else -1), case
+
+
+def test_register_range_spares_the_scan(compiled: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """requantize_fixed with the accumulator register's range (acc_range) gives what it gives
+    after scanning: a 32-bit register (-2**31 itself included) settles the int32 loop
+    without a scan; a 48-bit register's bound is too wide for int64 products with a 31-bit
+    M0, so the accumulators are scanned and the kernel still runs."""
+    from simulator.fixedpoint import multiply_shift
+    from simulator.units import offset_inputs
+
+    scans = {"n": 0}
+    real = requant_kernel.value_range
+
+    def counting(a):  # noqa: ANN001, ANN202
+        scans["n"] += 1
+        return real(a)
+
+    monkeypatch.setattr(requant_kernel, "value_range", counting)
+    rng = np.random.default_rng(5)
+    top = 1 << 31
+    for bits, want_scans in ((32, 0), (48, 1)):
+        acc = rng.integers(-top, top, (9, 23))
+        acc[0, :3] = (-top, top - 1, 0)
+        m0 = rng.integers(1 << 29, top, 23)
+        shift = rng.integers(31, 40, 23)
+        scans["n"] = 0
+        reg = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+        got = requant_kernel.requantize_fixed(acc, m0, shift, "half_even", 3, (-9, 9), reg)
+        assert got is not None and scans["n"] == want_scans, bits
+        want = multiply_shift(acc, m0[None, :], shift[None, :], "half_even") + 3
+        assert np.array_equal(got[1], want) and np.array_equal(got[0], np.clip(want, -9, 9))
+        assert offset_inputs.value_range(acc) == (-top, top - 1)

@@ -366,10 +366,11 @@ def finish_layer(
         out_range = (cb.clip_low, int(hi.max()) if hi.size else 0)
     else:
         p = lay.paths[0]
+        reg = Register(hw.accumulator.bits, True)  # holds every accumulator value
         codes, unclamped, clamp = requantize(
             acc["combined"], rq.scheme, sx, p.scale, lay.output_scale, lay.output_zero_point,
             rq.rounding, requant_clamp(rq), rq.multiplier_bits, rq.shift,
-            model_multipliers(lay, rq, f"m{mi}.{lay.name}"),
+            model_multipliers(lay, rq, f"m{mi}.{lay.name}"), (reg.min, reg.max),
         )
         out_range = requant_clamp(rq)
     return LayerRun(

@@ -45,25 +45,39 @@ def requantize_float32(acc: np.ndarray, m: np.ndarray, zy: int, clamp: tuple[int
 
 
 def requantize_fixed(acc: np.ndarray, m0: np.ndarray, shift: np.ndarray, mode: str, zy: int,
-                     clamp: tuple[int, int]
+                     clamp: tuple[int, int], acc_range: tuple[int, int] | None = None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int] | None:
     """As :func:`requantize_float32` for round(acc * m0 / 2**shift) + zy (per-channel m0 >= 0
     and shifts, int64 (N,)); None when a product could reach 2**62 or a shift passes 62
-    (the numpy path's wide arithmetic then runs)."""
+    (the numpy path's wide arithmetic then runs). ``acc_range``: bounds the caller
+    guarantees for every accumulator (the register's range); when they settle the choice
+    of loop, the accumulators are not scanned for their range."""
     m = np.asarray(m0, dtype=np.int64).reshape(-1)
     s = np.asarray(shift, dtype=np.int64).reshape(-1)
-    if not acc.size:
+    if not acc.size or int(s.max(initial=0)) > 62 or int(m.min(initial=0)) < 0:
         return None
-    lo, hi = value_range(acc)
-    amax = max(hi, -lo)
-    mmax = int(m.max(initial=0))
-    left = max(-int(s.min(initial=0)), 0)
-    if amax.bit_length() + mmax.bit_length() + left > 62 or int(s.max(initial=0)) > 62 or \
-            int(m.min(initial=0)) < 0:
+    kind = None if acc_range is None else _fixed_kind(acc_range, m, s, mode)
+    if kind is None:
+        kind = _fixed_kind(value_range(acc), m, s, mode)
+    if kind is None:
         return None
-    narrow = amax < 1 << 31 and mmax < 1 << 31 and int(s.min(initial=1)) >= 1
-    kind = 2 if narrow and mode == "half_even" else 1
     return _run(kind, acc, np.zeros(1, np.float32), m, s, MODES.index(mode), zy, clamp)
+
+
+def _fixed_kind(acc_range: tuple[int, int], m0: np.ndarray, shift: np.ndarray, mode: str
+                ) -> int | None:
+    """The kernel's loop for accumulators inside ``acc_range``: None when |acc| * M0 *
+    2**left could reach 2**62, 2 (int32 x int32 products) for accumulators and M0 inside
+    int32, shifts >= 1 and half_even, else 1."""
+    lo, hi = int(acc_range[0]), int(acc_range[1])
+    amax = max(hi, -lo, 0)
+    mmax = int(m0.max(initial=0))
+    left = max(-int(shift.min(initial=0)), 0)
+    if (amax * mmax) << left >= 1 << 62:
+        return None
+    narrow = -(1 << 31) <= lo and hi < 1 << 31 and mmax < 1 << 31 and \
+        int(shift.min(initial=1)) >= 1
+    return 2 if narrow and mode == "half_even" else 1
 
 
 def _run(kind: int, acc: np.ndarray, m32: np.ndarray, m0: np.ndarray, shift: np.ndarray,

@@ -198,11 +198,14 @@ def requantize(
     multiplier_bits: int = 31,
     shift: int | str = "auto",
     stored: StoredMultipliers | None = None,
+    acc_range: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, ClampEvents]:
     """Requantize accumulators ``acc`` int64 (Q, N).
 
     ``stored`` (from :func:`model_multipliers`, channels matching ``acc``'s columns): the
-    engine's own multipliers instead of those recomputed from the scales.
+    engine's own multipliers instead of those recomputed from the scales. ``acc_range``:
+    (min, max) that every accumulator is guaranteed to lie in (the accumulator register's
+    range), which may spare the compiled fixed-point loop a scan.
     Returns (codes int64 (Q, N), unclamped int64 (Q, N) = round(...) + zy, clamp events).
     """
     if stored is not None and stored.multiplier is None and stored.m0 is None:
@@ -233,7 +236,8 @@ def requantize(
         else:
             m0, shifts = fixed_point_multipliers(sx, sw, sy, multiplier_bits, shift)
         if acc.ndim == 2 and requant_kernel.available():
-            fused = requant_kernel.requantize_fixed(acc, m0, shifts, rounding, zy, clamp)
+            fused = requant_kernel.requantize_fixed(acc, m0, shifts, rounding, zy, clamp,
+                                                    acc_range)
             if fused is not None:
                 return _fused(fused, acc.shape)
         r = multiply_shift(acc, m0[None, :], shifts[None, :], rounding)

@@ -128,6 +128,13 @@ class HullSummary:
         if tq.size > TILE_SCAN_MAX_FRACTION * self.tile_lo.size:
             return None
         n = exact.shape[1]
+        if numba_enabled() and pos_ub.dtype.kind in "iu" and exact.flags.c_contiguous and \
+                pos_ub.flags.c_contiguous:  # the bench's layer 1: 760 tiles, 4 ms -> 0.3
+            qs = np.empty(tq.size * HULL_TILE, dtype=np.int64)
+            js = np.empty_like(qs)
+            f = _tile_pairs()(exact, pos_ub, tq.astype(np.int64), tt.astype(np.int64),
+                              np.int64(lo), np.int64(hi), qs, js)
+            return qs[:f], js[:f]
         cols = tt[:, None] * HULL_TILE + np.arange(HULL_TILE)[None, :]  # (F, TILE)
         inside = cols < n
         cols = np.minimum(cols, n - 1)
@@ -478,3 +485,30 @@ def _finish() -> object:
 
         _NB["finish"] = serialized(finish)
     return _NB["finish"]  # type: ignore[return-value]
+
+
+def _tile_pairs() -> object:
+    """Compiled scan of the tiles (tq, tt) of :meth:`HullSummary.open_pairs` (in their
+    row-major order): writes the pairs whose [S - U, U] leaves [lo, hi] into qs / js and
+    returns their count; int64 compares (|S|, U < 2**31)."""
+    if "tile_pairs" not in _NB:
+        import numba
+
+        tile = HULL_TILE
+
+        @numba.njit(cache=True, nogil=True)
+        def tile_pairs(exact, pos_ub, tq, tt, lo, hi, qs, js):  # pragma: no cover - compiled
+            n = exact.shape[1]
+            f = 0
+            for i in range(tq.size):
+                q = tq[i]
+                for j in range(tt[i] * tile, min(n, tt[i] * tile + tile)):
+                    u = np.int64(pos_ub[q, j])
+                    if exact[q, j] - u < lo or u > hi:
+                        qs[f] = q
+                        js[f] = j
+                        f += 1
+            return f
+
+        _NB["tile_pairs"] = tile_pairs
+    return _NB["tile_pairs"]
