@@ -79,6 +79,12 @@ def _session(b_u8_t: np.ndarray, bzp: int) -> Any:
     return _make_session(np.ascontiguousarray(b_u8_t.T), bzp)
 
 
+def session_for(b_u8_t: np.ndarray, bzp: int) -> Any:
+    """A session computing (A - a_zp) @ (``b_u8_t`` - bzp).T for A uint8 (Q, K) (run it
+    with :func:`run_into`); ``b_u8_t`` uint8 (N, K), K <= K_MAX."""
+    return _session(b_u8_t, bzp)
+
+
 def batched_session(b_u8: np.ndarray, bzp: int) -> Any:
     """A session for batched products: A uint8 (C, Q, K) against ``b_u8`` (C, K, N) ->
     int32 (C, Q, N), zero points as in :func:`_session` (run it with :func:`run_batched`)."""
@@ -119,6 +125,17 @@ def _make_session(b: np.ndarray, bzp: int) -> Any:
 
 def _run(sess: Any, a_u8: np.ndarray, azp: int) -> np.ndarray:
     return sess.run(None, {"A": a_u8, "a_zp": np.array(azp, dtype=np.uint8)})[0]
+
+
+def run_into(sess: Any, a_u8: np.ndarray, azp: int, out: np.ndarray) -> None:
+    """:func:`_run` writing int32 ``out`` (C-ordered, the product's shape) in place (ONNX
+    Runtime's I/O binding: no result array to copy)."""
+    assert out.dtype == np.int32 and out.flags.c_contiguous
+    io = sess.io_binding()
+    io.bind_cpu_input("A", np.ascontiguousarray(a_u8))
+    io.bind_cpu_input("a_zp", np.array(azp, dtype=np.uint8))
+    io.bind_output("Y", "cpu", 0, np.int32, list(out.shape), out.ctypes.data)
+    sess.run_with_iobinding(io)
 
 
 def _self_test() -> str:

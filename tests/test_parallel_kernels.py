@@ -141,7 +141,7 @@ def test_cached_kernels_close_over_no_dispatcher() -> None:
 
     kernels = [chunk_stepper._compile(), tile_stepper._compile(), wrap_stream._compile(),
                *pre_add_kernel._compile()]
-    for make in (prefix_screen._prefix_pass, prefix_screen._pair_bounds,
+    for make in (prefix_screen._screen_pass, prefix_screen._pair_bounds,
                  prefix_screen._chunk_extremes, prefix_screen._prefix_range,
                  prefix_screen._separable_open, requant_kernel._kernel,
                  sign_split._pos_dots, sign_split._open_pairs, sign_split._finish):

@@ -200,6 +200,68 @@ def test_exact_headroom_equals_stepwise(seed: int, monkeypatch: pytest.MonkeyPat
     assert outcomes, "the screen was not consulted"
 
 
+@pytest.mark.parametrize("seed", range(16))
+def test_ort_screen_of_nonnegative_inputs_equals_stepwise(seed: int,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ONNX Runtime, inputs x' >= 0 (zx = 0, the feature layer) take the chunk-prefix
+    screen too (acc_screened._ort_screen), in few chunks (SCREEN_ELEMENTS) and with one
+    session per chunk (BATCHED_MAX = 0) or one batched call: min_safe_acc_bits, the
+    partial-sum range and every output equal the stepwise engine's."""
+    if not kernels_ort.available():
+        pytest.skip(f"onnxruntime: {kernels_ort.why_unavailable()}")
+    outcomes = _settle_outcomes(monkeypatch)
+    monkeypatch.setattr(kernels, "ORT_MIN_PRODUCTS", 0)
+    monkeypatch.setenv("HWSIM_MATMUL", "auto")
+    if seed % 2:
+        monkeypatch.setattr(prefix_screen, "BATCHED_MAX", 0)
+    if seed % 3:
+        monkeypatch.setattr(prefix_screen, "SCREEN_ELEMENTS", _chunk_budget(seed))
+    rng = np.random.default_rng(9_000 + seed)
+    k, n1, places = int(rng.integers(20, 200)), int(rng.integers(4, 60)), int(rng.integers(2, 9))
+    net = bench_network(k, n1, places, seed=seed)
+    x = bench_inputs(int(rng.integers(3, 30)), k, seed=seed)
+    sets = [f"accumulator.adder_tree_width={int(rng.choice([1, 2, 4]))}"]
+    if seed % 4 == 1:
+        sets.append("schedule.mode=event_driven")
+    cfg = load_config("pytorch_fbgemm" if seed % 4 < 2 else "int8_fixed_point", sets)
+    fast, step = simulate(net, cfg, x), simulate_stepwise(net, cfg, x)
+    diffs = compare_with_fast(fast, step)
+    assert not diffs, f"seed {seed} {sets}: " + "; ".join(diffs[:6])
+    assert len(outcomes) == 2, "the screen did not take both layers"
+
+
+def _chunk_budget(seed: int) -> int:
+    """A chunk-sum budget (prefix_screen.SCREEN_ELEMENTS) of a few chunks for the feature
+    layers above (at most 30 queries x 60 neurons): 2 or more, 5 or more."""
+    return 2 * 30 * 60 if seed % 3 == 1 else 5 * 30 * 60
+
+
+@pytest.mark.parametrize("batched_max", [0, 1 << 40])
+def test_ort_chunk_sums_are_exact(batched_max: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chunk sums from one batched ONNX Runtime call and from one session per chunk
+    (written in place by I/O binding) equal float64 products chunk by chunk, for x' of
+    either sign, a short last chunk and blocks of queries."""
+    if not kernels_ort.available():
+        pytest.skip(f"onnxruntime: {kernels_ort.why_unavailable()}")
+    monkeypatch.setattr(kernels, "ORT_MIN_PRODUCTS", 0)
+    monkeypatch.setenv("HWSIM_MATMUL", "auto")
+    monkeypatch.setattr(prefix_screen, "BATCHED_MAX", batched_max)
+    rng = np.random.default_rng(17)
+    for lo, hi in ((0, 256), (-255, 1), (-100, 150)):
+        q, k, n = 9, 301, 13
+        ox = rng.integers(lo, hi, (q, k)).astype(np.int16)
+        ow = rng.integers(-128, 128, (n, k)).astype(np.int8)
+        edges = prefix_screen._chunk_edges(k, 4)
+        xr, wr = _ranges(ox, ow)
+        sums = prefix_screen._ort_chunk_sums(ox, ow, xr, wr, edges, {})
+        assert sums is not None
+        got = sums(2, 8)
+        for c in range(edges.size - 1):
+            a, b = int(edges[c]), int(edges[c + 1])
+            want = ox[2:8, a:b].astype(np.float64) @ ow[:, a:b].T.astype(np.float64)
+            assert got.dtype == np.int32 and np.array_equal(got[c], want), (lo, c)
+
+
 def test_screen_settles_a_bench_shaped_output_layer(monkeypatch: pytest.MonkeyPatch) -> None:
     """The screen settles the output layer of a bench-shaped net (x' <= 0) and the result
     equals the stepwise engine's (handing a layer on is pinned down by the edge test below)."""

@@ -141,16 +141,19 @@ def prefix_bounds(
     # the prefixes in int32 when they stay below 2**31 (ONNX Runtime's int32 chunk sums: twice
     # the lanes per vector, 9 -> 6 ms for the bench's output layer)
     small = ort_sums is not None and k * xmag * wmag < 1 << 31
-    acc = np.empty((q_count, n), dtype=np.int32 if small else np.float64)
-    pmax = np.empty_like(acc)
-    pmin = np.empty_like(acc)
-    c_count = edges.size - 1
+    work = np.int32 if small else np.float64
     compiled = numba_enabled()
+    acc = np.empty((q_count, n), dtype=np.int64 if compiled else work)
+    if not compiled:
+        pmax = np.empty_like(acc)
+        pmin = np.empty_like(acc)
+    c_count = edges.size - 1
     xpm, xnm = xpos.max(axis=1), xneg.max(axis=1)
     wpm, wnm = wpos.max(axis=0), wneg.max(axis=0)
     seen = (0, 0)  # (min(sums, 0), max(sums, 0)) of the blocks so far
     listed: list[tuple[np.ndarray, ...]] = []
-    qb = max(1, min(q_count, BUFFER_BYTES // max(1, c_count * n * np.dtype(dt).itemsize)))
+    item = 4 if ort_sums is not None else np.dtype(dt).itemsize
+    qb = max(1, min(q_count, BUFFER_BYTES // max(1, c_count * n * item)))
     buf = np.empty((c_count, min(qb, q_count), n), dtype=dt) if xf is not None else None
     for q0 in range(0, q_count, qb):
         q1 = min(q_count, q0 + qb)
@@ -163,14 +166,26 @@ def prefix_bounds(
                 np.matmul(xf[q0:q1, a:b], wt[a:b], out=buf[c, : q1 - q0])
             sums = buf[:, : q1 - q0]
         blk = slice(q0, q1)
-        (_prefix_pass() if compiled else _prefix_pass_numpy)(sums, acc[blk], pmax[blk], pmin[blk])
-        seen = (min(seen[0], float(acc[blk].min())), max(seen[1], float(acc[blk].max())))
+        if compiled:  # final sums, their range and per-tile separable bounds in one pass
+            tiles = -(-n // SCREEN_TILE)
+            rows = np.empty((2, q1 - q0))
+            top = np.empty((q1 - q0, tiles))
+            bottom = np.empty((q1 - q0, tiles))
+            _screen_pass()(sums, np.zeros(n, dtype=work), xpm[blk], xnm[blk], wpm, wnm,
+                           acc[blk], rows, top, bottom)
+            lo_b, hi_b = float(rows[0].min()), float(rows[1].max())
+        else:
+            _prefix_pass_numpy(sums, acc[blk], pmax[blk], pmin[blk])
+            lo_b, hi_b = float(acc[blk].min()), float(acc[blk].max())
+        seen = (min(seen[0], lo_b), max(seen[1], hi_b))
         reg = Register(bits_for_range(int(seen[0]), int(seen[1])), True)
         if every_pair:
             bq, bj = np.divmod(np.arange((q1 - q0) * n, dtype=np.int64), n)
+        elif compiled:  # every pair of the tiles whose bounds leave the register
+            bq, bj = _tile_pairs(top > reg.max, bottom < reg.min, n)
         else:
             bq, bj = separable_open(pmax[blk], pmin[blk], acc[blk], xpm[blk], xnm[blk], wpm,
-                                    wnm, reg.min, reg.max, compiled)
+                                    wnm, reg.min, reg.max, False)
         lo = np.empty(bq.size)
         hi = np.empty(bq.size)
         if bq.size:
@@ -183,8 +198,32 @@ def prefix_bounds(
         listed.append((bq.astype(np.int64) + q0, bj.astype(np.int64), lo, hi))
     qs, js, lo, hi = (np.concatenate([part[i] for part in listed]) if listed else none
                       for i in range(4))
-    return PrefixBounds(acc.astype(np.int64), qs, js, lo.astype(np.float64),
+    return PrefixBounds(acc.astype(np.int64, copy=False), qs, js, lo.astype(np.float64),
                         hi.astype(np.float64))
+
+
+SCREEN_TILE = 64  # neurons per tile of the compiled pass's separable bounds
+
+
+def _tile_pairs(high: np.ndarray, low: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(qs, js) int64, row-major: every pair of the tiles flagged in ``high`` or ``low``
+    (m, tiles) of :func:`_screen_pass` (a superset of the pairs the separable test leaves;
+    the exact chunk bounds decide)."""
+    tq, tt = np.nonzero(high | low)
+    cols = tt[:, None] * SCREEN_TILE + np.arange(SCREEN_TILE)[None, :]
+    inside = cols < n
+    rows = np.broadcast_to(tq[:, None], cols.shape)
+    return rows[inside].astype(np.int64), cols[inside].astype(np.int64)
+
+
+def screen_chunks(q: int, n: int) -> int:
+    """The chunk count for a (q, n) layer: SCREEN_CHUNKS while its int32 chunk sums fit
+    SCREEN_ELEMENTS, fewer (at least 2) for layers with many pairs (the bench's feature
+    layer: 2 chunks for 3.1 M pairs)."""
+    return max(2, min(SCREEN_CHUNKS, SCREEN_ELEMENTS // max(1, q * n)))
+
+
+SCREEN_ELEMENTS = 1 << 23  # chunk sums per screen (32 MB in int32)
 
 
 BUFFER_BYTES = 48 << 20  # chunk sums held at once (per block of queries; blocks of
@@ -233,12 +272,16 @@ def _chunk_extremes() -> object:
 
 def _ort_chunk_sums(ox: np.ndarray, ow: np.ndarray, xr: tuple[int, int], wr: tuple[int, int],
                     edges: np.ndarray, cache: dict | None) -> Callable | None:
-    """``sums(q0, q1)`` -> int32 (C, q1 - q0, N) exact chunk sums of queries [q0, q1) from
-    one batched ONNX Runtime uint8 product per call (read-only weights whose session is
-    kept, operands with uint8 zero points), or None (then the float BLAS chunks run).
+    """``sums(q0, q1)`` -> int32 (C, q1 - q0, N) exact chunk sums of queries [q0, q1) through
+    ONNX Runtime's uint8 product (read-only weights whose sessions are kept, operands with
+    uint8 zero points), or None (then the float BLAS chunks run).
 
-    The K-chunks of ``edges`` are padded to one length cs with zero-valued entries (a'' = 0,
-    b'' = 0), so x' (Q, C cs) -> (C, Q, cs) against w'^T (C, cs, N)."""
+    Small weights (N K < BATCHED_MAX): one batched call, the K-chunks of ``edges`` padded to
+    one length cs with zero-valued entries (a'' = 0, b'' = 0), so x' (Q, C cs) -> (C, Q, cs)
+    against w'^T (C, cs, N); it packs its 3-D weight on every call, cheap for them (the
+    bench's output layer: 14 ms against 18-19 for one session per chunk). Larger ones: one
+    session per chunk (weights packed once), each writing its slice of the result in place
+    (the bench's feature layer in 2 chunks: ~the time of its one product)."""
     from .. import kernels, kernels_ort
 
     q_count, k = ox.shape
@@ -251,6 +294,8 @@ def _ort_chunk_sums(ox: np.ndarray, ow: np.ndarray, xr: tuple[int, int], wr: tup
     cs = int(np.diff(edges).max(initial=1))
     if cs > kernels_ort.K_MAX or np.any(np.diff(edges)[:-1] != cs):
         return None
+    if n * k >= BATCHED_MAX:
+        return _ort_chunk_sessions(ox, ow, azp, bzp, edges, cache)
     key = ("prefix_screen_ort", c_count, cs, bzp)
     if key not in cache:
         wpad = np.full((n, c_count * cs), bzp, dtype=np.uint8)
@@ -264,6 +309,33 @@ def _ort_chunk_sums(ox: np.ndarray, ow: np.ndarray, xr: tuple[int, int], wr: tup
         np.add(ox[q0:q1], azp, out=apad[:, :k], dtype=np.int16, casting="unsafe")
         a3 = np.ascontiguousarray(apad.reshape(q1 - q0, c_count, cs).transpose(1, 0, 2))
         return kernels_ort.run_batched(sess, a3, azp)
+
+    return sums
+
+
+BATCHED_MAX = 1 << 23  # weights (N K) from which each chunk gets its own session
+
+
+def _ort_chunk_sessions(ox: np.ndarray, ow: np.ndarray, azp: int, bzp: int,
+                        edges: np.ndarray, cache: dict) -> Callable:
+    """:func:`_ort_chunk_sums` with one ONNX Runtime session per K-chunk."""
+    from .. import kernels_ort
+
+    n = ow.shape[0]
+    bounds = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    key = ("prefix_screen_ort_chunks", tuple(bounds), bzp)
+    if key not in cache:
+        cache[key] = [kernels_ort.session_for(
+            np.add(ow[:, a:b], bzp, dtype=np.uint8, casting="unsafe"), bzp)
+            for a, b in bounds]
+    sessions = cache[key]
+
+    def sums(q0: int, q1: int) -> np.ndarray:
+        out = np.empty((len(bounds), q1 - q0, n), dtype=np.int32)
+        a_u8 = np.add(ox[q0:q1], azp, dtype=np.uint8, casting="unsafe")  # mod 256: exact
+        for c, (a, b) in enumerate(bounds):
+            kernels_ort.run_into(sessions[c], a_u8[:, a:b], azp, out[c])
+        return out
 
     return sums
 
@@ -361,12 +433,13 @@ def _pair_bounds_numpy(sums: np.ndarray, xpos: np.ndarray, xneg: np.ndarray, wpo
         p = end
 
 
-def _prefix_pass() -> object:
-    """:func:`_prefix_pass_numpy` compiled: parallel over query rows, each row's state in
-    cache; max / min double-buffered (written to a second row, then swapped): updated in
-    place, LLVM turned them into masked stores (vmaskmovpd), ~2.5x slower on this AMD host."""
+def _prefix_row_kernel() -> object:
+    """The compiled row step of :func:`_screen_pass`: hi2 / lo2 = max / min(hi / lo, p),
+    then p += s; max / min double-buffered (written to a second row, then swapped): updated
+    in place, LLVM turned them into masked stores (vmaskmovpd), ~2.5x slower on this AMD
+    host."""
     global _prefix_row  # a global, not a closure cell: see tile_stepper
-    if "pass" not in _NB:
+    if "row" not in _NB:
         import numba
 
         @numba.njit(cache=True, nogil=True, fastmath=True)
@@ -379,25 +452,65 @@ def _prefix_pass() -> object:
                 lo2[j] = v if v < b else b
                 p[j] = v + s[j]
 
-        @numba.njit(cache=True, nogil=True, parallel=True)
-        def prefix_pass(sums, acc, pmax, pmin):  # pragma: no cover - compiled
+        _NB["row"] = _prefix_row
+    return _NB["row"]
+
+
+def _screen_pass() -> object:
+    """Compiled :func:`_prefix_pass_numpy` and :func:`separable_open` in one pass, parallel
+    over query rows: the chunk prefixes run in ``proto``'s dtype (int32 when every prefix
+    fits, else float64); then per pair the separable bounds top / bottom of
+    :func:`separable_open`, kept per tile of SCREEN_TILE neurons as max(top) / min(bottom)
+    (m, tiles), the final sums written to int64 ``acc`` and their min / max per row to
+    ``rows`` (2, m). No (m, N) prefix arrays: the exact chunk bounds of the pairs in tiles
+    that leave the register come from the chunk sums."""
+    if "screen" not in _NB:
+        import numba
+
+        _prefix_row_kernel()
+        tile = SCREEN_TILE
+
+        @numba.njit(cache=True, nogil=True, parallel=True, fastmath=True)
+        def screen(sums, proto, xpm, xnm, wpm, wnm, acc, rows, top,
+                   bottom):  # pragma: no cover - compiled
             c_count, m, n = sums.shape
             for q in numba.prange(m):
-                p = sums[0, q].astype(acc.dtype)  # P(a_1)
+                p = np.empty_like(proto)
+                for j in range(n):
+                    p[j] = sums[0, q, j]  # P(a_1)
                 h = p.copy()
                 lo = p.copy()
-                h2 = np.empty_like(acc[q])
-                lo2 = np.empty_like(acc[q])
+                h2 = np.empty_like(proto)
+                lo2 = np.empty_like(proto)
                 for c in range(1, c_count):
                     _prefix_row(p, h, lo, h2, lo2, sums[c, q])
                     h, h2 = h2, h
                     lo, lo2 = lo2, lo
-                acc[q] = p
-                pmax[q] = h
-                pmin[q] = lo
+                xp = xpm[q]
+                xn = xnm[q]
+                rlo = np.inf
+                rhi = -np.inf
+                for t in range(top.shape[1]):
+                    tt = -np.inf
+                    tb = np.inf
+                    for j in range(t * tile, min(n, t * tile + tile)):
+                        s = np.float64(p[j])
+                        mx = np.float64(h[j])
+                        mn = np.float64(lo[j])
+                        up = xp * wpm[j] + xn * wnm[j]
+                        down = xp * wnm[j] + xn * wpm[j]
+                        tt = max(tt, min(max(mx, 0.0) + up, max(mx, s) + down))
+                        tb = min(tb, max(min(mn, 0.0) - down, min(mn, s) - up))
+                        rlo = min(rlo, s)
+                        rhi = max(rhi, s)
+                        acc[q, j] = np.int64(p[j])
+                    top[q, t] = tt
+                    bottom[q, t] = tb
+                rows[0, q] = rlo
+                rows[1, q] = rhi
 
-        _NB["pass"] = serialized(prefix_pass)
-    return _NB["pass"]
+        _NB["screen"] = serialized(screen)
+    return _NB["screen"]
 
 
 def _pair_bounds() -> object:
