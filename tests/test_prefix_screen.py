@@ -153,6 +153,27 @@ def test_bounds_are_the_chunk_prefix_bounds() -> None:
     assert few is not None and few.qs.tolist() == [0]  # 6 and -5 leave 3 bits [-4, 3]
 
 
+@pytest.mark.parametrize("numba_on", ["1", "0"])
+@pytest.mark.parametrize("side", ["top", "bottom"])
+def test_separable_bound_exact_at_the_edge(side: str, numba_on: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """x' = 1, three chunks of 2 inputs. top: weights 0 0 | 8 -1 | 0 -1 (prefixes 0 0 8 7
+    7 6; final 6: 4 bits, max 7): the separable bounds are exact here, top = min(max(M, 0) +
+    up, max(M, S) + down) = 7 + 1 = 8 (M = 7, the inner prefix P(a_2)), one past the width,
+    and bottom stays inside, so the pair must be listed; bottom: 0 0 | -9 1 | 0 1 (a prefix
+    at -9, under the 4-bit min), mirrored. An inner prefix max / min off by one drops it."""
+    monkeypatch.setenv("HWSIM_NUMBA", numba_on)
+    row = [0, 0, 8, -1, 0, -1] if side == "top" else [0, 0, -9, 1, 0, 1]
+    ow = np.array([row], dtype=np.int8)
+    ox = np.ones((1, 6), dtype=np.int16)
+    pb = prefix_screen.prefix_bounds(ox, ow, (0, 1), (-9, 8), None, 3)
+    assert pb is not None and pb.qs.tolist() == [0] and pb.js.tolist() == [0]
+    if side == "top":
+        assert pb.hi.tolist() == [8.0]
+    else:
+        assert pb.lo.tolist() == [-9.0]
+
+
 def test_exact_prefix_range_equals_a_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(11)
     ox, ow = rng.integers(-200, 200, (5, 37)), rng.integers(-128, 128, (4, 37))
