@@ -131,6 +131,7 @@ def test_cached_kernels_close_over_no_dispatcher() -> None:
 
     from simulator.units import (
         chunk_stepper,
+        chunk_sums,
         pre_add_kernel,
         prefix_screen,
         requant_kernel,
@@ -141,9 +142,9 @@ def test_cached_kernels_close_over_no_dispatcher() -> None:
 
     kernels = [chunk_stepper._compile(), tile_stepper._compile(), wrap_stream._compile(),
                *pre_add_kernel._compile()]
-    for make in (prefix_screen._screen_pass, prefix_screen._pair_bounds,
-                 prefix_screen._chunk_extremes, prefix_screen._prefix_range,
-                 prefix_screen._separable_open, requant_kernel._kernel,
+    for make in (prefix_screen._screen_pass, prefix_screen._tile_open, prefix_screen._pair_bounds,
+                 chunk_sums._chunk_extremes, prefix_screen._prefix_range,
+                 requant_kernel._kernel,
                  sign_split._pos_dots, sign_split._open_pairs, sign_split._finish):
         locked = make()
         kernels.append(next(c.cell_contents for c in locked.__closure__

@@ -14,7 +14,7 @@ from simulator.config import load_config
 from simulator.engine import simulate
 from simulator.engine.stepwise import compare_with_fast, simulate_stepwise
 from simulator.fixedpoint import Register
-from simulator.units import acc_screened, chunk_stepper, prefix_screen
+from simulator.units import acc_screened, chunk_stepper, chunk_sums, prefix_screen
 from simulator.units.accumulator import bits_for_range, range_of
 
 
@@ -122,7 +122,7 @@ def test_bounds_hold_for_every_prefix(seed: int, monkeypatch: pytest.MonkeyPatch
             reg = Register(bits_for_range(*range_of(pb.sums)), True)
             assert (listed >= ((lo < reg.min) | (hi > reg.max))).all()
         fits = kernels_ort.zero_point(*xr) is not None and kernels_ort.zero_point(*wr) is not None
-        edges = prefix_screen._chunk_edges(ox.shape[1], chunks)
+        edges = chunk_sums.chunk_edges(ox.shape[1], chunks)
         equal = bool(np.all(np.diff(edges)[:-1] == np.diff(edges).max(initial=1)))
         assert bool(ran) == (fits and equal and ox.size > 0 and ow.size > 0)
 
@@ -234,7 +234,7 @@ def test_ort_screen_of_nonnegative_inputs_equals_stepwise(seed: int,
     monkeypatch.setattr(kernels, "ORT_MIN_PRODUCTS", 0)
     monkeypatch.setenv("HWSIM_MATMUL", "auto")
     if seed % 2:
-        monkeypatch.setattr(prefix_screen, "BATCHED_MAX", 0)
+        monkeypatch.setattr(chunk_sums, "BATCHED_MAX", 0)
     if seed % 3:
         monkeypatch.setattr(prefix_screen, "SCREEN_ELEMENTS", _chunk_budget(seed))
     rng = np.random.default_rng(9_000 + seed)
@@ -266,15 +266,15 @@ def test_ort_chunk_sums_are_exact(batched_max: int, monkeypatch: pytest.MonkeyPa
         pytest.skip(f"onnxruntime: {kernels_ort.why_unavailable()}")
     monkeypatch.setattr(kernels, "ORT_MIN_PRODUCTS", 0)
     monkeypatch.setenv("HWSIM_MATMUL", "auto")
-    monkeypatch.setattr(prefix_screen, "BATCHED_MAX", batched_max)
+    monkeypatch.setattr(chunk_sums, "BATCHED_MAX", batched_max)
     rng = np.random.default_rng(17)
     for lo, hi in ((0, 256), (-255, 1), (-100, 150)):
         q, k, n = 9, 301, 13
         ox = rng.integers(lo, hi, (q, k)).astype(np.int16)
         ow = rng.integers(-128, 128, (n, k)).astype(np.int8)
-        edges = prefix_screen._chunk_edges(k, 4)
+        edges = chunk_sums.chunk_edges(k, 4)
         xr, wr = _ranges(ox, ow)
-        sums = prefix_screen._ort_chunk_sums(ox, ow, xr, wr, edges, {})
+        sums = chunk_sums.ort_chunk_sums(ox, ow, xr, wr, edges, {})
         assert sums is not None
         got = sums(2, 8)
         for c in range(edges.size - 1):
