@@ -68,6 +68,8 @@ def test_bounds_hold_for_every_prefix(seed: int, monkeypatch: pytest.MonkeyPatch
     xr, wr = _ranges(ox, ow)
     chunks = int(rng.integers(1, 60))
     monkeypatch.setattr(prefix_screen, "BUFFER_BYTES", int(rng.integers(1, 1 << 16)))
+    # compiled: bounds per tile of neurons (then per pair of the flagged tiles) or per pair
+    monkeypatch.setattr(prefix_screen, "PER_PAIR_MAX", 0 if seed % 2 else 1 << 40)
     prefix = np.cumsum(ox.astype(np.int64)[:, None, :] * ow.astype(np.int64)[None], axis=2)
     got = []
     for numba_on in ("0", "1"):
@@ -81,6 +83,7 @@ def test_bounds_hold_for_every_prefix(seed: int, monkeypatch: pytest.MonkeyPatch
         few = prefix_screen.prefix_bounds(ox, ow, xr, wr, None, chunks)
         assert few is not None
         np.testing.assert_array_equal(few.sums, pb.sums)
+        assert pb.sums_range == few.sums_range == range_of(pb.sums)
         reg = Register(bits_for_range(*range_of(pb.sums)), True)
         out = (lo < reg.min) | (hi > reg.max)
         listed = np.zeros(out.shape, dtype=bool)
@@ -153,9 +156,10 @@ def test_bounds_are_the_chunk_prefix_bounds() -> None:
     assert few is not None and few.qs.tolist() == [0]  # 6 and -5 leave 3 bits [-4, 3]
 
 
+@pytest.mark.parametrize("per_pair_max", [0, 1 << 40])
 @pytest.mark.parametrize("numba_on", ["1", "0"])
 @pytest.mark.parametrize("side", ["top", "bottom"])
-def test_separable_bound_exact_at_the_edge(side: str, numba_on: str,
+def test_separable_bound_exact_at_the_edge(side: str, numba_on: str, per_pair_max: int,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """x' = 1, three chunks of 2 inputs. top: weights 0 0 | 8 -1 | 0 -1 (prefixes 0 0 8 7
     7 6; final 6: 4 bits, max 7): the separable bounds are exact here, top = min(max(M, 0) +
@@ -163,6 +167,7 @@ def test_separable_bound_exact_at_the_edge(side: str, numba_on: str,
     and bottom stays inside, so the pair must be listed; bottom: 0 0 | -9 1 | 0 1 (a prefix
     at -9, under the 4-bit min), mirrored. An inner prefix max / min off by one drops it."""
     monkeypatch.setenv("HWSIM_NUMBA", numba_on)
+    monkeypatch.setattr(prefix_screen, "PER_PAIR_MAX", per_pair_max)
     row = [0, 0, 8, -1, 0, -1] if side == "top" else [0, 0, -9, 1, 0, 1]
     ow = np.array([row], dtype=np.int8)
     ox = np.ones((1, 6), dtype=np.int16)

@@ -111,6 +111,8 @@ def accumulate_screened(
         return total, stats
     if split is not None and split.summary is not None:  # found with the sums
         lo_known, hi_known = min(split.summary.s_range[0], 0), max(split.summary.s_range[1], 0)
+    elif screen is not None:
+        lo_known, hi_known = screen.sums_range
     else:
         lo_known, hi_known = range_of(total)
     stats.max_abs_acc = max(-lo_known, hi_known)

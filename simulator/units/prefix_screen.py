@@ -76,6 +76,7 @@ class PrefixBounds:
     js: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
+    sums_range: tuple[int, int] = (0, 0)  # (min(sums, 0), max(sums, 0))
 
 
 def prefix_bounds(
@@ -150,13 +151,14 @@ def prefix_bounds(
                 np.matmul(xf[q0:q1, a:b], wt[a:b], out=buf[c, : q1 - q0])
             sums = buf[:, : q1 - q0]
         blk = slice(q0, q1)
-        if compiled:  # final sums, their range and per-tile separable bounds in one pass
-            tiles = -(-n // SCREEN_TILE)
+        per_pair = (q1 - q0) * n <= PER_PAIR_MAX
+        if compiled:  # final sums, their range and separable bounds in one pass
             rows = np.empty((2, q1 - q0))
-            top = np.empty((q1 - q0, tiles))
-            bottom = np.empty((q1 - q0, tiles))
-            _screen_pass()(sums, np.zeros(n, dtype=work), xpm[blk], xnm[blk], wpt, wnt,
-                           acc[blk], rows, top, bottom)
+            top = np.empty((q1 - q0, n if per_pair else -(-n // SCREEN_TILE)))
+            bottom = np.empty_like(top)
+            _screen_pass()(sums, np.zeros(n, dtype=work), xpm[blk], xnm[blk],
+                           (wpm, wnm) if per_pair else (wpt, wnt), per_pair, acc[blk], rows,
+                           top, bottom)
             lo_b, hi_b = float(rows[0].min()), float(rows[1].max())
         else:
             _prefix_pass_numpy(sums, acc[blk], pmax[blk], pmin[blk])
@@ -165,6 +167,9 @@ def prefix_bounds(
         reg = Register(bits_for_range(int(seen[0]), int(seen[1])), True)
         if every_pair:
             bq, bj = np.divmod(np.arange((q1 - q0) * n, dtype=np.int64), n)
+        elif compiled and per_pair:
+            bq, bj = (v.astype(np.int64) for v in np.nonzero((top > reg.max) |
+                                                              (bottom < reg.min)))
         elif compiled:  # the pairs of flagged tiles whose own separable bounds leave reg
             bq, bj = _open_in_tiles(sums, (top > reg.max) | (bottom < reg.min), work,
                                     (xpm[blk], xnm[blk], wpm, wnm), reg)
@@ -184,11 +189,13 @@ def prefix_bounds(
     qs, js, lo, hi = (np.concatenate([part[i] for part in listed]) if listed else none
                       for i in range(4))
     return PrefixBounds(acc.astype(np.int64, copy=False), qs, js, lo.astype(np.float64),
-                        hi.astype(np.float64))
+                        hi.astype(np.float64), (int(seen[0]), int(seen[1])))
 
 
 SCREEN_TILE = 64  # neurons per tile of the compiled pass: 2.0 / 1.5 ms for the bench's
 # feature / output layer (16: 3.9 / 7.1 ms, though fewer pairs flagged for _tile_open)
+PER_PAIR_MAX = 1 << 20  # pairs of a block up to which the pass bounds each pair on its own
+# (the output layer's 250,000: +~1 ms; tiles flagged half of them, ~3.5 ms in _tile_open)
 
 
 def _open_in_tiles(sums: np.ndarray, flagged: np.ndarray, work: type,
@@ -274,28 +281,34 @@ def _pair_bounds_numpy(sums: np.ndarray, xpos: np.ndarray, xneg: np.ndarray, wpo
 
 
 def _screen_pass() -> object:
-    """Compiled :func:`_prefix_pass_numpy` and a tile-wise :func:`separable_open` in one
-    pass, parallel over query rows, tile by tile of SCREEN_TILE neurons (the tile's prefixes
-    stay in three small arrays of ``proto``'s dtype: int32 when every prefix fits, else
-    float64). Per tile it keeps the max / min of the inner prefixes M / m and of the final
-    sums S, and bounds every pair of the tile: top = min(max(M, 0) + up, max(M, S) + down)
-    and bottom likewise (:func:`separable_open`), with ``wpt`` / ``wnt`` (tiles,) the tile's
-    largest w'+ / w'- chunk sums in up / down; each term only grows, so these bound every
-    pair's own. Writes top / bottom (m, tiles), the final sums to int64 ``acc`` and their
-    min / max per row to ``rows`` (2, m). The loops are plain max / min / add of the prefix
-    dtype, which LLVM vectorises: 2.0 ms for the bench's feature layer (2 chunks, 500 x 6272
-    pairs) and 1.7 ms for its output layer (32 chunks, 500 x 500), where a pass over whole
-    rows with per-pair float64 bounds took 10 and 3.9 ms. No (m, N) prefix arrays: the exact
-    chunk bounds of the pairs in flagged tiles come from the chunk sums."""
+    """Compiled :func:`_prefix_pass_numpy` and :func:`separable_open` in one pass, parallel
+    over query rows, tile by tile of SCREEN_TILE neurons (the tile's prefixes stay in three
+    small arrays of ``proto``'s dtype: int32 when every prefix fits, else float64). Writes
+    the final sums to int64 ``acc`` and their min / max per row to ``rows`` (2, m), and the
+    separable bounds top = min(max(M, 0) + up, max(M, S) + down) and bottom likewise (M / m:
+    the inner prefixes' max / min, S the final sum):
+
+    * ``per_pair``: top / bottom (m, N) of every pair, ``wsep`` = (wpm, wnm) per neuron;
+    * else per tile, top / bottom (m, tiles): from the tile's max / min of M, m and S and
+      ``wsep`` = (wpt, wnt), the tile's largest w'+ / w'- chunk sums; each term only grows,
+      so these bound every pair's own (and :func:`_tile_open` gives the pairs of flagged
+      tiles their own).
+
+    The loops are plain max / min / add of the prefix dtype, which LLVM vectorises: 2.0 ms
+    for the bench's feature layer (2 chunks, 500 x 6272 pairs, per tile) and ~2.5 ms for its
+    output layer (32 chunks, 500 x 500, per pair), where a pass over whole rows with per-pair
+    float64 bounds took 10 and 3.9 ms. No (m, N) prefix arrays: the exact chunk bounds of
+    the pairs left come from the chunk sums."""
     if "screen" not in _NB:
         import numba
 
         tile = SCREEN_TILE
 
         @numba.njit(cache=True, nogil=True, parallel=True, fastmath=True)
-        def screen(sums, proto, xpm, xnm, wpt, wnt, acc, rows, top,
+        def screen(sums, proto, xpm, xnm, wsep, per_pair, acc, rows, top,
                    bottom):  # pragma: no cover - compiled
             c_count, m, n = sums.shape
+            wpt, wnt = wsep
             for q in numba.prange(m):
                 p = np.empty(tile, proto.dtype)
                 h = np.empty(tile, proto.dtype)
@@ -331,6 +344,18 @@ def _screen_pass() -> object:
                         sx = max(sx, v)
                         sn = min(sn, v)
                         acc[q, j0 + j] = np.int64(v)
+                    if per_pair:  # wsep = (wpm, wnm) per neuron: each pair's own bounds
+                        for j in range(w):
+                            up = xp * wpt[j0 + j] + xn * wnt[j0 + j]
+                            down = xp * wnt[j0 + j] + xn * wpt[j0 + j]
+                            sf = np.float64(p[j])
+                            fm = np.float64(h[j])
+                            fl = np.float64(lo[j])
+                            top[q, j0 + j] = min(max(fm, 0.0) + up, max(fm, sf) + down)
+                            bottom[q, j0 + j] = max(min(fl, 0.0) - down, min(fl, sf) - up)
+                        rlo = min(rlo, np.float64(sn))
+                        rhi = max(rhi, np.float64(sx))
+                        continue
                     up = xp * wpt[t] + xn * wnt[t]
                     down = xp * wnt[t] + xn * wpt[t]
                     fmx, fmn = np.float64(mx), np.float64(mn)
