@@ -2,12 +2,14 @@
 
 With offset operands and no pre-add, |every partial sum of (q, j)| <= min(sum_k |x'_qk| max|w'|,
 max|x'| sum_k |w'_jk|). When that fits the register, one exact matrix product settles the layer;
-when it also fits the width of the final sums, ``min_safe_acc_bits`` is exact too. Otherwise,
-for inputs x' >= 0 (zx = 0), the sign bounds of sign_split.py (a 4x shorter product, exact
-positive sums for the few pairs it leaves open) usually prove the final sums' width exact
-without the chunked path's absolute-sum product; with some x' < 0 (zx > 0, VPRTempo's
-output layer) the chunk-prefix bounds of prefix_screen.py do the same. Weight facts are
-computed once per (read-only) weight matrix.
+when it also fits the width of the final sums, ``min_safe_acc_bits`` is exact too. Otherwise
+the chunk-prefix bounds of prefix_screen.py (exact K-chunk sums, which add up to the exact
+product) usually prove the final sums' width exact without the chunked path's absolute-sum
+product: for every layer when ONNX Runtime sums the chunks (VPRTempo's feature layer in 2
+chunks, its output layer in 32). For inputs x' >= 0 (zx = 0) without ONNX Runtime, where
+BLAS would sum long chunks in float64, the sign bounds of sign_split.py do it instead (a
+4x shorter product, exact positive sums for the few pairs it leaves open). Weight facts
+are computed once per (read-only) weight matrix.
 """
 
 from __future__ import annotations
