@@ -43,6 +43,18 @@ def _same(a, b) -> bool:  # noqa: ANN001
             and a[2].first == b[2].first)
 
 
+def _assert_kernel_result(got: tuple, want: np.ndarray, clamp: tuple[int, int],
+                          case: int) -> None:
+    """A kernel's (codes, unclamped, low counts, high counts, first clamp) against the
+    unclamped values ``want`` computed by numpy."""
+    assert np.array_equal(got[1], want), case
+    assert np.array_equal(got[0], np.clip(want, *clamp)), case
+    assert np.array_equal(got[2], (want < clamp[0]).sum(axis=0)), case
+    assert np.array_equal(got[3], (want > clamp[1]).sum(axis=0)), case
+    outside = np.flatnonzero((want < clamp[0]) | (want > clamp[1]))
+    assert got[4] == (int(outside[0]) if outside.size else -1), case
+
+
 def test_fused_requantizer_equals_numpy(compiled: None, monkeypatch: pytest.MonkeyPatch) -> None:
     used = {"n": 0}
     for name in ("requantize_float32", "requantize_fixed"):
@@ -130,12 +142,7 @@ def test_half_even_int32_loop_equals_numpy(compiled: None,
         got = requant_kernel.requantize_fixed(acc, m0, shift, "half_even", zy, clamp)
         assert got is not None
         want = multiply_shift(acc, m0[None, :], shift[None, :], "half_even") + zy
-        assert np.array_equal(got[1], want), case
-        assert np.array_equal(got[0], np.clip(want, *clamp)), case
-        assert np.array_equal(got[2], (want < clamp[0]).sum(axis=0)), case
-        assert np.array_equal(got[3], (want > clamp[1]).sum(axis=0)), case
-        outside = np.flatnonzero((want < clamp[0]) | (want > clamp[1]))
-        assert got[4] == (int(outside[0]) if outside.size else -1), case
+        _assert_kernel_result(got, want, clamp, case)
 
 
 @pytest.mark.parametrize("kind", ["float32", "fixed", "half_even_int32"])
@@ -161,12 +168,7 @@ def test_rows_with_and_without_clamps(kind: str, compiled: None) -> None:
             got = requant_kernel.requantize_fixed(acc, m0, shift, mode, zy, clamp)
             assert got is not None
             want = multiply_shift(acc, m0[None, :], shift[None, :], mode) + zy
-        assert np.array_equal(got[1], want), case
-        assert np.array_equal(got[0], np.clip(want, *clamp)), case
-        assert np.array_equal(got[2], (want < clamp[0]).sum(axis=0)), case
-        assert np.array_equal(got[3], (want > clamp[1]).sum(axis=0)), case
-        outside = np.flatnonzero((want < clamp[0]) | (want > clamp[1]))
-        assert got[4] == (int(outside[0]) if outside.size else -1), case
+        _assert_kernel_result(got, want, clamp, case)
 
 
 def test_register_range_spares_the_scan(compiled: None, monkeypatch: pytest.MonkeyPatch) -> None:
