@@ -131,11 +131,14 @@ def run_into(sess: Any, a_u8: np.ndarray, azp: int, out: np.ndarray) -> None:
     """:func:`_run` writing int32 ``out`` (C-ordered, the product's shape) in place (ONNX
     Runtime's I/O binding: no result array to copy)."""
     assert out.dtype == np.int32 and out.flags.c_contiguous
+    a = np.ascontiguousarray(a_u8)  # bound inputs wrap these arrays' memory without holding
+    zp = np.array(azp, dtype=np.uint8)  # a reference: they must live until the run ends
     io = sess.io_binding()
-    io.bind_cpu_input("A", np.ascontiguousarray(a_u8))
-    io.bind_cpu_input("a_zp", np.array(azp, dtype=np.uint8))
+    io.bind_cpu_input("A", a)
+    io.bind_cpu_input("a_zp", zp)
     io.bind_output("Y", "cpu", 0, np.int32, list(out.shape), out.ctypes.data)
     sess.run_with_iobinding(io)
+    del a, zp
 
 
 def _self_test() -> str:
